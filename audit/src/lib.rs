@@ -1,0 +1,478 @@
+//! The tamper-evident audit log regulators verify offline (行为留痕、责任可究).
+//!
+//! An append-only file of entries, hashed into an RFC 9162 Merkle tree ([`merkle`]), with
+//! checkpoints in the C2SP signed-note format signed by the domain's Ed25519 key. An
+//! [`Export`] carries entries and a checkpoint; [`verify_export`] needs nothing but the export
+//! and the domain's public key.
+
+pub mod merkle;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+
+use crate::merkle::Hash;
+
+/// Why an audit operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The log's storage failed; the context says doing what.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The stored log or an export is inconsistent; the message says where.
+    #[error("audit log corrupt: {0}")]
+    Corrupt(String),
+    /// A signature does not verify under the given key.
+    #[error("invalid signature: {0}")]
+    InvalidSignature(String),
+    /// An argument or document is malformed.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> AuditError {
+    let context = context.into();
+    move |source| AuditError::Io { context, source }
+}
+
+/// One thing that happened: who did what to which object under which policy, the decision
+/// and the reason, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Milliseconds since the Unix epoch.
+    pub time_unix_ms: i64,
+    /// The acting organisation.
+    pub organisation: String,
+    /// The acting principal.
+    pub principal: String,
+    /// The principal's role.
+    pub role: String,
+    /// What was done, `noun.verb` (`scenario.approve`).
+    pub action: String,
+    /// Kind of the object acted on.
+    pub object_kind: String,
+    /// Its id.
+    pub object_id: String,
+    /// Its content hash, when it has one.
+    pub object_hash: Option<String>,
+    /// The grant the action ran under.
+    pub grant: Option<String>,
+    /// The decision (`approved`, `refused`, `blocked`, …).
+    pub decision: String,
+    /// Why, in words; never data values.
+    pub reason: String,
+}
+
+impl Entry {
+    /// The canonical encoding that is hashed: compact JSON with the fields in declaration
+    /// order (as above) and no whitespace, UTF-8. Documented in `docs/audit-format.md`.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes canonical bytes.
+    pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, AuditError> {
+        serde_json::from_slice(bytes).map_err(|error| AuditError::Corrupt(format!("entry is not canonical JSON: {error}")))
+    }
+}
+
+/// The domain's signing key, named as checkpoints name it.
+pub struct DomainSigner {
+    name: String,
+    key_pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for DomainSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DomainSigner").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl DomainSigner {
+    /// A signer from a PKCS#8 Ed25519 key.
+    pub fn from_pkcs8(name: &str, pkcs8: &[u8]) -> Result<Self, AuditError> {
+        if name.is_empty() || name.contains(char::is_whitespace) || name.contains('+') {
+            return Err(AuditError::InvalidInput(format!("key name \"{name}\" must be non-empty, without spaces or '+'")));
+        }
+        let key_pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| AuditError::InvalidInput("not a PKCS#8 Ed25519 key".into()))?;
+        Ok(Self { name: name.to_string(), key_pair })
+    }
+
+    /// A fresh PKCS#8 Ed25519 key.
+    pub fn generate_pkcs8() -> Result<Vec<u8>, AuditError> {
+        Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+            .map(|document| document.as_ref().to_vec())
+            .map_err(|_| AuditError::InvalidInput("could not generate a key".into()))
+    }
+
+    /// The raw 32-byte public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(self.key_pair.public_key().as_ref());
+        key
+    }
+
+    /// The key's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The signed-note key id: the first 4 bytes of SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key).
+pub fn key_id(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(name.as_bytes());
+    context.update(b"\n\x01");
+    context.update(public_key);
+    let digest = context.finish();
+    [digest.as_ref()[0], digest.as_ref()[1], digest.as_ref()[2], digest.as_ref()[3]]
+}
+
+/// A verified checkpoint: the log's origin, size and root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The log's origin line.
+    pub origin: String,
+    /// Entries in the tree.
+    pub size: u64,
+    /// The tree's root hash.
+    pub root: Hash,
+}
+
+/// Signs a checkpoint body as a C2SP signed note.
+pub fn sign_checkpoint(origin: &str, size: u64, root: &Hash, signer: &DomainSigner) -> String {
+    let body = format!("{origin}\n{size}\n{}\n", BASE64.encode(root));
+    let signature = signer.key_pair.sign(body.as_bytes());
+    let mut blob = key_id(&signer.name, &signer.public_key()).to_vec();
+    blob.extend_from_slice(signature.as_ref());
+    format!("{body}\n\u{2014} {} {}\n", signer.name, BASE64.encode(blob))
+}
+
+/// Verifies a signed checkpoint note against the key `key_name` / `public_key`.
+pub fn verify_checkpoint(note: &str, key_name: &str, public_key: &[u8; 32]) -> Result<Checkpoint, AuditError> {
+    let (body, signatures) = note.split_once("\n\n").ok_or_else(|| AuditError::InvalidInput("checkpoint has no signature block".into()))?;
+    let body = format!("{body}\n");
+    let wanted_id = key_id(key_name, public_key);
+    let mut verified = false;
+    for line in signatures.lines() {
+        let Some(rest) = line.strip_prefix("\u{2014} ") else { continue };
+        let Some((name, blob)) = rest.split_once(' ') else { continue };
+        if name != key_name {
+            continue;
+        }
+        let blob = BASE64.decode(blob).map_err(|_| AuditError::InvalidSignature("signature is not base64".into()))?;
+        if blob.len() != 68 || blob[..4] != wanted_id {
+            continue;
+        }
+        UnparsedPublicKey::new(&ED25519, public_key)
+            .verify(body.as_bytes(), &blob[4..])
+            .map_err(|_| AuditError::InvalidSignature(format!("checkpoint signature by \"{key_name}\" does not verify")))?;
+        verified = true;
+    }
+    if !verified {
+        return Err(AuditError::InvalidSignature(format!("no signature by \"{key_name}\" with the given key")));
+    }
+    let mut lines = body.lines();
+    let origin = lines.next().unwrap_or_default().to_string();
+    let size = lines.next().and_then(|size| size.parse().ok()).ok_or_else(|| AuditError::InvalidInput("checkpoint size is not a number".into()))?;
+    let root = lines
+        .next()
+        .and_then(|root| BASE64.decode(root).ok())
+        .and_then(|root| <[u8; 32]>::try_from(root).ok())
+        .ok_or_else(|| AuditError::InvalidInput("checkpoint root is not 32 base64 bytes".into()))?;
+    Ok(Checkpoint { origin, size, root })
+}
+
+/// An append-only log on disk. Records are `[u32 BE length][entry bytes][32-byte leaf hash]`.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    file: File,
+    origin: String,
+    leaves: Vec<Hash>,
+    offsets: Vec<u64>,
+    recovered_torn_bytes: u64,
+}
+
+impl AuditLog {
+    /// Opens or creates the log in `dir`. A torn final record (a crash mid-append) is cut and
+    /// counted in [`AuditLog::recovered_torn_bytes`]; damage before the final record is
+    /// corruption and an error.
+    pub fn open(dir: &Path, origin: &str) -> Result<Self, AuditError> {
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let path = dir.join("entries.log");
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io(format!("opening {}", path.display())))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io(format!("reading {}", path.display())))?;
+        let (mut leaves, mut offsets, mut position) = (Vec::new(), Vec::new(), 0usize);
+        let mut torn = 0u64;
+        while position < bytes.len() {
+            let record = parse_record(&bytes[position..]);
+            match record {
+                Some((length, leaf)) if merkle::leaf_hash(&bytes[position + 4..position + 4 + length]) == leaf => {
+                    offsets.push(position as u64);
+                    leaves.push(leaf);
+                    position += 4 + length + 32;
+                }
+                Some((length, _)) if position + 4 + length + 32 < bytes.len() => {
+                    return Err(AuditError::Corrupt(format!("entry {} at byte {position} does not match its hash", leaves.len())));
+                }
+                _ => {
+                    torn = (bytes.len() - position) as u64;
+                    break;
+                }
+            }
+        }
+        if torn > 0 {
+            file.set_len(position as u64).map_err(io("cutting a torn audit record"))?;
+            file.sync_all().map_err(io("syncing the audit log"))?;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io("seeking the audit log"))?;
+        Ok(Self { path, file, origin: origin.to_string(), leaves, offsets, recovered_torn_bytes: torn })
+    }
+
+    /// Bytes cut from a torn final record when the log was opened.
+    pub fn recovered_torn_bytes(&self) -> u64 {
+        self.recovered_torn_bytes
+    }
+
+    /// Appends an entry and syncs it to disk before returning its index.
+    pub fn append(&mut self, entry: &Entry) -> Result<u64, AuditError> {
+        let bytes = entry.canonical_bytes();
+        let length = u32::try_from(bytes.len()).map_err(|_| AuditError::InvalidInput("entry larger than 4 GiB".into()))?;
+        let leaf = merkle::leaf_hash(&bytes);
+        let mut record = Vec::with_capacity(bytes.len() + 36);
+        record.extend_from_slice(&length.to_be_bytes());
+        record.extend_from_slice(&bytes);
+        record.extend_from_slice(&leaf);
+        let offset = self.file.seek(SeekFrom::End(0)).map_err(io("seeking the audit log"))?;
+        self.file.write_all(&record).map_err(io(format!("appending to {}", self.path.display())))?;
+        self.file.sync_data().map_err(io("syncing the audit log"))?;
+        self.offsets.push(offset);
+        self.leaves.push(leaf);
+        Ok(self.leaves.len() as u64 - 1)
+    }
+
+    /// Entries in the log.
+    pub fn len(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.leaves.is_empty()
+    }
+
+    /// The current tree root.
+    pub fn root(&self) -> Hash {
+        merkle::root(&self.leaves)
+    }
+
+    /// Reads entry `index` back from disk.
+    pub fn entry(&self, index: u64) -> Result<Entry, AuditError> {
+        let offset = *self.offsets.get(index as usize).ok_or_else(|| AuditError::InvalidInput(format!("no entry {index}")))?;
+        let mut file = File::open(&self.path).map_err(io("opening the audit log"))?;
+        file.seek(SeekFrom::Start(offset)).map_err(io("seeking the audit log"))?;
+        let mut length = [0u8; 4];
+        file.read_exact(&mut length).map_err(io("reading the audit log"))?;
+        let mut bytes = vec![0u8; u32::from_be_bytes(length) as usize];
+        file.read_exact(&mut bytes).map_err(io("reading the audit log"))?;
+        if merkle::leaf_hash(&bytes) != self.leaves[index as usize] {
+            return Err(AuditError::Corrupt(format!("entry {index} changed on disk")));
+        }
+        Entry::from_canonical_bytes(&bytes)
+    }
+
+    /// The inclusion proof of entry `index` in the tree of the first `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
+        if index >= size || size > self.len() {
+            return Err(AuditError::InvalidInput(format!("no entry {index} in a tree of {size}")));
+        }
+        Ok(merkle::inclusion_proof(index as usize, &self.leaves[..size as usize]))
+    }
+
+    /// The consistency proof between the trees of `old` and `new` entries.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {
+        if old == 0 || old > new || new > self.len() {
+            return Err(AuditError::InvalidInput(format!("no consistency proof from {old} to {new}")));
+        }
+        Ok(merkle::consistency_proof(old as usize, &self.leaves[..new as usize]))
+    }
+
+    /// A signed checkpoint of the whole log.
+    pub fn checkpoint(&self, signer: &DomainSigner) -> String {
+        sign_checkpoint(&self.origin, self.len(), &self.root(), signer)
+    }
+
+    /// The whole log as an export a regulator can verify offline.
+    pub fn export(&self, signer: &DomainSigner) -> Result<Export, AuditError> {
+        let entries = (0..self.len()).map(|index| self.entry(index)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Export {
+            origin: self.origin.clone(),
+            key_name: signer.name.clone(),
+            public_key_hex: hex::encode(signer.public_key()),
+            entries,
+            leaf_hashes: self.leaves.iter().map(hex::encode).collect(),
+            checkpoint: self.checkpoint(signer),
+        })
+    }
+}
+
+fn parse_record(bytes: &[u8]) -> Option<(usize, Hash)> {
+    let length = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let leaf: Hash = bytes.get(4 + length..4 + length + 32)?.try_into().ok()?;
+    Some((length, leaf))
+}
+
+/// Entries and a signed checkpoint over them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Export {
+    /// The log's origin.
+    pub origin: String,
+    /// The signing key's name.
+    pub key_name: String,
+    /// The signing key, hex (informational: verify against a key obtained independently).
+    pub public_key_hex: String,
+    /// Every entry, in order.
+    pub entries: Vec<Entry>,
+    /// The leaf hash of every entry, hex, in order: lets a verifier say which entry changed.
+    pub leaf_hashes: Vec<String>,
+    /// The signed checkpoint covering exactly these entries.
+    pub checkpoint: String,
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedExport {
+    /// Entries covered.
+    pub size: u64,
+    /// The root, hex.
+    pub root_hex: String,
+}
+
+/// Verifies an export offline: the checkpoint's signature under `trusted_public_key`, and that
+/// the entries, re-hashed from their canonical bytes, produce the checkpoint's size and root.
+pub fn verify_export(export: &Export, trusted_public_key: &[u8; 32]) -> Result<VerifiedExport, AuditError> {
+    let checkpoint = verify_checkpoint(&export.checkpoint, &export.key_name, trusted_public_key)?;
+    if checkpoint.origin != export.origin {
+        return Err(AuditError::Corrupt(format!("checkpoint origin \"{}\" differs from the export's \"{}\"", checkpoint.origin, export.origin)));
+    }
+    if checkpoint.size != export.entries.len() as u64 {
+        return Err(AuditError::Corrupt(format!("checkpoint covers {} entries, the export has {}", checkpoint.size, export.entries.len())));
+    }
+    if export.leaf_hashes.len() != export.entries.len() {
+        return Err(AuditError::Corrupt(format!("{} leaf hashes for {} entries", export.leaf_hashes.len(), export.entries.len())));
+    }
+    let mut listed = Vec::with_capacity(export.leaf_hashes.len());
+    for (index, leaf) in export.leaf_hashes.iter().enumerate() {
+        let leaf: Hash = hex::decode(leaf)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| AuditError::Corrupt(format!("leaf hash {index} is not 32 hex bytes")))?;
+        listed.push(leaf);
+    }
+    let root = merkle::root(&listed);
+    if root != checkpoint.root {
+        return Err(AuditError::Corrupt("the leaf hashes do not hash to the checkpoint's root (entries altered, inserted, removed or reordered)".into()));
+    }
+    for (index, (entry, leaf)) in export.entries.iter().zip(&listed).enumerate() {
+        if merkle::leaf_hash(&entry.canonical_bytes()) != *leaf {
+            return Err(AuditError::Corrupt(format!("entry {index} is not the entry the checkpoint signed")));
+        }
+    }
+    Ok(VerifiedExport { size: checkpoint.size, root_hex: hex::encode(root) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: i64) -> Entry {
+        Entry {
+            time_unix_ms: i,
+            organisation: "org".into(),
+            principal: "p".into(),
+            role: "operator".into(),
+            action: "scenario.approve".into(),
+            object_kind: "grant".into(),
+            object_id: format!("g-{i}"),
+            object_hash: None,
+            grant: Some(format!("g-{i}")),
+            decision: "approved".into(),
+            reason: "ok".into(),
+        }
+    }
+
+    fn new_signer() -> DomainSigner {
+        DomainSigner::from_pkcs8("test.domain", &DomainSigner::generate_pkcs8().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn reopening_keeps_every_entry_and_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        for i in 0..100 {
+            assert_eq!(log.append(&entry(i)).unwrap(), i as u64);
+        }
+        let root = log.root();
+        drop(log);
+        let log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        assert_eq!((log.len(), log.root(), log.recovered_torn_bytes()), (100, root, 0));
+        assert_eq!(log.entry(42).unwrap(), entry(42));
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_the_log_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path(), "o").unwrap();
+        log.append(&entry(1)).unwrap();
+        drop(log);
+        let mut file = OpenOptions::new().append(true).open(dir.path().join("entries.log")).unwrap();
+        file.write_all(&[0, 0, 1, 0, b'{', b'"']).unwrap();
+        drop(file);
+        let mut log = AuditLog::open(dir.path(), "o").unwrap();
+        assert_eq!((log.len(), log.recovered_torn_bytes()), (1, 6));
+        log.append(&entry(2)).unwrap();
+        assert_eq!(AuditLog::open(dir.path(), "o").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn exports_verify_and_tampering_names_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        for i in 0..10 {
+            log.append(&entry(i)).unwrap();
+        }
+        let signer = new_signer();
+        let export = log.export(&signer).unwrap();
+        assert_eq!(verify_export(&export, &signer.public_key()).unwrap().size, 10);
+
+        let mut altered = export.clone();
+        altered.entries[6].decision = "rejected".into();
+        let error = verify_export(&altered, &signer.public_key()).unwrap_err().to_string();
+        assert!(error.contains("entry 6"), "{error}");
+
+        let mut reordered = export.clone();
+        reordered.entries.swap(2, 3);
+        assert!(verify_export(&reordered, &signer.public_key()).is_err());
+
+        let mut truncated = export.clone();
+        truncated.entries.pop();
+        truncated.leaf_hashes.pop();
+        assert!(verify_export(&truncated, &signer.public_key()).unwrap_err().to_string().contains("covers 10"));
+
+        assert!(matches!(verify_export(&export, &new_signer().public_key()), Err(AuditError::InvalidSignature(_))));
+        let forged = export.checkpoint.replacen("\n10\n", "\n9\n", 1);
+        assert!(verify_checkpoint(&forged, "test.domain", &signer.public_key()).is_err());
+    }
+}

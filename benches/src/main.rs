@@ -1,0 +1,203 @@
+//! The benchmark runner: every suite measures unseen's work side by side with its baseline in
+//! the same run and reports the ratio. Machines here are shared; quote ratios, not times.
+//!
+//! `cargo run --release -p unseen-benches -- [SUITE…] [--json]`
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use serde::Serialize;
+use unseen_policy::{
+    AccessMode, ColumnSpec, ColumnTag, DatasetRequest, DatasetVersion, DisclosureParams, Grade, Grant, OutputSpec,
+    ScenarioApplication, SubjectKind,
+};
+use unseen_runtime::{DomainTable, GovernedSession, Mode};
+
+const SUITES: &[&str] = &["query"];
+
+/// Runs unseen's benchmarks beside their baselines and prints ratios.
+#[derive(Debug, Parser)]
+#[command(name = "unseen-benches")]
+struct Args {
+    /// Suites to run (default: all). Known: query.
+    suites: Vec<String>,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Enterprises in the synthetic data (electricity has 12 rows each).
+    #[arg(long, default_value_t = 50_000)]
+    enterprises: usize,
+    /// Timed repetitions per measurement (the median is reported).
+    #[arg(long, default_value_t = 15)]
+    repeat: usize,
+}
+
+/// One measured figure beside its baseline.
+#[derive(Debug, Serialize)]
+struct Measurement {
+    suite: &'static str,
+    name: String,
+    value: f64,
+    unit: &'static str,
+    baseline: &'static str,
+    baseline_value: f64,
+    ratio: f64,
+}
+
+impl Measurement {
+    fn new(suite: &'static str, name: &str, unit: &'static str, value: f64, baseline: &'static str, baseline_value: f64) -> Self {
+        Self { suite, name: name.into(), value, unit, baseline, baseline_value, ratio: value / baseline_value }
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let suites: Vec<&str> = if args.suites.is_empty() { SUITES.to_vec() } else { args.suites.iter().map(String::as_str).collect() };
+    for suite in &suites {
+        if !SUITES.contains(suite) {
+            bail!("unknown suite \"{suite}\"; known suites: {}", SUITES.join(", "));
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if !args.json {
+        println!("{:<8} {:<24} {:>12} {:<5} {:<12} {:>12} {:>7}", "suite", "name", "value", "unit", "baseline", "baseline", "ratio");
+    }
+    for suite in suites {
+        let measurements = match suite {
+            "query" => runtime.block_on(query_suite(&args))?,
+            _ => unreachable!("checked above"),
+        };
+        for measurement in measurements {
+            if args.json {
+                println!("{}", serde_json::to_string(&measurement)?);
+            } else {
+                println!(
+                    "{:<8} {:<24} {:>12.3} {:<5} {:<12} {:>12.3} {:>6.2}×",
+                    measurement.suite,
+                    measurement.name,
+                    measurement.value,
+                    measurement.unit,
+                    measurement.baseline,
+                    measurement.baseline_value,
+                    measurement.ratio
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn median(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64() * 1e3
+}
+
+fn dataset(name: &str, columns: &[(&str, ColumnTag)]) -> DatasetVersion {
+    DatasetVersion {
+        name: name.into(),
+        version: 1,
+        provider: "bench".into(),
+        grade: Grade::General,
+        content_hash: String::new(),
+        subject_kind: Some(SubjectKind::Enterprise),
+        columns: columns.iter().map(|(name, tag)| ColumnSpec { name: (*name).into(), tag: *tag }).collect(),
+    }
+}
+
+/// The demo's governed query (electricity by industry and district) against the same SQL run
+/// directly in DataFusion over the same Parquet files.
+async fn query_suite(args: &Args) -> Result<Vec<Measurement>> {
+    let dir = tempfile::tempdir()?;
+    let enterprises = unseen_samples::data::enterprises(args.enterprises, 7);
+    let electricity = unseen_samples::data::electricity(&enterprises, 12, 7);
+    let enterprise_path = dir.path().join("enterprise.parquet");
+    let electricity_path = dir.path().join("electricity.parquet");
+    unseen_samples::data::write_parquet(&enterprises, &enterprise_path)?;
+    unseen_samples::data::write_parquet(&electricity, &electricity_path)?;
+
+    let tables = vec![
+        DomainTable {
+            dataset: dataset(
+                "enterprise",
+                &[
+                    ("uscc", ColumnTag::Subject),
+                    ("name", ColumnTag::Public),
+                    ("industry", ColumnTag::Public),
+                    ("district", ColumnTag::Public),
+                    ("employees", ColumnTag::Sensitive),
+                    ("registered_capital", ColumnTag::Sensitive),
+                ],
+            ),
+            production_path: enterprise_path.clone(),
+            sample_path: enterprise_path.clone(),
+        },
+        DomainTable {
+            dataset: dataset("electricity", &[("uscc", ColumnTag::Subject), ("month", ColumnTag::Public), ("kwh", ColumnTag::Sensitive)]),
+            production_path: electricity_path.clone(),
+            sample_path: electricity_path.clone(),
+        },
+    ];
+    let application = ScenarioApplication {
+        title: "bench".into(),
+        purpose: "bench".into(),
+        developer: "bench".into(),
+        datasets: vec![
+            DatasetRequest {
+                dataset: "enterprise@v1".into(),
+                columns: BTreeMap::from([
+                    ("uscc".into(), AccessMode::JoinOnly),
+                    ("industry".into(), AccessMode::Visible),
+                    ("district".into(), AccessMode::Visible),
+                ]),
+            },
+            DatasetRequest {
+                dataset: "electricity@v1".into(),
+                columns: BTreeMap::from([("uscc".into(), AccessMode::JoinOnly), ("kwh".into(), AccessMode::AggregateOnly)]),
+            },
+        ],
+        outputs: vec![OutputSpec { name: "out".into(), columns: vec![], max_rows: 1000 }],
+        disclosure: DisclosureParams::default(),
+        validity_days: 30,
+    };
+    let grant = Grant::freeze("g-bench".into(), "s-bench".into(), application, "bench".into(), 0, [0; 32]);
+    let governed = GovernedSession::new(&grant, &tables, Mode::Production).await?;
+    let plain = SessionContext::new_with_config(datafusion::prelude::SessionConfig::new().with_target_partitions(2));
+    register(&plain, "enterprise", &enterprise_path).await?;
+    register(&plain, "electricity", &electricity_path).await?;
+
+    let sql = "SELECT e.industry, e.district, SUM(u.kwh) AS total_kwh FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \
+               GROUP BY e.industry, e.district ORDER BY e.industry, e.district";
+    // Warm both sides once (file metadata caches, allocator).
+    governed.query(sql).await?;
+    plain.sql(sql).await?.collect().await?;
+    let (mut governed_times, mut plain_times, mut check_times, mut plan_times) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.repeat {
+        let started = Instant::now();
+        governed.query(sql).await?;
+        governed_times.push(started.elapsed());
+        let started = Instant::now();
+        plain.sql(sql).await?.collect().await?;
+        plain_times.push(started.elapsed());
+        let started = Instant::now();
+        governed.check(sql).await?;
+        check_times.push(started.elapsed());
+        let started = Instant::now();
+        plain.state().create_logical_plan(sql).await?;
+        plan_times.push(started.elapsed());
+    }
+    let name = format!("green_energy_join_{}k", args.enterprises * 12 / 1000);
+    Ok(vec![
+        Measurement::new("query", &name, "ms", median(governed_times), "datafusion", median(plain_times)),
+        Measurement::new("query", "policy_check", "µs", median(check_times) * 1e3, "sql_planning", median(plan_times) * 1e3),
+    ])
+}
+
+async fn register(context: &SessionContext, name: &str, path: &Path) -> Result<()> {
+    let path = path.to_str().context("non-UTF-8 path")?;
+    context.register_parquet(name, path, ParquetReadOptions::default()).await?;
+    Ok(())
+}

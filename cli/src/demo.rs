@@ -1,0 +1,474 @@
+//! `unseen demo`: the whole 可用不可见 flow on synthetic data, in a temporary domain, with every
+//! role talking to an in-process gateway over gRPC with mTLS.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+use tonic::transport::Channel;
+use unseen_gateway::TlsMaterial;
+use unseen_gateway::identity::{CertificateAuthority, Principal, Role};
+use unseen_policy::{AccessMode, DatasetRequest, DisclosureParams, OutputSpec, ReviewReport, ScenarioApplication};
+use unseen_proto::v1 as pb;
+use unseen_proto::v1::developer_client::DeveloperClient;
+use unseen_proto::v1::operator_client::OperatorClient;
+
+/// Options of `unseen demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print one JSON document instead of the readable report.
+    #[arg(long)]
+    json: bool,
+    /// Keep the domain in this directory instead of a temporary one.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// People in the synthetic population register.
+    #[arg(long, default_value_t = 20_000)]
+    people: usize,
+    /// Enterprises in the synthetic enterprise register (12 months of electricity each).
+    #[arg(long, default_value_t = 2_000)]
+    enterprises: usize,
+    /// Seed of the synthetic data.
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+}
+
+/// The demo's machine-readable result.
+#[derive(Debug, Default, Serialize)]
+pub struct DemoReport {
+    /// The domain directory.
+    pub domain_dir: String,
+    /// Datasets registered.
+    pub datasets: Vec<String>,
+    /// Outputs that left the domain, with their release ids.
+    pub released: Vec<Released>,
+    /// Outputs that were blocked, with the rules that blocked them.
+    pub blocked: Vec<Blocked>,
+    /// Queries refused inside the domain.
+    pub refused_queries: Vec<Refused>,
+    /// Cells withheld from released outputs (threshold).
+    pub suppressed_cells: u64,
+    /// Rows the developer saw in sample mode.
+    pub sample_rows: u64,
+    /// The release bundle's signature and data hash verified under the domain key.
+    pub release_verified: bool,
+    /// The regulator's offline verification of the audit-log export.
+    pub audit_verified: bool,
+    /// Entries in the audit log.
+    pub audit_entries: u64,
+}
+
+/// A released output.
+#[derive(Debug, Serialize)]
+pub struct Released {
+    pub output: String,
+    pub release_id: String,
+    pub rows: u64,
+    pub suppressed_cells: u64,
+    pub approver: String,
+    pub bundle_dir: String,
+}
+
+/// A blocked output.
+#[derive(Debug, Serialize)]
+pub struct Blocked {
+    pub output: String,
+    pub job_id: String,
+    pub rules: Vec<String>,
+    pub figures: Vec<String>,
+}
+
+/// A refused query.
+#[derive(Debug, Serialize)]
+pub struct Refused {
+    pub job_id: String,
+    pub rule: String,
+    pub message: String,
+}
+
+struct Say {
+    quiet: bool,
+}
+
+impl Say {
+    fn step(&self, text: impl AsRef<str>) {
+        if !self.quiet {
+            println!("▸ {}", text.as_ref());
+        }
+    }
+    fn detail(&self, text: impl AsRef<str>) {
+        if !self.quiet {
+            for line in text.as_ref().lines() {
+                println!("    {line}");
+            }
+        }
+    }
+}
+
+pub fn run(args: DemoArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let report = runtime.block_on(run_demo(&args))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    let ok = !report.released.is_empty() && !report.blocked.is_empty() && report.audit_verified && report.release_verified;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+fn print_summary(report: &DemoReport) {
+    println!();
+    println!("Summary");
+    for released in &report.released {
+        println!(
+            "  released  {:<28} {} rows, {} cells suppressed, release {} (approved by {})",
+            released.output, released.rows, released.suppressed_cells, released.release_id, released.approver
+        );
+    }
+    for blocked in &report.blocked {
+        println!("  blocked   {:<28} by {}", blocked.output, blocked.rules.join(", "));
+    }
+    for refused in &report.refused_queries {
+        println!("  refused   query in {:<19} by {}", refused.job_id, refused.rule);
+    }
+    println!("  audit log {} entries, verified offline: {}", report.audit_entries, if report.audit_verified { "yes" } else { "NO" });
+    println!("  domain    {}", report.domain_dir);
+}
+
+struct Clients {
+    provider: pb::provider_client::ProviderClient<Channel>,
+    developer: DeveloperClient<Channel>,
+    intruder: DeveloperClient<Channel>,
+    operator: OperatorClient<Channel>,
+    regulator: pb::regulator_client::RegulatorClient<Channel>,
+}
+
+fn principal(organisation: &str, name: &str, role: Role) -> Principal {
+    Principal { organisation: organisation.into(), name: name.into(), role }
+}
+
+async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
+    let say = Say { quiet: args.json };
+    let temporary;
+    let dir = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.clone()
+        }
+        None => {
+            temporary = tempfile::Builder::new().prefix("unseen-demo-").tempdir().context("creating a temporary directory")?;
+            temporary.path().to_path_buf()
+        }
+    };
+    let mut report = DemoReport { domain_dir: dir.display().to_string(), ..DemoReport::default() };
+
+    say.step("Creating a domain: CA, server certificate and one identity per role (mTLS)");
+    let authority = CertificateAuthority::generate("unseen demo domain CA")?;
+    let server_pem = authority.issue_server(&["localhost", "127.0.0.1"])?;
+    let server_tls = TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: server_pem.cert_pem, key_pem: server_pem.key_pem };
+    let identity = |who: &Principal| -> Result<TlsMaterial> {
+        let pem = authority.issue_client(who)?;
+        Ok(TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem })
+    };
+    let provider = principal("huzhou-data-bureau", "registrar", Role::Provider);
+    let developer = principal("greenfin-analytics", "analyst", Role::Developer);
+    let intruder = principal("shadow-analytics", "analyst", Role::Developer);
+    let operator = principal("huzhou-data-group", "reviewer", Role::Operator);
+    let regulator = principal("zhejiang-cac", "inspector", Role::Regulator);
+
+    let domain = Arc::new(unseen_gateway::Domain::open(&dir.join("domain"), "unseen-demo.huzhou").await?);
+    let public_key = domain.public_key();
+    let server = unseen_gateway::serve(domain.clone(), "127.0.0.1:0".parse()?, &server_tls).await?;
+    let address = server.address.to_string();
+    say.detail(format!("gateway listening on {address} (mTLS, client certificates required)"));
+    let channel = |who: Principal| {
+        let address = address.clone();
+        let tls = identity(&who);
+        async move { Ok::<_, anyhow::Error>(unseen_gateway::connect(&address, &tls?).await?) }
+    };
+    let limit = unseen_gateway::server::MAX_MESSAGE_BYTES;
+    let mut clients = Clients {
+        provider: pb::provider_client::ProviderClient::new(channel(provider).await?).max_encoding_message_size(limit),
+        developer: DeveloperClient::new(channel(developer).await?).max_encoding_message_size(limit).max_decoding_message_size(limit),
+        intruder: DeveloperClient::new(channel(intruder).await?).max_encoding_message_size(limit).max_decoding_message_size(limit),
+        operator: OperatorClient::new(channel(operator).await?).max_decoding_message_size(limit),
+        regulator: pb::regulator_client::RegulatorClient::new(channel(regulator).await?).max_decoding_message_size(limit),
+    };
+
+    say.step(format!(
+        "Provider registers synthetic public data (seed {}): {} residents, {} enterprises, 12 months of electricity",
+        args.seed, args.people, args.enterprises
+    ));
+    let data_dir = dir.join("synthetic");
+    std::fs::create_dir_all(&data_dir)?;
+    let population = unseen_samples::data::population(args.people, args.seed);
+    let enterprises = unseen_samples::data::enterprises(args.enterprises, args.seed);
+    let electricity = unseen_samples::data::electricity(&enterprises, 12, args.seed);
+    for (name, batch, grade, subject_kind, tags) in [
+        (
+            "population",
+            &population,
+            "important",
+            "person",
+            vec![("person_id", "subject"), ("id_card", "identifier"), ("name", "identifier"), ("sex", "quasi"), ("birth_year", "quasi"), ("district", "quasi")],
+        ),
+        (
+            "enterprise",
+            &enterprises,
+            "general",
+            "enterprise",
+            vec![("uscc", "subject"), ("name", "public"), ("industry", "public"), ("district", "public"), ("employees", "sensitive"), ("registered_capital", "sensitive")],
+        ),
+        ("electricity", &electricity, "important", "enterprise", vec![("uscc", "subject"), ("month", "public"), ("kwh", "sensitive")]),
+    ] {
+        let path = data_dir.join(format!("{name}.parquet"));
+        unseen_samples::data::write_parquet(batch, &path)?;
+        let parquet = std::fs::read(&path)?;
+        let reply = clients
+            .provider
+            .register_dataset(pb::RegisterDatasetRequest {
+                name: name.into(),
+                grade: grade.into(),
+                subject_kind: subject_kind.into(),
+                columns: tags.iter().map(|(name, tag)| pb::ColumnTag { name: (*name).into(), tag: (*tag).into() }).collect(),
+                parquet,
+            })
+            .await?
+            .into_inner();
+        say.detail(format!("{:<16} {:>7} rows  sample {:>6} rows  sha256 {}…", reply.dataset, reply.rows, reply.sample_rows, &reply.content_hash[..16]));
+        report.datasets.push(reply.dataset);
+    }
+
+    say.step("Developer applies for the green-energy scenario (绿色能源); operator approves it into a grant");
+    let green = ScenarioApplication {
+        title: "Green energy: electricity use by industry and district".into(),
+        purpose: "Publish electricity intensity by industry and district for Huzhou's green-energy programme (绿色能源)".into(),
+        developer: String::new(),
+        datasets: vec![
+            DatasetRequest {
+                dataset: "enterprise@v1".into(),
+                columns: BTreeMap::from([
+                    ("uscc".into(), AccessMode::JoinOnly),
+                    ("industry".into(), AccessMode::Visible),
+                    ("district".into(), AccessMode::Visible),
+                ]),
+            },
+            DatasetRequest {
+                dataset: "electricity@v1".into(),
+                columns: BTreeMap::from([("uscc".into(), AccessMode::JoinOnly), ("kwh".into(), AccessMode::AggregateOnly)]),
+            },
+        ],
+        outputs: vec![OutputSpec {
+            name: "kwh_by_industry_district".into(),
+            columns: vec!["industry".into(), "district".into(), "total_kwh".into()],
+            max_rows: 1_000,
+        }],
+        disclosure: DisclosureParams { threshold_k: 10, auto_release: false },
+        validity_days: 365,
+    };
+    let green_grant = apply_and_approve(&mut clients.developer, &mut clients.operator, &green, &say).await?;
+
+    say.step("A second developer applies for a resident-verification scenario (数据核验) that reads id_card inside the domain");
+    let verification = ScenarioApplication {
+        title: "Resident verification".into(),
+        purpose: "Verify applicants' resident registration (数据核验); only match counts leave".into(),
+        developer: String::new(),
+        datasets: vec![DatasetRequest {
+            dataset: "population@v1".into(),
+            columns: BTreeMap::from([
+                ("id_card".into(), AccessMode::Visible),
+                ("name".into(), AccessMode::Visible),
+                ("district".into(), AccessMode::Visible),
+            ]),
+        }],
+        outputs: vec![
+            OutputSpec { name: "verification_result".into(), columns: vec!["district".into(), "matched".into()], max_rows: 100 },
+            OutputSpec { name: "verification_notes".into(), columns: vec!["text".into()], max_rows: 1 },
+        ],
+        disclosure: DisclosureParams { threshold_k: 10, auto_release: true },
+        validity_days: 90,
+    };
+    let verification_grant = apply_and_approve(&mut clients.intruder, &mut clients.operator, &verification, &say).await?;
+
+    say.step("Developer uploads the green-energy module (compiled from samples/modules/green-energy)");
+    let green_module = upload(&mut clients.developer, &green_grant, unseen_samples::modules::GREEN_ENERGY).await?;
+    say.detail(format!("module sha256 {}… accepted", &green_module[..16]));
+
+    say.step("Sample mode (样本): the module runs on the desensitised sample; outputs come straight back");
+    let sample = run_job(&mut clients.developer, &green_grant, &green_module, "sample").await?;
+    for output in &sample.outputs {
+        report.sample_rows += output.rows;
+        let text = String::from_utf8_lossy(&output.content);
+        say.detail(format!("output \"{}\": {} rows; first lines:", output.name, output.rows));
+        say.detail(text.lines().take(4).map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n"));
+    }
+    for line in &sample.guest_log {
+        say.detail(format!("guest log: {line}"));
+    }
+
+    say.step("Production mode (正式): the same module bytes run on the real data; outputs are held");
+    let production = run_job(&mut clients.developer, &green_grant, &green_module, "production").await?;
+    for output in &production.outputs {
+        say.detail(format!(
+            "output \"{}\": {} rows held in the domain, {} groups below k withheld by the engine; guest log withheld ({} lines visible)",
+            output.name,
+            output.rows,
+            output.suppressed_groups,
+            production.guest_log.len()
+        ));
+    }
+
+    say.step("Developer requests egress (出域); the reviewer checks every cell, the operator approves");
+    let egress = clients
+        .developer
+        .request_egress(pb::RequestEgressRequest { job_id: production.job_id.clone(), output_name: "kwh_by_industry_district".into() })
+        .await?
+        .into_inner();
+    let review: ReviewReport = serde_json::from_str(&egress.report_json)?;
+    say.detail(review.render());
+    let egress = if egress.state == "awaiting_operator" {
+        clients
+            .operator
+            .decide_egress(pb::DecideRequest { id: egress.egress_id.clone(), approve: true, reason: "aggregates only; every released cell has at least k enterprises".into() })
+            .await?
+            .into_inner()
+    } else {
+        egress
+    };
+    if egress.release_id.is_empty() {
+        bail!("the green-energy output was not released: {}", egress.state);
+    }
+
+    say.step(format!("Release {} is signed by the domain key; the developer downloads and verifies it", egress.release_id));
+    let bundle = clients.developer.get_release(pb::GetReleaseRequest { release_id: egress.release_id.clone() }).await?.into_inner();
+    let bundle_dir = dir.join(format!("release-{}", bundle.release_id));
+    write_bundle(&bundle_dir, &bundle)?;
+    let manifest = unseen_gateway::verify_release(&bundle.manifest, &bundle.signature, &bundle.data, &public_key)?;
+    report.release_verified = true;
+    say.detail(format!(
+        "manifest: grant {} ({}…), module {}…, data {}…, approver {}",
+        manifest.grant_id,
+        &manifest.grant_sha256[..12],
+        &manifest.module_sha256[..12],
+        &manifest.data_sha256[..12],
+        manifest.approver
+    ));
+    say.detail(format!("bundle written to {}", bundle_dir.display()));
+    let released_rows = String::from_utf8_lossy(&bundle.data).lines().count().saturating_sub(1) as u64;
+    report.suppressed_cells += review.cells_suppressed;
+    report.released.push(Released {
+        output: manifest.output.clone(),
+        release_id: manifest.release_id.clone(),
+        rows: released_rows,
+        suppressed_cells: review.cells_suppressed,
+        approver: manifest.approver.clone(),
+        bundle_dir: bundle_dir.display().to_string(),
+    });
+
+    say.step("Hostile module, attempt 1: run under the green-energy grant and read the population register");
+    let hostile_green = upload(&mut clients.developer, &green_grant, unseen_samples::modules::HOSTILE_ID_DUMP).await?;
+    let refused = run_job(&mut clients.developer, &green_grant, &hostile_green, "production").await?;
+    for query in refused.queries.iter().filter(|query| query.outcome != "allowed") {
+        say.detail(format!("query {}", query.message));
+        report.refused_queries.push(Refused { job_id: refused.job_id.clone(), rule: query.outcome.clone(), message: query.message.clone() });
+    }
+    say.detail(format!("job {} {}: {}", refused.job_id, refused.state, refused.error));
+
+    say.step("Hostile module, attempt 2: its own grant lets it read id_card inside the domain; it emits the raw rows");
+    let hostile = upload(&mut clients.intruder, &verification_grant, unseen_samples::modules::HOSTILE_ID_DUMP).await?;
+    let dump = run_job(&mut clients.intruder, &verification_grant, &hostile, "production").await?;
+    for output in &dump.outputs {
+        let egress = clients
+            .intruder
+            .request_egress(pb::RequestEgressRequest { job_id: dump.job_id.clone(), output_name: output.name.clone() })
+            .await?
+            .into_inner();
+        let review: ReviewReport = serde_json::from_str(&egress.report_json)?;
+        say.detail(review.render());
+        if egress.state == "blocked" {
+            report.blocked.push(Blocked {
+                output: output.name.clone(),
+                job_id: dump.job_id.clone(),
+                rules: review.blocking_rules().iter().map(|rule| rule.to_string()).collect(),
+                figures: review.rules.iter().filter(|rule| rule.outcome == unseen_policy::RuleOutcome::Blocked).map(|rule| rule.figure.clone()).collect(),
+            });
+        } else {
+            bail!("the hostile output \"{}\" was not blocked: {}", output.name, egress.state);
+        }
+    }
+
+    say.step("Regulator exports the audit log and verifies it offline with the domain's public key");
+    let checkpoint = clients.regulator.latest_checkpoint(pb::CheckpointRequest {}).await?.into_inner();
+    say.detail(checkpoint.checkpoint.trim_end());
+    let export = clients.regulator.export_audit(pb::ExportAuditRequest {}).await?.into_inner();
+    let export_path = dir.join("audit-export.json");
+    std::fs::write(&export_path, &export.export_json)?;
+    let parsed: unseen_audit::Export = serde_json::from_str(&export.export_json)?;
+    let key: [u8; 32] = public_key.as_slice().try_into().context("the domain key is not 32 bytes")?;
+    let verified = unseen_audit::verify_export(&parsed, &key)?;
+    report.audit_verified = verified.size == checkpoint.size;
+    report.audit_entries = verified.size;
+    say.detail(format!("{} entries verified, root {}; export at {}", verified.size, verified.root_hex, export_path.display()));
+    say.detail(format!("domain public key: {}", hex::encode(&public_key)));
+
+    server.shutdown().await?;
+    if args.dir.is_none() {
+        report.domain_dir = format!("{} (temporary, removed)", report.domain_dir);
+    }
+    Ok(report)
+}
+
+async fn apply_and_approve(
+    developer: &mut DeveloperClient<Channel>,
+    operator: &mut OperatorClient<Channel>,
+    application: &ScenarioApplication,
+    say: &Say,
+) -> Result<String> {
+    let submitted = developer
+        .submit_scenario(pb::SubmitScenarioRequest { application_json: serde_json::to_string(application)? })
+        .await?
+        .into_inner();
+    let decided = operator
+        .decide_scenario(pb::DecideRequest { id: submitted.scenario_id.clone(), approve: true, reason: "purpose, columns and outputs match the scenario".into() })
+        .await?
+        .into_inner();
+    say.detail(format!("scenario {} approved → grant {} (sha256 {}…)", submitted.scenario_id, decided.grant_id, &decided.grant_hash[..16]));
+    Ok(decided.grant_id)
+}
+
+async fn upload(developer: &mut DeveloperClient<Channel>, grant_id: &str, bytes: &[u8]) -> Result<String> {
+    let chunks: Vec<pb::ModuleChunk> = bytes
+        .chunks(64 * 1024)
+        .enumerate()
+        .map(|(index, data)| pb::ModuleChunk { grant_id: if index == 0 { grant_id.to_string() } else { String::new() }, data: data.to_vec() })
+        .collect();
+    let reply = developer.upload_module(tokio_stream::iter(chunks)).await?.into_inner();
+    Ok(reply.module_hash)
+}
+
+async fn run_job(developer: &mut DeveloperClient<Channel>, grant_id: &str, module_hash: &str, mode: &str) -> Result<pb::JobView> {
+    let job = developer
+        .run_job(pb::RunJobRequest { grant_id: grant_id.into(), module_hash: module_hash.into(), mode: mode.into() })
+        .await?
+        .into_inner();
+    loop {
+        let view = developer.get_job(pb::GetJobRequest { job_id: job.job_id.clone(), wait_ms: 30_000 }).await?.into_inner();
+        if view.state == "succeeded" || view.state == "failed" {
+            return Ok(view);
+        }
+    }
+}
+
+fn write_bundle(dir: &Path, bundle: &pb::ReleaseBundle) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("manifest.json"), &bundle.manifest)?;
+    std::fs::write(dir.join("manifest.sig"), &bundle.signature)?;
+    std::fs::write(dir.join("data.csv"), &bundle.data)?;
+    std::fs::write(dir.join("domain.pub"), hex::encode(&bundle.domain_public_key))?;
+    Ok(())
+}

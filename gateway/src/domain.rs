@@ -1,0 +1,794 @@
+//! The workflow of one domain, independent of gRPC: register → apply → approve → upload →
+//! run → request egress → review → release. Every state change appends an audit entry.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+use unseen_audit::{AuditLog, DomainSigner, Entry, Export};
+use unseen_policy::review::{review_artifact, review_table};
+use unseen_policy::{
+    ColumnSpec, DatasetVersion, Grant, Outcome, OutputKind, OutputLineage, ReviewReport, ScenarioApplication, sha256_hex,
+};
+use unseen_runtime::{DomainTable, JobReport, Limits, Mode, Runtime};
+
+use crate::GatewayError;
+use crate::identity::{Principal, Role};
+use crate::store::{Param, Store};
+
+/// Percentage of subjects kept in desensitised samples.
+const SAMPLE_PERCENT: u8 = 20;
+
+/// An open domain: its directory, keys, metadata store, audit log and runtime.
+pub struct Domain {
+    dir: PathBuf,
+    name: String,
+    store: Store,
+    audit: Mutex<AuditLog>,
+    signer: DomainSigner,
+    release_key: Ed25519KeyPair,
+    sample_key: [u8; 32],
+    runtime: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for Domain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Domain").field("dir", &self.dir).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A dataset registration as the provider states it.
+#[derive(Debug, Clone)]
+pub struct DatasetRegistration {
+    /// Dataset name.
+    pub name: String,
+    /// Grade.
+    pub grade: unseen_policy::Grade,
+    /// Subject kind, if a column is tagged subject.
+    pub subject_kind: Option<unseen_policy::SubjectKind>,
+    /// Columns and tags.
+    pub columns: Vec<ColumnSpec>,
+}
+
+/// A job as the developer may see it; `mode` decides how much is filled in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    /// Job id.
+    pub id: String,
+    /// Grant it ran under.
+    pub grant_id: String,
+    /// `sample` or `production`.
+    pub mode: String,
+    /// `queued`, `running`, `succeeded`, `failed`.
+    pub state: String,
+    /// Data-free in production.
+    pub error: String,
+    /// Outputs; contents only in sample mode.
+    pub outputs: Vec<OutputSummary>,
+    /// Guest log; only in sample mode.
+    pub guest_log: Vec<String>,
+    /// Queries and their outcomes.
+    pub queries: Vec<unseen_runtime::QueryRecord>,
+    /// Metering.
+    pub metering: unseen_runtime::Metering,
+}
+
+/// One output of a job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputSummary {
+    /// Output name.
+    pub name: String,
+    /// `table` or `artifact`.
+    pub kind: String,
+    /// Rows (tables).
+    pub rows: u64,
+    /// Groups withheld by the engine's threshold.
+    pub suppressed_groups: u64,
+    /// CSV or artifact bytes; empty unless sample mode.
+    pub content: Vec<u8>,
+}
+
+/// An egress request and its review.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EgressView {
+    /// Request id.
+    pub id: String,
+    /// Job.
+    pub job_id: String,
+    /// Output.
+    pub output_name: String,
+    /// `auto_released`, `awaiting_operator`, `approved`, `rejected`, `blocked`.
+    pub state: String,
+    /// The reviewer's report.
+    pub report: ReviewReport,
+    /// Release id once released.
+    pub release_id: String,
+    /// Operator's reason.
+    pub reason: String,
+}
+
+/// The signed manifest of a release bundle (来源可溯、去向可查).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseManifest {
+    /// Release id.
+    pub release_id: String,
+    /// The domain that signed it.
+    pub domain: String,
+    /// Output name.
+    pub output: String,
+    /// Hex SHA-256 of the released data file.
+    pub data_sha256: String,
+    /// Hex SHA-256 of the module that computed it.
+    pub module_sha256: String,
+    /// Grant id and hash.
+    pub grant_id: String,
+    /// Hex SHA-256 of the grant.
+    pub grant_sha256: String,
+    /// Dataset versions read, with content hashes.
+    pub datasets: Vec<(String, String)>,
+    /// Hex SHA-256 of the review report.
+    pub report_sha256: String,
+    /// Who approved: `auto` or the operator.
+    pub approver: String,
+    /// When.
+    pub released_at_unix_ms: i64,
+}
+
+/// A release bundle: manifest bytes, signature and data.
+#[derive(Debug, Clone)]
+pub struct ReleaseBundle {
+    /// Release id.
+    pub id: String,
+    /// Manifest JSON, exactly the signed bytes.
+    pub manifest: Vec<u8>,
+    /// Ed25519 signature by the domain key.
+    pub signature: Vec<u8>,
+    /// Released data (CSV).
+    pub data: Vec<u8>,
+    /// The domain's public key.
+    pub public_key: Vec<u8>,
+}
+
+/// Checks a release bundle offline: signature over the manifest by `public_key`, and the
+/// data's hash against the manifest.
+pub fn verify_release(manifest: &[u8], signature: &[u8], data: &[u8], public_key: &[u8]) -> Result<ReleaseManifest, GatewayError> {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key)
+        .verify(manifest, signature)
+        .map_err(|_| GatewayError::Denied("release signature does not verify under the domain key".into()))?;
+    let parsed: ReleaseManifest =
+        serde_json::from_slice(manifest).map_err(|error| GatewayError::InvalidInput(format!("release manifest is not valid JSON: {error}")))?;
+    let actual = sha256_hex(data);
+    if actual != parsed.data_sha256 {
+        return Err(GatewayError::Denied(format!("release data hash {actual} differs from the manifest's {}", parsed.data_sha256)));
+    }
+    Ok(parsed)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
+}
+
+fn io(context: &str) -> impl Fn(std::io::Error) -> GatewayError + '_ {
+    move |error| GatewayError::internal(context, error)
+}
+
+/// Writes `bytes` to `path` so that a crash never leaves a half-written file visible.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), GatewayError> {
+    use std::io::Write;
+    let temporary = path.with_extension("partial");
+    let mut file = std::fs::File::create(&temporary).map_err(io("creating a file"))?;
+    file.write_all(bytes).map_err(io("writing a file"))?;
+    file.sync_all().map_err(io("syncing a file"))?;
+    std::fs::rename(&temporary, path).map_err(io("renaming a file"))
+}
+
+fn read_key_or_create(path: &Path, create: impl FnOnce() -> Result<Vec<u8>, GatewayError>) -> Result<Vec<u8>, GatewayError> {
+    if path.exists() {
+        return std::fs::read(path).map_err(io("reading a domain key"));
+    }
+    let bytes = create()?;
+    write_atomically(path, &bytes)?;
+    Ok(bytes)
+}
+
+fn parquet_bytes(table: &RecordBatch) -> Result<Vec<u8>, GatewayError> {
+    let mut buffer = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buffer, table.schema(), None).map_err(|error| GatewayError::internal("encoding parquet", error))?;
+    writer.write(table).map_err(|error| GatewayError::internal("encoding parquet", error))?;
+    writer.close().map_err(|error| GatewayError::internal("encoding parquet", error))?;
+    Ok(buffer)
+}
+
+fn read_parquet(bytes: Vec<u8>) -> Result<RecordBatch, GatewayError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .map_err(|error| GatewayError::InvalidInput(format!("not a readable Parquet file: {error}")))?;
+    let schema = reader.schema().clone();
+    let batches: Vec<RecordBatch> = reader
+        .build()
+        .map_err(|error| GatewayError::InvalidInput(format!("not a readable Parquet file: {error}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|error| GatewayError::InvalidInput(format!("corrupt Parquet data: {error}")))?;
+    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|error| GatewayError::internal("reading parquet", error))
+}
+
+/// Renders a table as CSV (what sample outputs and releases carry).
+pub fn csv_bytes(table: &RecordBatch) -> Result<Vec<u8>, GatewayError> {
+    let mut buffer = Vec::new();
+    {
+        let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut buffer);
+        writer.write(table).map_err(|error| GatewayError::internal("encoding csv", error))?;
+    }
+    Ok(buffer)
+}
+
+impl Domain {
+    /// Opens the domain at `dir`, creating its keys, store and log on first use.
+    pub async fn open(dir: &Path, name: &str) -> Result<Self, GatewayError> {
+        for sub in ["keys", "datasets", "samples", "modules", "outputs", "releases", "audit"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(io("creating the domain directory"))?;
+        }
+        let random = SystemRandom::new();
+        let pkcs8 = read_key_or_create(&dir.join("keys/domain.pk8"), || {
+            Ed25519KeyPair::generate_pkcs8(&random)
+                .map(|document| document.as_ref().to_vec())
+                .map_err(|_| GatewayError::Internal("generating the domain key".into()))
+        })?;
+        let sample_key = read_key_or_create(&dir.join("keys/sample.key"), || {
+            let mut key = vec![0u8; 32];
+            random.fill(&mut key).map_err(|_| GatewayError::Internal("drawing the sample key".into()))?;
+            Ok(key)
+        })?;
+        let sample_key: [u8; 32] = sample_key.try_into().map_err(|_| GatewayError::Internal("keys/sample.key is not 32 bytes".into()))?;
+        let release_key = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| GatewayError::Internal("keys/domain.pk8 is not an Ed25519 key".into()))?;
+        let signer = DomainSigner::from_pkcs8(name, &pkcs8)?;
+        let audit = AuditLog::open(&dir.join("audit"), name)?;
+        let store = Store::open(&dir.join("metadata.sqlite")).await?;
+        let runtime = Arc::new(Runtime::new()?);
+        Ok(Self { dir: dir.to_path_buf(), name: name.to_string(), store, audit: Mutex::new(audit), signer, release_key, sample_key, runtime })
+    }
+
+    /// The domain's Ed25519 public key (releases and checkpoints verify under it).
+    pub fn public_key(&self) -> Vec<u8> {
+        self.release_key.public_key().as_ref().to_vec()
+    }
+
+    /// The domain's name (the audit log's origin and the checkpoint key name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        who: &Principal,
+        action: &str,
+        object_kind: &str,
+        object_id: &str,
+        object_hash: Option<String>,
+        grant: Option<String>,
+        decision: &str,
+        reason: impl Into<String>,
+    ) -> Result<(), GatewayError> {
+        let entry = Entry {
+            time_unix_ms: now_ms(),
+            organisation: who.organisation.clone(),
+            principal: who.name.clone(),
+            role: who.role.as_str().to_string(),
+            action: action.to_string(),
+            object_kind: object_kind.to_string(),
+            object_id: object_id.to_string(),
+            object_hash,
+            grant,
+            decision: decision.to_string(),
+            reason: reason.into(),
+        };
+        let mut audit = self.audit.lock().map_err(|_| GatewayError::Internal("audit log lock poisoned".into()))?;
+        audit.append(&entry)?;
+        Ok(())
+    }
+
+    fn require(who: &Principal, role: Role) -> Result<(), GatewayError> {
+        if who.role != role {
+            return Err(GatewayError::Denied(format!(
+                "{} \"{}\" of {} may not do this; it needs the {} role",
+                who.role.as_str(),
+                who.name,
+                who.organisation,
+                role.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Registers a new dataset version from Parquet bytes and derives its sample.
+    pub async fn register_dataset(&self, who: &Principal, registration: DatasetRegistration, parquet: Vec<u8>) -> Result<(DatasetVersion, u64, u64), GatewayError> {
+        Self::require(who, Role::Provider)?;
+        let content_hash = sha256_hex(&parquet);
+        let latest = self.store.fetch("SELECT MAX(version) AS version FROM datasets WHERE name = ?", &[Param::Text(&registration.name)]).await?;
+        let version = latest.first().and_then(|row| row.get("version")).and_then(|value| value.parse::<u32>().ok()).unwrap_or(0) + 1;
+        let dataset = DatasetVersion {
+            name: registration.name,
+            version,
+            provider: who.organisation.clone(),
+            grade: registration.grade,
+            content_hash: content_hash.clone(),
+            subject_kind: registration.subject_kind,
+            columns: registration.columns,
+        };
+        dataset.validate()?;
+        let table = read_parquet(parquet.clone())?;
+        for column in &dataset.columns {
+            if table.schema().index_of(&column.name).is_err() {
+                return Err(GatewayError::InvalidInput(format!("column \"{}\" is tagged but not in the Parquet file", column.name)));
+            }
+        }
+        for field in table.schema().fields() {
+            if dataset.tag_of(field.name()).is_none() {
+                return Err(GatewayError::InvalidInput(format!("column \"{}\" of the Parquet file has no tag; every column needs one", field.name())));
+            }
+        }
+        let id = dataset.id();
+        let path = self.dir.join("datasets").join(format!("{content_hash}.parquet"));
+        write_atomically(&path, &parquet)?;
+        let sample_path = self.dir.join("samples").join(format!("{}-v{}.parquet", dataset.name, dataset.version));
+        let stats = unseen_runtime::sample::derive_sample(&dataset, &path, &sample_path, &self.sample_key, SAMPLE_PERCENT).await?;
+        let json = serde_json::to_string(&dataset).map_err(|error| GatewayError::internal("encoding a dataset", error))?;
+        self.store
+            .execute(
+                "INSERT INTO datasets (id, name, version, json, path, sample_path, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    Param::Text(&id),
+                    Param::Text(&dataset.name),
+                    Param::Int(i64::from(version)),
+                    Param::Text(&json),
+                    Param::Text(&path.to_string_lossy()),
+                    Param::Text(&sample_path.to_string_lossy()),
+                    Param::Int(now_ms()),
+                ],
+            )
+            .await?;
+        self.record(who, "dataset.register", "dataset", &id, Some(content_hash), None, "registered", format!("{} rows, sample {} rows", stats.source_rows, stats.sample_rows))?;
+        Ok((dataset, stats.source_rows, stats.sample_rows))
+    }
+
+    async fn dataset(&self, id: &str) -> Result<(DatasetVersion, String, String), GatewayError> {
+        let row = self.store.fetch_one("SELECT json, path, sample_path FROM datasets WHERE id = ?", &[Param::Text(id)], &format!("dataset version \"{id}\"")).await?;
+        let dataset = serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a dataset", error))?;
+        Ok((dataset, row["path"].clone(), row["sample_path"].clone()))
+    }
+
+    /// Files a scenario application; returns its id.
+    pub async fn submit_scenario(&self, who: &Principal, mut application: ScenarioApplication) -> Result<String, GatewayError> {
+        Self::require(who, Role::Developer)?;
+        application.developer = who.organisation.clone();
+        let mut datasets = Vec::new();
+        for request in &application.datasets {
+            datasets.push(self.dataset(&request.dataset).await?.0);
+        }
+        application.validate(|id| datasets.iter().find(|dataset| dataset.id() == id))?;
+        let id = self.store.next_id("s").await?;
+        let json = serde_json::to_string(&application).map_err(|error| GatewayError::internal("encoding a scenario", error))?;
+        self.store
+            .execute(
+                "INSERT INTO scenarios (id, developer, state, application_json, created_ms) VALUES (?, ?, 'submitted', ?, ?)",
+                &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(&json), Param::Int(now_ms())],
+            )
+            .await?;
+        self.record(who, "scenario.submit", "scenario", &id, Some(sha256_hex(json.as_bytes())), None, "submitted", application.title.clone())?;
+        Ok(id)
+    }
+
+    /// Lists scenarios, optionally in one state (operators).
+    pub async fn list_scenarios(&self, who: &Principal, state: &str) -> Result<Vec<crate::store::Record>, GatewayError> {
+        Self::require(who, Role::Operator)?;
+        self.store
+            .fetch("SELECT * FROM scenarios WHERE (? = '' OR state = ?) ORDER BY created_ms", &[Param::Text(state), Param::Text(state)])
+            .await
+    }
+
+    /// Approves (freezing a grant) or rejects a submitted scenario.
+    pub async fn decide_scenario(&self, who: &Principal, scenario_id: &str, approve: bool, reason: &str) -> Result<Option<Grant>, GatewayError> {
+        Self::require(who, Role::Operator)?;
+        let row = self.store.fetch_one("SELECT * FROM scenarios WHERE id = ?", &[Param::Text(scenario_id)], &format!("scenario {scenario_id}")).await?;
+        if row["state"] != "submitted" {
+            return Err(GatewayError::FailedPrecondition(format!("scenario {scenario_id} is {}, not submitted", row["state"])));
+        }
+        if !approve {
+            if reason.trim().is_empty() {
+                return Err(GatewayError::InvalidInput("a rejection needs a reason".into()));
+            }
+            self.store.execute("UPDATE scenarios SET state = 'rejected', reason = ? WHERE id = ?", &[Param::Text(reason), Param::Text(scenario_id)]).await?;
+            self.record(who, "scenario.reject", "scenario", scenario_id, None, None, "rejected", reason)?;
+            return Ok(None);
+        }
+        let application: ScenarioApplication = serde_json::from_str(&row["application_json"]).map_err(|error| GatewayError::internal("decoding a scenario", error))?;
+        let mut key = [0u8; 32];
+        SystemRandom::new().fill(&mut key).map_err(|_| GatewayError::Internal("drawing a grant key".into()))?;
+        let grant_id = self.store.next_id("g").await?;
+        let grant = Grant::freeze(grant_id.clone(), scenario_id.to_string(), application, who.name.clone(), now_ms(), key);
+        let hash = grant.hash();
+        let json = serde_json::to_string(&grant).map_err(|error| GatewayError::internal("encoding a grant", error))?;
+        self.store
+            .execute(
+                "INSERT INTO grants (id, scenario_id, developer, json, hash, state, created_ms) VALUES (?, ?, ?, ?, ?, 'active', ?)",
+                &[Param::Text(&grant_id), Param::Text(scenario_id), Param::Text(&row["developer"]), Param::Text(&json), Param::Text(&hash), Param::Int(now_ms())],
+            )
+            .await?;
+        self.store
+            .execute("UPDATE scenarios SET state = 'approved', reason = ?, grant_id = ? WHERE id = ?", &[Param::Text(reason), Param::Text(&grant_id), Param::Text(scenario_id)])
+            .await?;
+        self.record(who, "scenario.approve", "grant", &grant_id, Some(hash), Some(grant_id.clone()), "approved", reason)?;
+        Ok(Some(grant))
+    }
+
+    async fn grant_for(&self, who: &Principal, grant_id: &str) -> Result<Grant, GatewayError> {
+        let row = self.store.fetch_one("SELECT * FROM grants WHERE id = ?", &[Param::Text(grant_id)], &format!("grant {grant_id}")).await?;
+        if who.role == Role::Developer && row["developer"] != who.organisation {
+            return Err(GatewayError::NotFound(format!("grant {grant_id} not found")));
+        }
+        if row["state"] != "active" {
+            return Err(GatewayError::Denied(format!("grant {grant_id} is {}; no work may run under it", row["state"])));
+        }
+        let grant: Grant = serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a grant", error))?;
+        grant.check_usable(now_ms())?;
+        Ok(grant)
+    }
+
+    /// Validates and stores an uploaded module, bound to a grant.
+    pub async fn upload_module(&self, who: &Principal, grant_id: &str, bytes: Vec<u8>) -> Result<unseen_runtime::ModuleInfo, GatewayError> {
+        Self::require(who, Role::Developer)?;
+        self.grant_for(who, grant_id).await?;
+        let runtime = self.runtime.clone();
+        let validation = tokio::task::spawn_blocking(move || runtime.validate(&bytes).map(|info| (info, bytes)))
+            .await
+            .map_err(|error| GatewayError::internal("validating a module", error))?;
+        let (info, bytes) = match validation {
+            Ok(ok) => ok,
+            Err(error) => {
+                self.record(who, "module.upload", "module", "-", None, Some(grant_id.to_string()), "refused", error.to_string())?;
+                return Err(error.into());
+            }
+        };
+        let path = self.dir.join("modules").join(format!("{}.wasm", info.hash));
+        write_atomically(&path, &bytes)?;
+        self.store
+            .execute(
+                "INSERT INTO modules (hash, developer, grant_id, size, path, created_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash, grant_id) DO NOTHING",
+                &[Param::Text(&info.hash), Param::Text(&who.organisation), Param::Text(grant_id), Param::Int(info.size as i64), Param::Text(&path.to_string_lossy()), Param::Int(now_ms())],
+            )
+            .await?;
+        self.record(who, "module.upload", "module", &info.hash, Some(info.hash.clone()), Some(grant_id.to_string()), "accepted", format!("{} bytes", info.size))?;
+        Ok(info)
+    }
+
+    /// Queues a job and starts it; returns the job id at once.
+    pub async fn run_job(self: &Arc<Self>, who: &Principal, grant_id: &str, module_hash: &str, mode: Mode) -> Result<String, GatewayError> {
+        Self::require(who, Role::Developer)?;
+        let grant = self.grant_for(who, grant_id).await?;
+        let module = self
+            .store
+            .fetch_one(
+                "SELECT * FROM modules WHERE hash = ? AND developer = ? AND grant_id = ?",
+                &[Param::Text(module_hash), Param::Text(&who.organisation), Param::Text(grant_id)],
+                &format!("module {module_hash} bound to grant {grant_id}"),
+            )
+            .await?;
+        let mode_name = match mode {
+            Mode::Sample => "sample",
+            Mode::Production => "production",
+        };
+        let job_id = self.store.next_id("j").await?;
+        self.store
+            .execute(
+                "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, state, created_ms) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+                &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Int(now_ms())],
+            )
+            .await?;
+        self.record(who, "job.submit", "job", &job_id, Some(module_hash.to_string()), Some(grant_id.to_string()), "queued", mode_name)?;
+        let mut tables = Vec::new();
+        for dataset_id in grant.datasets() {
+            let (dataset, path, sample_path) = self.dataset(dataset_id).await?;
+            tables.push(DomainTable { dataset, production_path: path.into(), sample_path: sample_path.into() });
+        }
+        let domain = self.clone();
+        let who = who.clone();
+        let job = job_id.clone();
+        let module_path = module["path"].clone();
+        tokio::spawn(async move {
+            if let Err(error) = domain.execute_job(&who, &job, grant, tables, &module_path, mode).await {
+                tracing::error!(job = %job, "job bookkeeping failed: {error}");
+                let _ = domain
+                    .store
+                    .execute("UPDATE jobs SET state = 'failed', error = ?, developer_error = 'internal error in the domain' WHERE id = ?", &[Param::Text(&error.to_string()), Param::Text(&job)])
+                    .await;
+            }
+        });
+        Ok(job_id)
+    }
+
+    async fn execute_job(&self, who: &Principal, job_id: &str, grant: Grant, tables: Vec<DomainTable>, module_path: &str, mode: Mode) -> Result<(), GatewayError> {
+        self.store.execute("UPDATE jobs SET state = 'running' WHERE id = ?", &[Param::Text(job_id)]).await?;
+        let bytes = std::fs::read(module_path).map_err(io("reading a module"))?;
+        let runtime = self.runtime.clone();
+        let handle = tokio::runtime::Handle::current();
+        let job_grant = grant.clone();
+        let seed = sha256_hex(job_id.as_bytes()).bytes().fold(0u64, |seed, byte| seed.rotate_left(5) ^ u64::from(byte));
+        let report: JobReport = tokio::task::spawn_blocking(move || runtime.run_job(&bytes, &job_grant, &tables, mode, &Limits::default(), seed, handle))
+            .await
+            .map_err(|error| GatewayError::internal("running a job", error))?;
+        for query in &report.queries {
+            if query.outcome != "allowed" {
+                self.record(who, "query.refuse", "job", job_id, None, Some(grant.id.clone()), "refused", query.message.clone().unwrap_or_default())?;
+            }
+        }
+        let out_dir = self.dir.join("outputs").join(job_id);
+        std::fs::create_dir_all(&out_dir).map_err(io("creating an output directory"))?;
+        let mut summaries = Vec::new();
+        for output in &report.outputs {
+            let (kind, bytes, rows) = match output.kind {
+                OutputKind::Table => {
+                    let table = output.table.as_ref().ok_or_else(|| GatewayError::Internal("table output without a table".into()))?;
+                    ("table", parquet_bytes(table)?, table.num_rows() as u64)
+                }
+                OutputKind::Artifact => ("artifact", output.artifact.clone().unwrap_or_default(), 0),
+            };
+            let path = out_dir.join(format!("{}.{}", output.name, if kind == "table" { "parquet" } else { "bin" }));
+            write_atomically(&path, &bytes)?;
+            let lineage = serde_json::to_string(&output.lineage).map_err(|error| GatewayError::internal("encoding lineage", error))?;
+            self.store
+                .execute(
+                    "INSERT OR REPLACE INTO outputs (job_id, name, kind, path, lineage_json, rows) VALUES (?, ?, ?, ?, ?, ?)",
+                    &[Param::Text(job_id), Param::Text(&output.name), Param::Text(kind), Param::Text(&path.to_string_lossy()), Param::Text(&lineage), Param::Int(rows as i64)],
+                )
+                .await?;
+            let content = match (mode, output.kind) {
+                (Mode::Sample, OutputKind::Table) => output.table.as_ref().map(csv_bytes).transpose()?.unwrap_or_default(),
+                (Mode::Sample, OutputKind::Artifact) => bytes,
+                (Mode::Production, _) => Vec::new(),
+            };
+            summaries.push(OutputSummary { name: output.name.clone(), kind: kind.into(), rows, suppressed_groups: output.lineage.suppressed_groups, content });
+        }
+        let (state, error, developer_error) = match &report.failure {
+            None => ("succeeded", String::new(), String::new()),
+            Some(failure) => ("failed", failure.to_string(), failure.developer_message(mode)),
+        };
+        let view = JobView {
+            id: job_id.to_string(),
+            grant_id: grant.id.clone(),
+            mode: if mode == Mode::Sample { "sample".into() } else { "production".into() },
+            state: state.into(),
+            error: developer_error.clone(),
+            outputs: summaries,
+            guest_log: report.guest_log.clone(),
+            queries: report.queries.clone(),
+            metering: report.metering.clone(),
+        };
+        let json = serde_json::to_string(&view).map_err(|error| GatewayError::internal("encoding a job", error))?;
+        self.store
+            .execute(
+                "UPDATE jobs SET state = ?, error = ?, developer_error = ?, report_json = ? WHERE id = ?",
+                &[Param::Text(state), Param::Text(&error), Param::Text(&developer_error), Param::Text(&json), Param::Text(job_id)],
+            )
+            .await?;
+        self.record(who, "job.finish", "job", job_id, None, Some(grant.id.clone()), state, if error.is_empty() { format!("{} outputs", report.outputs.len()) } else { error })?;
+        Ok(())
+    }
+
+    /// The job as `who` may see it, waiting up to `wait` for it to finish.
+    pub async fn job(&self, who: &Principal, job_id: &str, wait: Duration) -> Result<JobView, GatewayError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let row = self.store.fetch_one("SELECT * FROM jobs WHERE id = ?", &[Param::Text(job_id)], &format!("job {job_id}")).await?;
+            if who.role == Role::Developer && row["developer"] != who.organisation {
+                return Err(GatewayError::NotFound(format!("job {job_id} not found")));
+            }
+            let finished = row["state"] == "succeeded" || row["state"] == "failed";
+            if finished || tokio::time::Instant::now() >= deadline {
+                if !finished {
+                    return Ok(JobView {
+                        id: job_id.into(),
+                        grant_id: row["grant_id"].clone(),
+                        mode: row["mode"].clone(),
+                        state: row["state"].clone(),
+                        error: String::new(),
+                        outputs: Vec::new(),
+                        guest_log: Vec::new(),
+                        queries: Vec::new(),
+                        metering: Default::default(),
+                    });
+                }
+                let mut view: JobView = serde_json::from_str(&row["report_json"]).map_err(|error| GatewayError::internal("decoding a job", error))?;
+                if view.mode == "production" && who.role == Role::Developer {
+                    // Production guest logs are data: they stay in the domain.
+                    view.guest_log.clear();
+                }
+                return Ok(view);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Asks for an output of a production job to leave; the reviewer decides at once whether
+    /// it is auto-released, waits for an operator, or is blocked.
+    pub async fn request_egress(&self, who: &Principal, job_id: &str, output_name: &str) -> Result<EgressView, GatewayError> {
+        Self::require(who, Role::Developer)?;
+        let job = self.store.fetch_one("SELECT * FROM jobs WHERE id = ? AND developer = ?", &[Param::Text(job_id), Param::Text(&who.organisation)], &format!("job {job_id}")).await?;
+        if job["mode"] != "production" {
+            return Err(GatewayError::FailedPrecondition(format!("job {job_id} ran on the sample; its outputs are already yours and nothing real leaves from it")));
+        }
+        if job["state"] != "succeeded" {
+            return Err(GatewayError::FailedPrecondition(format!("job {job_id} is {}; only succeeded jobs have outputs to release", job["state"])));
+        }
+        let grant = self.grant_for(who, &job["grant_id"]).await?;
+        let output = self
+            .store
+            .fetch_one("SELECT * FROM outputs WHERE job_id = ? AND name = ?", &[Param::Text(job_id), Param::Text(output_name)], &format!("output \"{output_name}\" of job {job_id}"))
+            .await?;
+        let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
+        let report = if output["kind"] == "table" {
+            let lineage: OutputLineage = serde_json::from_str(&output["lineage_json"]).map_err(|error| GatewayError::internal("decoding lineage", error))?;
+            review_table(&grant, output_name, &read_parquet(bytes)?, &lineage)
+        } else {
+            review_artifact(&grant, output_name, &bytes)
+        };
+        let state = match report.outcome {
+            Outcome::Released => "auto_released",
+            Outcome::NeedsReview => "awaiting_operator",
+            Outcome::Blocked => "blocked",
+        };
+        let id = self.store.next_id("e").await?;
+        let report_json = serde_json::to_string(&report).map_err(|error| GatewayError::internal("encoding a report", error))?;
+        self.store
+            .execute(
+                "INSERT INTO egress (id, developer, job_id, output_name, state, report_json, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(job_id), Param::Text(output_name), Param::Text(state), Param::Text(&report_json), Param::Int(now_ms())],
+            )
+            .await?;
+        let reason = if report.outcome == Outcome::Blocked { format!("blocked by {}", report.blocking_rules().join(", ")) } else { format!("{} cells suppressed", report.cells_suppressed) };
+        self.record(who, "egress.review", "egress", &id, Some(sha256_hex(report_json.as_bytes())), Some(grant.id.clone()), state, reason)?;
+        if report.outcome == Outcome::Released {
+            self.release(who, &id, "auto").await?;
+        }
+        self.egress(who, &id).await
+    }
+
+    /// One egress request as `who` may see it.
+    pub async fn egress(&self, who: &Principal, egress_id: &str) -> Result<EgressView, GatewayError> {
+        let row = self.store.fetch_one("SELECT * FROM egress WHERE id = ?", &[Param::Text(egress_id)], &format!("egress request {egress_id}")).await?;
+        if who.role == Role::Developer && row["developer"] != who.organisation {
+            return Err(GatewayError::NotFound(format!("egress request {egress_id} not found")));
+        }
+        Ok(EgressView {
+            id: row["id"].clone(),
+            job_id: row["job_id"].clone(),
+            output_name: row["output_name"].clone(),
+            state: row["state"].clone(),
+            report: serde_json::from_str(&row["report_json"]).map_err(|error| GatewayError::internal("decoding a report", error))?,
+            release_id: row["release_id"].clone(),
+            reason: row["reason"].clone(),
+        })
+    }
+
+    /// Egress requests, optionally in one state (operators).
+    pub async fn list_egress(&self, who: &Principal, state: &str) -> Result<Vec<EgressView>, GatewayError> {
+        Self::require(who, Role::Operator)?;
+        let rows = self.store.fetch("SELECT id FROM egress WHERE (? = '' OR state = ?) ORDER BY created_ms", &[Param::Text(state), Param::Text(state)]).await?;
+        let mut views = Vec::with_capacity(rows.len());
+        for row in rows {
+            views.push(self.egress(who, &row["id"]).await?);
+        }
+        Ok(views)
+    }
+
+    /// An operator's decision on an egress request awaiting review.
+    pub async fn decide_egress(&self, who: &Principal, egress_id: &str, approve: bool, reason: &str) -> Result<EgressView, GatewayError> {
+        Self::require(who, Role::Operator)?;
+        let view = self.egress(who, egress_id).await?;
+        if view.state != "awaiting_operator" {
+            return Err(GatewayError::FailedPrecondition(format!("egress request {egress_id} is {}; only requests awaiting an operator can be decided", view.state)));
+        }
+        if approve {
+            self.store.execute("UPDATE egress SET state = 'approved', reason = ? WHERE id = ?", &[Param::Text(reason), Param::Text(egress_id)]).await?;
+            self.record(who, "egress.approve", "egress", egress_id, None, None, "approved", reason)?;
+            self.release(who, egress_id, &format!("{}@{}", who.name, who.organisation)).await?;
+        } else {
+            if reason.trim().is_empty() {
+                return Err(GatewayError::InvalidInput("a rejection needs a reason".into()));
+            }
+            self.store.execute("UPDATE egress SET state = 'rejected', reason = ? WHERE id = ?", &[Param::Text(reason), Param::Text(egress_id)]).await?;
+            self.record(who, "egress.reject", "egress", egress_id, None, None, "rejected", reason)?;
+        }
+        self.egress(who, egress_id).await
+    }
+
+    /// Builds and signs the release bundle of an egress request.
+    async fn release(&self, who: &Principal, egress_id: &str, approver: &str) -> Result<String, GatewayError> {
+        let egress = self.store.fetch_one("SELECT * FROM egress WHERE id = ?", &[Param::Text(egress_id)], &format!("egress request {egress_id}")).await?;
+        let report: ReviewReport = serde_json::from_str(&egress["report_json"]).map_err(|error| GatewayError::internal("decoding a report", error))?;
+        let job = self.store.fetch_one("SELECT * FROM jobs WHERE id = ?", &[Param::Text(&egress["job_id"])], "job").await?;
+        let grant_row = self.store.fetch_one("SELECT * FROM grants WHERE id = ?", &[Param::Text(&job["grant_id"])], "grant").await?;
+        let grant: Grant = serde_json::from_str(&grant_row["json"]).map_err(|error| GatewayError::internal("decoding a grant", error))?;
+        let output = self.store.fetch_one("SELECT * FROM outputs WHERE job_id = ? AND name = ?", &[Param::Text(&egress["job_id"]), Param::Text(&egress["output_name"])], "output").await?;
+        let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
+        let data = if output["kind"] == "table" {
+            let table = read_parquet(bytes)?;
+            let keep: datafusion::arrow::array::BooleanArray = (0..table.num_rows()).map(|row| Some(!report.suppressed_rows.contains(&row))).collect();
+            csv_bytes(&filter_record_batch(&table, &keep).map_err(|error| GatewayError::internal("suppressing rows", error))?)?
+        } else {
+            bytes
+        };
+        let mut datasets = Vec::new();
+        for dataset_id in grant.datasets() {
+            let (dataset, _, _) = self.dataset(dataset_id).await?;
+            datasets.push((dataset_id.to_string(), dataset.content_hash));
+        }
+        let release_id = self.store.next_id("r").await?;
+        let manifest = ReleaseManifest {
+            release_id: release_id.clone(),
+            domain: self.name.clone(),
+            output: egress["output_name"].clone(),
+            data_sha256: sha256_hex(&data),
+            module_sha256: job["module_hash"].clone(),
+            grant_id: grant.id.clone(),
+            grant_sha256: grant.hash(),
+            datasets,
+            report_sha256: sha256_hex(egress["report_json"].as_bytes()),
+            approver: approver.to_string(),
+            released_at_unix_ms: now_ms(),
+        };
+        let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|error| GatewayError::internal("encoding a manifest", error))?;
+        let signature = self.release_key.sign(&manifest_bytes);
+        let dir = self.dir.join("releases").join(&release_id);
+        std::fs::create_dir_all(&dir).map_err(io("creating a release directory"))?;
+        write_atomically(&dir.join("data.csv"), &data)?;
+        write_atomically(&dir.join("report.json"), egress["report_json"].as_bytes())?;
+        write_atomically(&dir.join("manifest.sig"), signature.as_ref())?;
+        write_atomically(&dir.join("manifest.json"), &manifest_bytes)?;
+        self.store
+            .execute(
+                "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES (?, ?, ?, ?, ?)",
+                &[Param::Text(&release_id), Param::Text(egress_id), Param::Text(&egress["developer"]), Param::Text(&dir.to_string_lossy()), Param::Int(now_ms())],
+            )
+            .await?;
+        self.store.execute("UPDATE egress SET release_id = ? WHERE id = ?", &[Param::Text(&release_id), Param::Text(egress_id)]).await?;
+        self.record(who, "release.sign", "release", &release_id, Some(sha256_hex(&manifest_bytes)), Some(grant.id.clone()), "released", approver)?;
+        Ok(release_id)
+    }
+
+    /// A release bundle, for the developer who owns it.
+    pub async fn release_bundle(&self, who: &Principal, release_id: &str) -> Result<ReleaseBundle, GatewayError> {
+        let row = self.store.fetch_one("SELECT * FROM releases WHERE id = ?", &[Param::Text(release_id)], &format!("release {release_id}")).await?;
+        if who.role == Role::Developer && row["developer"] != who.organisation {
+            return Err(GatewayError::NotFound(format!("release {release_id} not found")));
+        }
+        let dir = PathBuf::from(&row["dir"]);
+        Ok(ReleaseBundle {
+            id: release_id.to_string(),
+            manifest: std::fs::read(dir.join("manifest.json")).map_err(io("reading a release"))?,
+            signature: std::fs::read(dir.join("manifest.sig")).map_err(io("reading a release"))?,
+            data: std::fs::read(dir.join("data.csv")).map_err(io("reading a release"))?,
+            public_key: self.public_key(),
+        })
+    }
+
+    /// The latest signed checkpoint of the audit log (regulators).
+    pub fn checkpoint(&self, who: &Principal) -> Result<(String, u64), GatewayError> {
+        Self::require(who, Role::Regulator)?;
+        let audit = self.audit.lock().map_err(|_| GatewayError::Internal("audit log lock poisoned".into()))?;
+        Ok((audit.checkpoint(&self.signer), audit.len()))
+    }
+
+    /// The whole audit log as an offline-verifiable export (regulators).
+    pub fn export_audit(&self, who: &Principal) -> Result<Export, GatewayError> {
+        Self::require(who, Role::Regulator)?;
+        let audit = self.audit.lock().map_err(|_| GatewayError::Internal("audit log lock poisoned".into()))?;
+        Ok(audit.export(&self.signer)?)
+    }
+}

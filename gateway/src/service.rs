@@ -1,0 +1,226 @@
+//! The tonic services, one per role. They authenticate the caller from the client
+//! certificate, translate proto messages to domain types and back, and nothing else: the
+//! workflow is [`crate::domain`], the mapping of errors to status codes is in [`crate::error`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status, Streaming};
+use unseen_policy::{ColumnSpec, ColumnTag, Grade, ScenarioApplication, SubjectKind};
+use unseen_proto::v1 as pb;
+use unseen_runtime::Mode;
+
+use crate::GatewayError;
+use crate::domain::{DatasetRegistration, Domain, EgressView, JobView};
+use crate::identity::{Principal, principal_from_certificate};
+
+/// Largest module upload accepted, bytes.
+const MAX_UPLOAD_BYTES: usize = unseen_runtime::host::MAX_MODULE_BYTES;
+/// Longest a `GetJob` may wait.
+const MAX_WAIT_MS: u32 = 120_000;
+
+/// All four role services share one domain.
+#[derive(Debug, Clone)]
+pub struct Services {
+    domain: Arc<Domain>,
+}
+
+impl Services {
+    /// Services over `domain`.
+    pub fn new(domain: Arc<Domain>) -> Self {
+        Self { domain }
+    }
+}
+
+fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
+    let certificates = request
+        .peer_certs()
+        .ok_or_else(|| Status::from(GatewayError::Unauthenticated("no client certificate: connect with mTLS and a domain-issued identity".into())))?;
+    let leaf = certificates.first().ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
+    principal_from_certificate(leaf.as_ref()).map_err(|error| Status::unauthenticated(error.to_string()))
+}
+
+fn json_enum<T: serde::de::DeserializeOwned>(field: &str, value: &str, allowed: &str) -> Result<T, Status> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| Status::invalid_argument(format!("{field} \"{value}\" is not one of {allowed}")))
+}
+
+fn job_view(view: JobView) -> pb::JobView {
+    pb::JobView {
+        job_id: view.id,
+        grant_id: view.grant_id,
+        mode: view.mode,
+        state: view.state,
+        error: view.error,
+        outputs: view
+            .outputs
+            .into_iter()
+            .map(|output| pb::OutputView { name: output.name, kind: output.kind, rows: output.rows, content: output.content, suppressed_groups: output.suppressed_groups })
+            .collect(),
+        guest_log: view.guest_log,
+        queries: view
+            .queries
+            .into_iter()
+            .map(|query| pb::QueryView { sql: query.sql, outcome: query.outcome, message: query.message.unwrap_or_default(), rows: query.rows, suppressed_groups: query.suppressed_groups })
+            .collect(),
+        metering_json: serde_json::to_string(&view.metering).unwrap_or_default(),
+    }
+}
+
+fn egress_view(view: EgressView) -> pb::EgressView {
+    pb::EgressView {
+        egress_id: view.id,
+        job_id: view.job_id,
+        output_name: view.output_name,
+        state: view.state,
+        report_json: serde_json::to_string(&view.report).unwrap_or_default(),
+        release_id: view.release_id,
+        reason: view.reason,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::provider_server::Provider for Services {
+    async fn register_dataset(&self, request: Request<pb::RegisterDatasetRequest>) -> Result<Response<pb::RegisterDatasetReply>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        let grade: Grade = json_enum("grade", &request.grade, "general, important, core")?;
+        let subject_kind: Option<SubjectKind> =
+            if request.subject_kind.is_empty() { None } else { Some(json_enum("subject_kind", &request.subject_kind, "person, enterprise")?) };
+        let mut columns = Vec::with_capacity(request.columns.len());
+        for column in request.columns {
+            let tag: ColumnTag = json_enum("tag", &column.tag, "subject, identifier, quasi, sensitive, public")?;
+            columns.push(ColumnSpec { name: column.name, tag });
+        }
+        if request.parquet.is_empty() {
+            return Err(Status::invalid_argument("parquet is empty: send the dataset's Parquet file"));
+        }
+        let registration = DatasetRegistration { name: request.name, grade, subject_kind, columns };
+        let (dataset, rows, sample_rows) = self.domain.register_dataset(&who, registration, request.parquet).await?;
+        Ok(Response::new(pb::RegisterDatasetReply { dataset: dataset.id(), content_hash: dataset.content_hash, rows, sample_rows }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::developer_server::Developer for Services {
+    async fn submit_scenario(&self, request: Request<pb::SubmitScenarioRequest>) -> Result<Response<pb::SubmitScenarioReply>, Status> {
+        let who = caller(&request)?;
+        let application: ScenarioApplication = serde_json::from_str(&request.get_ref().application_json)
+            .map_err(|error| Status::invalid_argument(format!("application_json is not a scenario application: {error}")))?;
+        let scenario_id = self.domain.submit_scenario(&who, application).await?;
+        Ok(Response::new(pb::SubmitScenarioReply { scenario_id, state: "submitted".into() }))
+    }
+
+    async fn upload_module(&self, request: Request<Streaming<pb::ModuleChunk>>) -> Result<Response<pb::UploadModuleReply>, Status> {
+        let who = caller(&request)?;
+        let mut stream = request.into_inner();
+        let mut grant_id = String::new();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            if grant_id.is_empty() {
+                grant_id = chunk.grant_id;
+            }
+            if bytes.len() + chunk.data.len() > MAX_UPLOAD_BYTES {
+                return Err(Status::invalid_argument(format!("module exceeds the {MAX_UPLOAD_BYTES}-byte limit")));
+            }
+            bytes.extend_from_slice(&chunk.data);
+        }
+        if grant_id.is_empty() {
+            return Err(Status::invalid_argument("the first chunk must name the grant_id the module is bound to"));
+        }
+        let info = self.domain.upload_module(&who, &grant_id, bytes).await?;
+        Ok(Response::new(pb::UploadModuleReply { module_hash: info.hash, size: info.size as u64, imports: info.imports }))
+    }
+
+    async fn run_job(&self, request: Request<pb::RunJobRequest>) -> Result<Response<pb::RunJobReply>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        let mode: Mode = json_enum("mode", &request.mode, "sample, production")?;
+        let job_id = self.domain.run_job(&who, &request.grant_id, &request.module_hash, mode).await?;
+        Ok(Response::new(pb::RunJobReply { job_id, state: "queued".into() }))
+    }
+
+    async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::JobView>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        let wait = Duration::from_millis(u64::from(request.wait_ms.min(MAX_WAIT_MS)));
+        Ok(Response::new(job_view(self.domain.job(&who, &request.job_id, wait).await?)))
+    }
+
+    async fn request_egress(&self, request: Request<pb::RequestEgressRequest>) -> Result<Response<pb::EgressView>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        Ok(Response::new(egress_view(self.domain.request_egress(&who, &request.job_id, &request.output_name).await?)))
+    }
+
+    async fn get_release(&self, request: Request<pb::GetReleaseRequest>) -> Result<Response<pb::ReleaseBundle>, Status> {
+        let who = caller(&request)?;
+        let bundle = self.domain.release_bundle(&who, &request.get_ref().release_id).await?;
+        Ok(Response::new(pb::ReleaseBundle {
+            release_id: bundle.id,
+            manifest: bundle.manifest,
+            signature: bundle.signature,
+            data: bundle.data,
+            domain_public_key: bundle.public_key,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::operator_server::Operator for Services {
+    async fn list_scenarios(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ScenarioList>, Status> {
+        let who = caller(&request)?;
+        let rows = self.domain.list_scenarios(&who, &request.get_ref().state).await?;
+        let scenarios = rows
+            .into_iter()
+            .map(|row| pb::ScenarioView {
+                scenario_id: row["id"].clone(),
+                developer: row["developer"].clone(),
+                state: row["state"].clone(),
+                application_json: row["application_json"].clone(),
+                reason: row["reason"].clone(),
+                grant_id: row["grant_id"].clone(),
+            })
+            .collect();
+        Ok(Response::new(pb::ScenarioList { scenarios }))
+    }
+
+    async fn decide_scenario(&self, request: Request<pb::DecideRequest>) -> Result<Response<pb::DecideScenarioReply>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        let grant = self.domain.decide_scenario(&who, &request.id, request.approve, &request.reason).await?;
+        Ok(Response::new(match grant {
+            Some(grant) => pb::DecideScenarioReply { scenario_id: request.id, state: "approved".into(), grant_hash: grant.hash(), grant_id: grant.id },
+            None => pb::DecideScenarioReply { scenario_id: request.id, state: "rejected".into(), grant_id: String::new(), grant_hash: String::new() },
+        }))
+    }
+
+    async fn list_egress(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::EgressList>, Status> {
+        let who = caller(&request)?;
+        let views = self.domain.list_egress(&who, &request.get_ref().state).await?;
+        Ok(Response::new(pb::EgressList { requests: views.into_iter().map(egress_view).collect() }))
+    }
+
+    async fn decide_egress(&self, request: Request<pb::DecideRequest>) -> Result<Response<pb::EgressView>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        Ok(Response::new(egress_view(self.domain.decide_egress(&who, &request.id, request.approve, &request.reason).await?)))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::regulator_server::Regulator for Services {
+    async fn latest_checkpoint(&self, request: Request<pb::CheckpointRequest>) -> Result<Response<pb::CheckpointReply>, Status> {
+        let who = caller(&request)?;
+        let (checkpoint, size) = self.domain.checkpoint(&who)?;
+        Ok(Response::new(pb::CheckpointReply { checkpoint, size }))
+    }
+
+    async fn export_audit(&self, request: Request<pb::ExportAuditRequest>) -> Result<Response<pb::ExportAuditReply>, Status> {
+        let who = caller(&request)?;
+        let export = self.domain.export_audit(&who)?;
+        let export_json = serde_json::to_string(&export).map_err(|error| Status::internal(format!("encoding the export: {error}")))?;
+        Ok(Response::new(pb::ExportAuditReply { export_json }))
+    }
+}
+

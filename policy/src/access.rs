@@ -1,0 +1,145 @@
+//! Column access modes and the decision whether one use of one column is allowed.
+//!
+//! The runtime walks a query plan and asks [`decide`] about every place a column is used; this
+//! module knows nothing about query plans, only the rule table below.
+
+use serde::{Deserialize, Serialize};
+
+/// How a grant lets a module use one column (compare SecretFlow SCQL's CCL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessMode {
+    /// Row values may be read.
+    Visible,
+    /// A keyed token stands in for the value; tokens join within one grant only.
+    Pseudonymised,
+    /// Only inside aggregates that do not reveal a single row.
+    AggregateOnly,
+    /// Only as a JOIN key.
+    JoinOnly,
+    /// Only in WHERE conditions.
+    FilterOnly,
+    /// Not at all. Every column a grant does not name is denied.
+    Denied,
+}
+
+impl AccessMode {
+    /// The mode's name as written in grants and refusals.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Visible => "visible",
+            Self::Pseudonymised => "pseudonymised",
+            Self::AggregateOnly => "aggregate_only",
+            Self::JoinOnly => "join_only",
+            Self::FilterOnly => "filter_only",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// One way a query uses a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Usage {
+    /// Its value (or anything computed from it row by row) reaches the result.
+    Project,
+    /// It is a GROUP BY key: every group label is a value of it.
+    GroupBy,
+    /// It is the argument of the named aggregate function.
+    Aggregate(String),
+    /// It appears in a WHERE or HAVING condition.
+    Filter,
+    /// It is a JOIN key.
+    Join,
+    /// The result is ordered by it, or it partitions or orders a window.
+    Order,
+}
+
+impl Usage {
+    fn phrase(&self) -> String {
+        match self {
+            Self::Project => "it cannot be projected".into(),
+            Self::GroupBy => "it cannot be a GROUP BY key".into(),
+            Self::Aggregate(function) => format!("it cannot be aggregated with {function}()"),
+            Self::Filter => "it cannot be used in a filter".into(),
+            Self::Join => "it cannot be used as a join key".into(),
+            Self::Order => "it cannot order or partition rows".into(),
+        }
+    }
+}
+
+/// Aggregates that do not return one row's value. Everything else (min, max, first_value,
+/// array_agg, string_agg, median, percentiles, …) can reveal a single contribution.
+pub const SAFE_AGGREGATES: &[&str] = &["count", "sum", "avg", "mean"];
+
+/// Why a use of a column was refused: the rule, and a message naming column, dataset and grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The rule that refused, e.g. `access_mode`.
+    pub rule: String,
+    /// The whole sentence shown to the developer.
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Decides one use of one column under its access mode.
+///
+/// `dataset` is `name@vN`; `grant` the grant id; both only shape the message.
+pub fn decide(mode: AccessMode, usage: &Usage, column: &str, dataset: &str, grant: &str) -> Result<(), Refusal> {
+    let allowed = match (mode, usage) {
+        (AccessMode::Denied, _) => false,
+        (AccessMode::Visible, _) => true,
+        (AccessMode::Pseudonymised, _) => true,
+        (AccessMode::AggregateOnly, Usage::Aggregate(function)) => SAFE_AGGREGATES.contains(&function.as_str()),
+        (AccessMode::AggregateOnly, _) => false,
+        (AccessMode::JoinOnly, Usage::Join) => true,
+        (AccessMode::JoinOnly, Usage::Aggregate(function)) => function == "count",
+        (AccessMode::JoinOnly, _) => false,
+        (AccessMode::FilterOnly, Usage::Filter) => true,
+        (AccessMode::FilterOnly, Usage::Aggregate(function)) => function == "count",
+        (AccessMode::FilterOnly, _) => false,
+    };
+    if allowed {
+        return Ok(());
+    }
+    let message = if mode == AccessMode::Denied {
+        format!("column \"{column}\" of dataset \"{dataset}\" is denied in grant {grant}; the grant does not name it")
+    } else {
+        format!("column \"{column}\" of dataset \"{dataset}\" is {} in grant {grant}; {}", mode.as_str(), usage.phrase())
+    };
+    Err(Refusal { rule: format!("access_mode.{}", mode.as_str()), message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_only_cannot_be_projected_and_says_so() {
+        let refusal = decide(AccessMode::JoinOnly, &Usage::Project, "id_card", "population@v1", "g-3").unwrap_err();
+        assert_eq!(
+            refusal.message,
+            "column \"id_card\" of dataset \"population@v1\" is join_only in grant g-3; it cannot be projected"
+        );
+        assert_eq!(refusal.rule, "access_mode.join_only");
+    }
+
+    #[test]
+    fn aggregate_only_allows_sum_but_not_max() {
+        assert!(decide(AccessMode::AggregateOnly, &Usage::Aggregate("sum".into()), "kwh", "d@v1", "g").is_ok());
+        let refusal = decide(AccessMode::AggregateOnly, &Usage::Aggregate("max".into()), "kwh", "d@v1", "g").unwrap_err();
+        assert!(refusal.message.ends_with("it cannot be aggregated with max()"));
+        assert!(decide(AccessMode::AggregateOnly, &Usage::GroupBy, "kwh", "d@v1", "g").is_err());
+    }
+
+    #[test]
+    fn denied_refuses_everything() {
+        for usage in [Usage::Project, Usage::Filter, Usage::Join, Usage::GroupBy, Usage::Order, Usage::Aggregate("count".into())] {
+            assert!(decide(AccessMode::Denied, &usage, "c", "d@v1", "g").is_err());
+        }
+    }
+}

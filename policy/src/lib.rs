@@ -1,0 +1,27 @@
+//! The domain model of an unseen domain and the decisions made on it: which dataset versions
+//! exist and how their columns are tagged, what a scenario asks for, what an approved grant
+//! allows, whether a column may be used in a given way, and whether an output may leave.
+//!
+//! This crate is the functional core: it does no I/O, reads no clock and draws no randomness.
+//! Time comes in as `now_unix_ms` arguments; everything else is plain data.
+
+pub mod access;
+pub mod catalog;
+pub mod error;
+pub mod grant;
+pub mod identifiers;
+pub mod review;
+
+pub use access::{AccessMode, Refusal, Usage};
+pub use catalog::{ColumnSpec, ColumnTag, DatasetVersion, Grade, SubjectKind};
+pub use error::PolicyError;
+pub use grant::{DatasetRequest, DisclosureParams, Grant, OutputSpec, ScenarioApplication};
+pub use review::{
+    ColumnLineage, OutputKind, OutputLineage, Outcome, ReviewReport, RuleOutcome, RuleResult,
+    SourceColumn, SubjectCounts,
+};
+
+/// Hex SHA-256 of `bytes`: the content hash every object in a domain is named by.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}

@@ -1,0 +1,632 @@
+//! The governed DataFusion session: what a module's SQL may see is decided here, on the
+//! logical plan, before any row moves.
+//!
+//! Every query is planned, then walked: each output column is traced back to the source
+//! columns whose values flow into it, raw or through an aggregate, and every use of a source
+//! column (projected, grouped, aggregated, filtered, joined, ordered) is put to the grant's
+//! access mode through [`unseen_policy::access::decide`]. Plans this walker does not know are
+//! refused: the check fails closed. When the result is an aggregate over subject data, the
+//! plan is extended with host-counted distinct contributors per group, groups below the
+//! grant's threshold are withheld, and the counts travel on as hidden lineage.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::{Column, DFSchema};
+use datafusion::execution::context::SQLOptions;
+use datafusion::functions_aggregate::expr_fn::count_distinct;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{Aggregate, Expr, JoinType, LogicalPlan, Operator, Projection};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use unseen_policy::access::{Usage, decide};
+use unseen_policy::{
+    AccessMode, ColumnLineage, ColumnTag, DatasetVersion, Grant, OutputLineage, Refusal, SourceColumn, SubjectCounts,
+    SubjectKind,
+};
+
+use crate::RuntimeError;
+
+/// Name prefix of the host's hidden contributor columns; never reaches a module.
+const CONTRIBUTORS_PREFIX: &str = "__unseen_contributors_";
+
+/// Which copy of the data a job reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The sampled, desensitised copy; outputs go straight back to the developer.
+    Sample,
+    /// The real data; outputs are held for egress review.
+    Production,
+}
+
+/// A registered dataset version and where its files are inside the domain.
+#[derive(Debug, Clone)]
+pub struct DomainTable {
+    /// The catalog entry.
+    pub dataset: DatasetVersion,
+    /// The real data (Parquet).
+    pub production_path: PathBuf,
+    /// The desensitised sample (Parquet).
+    pub sample_path: PathBuf,
+}
+
+/// A query result as the module may see it, with the lineage it cannot see.
+#[derive(Debug, Clone)]
+pub struct GovernedResult {
+    /// Batches without hidden columns and without suppressed groups.
+    pub batches: Vec<RecordBatch>,
+    /// Host-held lineage for the egress reviewer.
+    pub lineage: OutputLineage,
+    /// Rows in `batches`.
+    pub rows: u64,
+}
+
+/// A DataFusion session holding exactly the tables one grant names.
+pub struct GovernedSession {
+    context: SessionContext,
+    grant: Grant,
+    mode: Mode,
+    /// Table name → dataset version registered under it.
+    tables: BTreeMap<String, DatasetVersion>,
+}
+
+impl std::fmt::Debug for GovernedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GovernedSession").field("grant", &self.grant.id).field("mode", &self.mode).finish()
+    }
+}
+
+/// One source column as the walker knows it: identity, tag and granted mode.
+#[derive(Debug, Clone)]
+struct Source {
+    column: SourceColumn,
+    mode: AccessMode,
+    subject_kind: Option<SubjectKind>,
+}
+
+/// Where the values of one plan field come from.
+#[derive(Debug, Clone, Default)]
+struct FieldLineage {
+    /// Sources whose row values flow into the field.
+    raw: BTreeSet<usize>,
+    /// Sources that reach the field only through an aggregate.
+    aggregated: BTreeSet<usize>,
+    /// The field is the output of an aggregate function.
+    is_aggregate: bool,
+}
+
+impl FieldLineage {
+    fn merge(&mut self, other: &FieldLineage) {
+        self.raw.extend(&other.raw);
+        self.aggregated.extend(&other.aggregated);
+        self.is_aggregate |= other.is_aggregate;
+    }
+}
+
+/// The walker's state: the sources met so far, deduplicated.
+struct Walker<'a> {
+    session: &'a GovernedSession,
+    sources: Vec<Source>,
+    index: BTreeMap<(String, String), usize>,
+    subject_kinds: BTreeSet<SubjectKind>,
+}
+
+impl GovernedSession {
+    /// Registers the grant's tables (production or sample files) and nothing else.
+    pub async fn new(grant: &Grant, tables: &[DomainTable], mode: Mode) -> Result<Self, RuntimeError> {
+        let config = SessionConfig::new().with_information_schema(false).with_target_partitions(2);
+        let context = SessionContext::new_with_config(config);
+        let mut registered = BTreeMap::new();
+        for dataset_id in grant.datasets() {
+            let table = tables.iter().find(|table| table.dataset.id() == dataset_id).ok_or_else(|| {
+                RuntimeError::Internal(format!("grant {} names {dataset_id}, which the domain did not provide", grant.id))
+            })?;
+            for column in &table.dataset.columns {
+                if grant.mode(dataset_id, &column.name) == AccessMode::Pseudonymised {
+                    return Err(RuntimeError::Refused(Refusal {
+                        rule: "access_mode.pseudonymised".into(),
+                        message: format!(
+                            "column \"{}\" of dataset \"{dataset_id}\" is pseudonymised in grant {}; this domain version cannot issue tokens yet",
+                            column.name, grant.id
+                        ),
+                    }));
+                }
+            }
+            let path = match mode {
+                Mode::Sample => &table.sample_path,
+                Mode::Production => &table.production_path,
+            };
+            let path = path.to_str().ok_or_else(|| RuntimeError::Internal(format!("non-UTF-8 path {}", path.display())))?;
+            context
+                .register_parquet(table.dataset.name.as_str(), path, ParquetReadOptions::default())
+                .await
+                .map_err(|error| RuntimeError::Internal(format!("registering {dataset_id}: {error}")))?;
+            registered.insert(table.dataset.name.clone(), table.dataset.clone());
+        }
+        Ok(Self { context, grant: grant.clone(), mode, tables: registered })
+    }
+
+    /// The granted columns, one `(table, column, arrow type, mode, tag)` per column.
+    pub async fn describe(&self) -> Vec<(String, String, String, AccessMode, ColumnTag)> {
+        let mut columns = Vec::new();
+        for (name, dataset) in &self.tables {
+            let Ok(provider) = self.context.table_provider(name.as_str()).await else { continue };
+            let schema = provider.schema();
+            for field in schema.fields() {
+                let mode = self.grant.mode(&dataset.id(), field.name());
+                if mode == AccessMode::Denied {
+                    continue;
+                }
+                let tag = dataset.tag_of(field.name()).unwrap_or(ColumnTag::Public);
+                columns.push((name.clone(), field.name().clone(), field.data_type().to_string(), mode, tag));
+            }
+        }
+        columns
+    }
+
+    /// Plans, checks and runs `sql` under the grant.
+    pub async fn query(&self, sql: &str) -> Result<GovernedResult, RuntimeError> {
+        let plan = self.check(sql).await?;
+        let (plan, lineage) = plan;
+        let batches = self
+            .context
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|error| RuntimeError::Query(error.to_string()))?
+            .collect()
+            .await
+            .map_err(|error| RuntimeError::Query(error.to_string()))?;
+        self.govern(batches, lineage)
+    }
+
+    /// Plans `sql` and checks it against the grant; returns the plan to run (extended with
+    /// contributor counts where needed) and the lineage of its visible columns.
+    pub async fn check(&self, sql: &str) -> Result<(LogicalPlan, OutputLineage), RuntimeError> {
+        let state = self.context.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect).map_err(|error| RuntimeError::InvalidQuery(error.to_string()))?;
+        let references = state.resolve_table_references(&statement).map_err(|error| RuntimeError::InvalidQuery(error.to_string()))?;
+        for reference in references {
+            let qualified = reference.catalog().is_some_and(|catalog| catalog != "datafusion")
+                || reference.schema().is_some_and(|schema| schema != "public");
+            if qualified || !self.tables.contains_key(reference.table()) {
+                return Err(refusal("catalog", &format!("table \"{reference}\" is not granted in grant {}", self.grant.id)));
+            }
+        }
+        let plan = state.statement_to_plan(statement).await.map_err(|error| RuntimeError::InvalidQuery(error.to_string()))?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|_| refusal("statement", "only queries may run in a domain; DDL, DML and statements are refused"))?;
+
+        let mut walker = Walker { session: self, sources: Vec::new(), index: BTreeMap::new(), subject_kinds: BTreeSet::new() };
+        let fields = walker.walk(&plan)?;
+        for (position, field) in fields.iter().enumerate() {
+            let name = plan.schema().field(position).name().clone();
+            for &source in &field.raw {
+                walker.decide(source, &Usage::Project).map_err(|refusal| with_context(refusal, &name))?;
+            }
+        }
+
+        let mut lineage = OutputLineage {
+            columns: fields
+                .iter()
+                .enumerate()
+                .map(|(position, field)| ColumnLineage {
+                    name: plan.schema().field(position).name().clone(),
+                    sources: field.raw.union(&field.aggregated).map(|&source| walker.sources[source].column.clone()).collect(),
+                    aggregated: field.raw.is_empty() && field.is_aggregate,
+                })
+                .collect(),
+            aggregated: false,
+            subject_kinds: walker.subject_kinds.iter().copied().collect(),
+            contributors: Vec::new(),
+            suppressed_groups: 0,
+            suppression_rule: None,
+        };
+
+        if walker.subject_kinds.is_empty() || !contains_aggregate(&plan) {
+            return Ok((plan, lineage));
+        }
+        let plan = walker.add_contributors(&plan)?.ok_or_else(|| {
+            refusal(
+                "governed_aggregate",
+                "aggregates over subject data must be the outermost step of a query (optionally followed by projection, HAVING, ORDER BY and LIMIT) so that contributors can be counted",
+            )
+        })?;
+        lineage.aggregated = true;
+        Ok((plan, lineage))
+    }
+
+    /// Splits hidden contributor columns off, withholds groups below the threshold (in
+    /// production), and fills the lineage.
+    fn govern(&self, batches: Vec<RecordBatch>, mut lineage: OutputLineage) -> Result<GovernedResult, RuntimeError> {
+        let k = self.grant.application.disclosure.threshold_k;
+        let mut kept_batches = Vec::with_capacity(batches.len());
+        let mut counts: BTreeMap<SubjectKind, Vec<u64>> = BTreeMap::new();
+        let mut suppressed = 0u64;
+        let mut rows = 0u64;
+        for batch in batches {
+            let schema = batch.schema();
+            let hidden: Vec<(usize, SubjectKind)> = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter_map(|(index, field)| {
+                    let kind = field.name().strip_prefix(CONTRIBUTORS_PREFIX)?;
+                    let kind = if kind == SubjectKind::Person.as_str() { SubjectKind::Person } else { SubjectKind::Enterprise };
+                    Some((index, kind))
+                })
+                .collect();
+            if hidden.is_empty() {
+                rows += batch.num_rows() as u64;
+                kept_batches.push(batch);
+                continue;
+            }
+            let keep: BooleanArray = (0..batch.num_rows())
+                .map(|row| {
+                    let enough = hidden.iter().all(|&(index, _)| {
+                        let column = batch.column(index).as_primitive::<Int64Type>();
+                        column.is_valid(row) && column.value(row) as u64 >= k
+                    });
+                    Some(enough || self.mode == Mode::Sample)
+                })
+                .collect();
+            for &(index, kind) in &hidden {
+                let column = batch.column(index).as_primitive::<Int64Type>();
+                let per_row = counts.entry(kind).or_default();
+                for row in 0..batch.num_rows() {
+                    if keep.value(row) {
+                        per_row.push(column.value(row).max(0) as u64);
+                    }
+                }
+            }
+            suppressed += keep.iter().filter(|kept| *kept == Some(false)).count() as u64;
+            let filtered = filter_record_batch(&batch, &keep).map_err(|error| RuntimeError::Internal(error.to_string()))?;
+            let visible: Vec<usize> = (0..filtered.num_columns()).filter(|index| !hidden.iter().any(|(hidden, _)| hidden == index)).collect();
+            let projected = filtered.project(&visible).map_err(|error| RuntimeError::Internal(error.to_string()))?;
+            rows += projected.num_rows() as u64;
+            kept_batches.push(projected);
+        }
+        if lineage.aggregated {
+            lineage.contributors = counts.into_iter().map(|(kind, per_row)| SubjectCounts { kind, per_row }).collect();
+            lineage.suppressed_groups = suppressed;
+            lineage.suppression_rule = Some(format!("threshold k={k} distinct subjects"));
+        }
+        Ok(GovernedResult { batches: kept_batches, lineage, rows })
+    }
+}
+
+impl Walker<'_> {
+    fn source(&mut self, table: &str, column: &str) -> Result<usize, RuntimeError> {
+        if let Some(&index) = self.index.get(&(table.to_string(), column.to_string())) {
+            return Ok(index);
+        }
+        let dataset = self
+            .session
+            .tables
+            .get(table)
+            .ok_or_else(|| refusal("catalog", &format!("table \"{table}\" is not granted in grant {}", self.session.grant.id)))?;
+        let id = dataset.id();
+        let tag = dataset.tag_of(column).unwrap_or(ColumnTag::Public);
+        let mode = self.session.grant.mode(&id, column);
+        if let Some(kind) = dataset.subject_kind {
+            self.subject_kinds.insert(kind);
+        }
+        let subject_kind = if tag == ColumnTag::Subject { dataset.subject_kind } else { None };
+        self.sources.push(Source { column: SourceColumn { dataset: id, column: column.to_string(), tag }, mode, subject_kind });
+        self.index.insert((table.to_string(), column.to_string()), self.sources.len() - 1);
+        Ok(self.sources.len() - 1)
+    }
+
+    fn decide(&self, source: usize, usage: &Usage) -> Result<(), RuntimeError> {
+        let source = &self.sources[source];
+        decide(source.mode, usage, &source.column.column, &source.column.dataset, &self.session.grant.id).map_err(RuntimeError::Refused)
+    }
+
+    /// Checks a condition (WHERE, HAVING, JOIN ON): an equality between two columns is a join
+    /// key — the SQL planner leaves `JOIN … ON a = b` in the join's filter and comma joins in
+    /// WHERE — and every other conjunct is a filter.
+    fn condition(&self, predicate: &Expr, schema: &DFSchema, input: &[FieldLineage]) -> Result<(), RuntimeError> {
+        for conjunct in split_conjunction(predicate) {
+            let usage = match conjunct {
+                Expr::BinaryExpr(binary)
+                    if binary.op == Operator::Eq && is_column(&binary.left) && is_column(&binary.right) =>
+                {
+                    Usage::Join
+                }
+                _ => Usage::Filter,
+            };
+            self.expr(conjunct, schema, input, Some(&usage))?;
+        }
+        Ok(())
+    }
+
+    /// Lineage of an expression evaluated over `input` fields, checking `usage` for every
+    /// column it reads.
+    fn expr(&self, expr: &Expr, schema: &DFSchema, input: &[FieldLineage], usage: Option<&Usage>) -> Result<FieldLineage, RuntimeError> {
+        refuse_subqueries(expr)?;
+        let mut lineage = FieldLineage::default();
+        for column in expr.column_refs() {
+            let index = schema.index_of_column(column).map_err(|error| RuntimeError::Internal(error.to_string()))?;
+            let field = &input[index];
+            if let Some(usage) = usage {
+                for &source in &field.raw {
+                    self.decide(source, usage).map_err(|refusal| with_expression(refusal, expr))?;
+                }
+            }
+            lineage.merge(field);
+        }
+        Ok(lineage)
+    }
+
+    fn walk(&mut self, plan: &LogicalPlan) -> Result<Vec<FieldLineage>, RuntimeError> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let table = scan.table_name.table().to_string();
+                let schema = scan.source.schema();
+                let indices: Vec<usize> = match &scan.projection {
+                    Some(indices) => indices.clone(),
+                    None => (0..schema.fields().len()).collect(),
+                };
+                let mut fields = Vec::with_capacity(indices.len());
+                for index in indices {
+                    let source = self.source(&table, schema.field(index).name())?;
+                    fields.push(FieldLineage { raw: BTreeSet::from([source]), ..FieldLineage::default() });
+                }
+                let input_schema = scan.projected_schema.as_ref();
+                for filter in &scan.filters {
+                    self.expr(filter, input_schema, &fields, Some(&Usage::Filter))?;
+                }
+                Ok(fields)
+            }
+            LogicalPlan::Projection(projection) => {
+                let input = self.walk(&projection.input)?;
+                let schema = projection.input.schema();
+                projection.expr.iter().map(|expr| self.expr(expr, schema, &input, None)).collect()
+            }
+            LogicalPlan::Filter(filter) => {
+                let input = self.walk(&filter.input)?;
+                self.condition(&filter.predicate, filter.input.schema(), &input)?;
+                Ok(input)
+            }
+            LogicalPlan::Aggregate(aggregate) => {
+                let input = self.walk(&aggregate.input)?;
+                let schema = aggregate.input.schema();
+                let mut fields = Vec::new();
+                for expr in &aggregate.group_expr {
+                    let lineage = self.expr(expr, schema, &input, Some(&Usage::GroupBy))?;
+                    // A grouping set yields one output field per distinct grouping expression.
+                    let width = match expr {
+                        Expr::GroupingSet(set) => set.distinct_expr().len(),
+                        _ => 1,
+                    };
+                    fields.extend(std::iter::repeat_n(lineage, width));
+                }
+                while fields.len() < aggregate.schema.fields().len() - aggregate.aggr_expr.len() {
+                    // The grouping-id column of grouping sets carries no source values.
+                    fields.push(FieldLineage::default());
+                }
+                for expr in &aggregate.aggr_expr {
+                    fields.push(self.aggregate_expr(expr, schema, &input)?);
+                }
+                Ok(fields)
+            }
+            LogicalPlan::Join(join) => {
+                let left = self.walk(&join.left)?;
+                let right = self.walk(&join.right)?;
+                let mut both = left.clone();
+                both.extend(right.iter().cloned());
+                let combined = join.left.schema().join(join.right.schema()).map_err(|error| RuntimeError::Internal(error.to_string()))?;
+                for (left_key, right_key) in &join.on {
+                    self.expr(left_key, join.left.schema(), &left, Some(&Usage::Join))?;
+                    self.expr(right_key, join.right.schema(), &right, Some(&Usage::Join))?;
+                }
+                if let Some(filter) = &join.filter {
+                    self.condition(filter, &combined, &both)?;
+                }
+                let fields = match join.join_type {
+                    JoinType::LeftSemi | JoinType::LeftAnti => left,
+                    JoinType::RightSemi | JoinType::RightAnti => right,
+                    JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full => both,
+                    JoinType::LeftMark | JoinType::RightMark => {
+                        return Err(refusal("unsupported_plan", "mark joins are not supported by the policy check"));
+                    }
+                };
+                if fields.len() != join.schema.fields().len() {
+                    return Err(RuntimeError::Internal("join lineage does not match the join schema".into()));
+                }
+                Ok(fields)
+            }
+            LogicalPlan::Sort(sort) => {
+                let input = self.walk(&sort.input)?;
+                for expr in &sort.expr {
+                    self.expr(&expr.expr, sort.input.schema(), &input, Some(&Usage::Order))?;
+                }
+                Ok(input)
+            }
+            LogicalPlan::Window(window) => {
+                let mut fields = self.walk(&window.input)?;
+                let schema = window.input.schema();
+                for expr in &window.window_expr {
+                    // Window results are per row: everything they read counts as raw.
+                    fields.push(self.expr(expr, schema, &fields.clone(), Some(&Usage::Order))?);
+                }
+                Ok(fields)
+            }
+            LogicalPlan::Limit(limit) => self.walk(&limit.input),
+            LogicalPlan::SubqueryAlias(alias) => self.walk(&alias.input),
+            LogicalPlan::Repartition(repartition) => self.walk(&repartition.input),
+            LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => self.walk(input),
+            LogicalPlan::Union(union) => {
+                let mut fields = vec![FieldLineage::default(); union.schema.fields().len()];
+                for input in &union.inputs {
+                    for (field, lineage) in fields.iter_mut().zip(self.walk(input)?) {
+                        field.merge(&lineage);
+                    }
+                }
+                Ok(fields)
+            }
+            LogicalPlan::EmptyRelation(relation) => Ok(vec![FieldLineage::default(); relation.schema.fields().len()]),
+            LogicalPlan::Values(values) => Ok(vec![FieldLineage::default(); values.schema.fields().len()]),
+            other => Err(refusal(
+                "unsupported_plan",
+                &format!("queries containing {} are not supported by the policy check", plan_kind(other)),
+            )),
+        }
+    }
+
+    fn aggregate_expr(&self, expr: &Expr, schema: &DFSchema, input: &[FieldLineage]) -> Result<FieldLineage, RuntimeError> {
+        let inner = match expr {
+            Expr::Alias(alias) => alias.expr.as_ref(),
+            other => other,
+        };
+        let Expr::AggregateFunction(function) = inner else {
+            return Err(refusal("unsupported_plan", "aggregate expressions must be aggregate function calls"));
+        };
+        let name = function.func.name().to_lowercase();
+        let usage = Usage::Aggregate(name);
+        let mut lineage = FieldLineage { is_aggregate: true, ..FieldLineage::default() };
+        for argument in &function.params.args {
+            let argument = self.expr(argument, schema, input, Some(&usage))?;
+            lineage.aggregated.extend(argument.raw.iter().chain(&argument.aggregated));
+        }
+        if let Some(filter) = &function.params.filter {
+            self.expr(filter, schema, input, Some(&Usage::Filter))?;
+        }
+        for order in &function.params.order_by {
+            self.expr(&order.expr, schema, input, Some(&Usage::Order))?;
+        }
+        Ok(lineage)
+    }
+
+    /// Rebuilds the plan with hidden distinct-contributor counts on its outermost aggregate.
+    /// `None` when the aggregate is not the outermost step.
+    fn add_contributors(&mut self, plan: &LogicalPlan) -> Result<Option<LogicalPlan>, RuntimeError> {
+        let rebuilt = match plan {
+            LogicalPlan::Aggregate(aggregate) => {
+                let input = self.walk(&aggregate.input)?;
+                let schema = aggregate.input.schema();
+                let mut subjects: BTreeMap<SubjectKind, Column> = BTreeMap::new();
+                for (index, field) in input.iter().enumerate() {
+                    if field.raw.len() != 1 || !field.aggregated.is_empty() {
+                        continue;
+                    }
+                    let Some(&source) = field.raw.first() else { continue };
+                    if let Some(kind) = self.sources[source].subject_kind {
+                        subjects.entry(kind).or_insert_with(|| Column::from(schema.qualified_field(index)));
+                    }
+                }
+                let mut aggr_expr = aggregate.aggr_expr.clone();
+                for kind in &self.subject_kinds {
+                    let column = subjects.get(kind).ok_or_else(|| {
+                        refusal(
+                            "governed_aggregate",
+                            &format!("the {} subject column must reach the aggregate so that contributors can be counted", kind.as_str()),
+                        )
+                    })?;
+                    aggr_expr.push(count_distinct(Expr::Column(column.clone())).alias(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str())));
+                }
+                let aggregate = Aggregate::try_new(aggregate.input.clone(), aggregate.group_expr.clone(), aggr_expr)
+                    .map_err(|error| RuntimeError::Internal(error.to_string()))?;
+                LogicalPlan::Aggregate(aggregate)
+            }
+            LogicalPlan::Projection(projection) => {
+                let Some(input) = self.add_contributors(&projection.input)? else { return Ok(None) };
+                let mut exprs = projection.expr.clone();
+                for kind in &self.subject_kinds {
+                    exprs.push(Expr::Column(Column::from_name(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str()))));
+                }
+                LogicalPlan::Projection(
+                    Projection::try_new(exprs, Arc::new(input)).map_err(|error| RuntimeError::Internal(error.to_string()))?,
+                )
+            }
+            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => {
+                let Some(child) = plan.inputs().first().copied() else { return Ok(None) };
+                let Some(input) = self.add_contributors(child)? else { return Ok(None) };
+                plan.with_new_exprs(plan.expressions(), vec![input]).map_err(|error| RuntimeError::Internal(error.to_string()))?
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(rebuilt))
+    }
+}
+
+/// A bare column, possibly behind casts the planner inserted.
+fn is_column(expr: &Expr) -> bool {
+    match expr {
+        Expr::Column(_) => true,
+        Expr::Cast(cast) => is_column(&cast.expr),
+        Expr::TryCast(cast) => is_column(&cast.expr),
+        _ => false,
+    }
+}
+
+fn contains_aggregate(plan: &LogicalPlan) -> bool {
+    plan.exists(|node| Ok(matches!(node, LogicalPlan::Aggregate(_)))).unwrap_or(true)
+}
+
+fn refuse_subqueries(expr: &Expr) -> Result<(), RuntimeError> {
+    let nested = expr
+        .exists(|node| {
+            Ok(matches!(
+                node,
+                Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) | Expr::SetComparison(_) | Expr::OuterReferenceColumn(..)
+            ))
+        })
+        .unwrap_or(true);
+    if nested {
+        return Err(refusal("unsupported_plan", "subqueries inside expressions are not supported by the policy check; use a JOIN"));
+    }
+    Ok(())
+}
+
+fn plan_kind(plan: &LogicalPlan) -> &'static str {
+    match plan {
+        LogicalPlan::Ddl(_) => "DDL",
+        LogicalPlan::Dml(_) => "DML",
+        LogicalPlan::Copy(_) => "COPY",
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => "EXPLAIN",
+        LogicalPlan::Statement(_) => "statements",
+        LogicalPlan::Extension(_) => "extension nodes",
+        LogicalPlan::Unnest(_) => "UNNEST",
+        LogicalPlan::RecursiveQuery(_) => "recursive queries",
+        LogicalPlan::Distinct(_) => "DISTINCT ON",
+        LogicalPlan::Subquery(_) => "subqueries",
+        LogicalPlan::DescribeTable(_) => "DESCRIBE",
+        _ => "this plan node",
+    }
+}
+
+fn refusal(rule: &str, message: &str) -> RuntimeError {
+    RuntimeError::Refused(Refusal { rule: rule.to_string(), message: message.to_string() })
+}
+
+/// Points a refusal at the output column it was found in.
+fn with_context(error: RuntimeError, output: &str) -> RuntimeError {
+    match error {
+        RuntimeError::Refused(mut refusal) => {
+            refusal.message = format!("{} (output column \"{output}\")", refusal.message);
+            RuntimeError::Refused(refusal)
+        }
+        other => other,
+    }
+}
+
+/// Points a refusal at the expression that used the column.
+fn with_expression(error: RuntimeError, expr: &Expr) -> RuntimeError {
+    match error {
+        RuntimeError::Refused(mut refusal) => {
+            refusal.message = format!("{} (in `{expr}`)", refusal.message);
+            RuntimeError::Refused(refusal)
+        }
+        other => other,
+    }
+}

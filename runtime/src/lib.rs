@@ -1,0 +1,63 @@
+//! The isolated domain: runs untrusted analysis modules in wasmtime with no ambient authority,
+//! against a governed DataFusion session over the tables their grant names.
+//!
+//! The guest contract is `docs/guest-abi.md`; its host side is [`host`]. What a query may see
+//! is decided in [`governed`]. Desensitised samples are derived in [`sample`].
+
+pub mod governed;
+pub mod host;
+pub mod sample;
+
+pub use governed::{DomainTable, GovernedResult, GovernedSession, Mode};
+pub use host::{JobOutput, JobReport, Limits, Metering, ModuleInfo, QueryRecord, Runtime};
+
+use unseen_policy::Refusal;
+
+/// Why something in the runtime did not happen. Variants are what the caller acts on.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RuntimeError {
+    /// A policy rule refused; the refusal names the rule and the object.
+    #[error("refused by {}: {}", .0.rule, .0.message)]
+    Refused(Refusal),
+    /// The module is not acceptable (not wasm, too large, imports outside the contract).
+    #[error("invalid module: {0}")]
+    InvalidModule(String),
+    /// The SQL could not be planned (syntax, unknown column or table).
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// The query failed while running.
+    #[error("query failed: {0}")]
+    Query(String),
+    /// A per-grant limit was reached.
+    #[error("limit exceeded: {limit}: {detail}")]
+    LimitExceeded {
+        /// Which limit (`cpu`, `memory`, `queries`, `output_bytes`, `log_bytes`).
+        limit: &'static str,
+        /// The figure.
+        detail: String,
+    },
+    /// The module trapped or gave up.
+    #[error("module failed: {0}")]
+    ModuleFailed(String),
+    /// A bug or an environment problem in the domain itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RuntimeError {
+    /// The message a developer may see about a production job: no data values, ever.
+    /// Refusals and limits are built from names and figures only; everything else is reduced
+    /// to its category and kept in the domain for the operator.
+    pub fn developer_message(&self, mode: Mode) -> String {
+        match (self, mode) {
+            (_, Mode::Sample) => self.to_string(),
+            // Planning reads no data: its errors are about the SQL the developer wrote.
+            (Self::Refused(_) | Self::LimitExceeded { .. } | Self::InvalidModule(_) | Self::InvalidQuery(_), Mode::Production) => {
+                self.to_string()
+            }
+            (Self::Query(_), Mode::Production) => "query failed while running (details are held in the domain for the operator)".into(),
+            (Self::ModuleFailed(_), Mode::Production) => "module failed (details are held in the domain for the operator)".into(),
+            (Self::Internal(_), Mode::Production) => "internal error in the domain".into(),
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Synthetic public datasets and the sample analysis modules, shared by the demo, the tests and
+//! the benchmarks.
+
+pub mod data;
+pub mod modules;

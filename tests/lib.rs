@@ -1,0 +1,120 @@
+//! Shared fixtures for the end-to-end and red-team tests: small synthetic datasets written as
+//! Parquet with their samples, and grants built the way an operator would approve them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use unseen_policy::{
+    AccessMode, ColumnSpec, ColumnTag, DatasetRequest, DatasetVersion, DisclosureParams, Grade, Grant, OutputSpec,
+    ScenarioApplication, SubjectKind,
+};
+use unseen_runtime::DomainTable;
+
+/// Synthetic data of a small domain on disk.
+pub struct Fixture {
+    /// Keeps the files alive.
+    pub dir: tempfile::TempDir,
+    /// population, enterprise and electricity, with samples.
+    pub tables: Vec<DomainTable>,
+}
+
+fn dataset(name: &str, kind: SubjectKind, columns: &[(&str, ColumnTag)]) -> DatasetVersion {
+    DatasetVersion {
+        name: name.into(),
+        version: 1,
+        provider: "huzhou-data-bureau".into(),
+        grade: Grade::Important,
+        content_hash: String::new(),
+        subject_kind: Some(kind),
+        columns: columns.iter().map(|(name, tag)| ColumnSpec { name: (*name).into(), tag: *tag }).collect(),
+    }
+}
+
+/// The three catalog entries the demo registers, with the demo's tags.
+pub fn catalog() -> Vec<DatasetVersion> {
+    vec![
+        dataset(
+            "population",
+            SubjectKind::Person,
+            &[
+                ("person_id", ColumnTag::Subject),
+                ("id_card", ColumnTag::Identifier),
+                ("name", ColumnTag::Identifier),
+                ("sex", ColumnTag::Quasi),
+                ("birth_year", ColumnTag::Quasi),
+                ("district", ColumnTag::Quasi),
+            ],
+        ),
+        dataset(
+            "enterprise",
+            SubjectKind::Enterprise,
+            &[
+                ("uscc", ColumnTag::Subject),
+                ("name", ColumnTag::Public),
+                ("industry", ColumnTag::Public),
+                ("district", ColumnTag::Public),
+                ("employees", ColumnTag::Sensitive),
+                ("registered_capital", ColumnTag::Sensitive),
+            ],
+        ),
+        dataset("electricity", SubjectKind::Enterprise, &[("uscc", ColumnTag::Subject), ("month", ColumnTag::Public), ("kwh", ColumnTag::Sensitive)]),
+    ]
+}
+
+/// Writes small synthetic datasets and their desensitised samples.
+pub async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let population = unseen_samples::data::population(3_000, 11);
+    let enterprises = unseen_samples::data::enterprises(2_000, 11);
+    let electricity = unseen_samples::data::electricity(&enterprises, 12, 11);
+    let mut tables = Vec::new();
+    for (dataset, batch) in catalog().into_iter().zip([&population, &enterprises, &electricity]) {
+        let production_path = dir.path().join(format!("{}.parquet", dataset.name));
+        let sample_path = dir.path().join(format!("{}-sample.parquet", dataset.name));
+        unseen_samples::data::write_parquet(batch, &production_path).expect("write parquet");
+        unseen_runtime::sample::derive_sample(&dataset, &production_path, &sample_path, &[5; 32], 20).await.expect("derive sample");
+        tables.push(DomainTable { dataset, production_path, sample_path });
+    }
+    Fixture { dir, tables }
+}
+
+/// A grant over `columns` (`dataset@v1`, column, mode), threshold k = 10.
+pub fn grant(id: &str, columns: &[(&str, &str, AccessMode)], outputs: &[(&str, &[&str])]) -> Grant {
+    let mut datasets: BTreeMap<String, BTreeMap<String, AccessMode>> = BTreeMap::new();
+    for (dataset, column, mode) in columns {
+        datasets.entry((*dataset).into()).or_default().insert((*column).into(), *mode);
+    }
+    let application = ScenarioApplication {
+        title: "test".into(),
+        purpose: "test".into(),
+        developer: "acme".into(),
+        datasets: datasets.into_iter().map(|(dataset, columns)| DatasetRequest { dataset, columns }).collect(),
+        outputs: outputs
+            .iter()
+            .map(|(name, columns)| OutputSpec { name: (*name).into(), columns: columns.iter().map(|c| (*c).into()).collect(), max_rows: 10_000 })
+            .collect(),
+        disclosure: DisclosureParams { threshold_k: 10, auto_release: true },
+        validity_days: 30,
+    };
+    Grant::freeze(id.into(), "s-test".into(), application, "operator".into(), 0, [3; 32])
+}
+
+/// The green-energy grant of the demo.
+pub fn green_grant() -> Grant {
+    grant(
+        "g-green",
+        &[
+            ("enterprise@v1", "uscc", AccessMode::JoinOnly),
+            ("enterprise@v1", "industry", AccessMode::Visible),
+            ("enterprise@v1", "district", AccessMode::Visible),
+            ("electricity@v1", "uscc", AccessMode::JoinOnly),
+            ("electricity@v1", "kwh", AccessMode::AggregateOnly),
+        ],
+        &[("kwh_by_industry_district", &["industry", "district", "total_kwh"])],
+    )
+}
+
+/// Reads a whole file, for tests that tamper with one.
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("read file")
+}
