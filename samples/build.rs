@@ -38,10 +38,14 @@ fn main() {
             command.env(key, value);
         }
     }
-    let output = command.output().unwrap_or_else(|error| panic!("could not start cargo to build the sample modules: {error}"));
+    let output =
+        command.output().unwrap_or_else(|error| panic!("could not start cargo to build the sample modules: {error}"));
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let hint = if stderr.contains("may not be installed") || stderr.contains("can't find crate for `core`") || stderr.contains("can't find crate for `std`") {
+        let hint = if stderr.contains("may not be installed")
+            || stderr.contains("can't find crate for `core`")
+            || stderr.contains("can't find crate for `std`")
+        {
             "\nThe wasm32-wasip1 target is missing. Run: rustup target add wasm32-wasip1\n"
         } else {
             ""

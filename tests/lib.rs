@@ -57,7 +57,11 @@ pub fn catalog() -> Vec<DatasetVersion> {
                 ("registered_capital", ColumnTag::Sensitive),
             ],
         ),
-        dataset("electricity", SubjectKind::Enterprise, &[("uscc", ColumnTag::Subject), ("month", ColumnTag::Public), ("kwh", ColumnTag::Sensitive)]),
+        dataset(
+            "electricity",
+            SubjectKind::Enterprise,
+            &[("uscc", ColumnTag::Subject), ("month", ColumnTag::Public), ("kwh", ColumnTag::Sensitive)],
+        ),
     ]
 }
 
@@ -72,7 +76,9 @@ pub async fn fixture() -> Fixture {
         let production_path = dir.path().join(format!("{}.parquet", dataset.name));
         let sample_path = dir.path().join(format!("{}-sample.parquet", dataset.name));
         unseen_samples::data::write_parquet(batch, &production_path).expect("write parquet");
-        unseen_runtime::sample::derive_sample(&dataset, &production_path, &sample_path, &[5; 32], 20).await.expect("derive sample");
+        unseen_runtime::sample::derive_sample(&dataset, &production_path, &sample_path, &[5; 32], 20)
+            .await
+            .expect("derive sample");
         tables.push(DomainTable { dataset, production_path, sample_path });
     }
     Fixture { dir, tables }
@@ -91,7 +97,11 @@ pub fn grant(id: &str, columns: &[(&str, &str, AccessMode)], outputs: &[(&str, &
         datasets: datasets.into_iter().map(|(dataset, columns)| DatasetRequest { dataset, columns }).collect(),
         outputs: outputs
             .iter()
-            .map(|(name, columns)| OutputSpec { name: (*name).into(), columns: columns.iter().map(|c| (*c).into()).collect(), max_rows: 10_000 })
+            .map(|(name, columns)| OutputSpec {
+                name: (*name).into(),
+                columns: columns.iter().map(|c| (*c).into()).collect(),
+                max_rows: 10_000,
+            })
             .collect(),
         disclosure: DisclosureParams { threshold_k: 10, auto_release: true },
         validity_days: 30,

@@ -23,35 +23,83 @@ const GREEN_ENERGY_QUERIES: &[(&str, Expect)] = &[
     ),
     ("SELECT industry, COUNT(*) AS n FROM enterprise GROUP BY industry", Allowed),
     // join_only columns never reach the result, however they are dressed up
-    ("SELECT uscc FROM enterprise", Refused("access_mode.join_only", "column \"uscc\" of dataset \"enterprise@v1\" is join_only in grant g-green; it cannot be projected")),
+    (
+        "SELECT uscc FROM enterprise",
+        Refused(
+            "access_mode.join_only",
+            "column \"uscc\" of dataset \"enterprise@v1\" is join_only in grant g-green; it cannot be projected",
+        ),
+    ),
     ("SELECT substr(uscc, 1, 6) AS prefix FROM enterprise", Refused("access_mode.join_only", "it cannot be projected")),
     ("SELECT md5(uscc) AS h FROM enterprise", Refused("access_mode.join_only", "it cannot be projected")),
-    ("SELECT uscc = '91330502MA2B3C4D5E' AS hit FROM enterprise", Refused("access_mode.join_only", "it cannot be projected")),
+    (
+        "SELECT uscc = '91330502MA2B3C4D5E' AS hit FROM enterprise",
+        Refused("access_mode.join_only", "it cannot be projected"),
+    ),
     ("SELECT x FROM (SELECT uscc AS x FROM enterprise) t", Refused("access_mode.join_only", "it cannot be projected")),
-    ("WITH c AS (SELECT uscc AS k, industry FROM enterprise) SELECT k FROM c", Refused("access_mode.join_only", "it cannot be projected")),
-    ("SELECT industry FROM enterprise UNION ALL SELECT uscc FROM enterprise", Refused("access_mode.join_only", "it cannot be projected")),
-    ("SELECT CASE WHEN industry = 'x' THEN uscc ELSE 'y' END AS c FROM enterprise", Refused("access_mode.join_only", "it cannot be projected")),
-    ("SELECT uscc, COUNT(*) AS n FROM enterprise GROUP BY uscc", Refused("access_mode.join_only", "it cannot be a GROUP BY key")),
-    ("SELECT COUNT(*) AS n FROM enterprise WHERE uscc LIKE '9133%'", Refused("access_mode.join_only", "it cannot be used in a filter")),
+    (
+        "WITH c AS (SELECT uscc AS k, industry FROM enterprise) SELECT k FROM c",
+        Refused("access_mode.join_only", "it cannot be projected"),
+    ),
+    (
+        "SELECT industry FROM enterprise UNION ALL SELECT uscc FROM enterprise",
+        Refused("access_mode.join_only", "it cannot be projected"),
+    ),
+    (
+        "SELECT CASE WHEN industry = 'x' THEN uscc ELSE 'y' END AS c FROM enterprise",
+        Refused("access_mode.join_only", "it cannot be projected"),
+    ),
+    (
+        "SELECT uscc, COUNT(*) AS n FROM enterprise GROUP BY uscc",
+        Refused("access_mode.join_only", "it cannot be a GROUP BY key"),
+    ),
+    (
+        "SELECT COUNT(*) AS n FROM enterprise WHERE uscc LIKE '9133%'",
+        Refused("access_mode.join_only", "it cannot be used in a filter"),
+    ),
     // aggregate_only values: only aggregates that do not return one row's value
     ("SELECT kwh FROM electricity", Refused("access_mode.aggregate_only", "it cannot be projected")),
     ("SELECT MAX(kwh) AS m FROM electricity", Refused("access_mode.aggregate_only", "cannot be aggregated with max()")),
     ("SELECT MIN(kwh) AS m FROM electricity", Refused("access_mode.aggregate_only", "cannot be aggregated with min()")),
-    ("SELECT median(kwh) AS m FROM electricity", Refused("access_mode.aggregate_only", "cannot be aggregated with median()")),
-    ("SELECT array_agg(kwh) AS m FROM electricity", Refused("access_mode.aggregate_only", "cannot be aggregated with array_agg()")),
-    ("SELECT first_value(kwh) AS m FROM electricity", Refused("access_mode.aggregate_only", "cannot be aggregated with first_value()")),
-    ("SELECT SUM(kwh) OVER () AS s FROM electricity", Refused("access_mode.aggregate_only", "cannot order or partition rows")),
-    ("SELECT COUNT(*) AS n FROM electricity WHERE kwh > 100000", Refused("access_mode.aggregate_only", "it cannot be used in a filter")),
-    ("SELECT industry FROM enterprise ORDER BY registered_capital", Refused("access_mode.denied", "the grant does not name it")),
+    (
+        "SELECT median(kwh) AS m FROM electricity",
+        Refused("access_mode.aggregate_only", "cannot be aggregated with median()"),
+    ),
+    (
+        "SELECT array_agg(kwh) AS m FROM electricity",
+        Refused("access_mode.aggregate_only", "cannot be aggregated with array_agg()"),
+    ),
+    (
+        "SELECT first_value(kwh) AS m FROM electricity",
+        Refused("access_mode.aggregate_only", "cannot be aggregated with first_value()"),
+    ),
+    (
+        "SELECT SUM(kwh) OVER () AS s FROM electricity",
+        Refused("access_mode.aggregate_only", "cannot order or partition rows"),
+    ),
+    (
+        "SELECT COUNT(*) AS n FROM electricity WHERE kwh > 100000",
+        Refused("access_mode.aggregate_only", "it cannot be used in a filter"),
+    ),
+    (
+        "SELECT industry FROM enterprise ORDER BY registered_capital",
+        Refused("access_mode.denied", "the grant does not name it"),
+    ),
     // columns and tables the grant does not name
-    ("SELECT employees FROM enterprise", Refused("access_mode.denied", "column \"employees\" of dataset \"enterprise@v1\" is denied in grant g-green")),
+    (
+        "SELECT employees FROM enterprise",
+        Refused("access_mode.denied", "column \"employees\" of dataset \"enterprise@v1\" is denied in grant g-green"),
+    ),
     ("SELECT * FROM enterprise", Refused("access_mode", "")),
     ("SELECT COUNT(*) AS n FROM population", Refused("", "")),
     // no side doors: DDL, DML, COPY, files, subqueries the check cannot follow
     ("CREATE EXTERNAL TABLE leak STORED AS PARQUET LOCATION '/etc/'", Refused("statement", "only queries may run")),
     ("COPY enterprise TO '/tmp/leak.parquet'", Refused("statement", "only queries may run")),
     ("SELECT * FROM '/etc/passwd'", Refused("", "")),
-    ("SELECT industry FROM enterprise WHERE uscc IN (SELECT uscc FROM electricity)", Refused("unsupported_plan", "subqueries")),
+    (
+        "SELECT industry FROM enterprise WHERE uscc IN (SELECT uscc FROM electricity)",
+        Refused("unsupported_plan", "subqueries"),
+    ),
     ("EXPLAIN SELECT industry FROM enterprise", Refused("", "")),
 ];
 
@@ -66,7 +114,10 @@ async fn every_green_energy_query_meets_its_expected_rule() {
             (Allowed, Ok(_)) => {}
             (Refused(rule, fragment), Err(RuntimeError::Refused(refusal))) => {
                 if !refusal.rule.starts_with(rule) || !refusal.message.contains(fragment) {
-                    failures.push(format!("{sql}\n  expected {rule}: {fragment}\n  got {}: {}", refusal.rule, refusal.message));
+                    failures.push(format!(
+                        "{sql}\n  expected {rule}: {fragment}\n  got {}: {}",
+                        refusal.rule, refusal.message
+                    ));
                 }
             }
             (Refused(rule, _), Err(other)) if rule.is_empty() => {
@@ -75,7 +126,9 @@ async fn every_green_energy_query_meets_its_expected_rule() {
             }
             (Allowed, Err(error)) => failures.push(format!("{sql}\n  expected allowed, got {error}")),
             (Refused(..), Err(error)) => failures.push(format!("{sql}\n  expected a policy refusal, got {error}")),
-            (Refused(..), Ok(result)) => failures.push(format!("{sql}\n  expected a refusal, but it returned {} rows", result.rows)),
+            (Refused(..), Ok(result)) => {
+                failures.push(format!("{sql}\n  expected a refusal, but it returned {} rows", result.rows))
+            }
         }
     }
     assert!(failures.is_empty(), "{} queries misbehaved:\n{}", failures.len(), failures.join("\n"));
@@ -90,9 +143,15 @@ async fn groups_below_k_never_reach_the_module_and_the_count_says_so() {
     assert!(result.lineage.suppressed_groups >= 1, "the synthetic data has small industry×district groups");
     let counts = &result.lineage.contributors[0].per_row;
     assert_eq!(counts.len() as u64, result.rows);
-    assert!(counts.iter().all(|&count| count >= 10), "every group the module sees has ≥ k distinct enterprises: {counts:?}");
+    assert!(
+        counts.iter().all(|&count| count >= 10),
+        "every group the module sees has ≥ k distinct enterprises: {counts:?}"
+    );
     for batch in &result.batches {
-        assert!(batch.schema().fields().iter().all(|field| !field.name().starts_with("__unseen")), "hidden lineage never reaches the module");
+        assert!(
+            batch.schema().fields().iter().all(|field| !field.name().starts_with("__unseen")),
+            "hidden lineage never reaches the module"
+        );
     }
     // Twelve monthly rows per company count as one contributor: distinct subjects, not rows.
     let rows_sql = "SELECT e.industry, e.district, COUNT(*) AS n FROM electricity u JOIN enterprise e ON u.uscc = e.uscc GROUP BY e.industry, e.district";
@@ -112,7 +171,15 @@ async fn hostile_module_under_a_narrow_grant_is_refused_in_the_engine() {
     let handle = tokio::runtime::Handle::current();
     let tables = fixture.tables.clone();
     let report = tokio::task::spawn_blocking(move || {
-        runtime.run_job(unseen_samples::modules::HOSTILE_ID_DUMP, &green_grant(), &tables, Mode::Production, &Limits::default(), 1, handle)
+        runtime.run_job(
+            unseen_samples::modules::HOSTILE_ID_DUMP,
+            &green_grant(),
+            &tables,
+            Mode::Production,
+            &Limits::default(),
+            1,
+            handle,
+        )
     })
     .await
     .unwrap();
@@ -139,7 +206,15 @@ async fn hostile_id_dump_is_blocked_by_the_egress_reviewer_naming_its_rules() {
     let tables = fixture.tables.clone();
     let job_grant = verification.clone();
     let report = tokio::task::spawn_blocking(move || {
-        runtime.run_job(unseen_samples::modules::HOSTILE_ID_DUMP, &job_grant, &tables, Mode::Production, &Limits::default(), 1, handle)
+        runtime.run_job(
+            unseen_samples::modules::HOSTILE_ID_DUMP,
+            &job_grant,
+            &tables,
+            Mode::Production,
+            &Limits::default(),
+            1,
+            handle,
+        )
     })
     .await
     .unwrap();
@@ -151,7 +226,8 @@ async fn hostile_id_dump_is_blocked_by_the_egress_reviewer_naming_its_rules() {
         assert!(review.blocking_rules().contains(&rule), "{rule} should block: {:?}", review.rules);
     }
     let artifact = report.outputs.iter().find(|output| output.kind == OutputKind::Artifact).expect("an artifact");
-    let review = unseen_policy::review::review_artifact(&verification, &artifact.name, artifact.artifact.as_ref().unwrap());
+    let review =
+        unseen_policy::review::review_artifact(&verification, &artifact.name, artifact.artifact.as_ref().unwrap());
     assert_eq!(review.outcome, Outcome::Blocked);
     assert_eq!(review.blocking_rules(), vec!["content"]);
 }
@@ -165,7 +241,15 @@ async fn green_energy_module_runs_identically_on_sample_and_real_data() {
         let tables = fixture.tables.clone();
         let runtime = runtime.clone();
         let report = tokio::task::spawn_blocking(move || {
-            runtime.run_job(unseen_samples::modules::GREEN_ENERGY, &green_grant(), &tables, mode, &Limits::default(), 1, handle)
+            runtime.run_job(
+                unseen_samples::modules::GREEN_ENERGY,
+                &green_grant(),
+                &tables,
+                mode,
+                &Limits::default(),
+                1,
+                handle,
+            )
         })
         .await
         .unwrap();
@@ -184,10 +268,15 @@ fn malformed_modules_are_refused_at_upload_with_the_reason() {
     assert!(refuse(b"").contains("empty"));
     assert!(refuse(b"#!/bin/sh\nrm -rf /\n").contains("not a WebAssembly binary"));
     assert!(refuse(b"\0asm\x01\0\0\0\xff\xff").contains("not valid WebAssembly"));
-    let files = wat_module(r#"(import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
-                                (import "wasi_snapshot_preview1" "sock_accept" (func (param i32 i32 i32) (result i32)))"#);
+    let files = wat_module(
+        r#"(import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+                                (import "wasi_snapshot_preview1" "sock_accept" (func (param i32 i32 i32) (result i32)))"#,
+    );
     let message = refuse(&files);
-    assert!(message.contains("wasi_snapshot_preview1.path_open") && message.contains("wasi_snapshot_preview1.sock_accept"), "{message}");
+    assert!(
+        message.contains("wasi_snapshot_preview1.path_open") && message.contains("wasi_snapshot_preview1.sock_accept"),
+        "{message}"
+    );
     let no_entry = wat_module("");
     assert!(refuse(&no_entry).contains("missing export"));
 }

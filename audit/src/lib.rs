@@ -82,7 +82,8 @@ impl Entry {
 
     /// Decodes canonical bytes.
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, AuditError> {
-        serde_json::from_slice(bytes).map_err(|error| AuditError::Corrupt(format!("entry is not canonical JSON: {error}")))
+        serde_json::from_slice(bytes)
+            .map_err(|error| AuditError::Corrupt(format!("entry is not canonical JSON: {error}")))
     }
 }
 
@@ -102,9 +103,12 @@ impl DomainSigner {
     /// A signer from a PKCS#8 Ed25519 key.
     pub fn from_pkcs8(name: &str, pkcs8: &[u8]) -> Result<Self, AuditError> {
         if name.is_empty() || name.contains(char::is_whitespace) || name.contains('+') {
-            return Err(AuditError::InvalidInput(format!("key name \"{name}\" must be non-empty, without spaces or '+'")));
+            return Err(AuditError::InvalidInput(format!(
+                "key name \"{name}\" must be non-empty, without spaces or '+'"
+            )));
         }
-        let key_pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| AuditError::InvalidInput("not a PKCS#8 Ed25519 key".into()))?;
+        let key_pair = Ed25519KeyPair::from_pkcs8(pkcs8)
+            .map_err(|_| AuditError::InvalidInput("not a PKCS#8 Ed25519 key".into()))?;
         Ok(Self { name: name.to_string(), key_pair })
     }
 
@@ -160,7 +164,8 @@ pub fn sign_checkpoint(origin: &str, size: u64, root: &Hash, signer: &DomainSign
 
 /// Verifies a signed checkpoint note against the key `key_name` / `public_key`.
 pub fn verify_checkpoint(note: &str, key_name: &str, public_key: &[u8; 32]) -> Result<Checkpoint, AuditError> {
-    let (body, signatures) = note.split_once("\n\n").ok_or_else(|| AuditError::InvalidInput("checkpoint has no signature block".into()))?;
+    let (body, signatures) =
+        note.split_once("\n\n").ok_or_else(|| AuditError::InvalidInput("checkpoint has no signature block".into()))?;
     let body = format!("{body}\n");
     let wanted_id = key_id(key_name, public_key);
     let mut verified = false;
@@ -174,9 +179,9 @@ pub fn verify_checkpoint(note: &str, key_name: &str, public_key: &[u8; 32]) -> R
         if blob.len() != 68 || blob[..4] != wanted_id {
             continue;
         }
-        UnparsedPublicKey::new(&ED25519, public_key)
-            .verify(body.as_bytes(), &blob[4..])
-            .map_err(|_| AuditError::InvalidSignature(format!("checkpoint signature by \"{key_name}\" does not verify")))?;
+        UnparsedPublicKey::new(&ED25519, public_key).verify(body.as_bytes(), &blob[4..]).map_err(|_| {
+            AuditError::InvalidSignature(format!("checkpoint signature by \"{key_name}\" does not verify"))
+        })?;
         verified = true;
     }
     if !verified {
@@ -184,7 +189,10 @@ pub fn verify_checkpoint(note: &str, key_name: &str, public_key: &[u8; 32]) -> R
     }
     let mut lines = body.lines();
     let origin = lines.next().unwrap_or_default().to_string();
-    let size = lines.next().and_then(|size| size.parse().ok()).ok_or_else(|| AuditError::InvalidInput("checkpoint size is not a number".into()))?;
+    let size = lines
+        .next()
+        .and_then(|size| size.parse().ok())
+        .ok_or_else(|| AuditError::InvalidInput("checkpoint size is not a number".into()))?;
     let root = lines
         .next()
         .and_then(|root| BASE64.decode(root).ok())
@@ -211,7 +219,12 @@ impl AuditLog {
     pub fn open(dir: &Path, origin: &str) -> Result<Self, AuditError> {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let path = dir.join("entries.log");
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io(format!("opening {}", path.display())))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io(format!("opening {}", path.display())))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(format!("reading {}", path.display())))?;
         let (mut leaves, mut offsets, mut position) = (Vec::new(), Vec::new(), 0usize);
@@ -225,7 +238,10 @@ impl AuditLog {
                     position += 4 + length + 32;
                 }
                 Some((length, _)) if position + 4 + length + 32 < bytes.len() => {
-                    return Err(AuditError::Corrupt(format!("entry {} at byte {position} does not match its hash", leaves.len())));
+                    return Err(AuditError::Corrupt(format!(
+                        "entry {} at byte {position} does not match its hash",
+                        leaves.len()
+                    )));
                 }
                 _ => {
                     torn = (bytes.len() - position) as u64;
@@ -249,7 +265,8 @@ impl AuditLog {
     /// Appends an entry and syncs it to disk before returning its index.
     pub fn append(&mut self, entry: &Entry) -> Result<u64, AuditError> {
         let bytes = entry.canonical_bytes();
-        let length = u32::try_from(bytes.len()).map_err(|_| AuditError::InvalidInput("entry larger than 4 GiB".into()))?;
+        let length =
+            u32::try_from(bytes.len()).map_err(|_| AuditError::InvalidInput("entry larger than 4 GiB".into()))?;
         let leaf = merkle::leaf_hash(&bytes);
         let mut record = Vec::with_capacity(bytes.len() + 36);
         record.extend_from_slice(&length.to_be_bytes());
@@ -280,7 +297,8 @@ impl AuditLog {
 
     /// Reads entry `index` back from disk.
     pub fn entry(&self, index: u64) -> Result<Entry, AuditError> {
-        let offset = *self.offsets.get(index as usize).ok_or_else(|| AuditError::InvalidInput(format!("no entry {index}")))?;
+        let offset =
+            *self.offsets.get(index as usize).ok_or_else(|| AuditError::InvalidInput(format!("no entry {index}")))?;
         let mut file = File::open(&self.path).map_err(io("opening the audit log"))?;
         file.seek(SeekFrom::Start(offset)).map_err(io("seeking the audit log"))?;
         let mut length = [0u8; 4];
@@ -365,13 +383,24 @@ pub struct VerifiedExport {
 pub fn verify_export(export: &Export, trusted_public_key: &[u8; 32]) -> Result<VerifiedExport, AuditError> {
     let checkpoint = verify_checkpoint(&export.checkpoint, &export.key_name, trusted_public_key)?;
     if checkpoint.origin != export.origin {
-        return Err(AuditError::Corrupt(format!("checkpoint origin \"{}\" differs from the export's \"{}\"", checkpoint.origin, export.origin)));
+        return Err(AuditError::Corrupt(format!(
+            "checkpoint origin \"{}\" differs from the export's \"{}\"",
+            checkpoint.origin, export.origin
+        )));
     }
     if checkpoint.size != export.entries.len() as u64 {
-        return Err(AuditError::Corrupt(format!("checkpoint covers {} entries, the export has {}", checkpoint.size, export.entries.len())));
+        return Err(AuditError::Corrupt(format!(
+            "checkpoint covers {} entries, the export has {}",
+            checkpoint.size,
+            export.entries.len()
+        )));
     }
     if export.leaf_hashes.len() != export.entries.len() {
-        return Err(AuditError::Corrupt(format!("{} leaf hashes for {} entries", export.leaf_hashes.len(), export.entries.len())));
+        return Err(AuditError::Corrupt(format!(
+            "{} leaf hashes for {} entries",
+            export.leaf_hashes.len(),
+            export.entries.len()
+        )));
     }
     let mut listed = Vec::with_capacity(export.leaf_hashes.len());
     for (index, leaf) in export.leaf_hashes.iter().enumerate() {
@@ -383,7 +412,10 @@ pub fn verify_export(export: &Export, trusted_public_key: &[u8; 32]) -> Result<V
     }
     let root = merkle::root(&listed);
     if root != checkpoint.root {
-        return Err(AuditError::Corrupt("the leaf hashes do not hash to the checkpoint's root (entries altered, inserted, removed or reordered)".into()));
+        return Err(AuditError::Corrupt(
+            "the leaf hashes do not hash to the checkpoint's root (entries altered, inserted, removed or reordered)"
+                .into(),
+        ));
     }
     for (index, (entry, leaf)) in export.entries.iter().zip(&listed).enumerate() {
         if merkle::leaf_hash(&entry.canonical_bytes()) != *leaf {

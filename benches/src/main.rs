@@ -49,14 +49,22 @@ struct Measurement {
 }
 
 impl Measurement {
-    fn new(suite: &'static str, name: &str, unit: &'static str, value: f64, baseline: &'static str, baseline_value: f64) -> Self {
+    fn new(
+        suite: &'static str,
+        name: &str,
+        unit: &'static str,
+        value: f64,
+        baseline: &'static str,
+        baseline_value: f64,
+    ) -> Self {
         Self { suite, name: name.into(), value, unit, baseline, baseline_value, ratio: value / baseline_value }
     }
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let suites: Vec<&str> = if args.suites.is_empty() { SUITES.to_vec() } else { args.suites.iter().map(String::as_str).collect() };
+    let suites: Vec<&str> =
+        if args.suites.is_empty() { SUITES.to_vec() } else { args.suites.iter().map(String::as_str).collect() };
     for suite in &suites {
         if !SUITES.contains(suite) {
             bail!("unknown suite \"{suite}\"; known suites: {}", SUITES.join(", "));
@@ -64,7 +72,10 @@ fn main() -> Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if !args.json {
-        println!("{:<8} {:<24} {:>12} {:<5} {:<12} {:>12} {:>7}", "suite", "name", "value", "unit", "baseline", "baseline", "ratio");
+        println!(
+            "{:<8} {:<24} {:>12} {:<5} {:<12} {:>12} {:>7}",
+            "suite", "name", "value", "unit", "baseline", "baseline", "ratio"
+        );
     }
     for suite in suites {
         let measurements = match suite {
@@ -136,7 +147,10 @@ async fn query_suite(args: &Args) -> Result<Vec<Measurement>> {
             sample_path: enterprise_path.clone(),
         },
         DomainTable {
-            dataset: dataset("electricity", &[("uscc", ColumnTag::Subject), ("month", ColumnTag::Public), ("kwh", ColumnTag::Sensitive)]),
+            dataset: dataset(
+                "electricity",
+                &[("uscc", ColumnTag::Subject), ("month", ColumnTag::Public), ("kwh", ColumnTag::Sensitive)],
+            ),
             production_path: electricity_path.clone(),
             sample_path: electricity_path.clone(),
         },
@@ -156,7 +170,10 @@ async fn query_suite(args: &Args) -> Result<Vec<Measurement>> {
             },
             DatasetRequest {
                 dataset: "electricity@v1".into(),
-                columns: BTreeMap::from([("uscc".into(), AccessMode::JoinOnly), ("kwh".into(), AccessMode::AggregateOnly)]),
+                columns: BTreeMap::from([
+                    ("uscc".into(), AccessMode::JoinOnly),
+                    ("kwh".into(), AccessMode::AggregateOnly),
+                ]),
             },
         ],
         outputs: vec![OutputSpec { name: "out".into(), columns: vec![], max_rows: 1000 }],
@@ -174,7 +191,8 @@ async fn query_suite(args: &Args) -> Result<Vec<Measurement>> {
     // Warm both sides once (file metadata caches, allocator).
     governed.query(sql).await?;
     plain.sql(sql).await?.collect().await?;
-    let (mut governed_times, mut plain_times, mut check_times, mut plan_times) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut governed_times, mut plain_times, mut check_times, mut plan_times) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.repeat {
         let started = Instant::now();
         governed.query(sql).await?;
@@ -192,7 +210,14 @@ async fn query_suite(args: &Args) -> Result<Vec<Measurement>> {
     let name = format!("green_energy_join_{}k", args.enterprises * 12 / 1000);
     Ok(vec![
         Measurement::new("query", &name, "ms", median(governed_times), "datafusion", median(plain_times)),
-        Measurement::new("query", "policy_check", "µs", median(check_times) * 1e3, "sql_planning", median(plan_times) * 1e3),
+        Measurement::new(
+            "query",
+            "policy_check",
+            "µs",
+            median(check_times) * 1e3,
+            "sql_planning",
+            median(plan_times) * 1e3,
+        ),
     ])
 }
 

@@ -110,14 +110,16 @@ impl Say {
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let report = runtime.block_on(run_demo(&args))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_summary(&report);
     }
-    let ok = !report.released.is_empty() && !report.blocked.is_empty() && report.audit_verified && report.release_verified;
+    let ok =
+        !report.released.is_empty() && !report.blocked.is_empty() && report.audit_verified && report.release_verified;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
@@ -136,7 +138,11 @@ fn print_summary(report: &DemoReport) {
     for refused in &report.refused_queries {
         println!("  refused   query in {:<19} by {}", refused.job_id, refused.rule);
     }
-    println!("  audit log {} entries, verified offline: {}", report.audit_entries, if report.audit_verified { "yes" } else { "NO" });
+    println!(
+        "  audit log {} entries, verified offline: {}",
+        report.audit_entries,
+        if report.audit_verified { "yes" } else { "NO" }
+    );
     println!("  domain    {}", report.domain_dir);
 }
 
@@ -161,7 +167,8 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
             dir.clone()
         }
         None => {
-            temporary = tempfile::Builder::new().prefix("unseen-demo-").tempdir().context("creating a temporary directory")?;
+            temporary =
+                tempfile::Builder::new().prefix("unseen-demo-").tempdir().context("creating a temporary directory")?;
             temporary.path().to_path_buf()
         }
     };
@@ -170,7 +177,8 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     say.step("Creating a domain: CA, server certificate and one identity per role (mTLS)");
     let authority = CertificateAuthority::generate("unseen demo domain CA")?;
     let server_pem = authority.issue_server(&["localhost", "127.0.0.1"])?;
-    let server_tls = TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: server_pem.cert_pem, key_pem: server_pem.key_pem };
+    let server_tls =
+        TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: server_pem.cert_pem, key_pem: server_pem.key_pem };
     let identity = |who: &Principal| -> Result<TlsMaterial> {
         let pem = authority.issue_client(who)?;
         Ok(TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem })
@@ -194,10 +202,15 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     let limit = unseen_gateway::server::MAX_MESSAGE_BYTES;
     let mut clients = Clients {
         provider: pb::provider_client::ProviderClient::new(channel(provider).await?).max_encoding_message_size(limit),
-        developer: DeveloperClient::new(channel(developer).await?).max_encoding_message_size(limit).max_decoding_message_size(limit),
-        intruder: DeveloperClient::new(channel(intruder).await?).max_encoding_message_size(limit).max_decoding_message_size(limit),
+        developer: DeveloperClient::new(channel(developer).await?)
+            .max_encoding_message_size(limit)
+            .max_decoding_message_size(limit),
+        intruder: DeveloperClient::new(channel(intruder).await?)
+            .max_encoding_message_size(limit)
+            .max_decoding_message_size(limit),
         operator: OperatorClient::new(channel(operator).await?).max_decoding_message_size(limit),
-        regulator: pb::regulator_client::RegulatorClient::new(channel(regulator).await?).max_decoding_message_size(limit),
+        regulator: pb::regulator_client::RegulatorClient::new(channel(regulator).await?)
+            .max_decoding_message_size(limit),
     };
 
     say.step(format!(
@@ -215,16 +228,36 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
             &population,
             "important",
             "person",
-            vec![("person_id", "subject"), ("id_card", "identifier"), ("name", "identifier"), ("sex", "quasi"), ("birth_year", "quasi"), ("district", "quasi")],
+            vec![
+                ("person_id", "subject"),
+                ("id_card", "identifier"),
+                ("name", "identifier"),
+                ("sex", "quasi"),
+                ("birth_year", "quasi"),
+                ("district", "quasi"),
+            ],
         ),
         (
             "enterprise",
             &enterprises,
             "general",
             "enterprise",
-            vec![("uscc", "subject"), ("name", "public"), ("industry", "public"), ("district", "public"), ("employees", "sensitive"), ("registered_capital", "sensitive")],
+            vec![
+                ("uscc", "subject"),
+                ("name", "public"),
+                ("industry", "public"),
+                ("district", "public"),
+                ("employees", "sensitive"),
+                ("registered_capital", "sensitive"),
+            ],
         ),
-        ("electricity", &electricity, "important", "enterprise", vec![("uscc", "subject"), ("month", "public"), ("kwh", "sensitive")]),
+        (
+            "electricity",
+            &electricity,
+            "important",
+            "enterprise",
+            vec![("uscc", "subject"), ("month", "public"), ("kwh", "sensitive")],
+        ),
     ] {
         let path = data_dir.join(format!("{name}.parquet"));
         unseen_samples::data::write_parquet(batch, &path)?;
@@ -235,19 +268,30 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
                 name: name.into(),
                 grade: grade.into(),
                 subject_kind: subject_kind.into(),
-                columns: tags.iter().map(|(name, tag)| pb::ColumnTag { name: (*name).into(), tag: (*tag).into() }).collect(),
+                columns: tags
+                    .iter()
+                    .map(|(name, tag)| pb::ColumnTag { name: (*name).into(), tag: (*tag).into() })
+                    .collect(),
                 parquet,
             })
             .await?
             .into_inner();
-        say.detail(format!("{:<16} {:>7} rows  sample {:>6} rows  sha256 {}…", reply.dataset, reply.rows, reply.sample_rows, &reply.content_hash[..16]));
+        say.detail(format!(
+            "{:<16} {:>7} rows  sample {:>6} rows  sha256 {}…",
+            reply.dataset,
+            reply.rows,
+            reply.sample_rows,
+            &reply.content_hash[..16]
+        ));
         report.datasets.push(reply.dataset);
     }
 
     say.step("Developer applies for the green-energy scenario (绿色能源); operator approves it into a grant");
     let green = ScenarioApplication {
         title: "Green energy: electricity use by industry and district".into(),
-        purpose: "Publish electricity intensity by industry and district for Huzhou's green-energy programme (绿色能源)".into(),
+        purpose:
+            "Publish electricity intensity by industry and district for Huzhou's green-energy programme (绿色能源)"
+                .into(),
         developer: String::new(),
         datasets: vec![
             DatasetRequest {
@@ -260,7 +304,10 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
             },
             DatasetRequest {
                 dataset: "electricity@v1".into(),
-                columns: BTreeMap::from([("uscc".into(), AccessMode::JoinOnly), ("kwh".into(), AccessMode::AggregateOnly)]),
+                columns: BTreeMap::from([
+                    ("uscc".into(), AccessMode::JoinOnly),
+                    ("kwh".into(), AccessMode::AggregateOnly),
+                ]),
             },
         ],
         outputs: vec![OutputSpec {
@@ -287,13 +334,18 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
             ]),
         }],
         outputs: vec![
-            OutputSpec { name: "verification_result".into(), columns: vec!["district".into(), "matched".into()], max_rows: 100 },
+            OutputSpec {
+                name: "verification_result".into(),
+                columns: vec!["district".into(), "matched".into()],
+                max_rows: 100,
+            },
             OutputSpec { name: "verification_notes".into(), columns: vec!["text".into()], max_rows: 1 },
         ],
         disclosure: DisclosureParams { threshold_k: 10, auto_release: true },
         validity_days: 90,
     };
-    let verification_grant = apply_and_approve(&mut clients.intruder, &mut clients.operator, &verification, &say).await?;
+    let verification_grant =
+        apply_and_approve(&mut clients.intruder, &mut clients.operator, &verification, &say).await?;
 
     say.step("Developer uploads the green-energy module (compiled from samples/modules/green-energy)");
     let green_module = upload(&mut clients.developer, &green_grant, unseen_samples::modules::GREEN_ENERGY).await?;
@@ -326,7 +378,10 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     say.step("Developer requests egress (出域); the reviewer checks every cell, the operator approves");
     let egress = clients
         .developer
-        .request_egress(pb::RequestEgressRequest { job_id: production.job_id.clone(), output_name: "kwh_by_industry_district".into() })
+        .request_egress(pb::RequestEgressRequest {
+            job_id: production.job_id.clone(),
+            output_name: "kwh_by_industry_district".into(),
+        })
         .await?
         .into_inner();
     let review: ReviewReport = serde_json::from_str(&egress.report_json)?;
@@ -334,7 +389,11 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     let egress = if egress.state == "awaiting_operator" {
         clients
             .operator
-            .decide_egress(pb::DecideRequest { id: egress.egress_id.clone(), approve: true, reason: "aggregates only; every released cell has at least k enterprises".into() })
+            .decide_egress(pb::DecideRequest {
+                id: egress.egress_id.clone(),
+                approve: true,
+                reason: "aggregates only; every released cell has at least k enterprises".into(),
+            })
             .await?
             .into_inner()
     } else {
@@ -344,8 +403,15 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
         bail!("the green-energy output was not released: {}", egress.state);
     }
 
-    say.step(format!("Release {} is signed by the domain key; the developer downloads and verifies it", egress.release_id));
-    let bundle = clients.developer.get_release(pb::GetReleaseRequest { release_id: egress.release_id.clone() }).await?.into_inner();
+    say.step(format!(
+        "Release {} is signed by the domain key; the developer downloads and verifies it",
+        egress.release_id
+    ));
+    let bundle = clients
+        .developer
+        .get_release(pb::GetReleaseRequest { release_id: egress.release_id.clone() })
+        .await?
+        .into_inner();
     let bundle_dir = dir.join(format!("release-{}", bundle.release_id));
     write_bundle(&bundle_dir, &bundle)?;
     let manifest = unseen_gateway::verify_release(&bundle.manifest, &bundle.signature, &bundle.data, &public_key)?;
@@ -375,7 +441,11 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     let refused = run_job(&mut clients.developer, &green_grant, &hostile_green, "production").await?;
     for query in refused.queries.iter().filter(|query| query.outcome != "allowed") {
         say.detail(format!("query {}", query.message));
-        report.refused_queries.push(Refused { job_id: refused.job_id.clone(), rule: query.outcome.clone(), message: query.message.clone() });
+        report.refused_queries.push(Refused {
+            job_id: refused.job_id.clone(),
+            rule: query.outcome.clone(),
+            message: query.message.clone(),
+        });
     }
     say.detail(format!("job {} {}: {}", refused.job_id, refused.state, refused.error));
 
@@ -395,7 +465,12 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
                 output: output.name.clone(),
                 job_id: dump.job_id.clone(),
                 rules: review.blocking_rules().iter().map(|rule| rule.to_string()).collect(),
-                figures: review.rules.iter().filter(|rule| rule.outcome == unseen_policy::RuleOutcome::Blocked).map(|rule| rule.figure.clone()).collect(),
+                figures: review
+                    .rules
+                    .iter()
+                    .filter(|rule| rule.outcome == unseen_policy::RuleOutcome::Blocked)
+                    .map(|rule| rule.figure.clone())
+                    .collect(),
             });
         } else {
             bail!("the hostile output \"{}\" was not blocked: {}", output.name, egress.state);
@@ -413,7 +488,12 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     let verified = unseen_audit::verify_export(&parsed, &key)?;
     report.audit_verified = verified.size == checkpoint.size;
     report.audit_entries = verified.size;
-    say.detail(format!("{} entries verified, root {}; export at {}", verified.size, verified.root_hex, export_path.display()));
+    say.detail(format!(
+        "{} entries verified, root {}; export at {}",
+        verified.size,
+        verified.root_hex,
+        export_path.display()
+    ));
     say.detail(format!("domain public key: {}", hex::encode(&public_key)));
 
     server.shutdown().await?;
@@ -434,10 +514,19 @@ async fn apply_and_approve(
         .await?
         .into_inner();
     let decided = operator
-        .decide_scenario(pb::DecideRequest { id: submitted.scenario_id.clone(), approve: true, reason: "purpose, columns and outputs match the scenario".into() })
+        .decide_scenario(pb::DecideRequest {
+            id: submitted.scenario_id.clone(),
+            approve: true,
+            reason: "purpose, columns and outputs match the scenario".into(),
+        })
         .await?
         .into_inner();
-    say.detail(format!("scenario {} approved → grant {} (sha256 {}…)", submitted.scenario_id, decided.grant_id, &decided.grant_hash[..16]));
+    say.detail(format!(
+        "scenario {} approved → grant {} (sha256 {}…)",
+        submitted.scenario_id,
+        decided.grant_id,
+        &decided.grant_hash[..16]
+    ));
     Ok(decided.grant_id)
 }
 
@@ -445,19 +534,28 @@ async fn upload(developer: &mut DeveloperClient<Channel>, grant_id: &str, bytes:
     let chunks: Vec<pb::ModuleChunk> = bytes
         .chunks(64 * 1024)
         .enumerate()
-        .map(|(index, data)| pb::ModuleChunk { grant_id: if index == 0 { grant_id.to_string() } else { String::new() }, data: data.to_vec() })
+        .map(|(index, data)| pb::ModuleChunk {
+            grant_id: if index == 0 { grant_id.to_string() } else { String::new() },
+            data: data.to_vec(),
+        })
         .collect();
     let reply = developer.upload_module(tokio_stream::iter(chunks)).await?.into_inner();
     Ok(reply.module_hash)
 }
 
-async fn run_job(developer: &mut DeveloperClient<Channel>, grant_id: &str, module_hash: &str, mode: &str) -> Result<pb::JobView> {
+async fn run_job(
+    developer: &mut DeveloperClient<Channel>,
+    grant_id: &str,
+    module_hash: &str,
+    mode: &str,
+) -> Result<pb::JobView> {
     let job = developer
         .run_job(pb::RunJobRequest { grant_id: grant_id.into(), module_hash: module_hash.into(), mode: mode.into() })
         .await?
         .into_inner();
     loop {
-        let view = developer.get_job(pb::GetJobRequest { job_id: job.job_id.clone(), wait_ms: 30_000 }).await?.into_inner();
+        let view =
+            developer.get_job(pb::GetJobRequest { job_id: job.job_id.clone(), wait_ms: 30_000 }).await?.into_inner();
         if view.state == "succeeded" || view.state == "failed" {
             return Ok(view);
         }

@@ -42,20 +42,38 @@ pub fn public_key(hex_key: &str) -> Result<[u8; 32]> {
 pub fn run(command: VerifyCommand) -> Result<ExitCode> {
     match command {
         VerifyCommand::Release { dir, public_key: key, json } => {
-            let read = |name: &str| std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()));
-            let manifest = unseen_gateway::verify_release(&read("manifest.json")?, &read("manifest.sig")?, &read("data.csv")?, &public_key(&key)?)?;
+            let read = |name: &str| {
+                std::fs::read(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))
+            };
+            let manifest = unseen_gateway::verify_release(
+                &read("manifest.json")?,
+                &read("manifest.sig")?,
+                &read("data.csv")?,
+                &public_key(&key)?,
+            )?;
             if json {
                 println!("{}", serde_json::json!({ "verified": true, "manifest": manifest }));
             } else {
-                println!("release {} verified: output \"{}\" of grant {} (module {}…), approved by {}", manifest.release_id, manifest.output, manifest.grant_id, &manifest.module_sha256[..12], manifest.approver);
+                println!(
+                    "release {} verified: output \"{}\" of grant {} (module {}…), approved by {}",
+                    manifest.release_id,
+                    manifest.output,
+                    manifest.grant_id,
+                    &manifest.module_sha256[..12],
+                    manifest.approver
+                );
             }
         }
         VerifyCommand::Audit { export, public_key: key, json } => {
             let text = std::fs::read_to_string(&export).with_context(|| format!("reading {}", export.display()))?;
-            let parsed: unseen_audit::Export = serde_json::from_str(&text).context("the file is not an audit export")?;
+            let parsed: unseen_audit::Export =
+                serde_json::from_str(&text).context("the file is not an audit export")?;
             let verified = unseen_audit::verify_export(&parsed, &public_key(&key)?)?;
             if json {
-                println!("{}", serde_json::json!({ "verified": true, "size": verified.size, "root": verified.root_hex }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "verified": true, "size": verified.size, "root": verified.root_hex })
+                );
             } else {
                 println!("audit export verified: {} entries, root {}", verified.size, verified.root_hex);
             }

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use unseen_audit::{AuditLog, DomainSigner, Entry, Export};
 use unseen_policy::review::{review_artifact, review_table};
 use unseen_policy::{
-    ColumnSpec, DatasetVersion, Grant, Outcome, OutputKind, OutputLineage, ReviewReport, ScenarioApplication, sha256_hex,
+    ColumnSpec, DatasetVersion, Grant, Outcome, OutputKind, OutputLineage, ReviewReport, ScenarioApplication,
+    sha256_hex,
 };
 use unseen_runtime::{DomainTable, JobReport, Limits, Mode, Runtime};
 
@@ -158,15 +159,23 @@ pub struct ReleaseBundle {
 
 /// Checks a release bundle offline: signature over the manifest by `public_key`, and the
 /// data's hash against the manifest.
-pub fn verify_release(manifest: &[u8], signature: &[u8], data: &[u8], public_key: &[u8]) -> Result<ReleaseManifest, GatewayError> {
+pub fn verify_release(
+    manifest: &[u8],
+    signature: &[u8],
+    data: &[u8],
+    public_key: &[u8],
+) -> Result<ReleaseManifest, GatewayError> {
     ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public_key)
         .verify(manifest, signature)
         .map_err(|_| GatewayError::Denied("release signature does not verify under the domain key".into()))?;
-    let parsed: ReleaseManifest =
-        serde_json::from_slice(manifest).map_err(|error| GatewayError::InvalidInput(format!("release manifest is not valid JSON: {error}")))?;
+    let parsed: ReleaseManifest = serde_json::from_slice(manifest)
+        .map_err(|error| GatewayError::InvalidInput(format!("release manifest is not valid JSON: {error}")))?;
     let actual = sha256_hex(data);
     if actual != parsed.data_sha256 {
-        return Err(GatewayError::Denied(format!("release data hash {actual} differs from the manifest's {}", parsed.data_sha256)));
+        return Err(GatewayError::Denied(format!(
+            "release data hash {actual} differs from the manifest's {}",
+            parsed.data_sha256
+        )));
     }
     Ok(parsed)
 }
@@ -189,7 +198,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), GatewayError> {
     std::fs::rename(&temporary, path).map_err(io("renaming a file"))
 }
 
-fn read_key_or_create(path: &Path, create: impl FnOnce() -> Result<Vec<u8>, GatewayError>) -> Result<Vec<u8>, GatewayError> {
+fn read_key_or_create(
+    path: &Path,
+    create: impl FnOnce() -> Result<Vec<u8>, GatewayError>,
+) -> Result<Vec<u8>, GatewayError> {
     if path.exists() {
         return std::fs::read(path).map_err(io("reading a domain key"));
     }
@@ -200,7 +212,8 @@ fn read_key_or_create(path: &Path, create: impl FnOnce() -> Result<Vec<u8>, Gate
 
 fn parquet_bytes(table: &RecordBatch) -> Result<Vec<u8>, GatewayError> {
     let mut buffer = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buffer, table.schema(), None).map_err(|error| GatewayError::internal("encoding parquet", error))?;
+    let mut writer = ArrowWriter::try_new(&mut buffer, table.schema(), None)
+        .map_err(|error| GatewayError::internal("encoding parquet", error))?;
     writer.write(table).map_err(|error| GatewayError::internal("encoding parquet", error))?;
     writer.close().map_err(|error| GatewayError::internal("encoding parquet", error))?;
     Ok(buffer)
@@ -215,7 +228,8 @@ fn read_parquet(bytes: Vec<u8>) -> Result<RecordBatch, GatewayError> {
         .map_err(|error| GatewayError::InvalidInput(format!("not a readable Parquet file: {error}")))?
         .collect::<Result<_, _>>()
         .map_err(|error| GatewayError::InvalidInput(format!("corrupt Parquet data: {error}")))?;
-    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|error| GatewayError::internal("reading parquet", error))
+    datafusion::arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|error| GatewayError::internal("reading parquet", error))
 }
 
 /// Renders a table as CSV (what sample outputs and releases carry).
@@ -245,13 +259,24 @@ impl Domain {
             random.fill(&mut key).map_err(|_| GatewayError::Internal("drawing the sample key".into()))?;
             Ok(key)
         })?;
-        let sample_key: [u8; 32] = sample_key.try_into().map_err(|_| GatewayError::Internal("keys/sample.key is not 32 bytes".into()))?;
-        let release_key = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| GatewayError::Internal("keys/domain.pk8 is not an Ed25519 key".into()))?;
+        let sample_key: [u8; 32] =
+            sample_key.try_into().map_err(|_| GatewayError::Internal("keys/sample.key is not 32 bytes".into()))?;
+        let release_key = Ed25519KeyPair::from_pkcs8(&pkcs8)
+            .map_err(|_| GatewayError::Internal("keys/domain.pk8 is not an Ed25519 key".into()))?;
         let signer = DomainSigner::from_pkcs8(name, &pkcs8)?;
         let audit = AuditLog::open(&dir.join("audit"), name)?;
         let store = Store::open(&dir.join("metadata.sqlite")).await?;
         let runtime = Arc::new(Runtime::new()?);
-        Ok(Self { dir: dir.to_path_buf(), name: name.to_string(), store, audit: Mutex::new(audit), signer, release_key, sample_key, runtime })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            store,
+            audit: Mutex::new(audit),
+            signer,
+            release_key,
+            sample_key,
+            runtime,
+        })
     }
 
     /// The domain's Ed25519 public key (releases and checkpoints verify under it).
@@ -308,11 +333,21 @@ impl Domain {
     }
 
     /// Registers a new dataset version from Parquet bytes and derives its sample.
-    pub async fn register_dataset(&self, who: &Principal, registration: DatasetRegistration, parquet: Vec<u8>) -> Result<(DatasetVersion, u64, u64), GatewayError> {
+    pub async fn register_dataset(
+        &self,
+        who: &Principal,
+        registration: DatasetRegistration,
+        parquet: Vec<u8>,
+    ) -> Result<(DatasetVersion, u64, u64), GatewayError> {
         Self::require(who, Role::Provider)?;
         let content_hash = sha256_hex(&parquet);
-        let latest = self.store.fetch("SELECT MAX(version) AS version FROM datasets WHERE name = ?", &[Param::Text(&registration.name)]).await?;
-        let version = latest.first().and_then(|row| row.get("version")).and_then(|value| value.parse::<u32>().ok()).unwrap_or(0) + 1;
+        let latest = self
+            .store
+            .fetch("SELECT MAX(version) AS version FROM datasets WHERE name = ?", &[Param::Text(&registration.name)])
+            .await?;
+        let version =
+            latest.first().and_then(|row| row.get("version")).and_then(|value| value.parse::<u32>().ok()).unwrap_or(0)
+                + 1;
         let dataset = DatasetVersion {
             name: registration.name,
             version,
@@ -326,20 +361,29 @@ impl Domain {
         let table = read_parquet(parquet.clone())?;
         for column in &dataset.columns {
             if table.schema().index_of(&column.name).is_err() {
-                return Err(GatewayError::InvalidInput(format!("column \"{}\" is tagged but not in the Parquet file", column.name)));
+                return Err(GatewayError::InvalidInput(format!(
+                    "column \"{}\" is tagged but not in the Parquet file",
+                    column.name
+                )));
             }
         }
         for field in table.schema().fields() {
             if dataset.tag_of(field.name()).is_none() {
-                return Err(GatewayError::InvalidInput(format!("column \"{}\" of the Parquet file has no tag; every column needs one", field.name())));
+                return Err(GatewayError::InvalidInput(format!(
+                    "column \"{}\" of the Parquet file has no tag; every column needs one",
+                    field.name()
+                )));
             }
         }
         let id = dataset.id();
         let path = self.dir.join("datasets").join(format!("{content_hash}.parquet"));
         write_atomically(&path, &parquet)?;
         let sample_path = self.dir.join("samples").join(format!("{}-v{}.parquet", dataset.name, dataset.version));
-        let stats = unseen_runtime::sample::derive_sample(&dataset, &path, &sample_path, &self.sample_key, SAMPLE_PERCENT).await?;
-        let json = serde_json::to_string(&dataset).map_err(|error| GatewayError::internal("encoding a dataset", error))?;
+        let stats =
+            unseen_runtime::sample::derive_sample(&dataset, &path, &sample_path, &self.sample_key, SAMPLE_PERCENT)
+                .await?;
+        let json =
+            serde_json::to_string(&dataset).map_err(|error| GatewayError::internal("encoding a dataset", error))?;
         self.store
             .execute(
                 "INSERT INTO datasets (id, name, version, json, path, sample_path, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -354,18 +398,39 @@ impl Domain {
                 ],
             )
             .await?;
-        self.record(who, "dataset.register", "dataset", &id, Some(content_hash), None, "registered", format!("{} rows, sample {} rows", stats.source_rows, stats.sample_rows))?;
+        self.record(
+            who,
+            "dataset.register",
+            "dataset",
+            &id,
+            Some(content_hash),
+            None,
+            "registered",
+            format!("{} rows, sample {} rows", stats.source_rows, stats.sample_rows),
+        )?;
         Ok((dataset, stats.source_rows, stats.sample_rows))
     }
 
     async fn dataset(&self, id: &str) -> Result<(DatasetVersion, String, String), GatewayError> {
-        let row = self.store.fetch_one("SELECT json, path, sample_path FROM datasets WHERE id = ?", &[Param::Text(id)], &format!("dataset version \"{id}\"")).await?;
-        let dataset = serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a dataset", error))?;
+        let row = self
+            .store
+            .fetch_one(
+                "SELECT json, path, sample_path FROM datasets WHERE id = ?",
+                &[Param::Text(id)],
+                &format!("dataset version \"{id}\""),
+            )
+            .await?;
+        let dataset =
+            serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a dataset", error))?;
         Ok((dataset, row["path"].clone(), row["sample_path"].clone()))
     }
 
     /// Files a scenario application; returns its id.
-    pub async fn submit_scenario(&self, who: &Principal, mut application: ScenarioApplication) -> Result<String, GatewayError> {
+    pub async fn submit_scenario(
+        &self,
+        who: &Principal,
+        mut application: ScenarioApplication,
+    ) -> Result<String, GatewayError> {
         Self::require(who, Role::Developer)?;
         application.developer = who.organisation.clone();
         let mut datasets = Vec::new();
@@ -374,45 +439,85 @@ impl Domain {
         }
         application.validate(|id| datasets.iter().find(|dataset| dataset.id() == id))?;
         let id = self.store.next_id("s").await?;
-        let json = serde_json::to_string(&application).map_err(|error| GatewayError::internal("encoding a scenario", error))?;
+        let json = serde_json::to_string(&application)
+            .map_err(|error| GatewayError::internal("encoding a scenario", error))?;
         self.store
             .execute(
                 "INSERT INTO scenarios (id, developer, state, application_json, created_ms) VALUES (?, ?, 'submitted', ?, ?)",
                 &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(&json), Param::Int(now_ms())],
             )
             .await?;
-        self.record(who, "scenario.submit", "scenario", &id, Some(sha256_hex(json.as_bytes())), None, "submitted", application.title.clone())?;
+        self.record(
+            who,
+            "scenario.submit",
+            "scenario",
+            &id,
+            Some(sha256_hex(json.as_bytes())),
+            None,
+            "submitted",
+            application.title.clone(),
+        )?;
         Ok(id)
     }
 
     /// Lists scenarios, optionally in one state (operators).
-    pub async fn list_scenarios(&self, who: &Principal, state: &str) -> Result<Vec<crate::store::Record>, GatewayError> {
+    pub async fn list_scenarios(
+        &self,
+        who: &Principal,
+        state: &str,
+    ) -> Result<Vec<crate::store::Record>, GatewayError> {
         Self::require(who, Role::Operator)?;
         self.store
-            .fetch("SELECT * FROM scenarios WHERE (? = '' OR state = ?) ORDER BY created_ms", &[Param::Text(state), Param::Text(state)])
+            .fetch(
+                "SELECT * FROM scenarios WHERE (? = '' OR state = ?) ORDER BY created_ms",
+                &[Param::Text(state), Param::Text(state)],
+            )
             .await
     }
 
     /// Approves (freezing a grant) or rejects a submitted scenario.
-    pub async fn decide_scenario(&self, who: &Principal, scenario_id: &str, approve: bool, reason: &str) -> Result<Option<Grant>, GatewayError> {
+    pub async fn decide_scenario(
+        &self,
+        who: &Principal,
+        scenario_id: &str,
+        approve: bool,
+        reason: &str,
+    ) -> Result<Option<Grant>, GatewayError> {
         Self::require(who, Role::Operator)?;
-        let row = self.store.fetch_one("SELECT * FROM scenarios WHERE id = ?", &[Param::Text(scenario_id)], &format!("scenario {scenario_id}")).await?;
+        let row = self
+            .store
+            .fetch_one(
+                "SELECT * FROM scenarios WHERE id = ?",
+                &[Param::Text(scenario_id)],
+                &format!("scenario {scenario_id}"),
+            )
+            .await?;
         if row["state"] != "submitted" {
-            return Err(GatewayError::FailedPrecondition(format!("scenario {scenario_id} is {}, not submitted", row["state"])));
+            return Err(GatewayError::FailedPrecondition(format!(
+                "scenario {scenario_id} is {}, not submitted",
+                row["state"]
+            )));
         }
         if !approve {
             if reason.trim().is_empty() {
                 return Err(GatewayError::InvalidInput("a rejection needs a reason".into()));
             }
-            self.store.execute("UPDATE scenarios SET state = 'rejected', reason = ? WHERE id = ?", &[Param::Text(reason), Param::Text(scenario_id)]).await?;
+            self.store
+                .execute(
+                    "UPDATE scenarios SET state = 'rejected', reason = ? WHERE id = ?",
+                    &[Param::Text(reason), Param::Text(scenario_id)],
+                )
+                .await?;
             self.record(who, "scenario.reject", "scenario", scenario_id, None, None, "rejected", reason)?;
             return Ok(None);
         }
-        let application: ScenarioApplication = serde_json::from_str(&row["application_json"]).map_err(|error| GatewayError::internal("decoding a scenario", error))?;
+        let application: ScenarioApplication = serde_json::from_str(&row["application_json"])
+            .map_err(|error| GatewayError::internal("decoding a scenario", error))?;
         let mut key = [0u8; 32];
         SystemRandom::new().fill(&mut key).map_err(|_| GatewayError::Internal("drawing a grant key".into()))?;
         let grant_id = self.store.next_id("g").await?;
-        let grant = Grant::freeze(grant_id.clone(), scenario_id.to_string(), application, who.name.clone(), now_ms(), key);
+        let grant =
+            Grant::freeze(grant_id.clone(), scenario_id.to_string(), application, who.name.clone(), now_ms(), key);
         let hash = grant.hash();
         let json = serde_json::to_string(&grant).map_err(|error| GatewayError::internal("encoding a grant", error))?;
         self.store
@@ -422,27 +527,51 @@ impl Domain {
             )
             .await?;
         self.store
-            .execute("UPDATE scenarios SET state = 'approved', reason = ?, grant_id = ? WHERE id = ?", &[Param::Text(reason), Param::Text(&grant_id), Param::Text(scenario_id)])
+            .execute(
+                "UPDATE scenarios SET state = 'approved', reason = ?, grant_id = ? WHERE id = ?",
+                &[Param::Text(reason), Param::Text(&grant_id), Param::Text(scenario_id)],
+            )
             .await?;
-        self.record(who, "scenario.approve", "grant", &grant_id, Some(hash), Some(grant_id.clone()), "approved", reason)?;
+        self.record(
+            who,
+            "scenario.approve",
+            "grant",
+            &grant_id,
+            Some(hash),
+            Some(grant_id.clone()),
+            "approved",
+            reason,
+        )?;
         Ok(Some(grant))
     }
 
     async fn grant_for(&self, who: &Principal, grant_id: &str) -> Result<Grant, GatewayError> {
-        let row = self.store.fetch_one("SELECT * FROM grants WHERE id = ?", &[Param::Text(grant_id)], &format!("grant {grant_id}")).await?;
+        let row = self
+            .store
+            .fetch_one("SELECT * FROM grants WHERE id = ?", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
+            .await?;
         if who.role == Role::Developer && row["developer"] != who.organisation {
             return Err(GatewayError::NotFound(format!("grant {grant_id} not found")));
         }
         if row["state"] != "active" {
-            return Err(GatewayError::Denied(format!("grant {grant_id} is {}; no work may run under it", row["state"])));
+            return Err(GatewayError::Denied(format!(
+                "grant {grant_id} is {}; no work may run under it",
+                row["state"]
+            )));
         }
-        let grant: Grant = serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a grant", error))?;
+        let grant: Grant =
+            serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a grant", error))?;
         grant.check_usable(now_ms())?;
         Ok(grant)
     }
 
     /// Validates and stores an uploaded module, bound to a grant.
-    pub async fn upload_module(&self, who: &Principal, grant_id: &str, bytes: Vec<u8>) -> Result<unseen_runtime::ModuleInfo, GatewayError> {
+    pub async fn upload_module(
+        &self,
+        who: &Principal,
+        grant_id: &str,
+        bytes: Vec<u8>,
+    ) -> Result<unseen_runtime::ModuleInfo, GatewayError> {
         Self::require(who, Role::Developer)?;
         self.grant_for(who, grant_id).await?;
         let runtime = self.runtime.clone();
@@ -452,7 +581,16 @@ impl Domain {
         let (info, bytes) = match validation {
             Ok(ok) => ok,
             Err(error) => {
-                self.record(who, "module.upload", "module", "-", None, Some(grant_id.to_string()), "refused", error.to_string())?;
+                self.record(
+                    who,
+                    "module.upload",
+                    "module",
+                    "-",
+                    None,
+                    Some(grant_id.to_string()),
+                    "refused",
+                    error.to_string(),
+                )?;
                 return Err(error.into());
             }
         };
@@ -464,12 +602,27 @@ impl Domain {
                 &[Param::Text(&info.hash), Param::Text(&who.organisation), Param::Text(grant_id), Param::Int(info.size as i64), Param::Text(&path.to_string_lossy()), Param::Int(now_ms())],
             )
             .await?;
-        self.record(who, "module.upload", "module", &info.hash, Some(info.hash.clone()), Some(grant_id.to_string()), "accepted", format!("{} bytes", info.size))?;
+        self.record(
+            who,
+            "module.upload",
+            "module",
+            &info.hash,
+            Some(info.hash.clone()),
+            Some(grant_id.to_string()),
+            "accepted",
+            format!("{} bytes", info.size),
+        )?;
         Ok(info)
     }
 
     /// Queues a job and starts it; returns the job id at once.
-    pub async fn run_job(self: &Arc<Self>, who: &Principal, grant_id: &str, module_hash: &str, mode: Mode) -> Result<String, GatewayError> {
+    pub async fn run_job(
+        self: &Arc<Self>,
+        who: &Principal,
+        grant_id: &str,
+        module_hash: &str,
+        mode: Mode,
+    ) -> Result<String, GatewayError> {
         Self::require(who, Role::Developer)?;
         let grant = self.grant_for(who, grant_id).await?;
         let module = self
@@ -491,7 +644,16 @@ impl Domain {
                 &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Int(now_ms())],
             )
             .await?;
-        self.record(who, "job.submit", "job", &job_id, Some(module_hash.to_string()), Some(grant_id.to_string()), "queued", mode_name)?;
+        self.record(
+            who,
+            "job.submit",
+            "job",
+            &job_id,
+            Some(module_hash.to_string()),
+            Some(grant_id.to_string()),
+            "queued",
+            mode_name,
+        )?;
         let mut tables = Vec::new();
         for dataset_id in grant.datasets() {
             let (dataset, path, sample_path) = self.dataset(dataset_id).await?;
@@ -513,19 +675,38 @@ impl Domain {
         Ok(job_id)
     }
 
-    async fn execute_job(&self, who: &Principal, job_id: &str, grant: Grant, tables: Vec<DomainTable>, module_path: &str, mode: Mode) -> Result<(), GatewayError> {
+    async fn execute_job(
+        &self,
+        who: &Principal,
+        job_id: &str,
+        grant: Grant,
+        tables: Vec<DomainTable>,
+        module_path: &str,
+        mode: Mode,
+    ) -> Result<(), GatewayError> {
         self.store.execute("UPDATE jobs SET state = 'running' WHERE id = ?", &[Param::Text(job_id)]).await?;
         let bytes = std::fs::read(module_path).map_err(io("reading a module"))?;
         let runtime = self.runtime.clone();
         let handle = tokio::runtime::Handle::current();
         let job_grant = grant.clone();
         let seed = sha256_hex(job_id.as_bytes()).bytes().fold(0u64, |seed, byte| seed.rotate_left(5) ^ u64::from(byte));
-        let report: JobReport = tokio::task::spawn_blocking(move || runtime.run_job(&bytes, &job_grant, &tables, mode, &Limits::default(), seed, handle))
-            .await
-            .map_err(|error| GatewayError::internal("running a job", error))?;
+        let report: JobReport = tokio::task::spawn_blocking(move || {
+            runtime.run_job(&bytes, &job_grant, &tables, mode, &Limits::default(), seed, handle)
+        })
+        .await
+        .map_err(|error| GatewayError::internal("running a job", error))?;
         for query in &report.queries {
             if query.outcome != "allowed" {
-                self.record(who, "query.refuse", "job", job_id, None, Some(grant.id.clone()), "refused", query.message.clone().unwrap_or_default())?;
+                self.record(
+                    who,
+                    "query.refuse",
+                    "job",
+                    job_id,
+                    None,
+                    Some(grant.id.clone()),
+                    "refused",
+                    query.message.clone().unwrap_or_default(),
+                )?;
             }
         }
         let out_dir = self.dir.join("outputs").join(job_id);
@@ -534,14 +715,18 @@ impl Domain {
         for output in &report.outputs {
             let (kind, bytes, rows) = match output.kind {
                 OutputKind::Table => {
-                    let table = output.table.as_ref().ok_or_else(|| GatewayError::Internal("table output without a table".into()))?;
+                    let table = output
+                        .table
+                        .as_ref()
+                        .ok_or_else(|| GatewayError::Internal("table output without a table".into()))?;
                     ("table", parquet_bytes(table)?, table.num_rows() as u64)
                 }
                 OutputKind::Artifact => ("artifact", output.artifact.clone().unwrap_or_default(), 0),
             };
             let path = out_dir.join(format!("{}.{}", output.name, if kind == "table" { "parquet" } else { "bin" }));
             write_atomically(&path, &bytes)?;
-            let lineage = serde_json::to_string(&output.lineage).map_err(|error| GatewayError::internal("encoding lineage", error))?;
+            let lineage = serde_json::to_string(&output.lineage)
+                .map_err(|error| GatewayError::internal("encoding lineage", error))?;
             self.store
                 .execute(
                     "INSERT OR REPLACE INTO outputs (job_id, name, kind, path, lineage_json, rows) VALUES (?, ?, ?, ?, ?, ?)",
@@ -549,11 +734,19 @@ impl Domain {
                 )
                 .await?;
             let content = match (mode, output.kind) {
-                (Mode::Sample, OutputKind::Table) => output.table.as_ref().map(csv_bytes).transpose()?.unwrap_or_default(),
+                (Mode::Sample, OutputKind::Table) => {
+                    output.table.as_ref().map(csv_bytes).transpose()?.unwrap_or_default()
+                }
                 (Mode::Sample, OutputKind::Artifact) => bytes,
                 (Mode::Production, _) => Vec::new(),
             };
-            summaries.push(OutputSummary { name: output.name.clone(), kind: kind.into(), rows, suppressed_groups: output.lineage.suppressed_groups, content });
+            summaries.push(OutputSummary {
+                name: output.name.clone(),
+                kind: kind.into(),
+                rows,
+                suppressed_groups: output.lineage.suppressed_groups,
+                content,
+            });
         }
         let (state, error, developer_error) = match &report.failure {
             None => ("succeeded", String::new(), String::new()),
@@ -574,10 +767,25 @@ impl Domain {
         self.store
             .execute(
                 "UPDATE jobs SET state = ?, error = ?, developer_error = ?, report_json = ? WHERE id = ?",
-                &[Param::Text(state), Param::Text(&error), Param::Text(&developer_error), Param::Text(&json), Param::Text(job_id)],
+                &[
+                    Param::Text(state),
+                    Param::Text(&error),
+                    Param::Text(&developer_error),
+                    Param::Text(&json),
+                    Param::Text(job_id),
+                ],
             )
             .await?;
-        self.record(who, "job.finish", "job", job_id, None, Some(grant.id.clone()), state, if error.is_empty() { format!("{} outputs", report.outputs.len()) } else { error })?;
+        self.record(
+            who,
+            "job.finish",
+            "job",
+            job_id,
+            None,
+            Some(grant.id.clone()),
+            state,
+            if error.is_empty() { format!("{} outputs", report.outputs.len()) } else { error },
+        )?;
         Ok(())
     }
 
@@ -585,7 +793,10 @@ impl Domain {
     pub async fn job(&self, who: &Principal, job_id: &str, wait: Duration) -> Result<JobView, GatewayError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let row = self.store.fetch_one("SELECT * FROM jobs WHERE id = ?", &[Param::Text(job_id)], &format!("job {job_id}")).await?;
+            let row = self
+                .store
+                .fetch_one("SELECT * FROM jobs WHERE id = ?", &[Param::Text(job_id)], &format!("job {job_id}"))
+                .await?;
             if who.role == Role::Developer && row["developer"] != who.organisation {
                 return Err(GatewayError::NotFound(format!("job {job_id} not found")));
             }
@@ -604,7 +815,8 @@ impl Domain {
                         metering: Default::default(),
                     });
                 }
-                let mut view: JobView = serde_json::from_str(&row["report_json"]).map_err(|error| GatewayError::internal("decoding a job", error))?;
+                let mut view: JobView = serde_json::from_str(&row["report_json"])
+                    .map_err(|error| GatewayError::internal("decoding a job", error))?;
                 if view.mode == "production" && who.role == Role::Developer {
                     // Production guest logs are data: they stay in the domain.
                     view.guest_log.clear();
@@ -617,23 +829,45 @@ impl Domain {
 
     /// Asks for an output of a production job to leave; the reviewer decides at once whether
     /// it is auto-released, waits for an operator, or is blocked.
-    pub async fn request_egress(&self, who: &Principal, job_id: &str, output_name: &str) -> Result<EgressView, GatewayError> {
+    pub async fn request_egress(
+        &self,
+        who: &Principal,
+        job_id: &str,
+        output_name: &str,
+    ) -> Result<EgressView, GatewayError> {
         Self::require(who, Role::Developer)?;
-        let job = self.store.fetch_one("SELECT * FROM jobs WHERE id = ? AND developer = ?", &[Param::Text(job_id), Param::Text(&who.organisation)], &format!("job {job_id}")).await?;
+        let job = self
+            .store
+            .fetch_one(
+                "SELECT * FROM jobs WHERE id = ? AND developer = ?",
+                &[Param::Text(job_id), Param::Text(&who.organisation)],
+                &format!("job {job_id}"),
+            )
+            .await?;
         if job["mode"] != "production" {
-            return Err(GatewayError::FailedPrecondition(format!("job {job_id} ran on the sample; its outputs are already yours and nothing real leaves from it")));
+            return Err(GatewayError::FailedPrecondition(format!(
+                "job {job_id} ran on the sample; its outputs are already yours and nothing real leaves from it"
+            )));
         }
         if job["state"] != "succeeded" {
-            return Err(GatewayError::FailedPrecondition(format!("job {job_id} is {}; only succeeded jobs have outputs to release", job["state"])));
+            return Err(GatewayError::FailedPrecondition(format!(
+                "job {job_id} is {}; only succeeded jobs have outputs to release",
+                job["state"]
+            )));
         }
         let grant = self.grant_for(who, &job["grant_id"]).await?;
         let output = self
             .store
-            .fetch_one("SELECT * FROM outputs WHERE job_id = ? AND name = ?", &[Param::Text(job_id), Param::Text(output_name)], &format!("output \"{output_name}\" of job {job_id}"))
+            .fetch_one(
+                "SELECT * FROM outputs WHERE job_id = ? AND name = ?",
+                &[Param::Text(job_id), Param::Text(output_name)],
+                &format!("output \"{output_name}\" of job {job_id}"),
+            )
             .await?;
         let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
         let report = if output["kind"] == "table" {
-            let lineage: OutputLineage = serde_json::from_str(&output["lineage_json"]).map_err(|error| GatewayError::internal("decoding lineage", error))?;
+            let lineage: OutputLineage = serde_json::from_str(&output["lineage_json"])
+                .map_err(|error| GatewayError::internal("decoding lineage", error))?;
             review_table(&grant, output_name, &read_parquet(bytes)?, &lineage)
         } else {
             review_artifact(&grant, output_name, &bytes)
@@ -644,15 +878,29 @@ impl Domain {
             Outcome::Blocked => "blocked",
         };
         let id = self.store.next_id("e").await?;
-        let report_json = serde_json::to_string(&report).map_err(|error| GatewayError::internal("encoding a report", error))?;
+        let report_json =
+            serde_json::to_string(&report).map_err(|error| GatewayError::internal("encoding a report", error))?;
         self.store
             .execute(
                 "INSERT INTO egress (id, developer, job_id, output_name, state, report_json, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(job_id), Param::Text(output_name), Param::Text(state), Param::Text(&report_json), Param::Int(now_ms())],
             )
             .await?;
-        let reason = if report.outcome == Outcome::Blocked { format!("blocked by {}", report.blocking_rules().join(", ")) } else { format!("{} cells suppressed", report.cells_suppressed) };
-        self.record(who, "egress.review", "egress", &id, Some(sha256_hex(report_json.as_bytes())), Some(grant.id.clone()), state, reason)?;
+        let reason = if report.outcome == Outcome::Blocked {
+            format!("blocked by {}", report.blocking_rules().join(", "))
+        } else {
+            format!("{} cells suppressed", report.cells_suppressed)
+        };
+        self.record(
+            who,
+            "egress.review",
+            "egress",
+            &id,
+            Some(sha256_hex(report_json.as_bytes())),
+            Some(grant.id.clone()),
+            state,
+            reason,
+        )?;
         if report.outcome == Outcome::Released {
             self.release(who, &id, "auto").await?;
         }
@@ -661,7 +909,14 @@ impl Domain {
 
     /// One egress request as `who` may see it.
     pub async fn egress(&self, who: &Principal, egress_id: &str) -> Result<EgressView, GatewayError> {
-        let row = self.store.fetch_one("SELECT * FROM egress WHERE id = ?", &[Param::Text(egress_id)], &format!("egress request {egress_id}")).await?;
+        let row = self
+            .store
+            .fetch_one(
+                "SELECT * FROM egress WHERE id = ?",
+                &[Param::Text(egress_id)],
+                &format!("egress request {egress_id}"),
+            )
+            .await?;
         if who.role == Role::Developer && row["developer"] != who.organisation {
             return Err(GatewayError::NotFound(format!("egress request {egress_id} not found")));
         }
@@ -670,7 +925,8 @@ impl Domain {
             job_id: row["job_id"].clone(),
             output_name: row["output_name"].clone(),
             state: row["state"].clone(),
-            report: serde_json::from_str(&row["report_json"]).map_err(|error| GatewayError::internal("decoding a report", error))?,
+            report: serde_json::from_str(&row["report_json"])
+                .map_err(|error| GatewayError::internal("decoding a report", error))?,
             release_id: row["release_id"].clone(),
             reason: row["reason"].clone(),
         })
@@ -679,7 +935,13 @@ impl Domain {
     /// Egress requests, optionally in one state (operators).
     pub async fn list_egress(&self, who: &Principal, state: &str) -> Result<Vec<EgressView>, GatewayError> {
         Self::require(who, Role::Operator)?;
-        let rows = self.store.fetch("SELECT id FROM egress WHERE (? = '' OR state = ?) ORDER BY created_ms", &[Param::Text(state), Param::Text(state)]).await?;
+        let rows = self
+            .store
+            .fetch(
+                "SELECT id FROM egress WHERE (? = '' OR state = ?) ORDER BY created_ms",
+                &[Param::Text(state), Param::Text(state)],
+            )
+            .await?;
         let mut views = Vec::with_capacity(rows.len());
         for row in rows {
             views.push(self.egress(who, &row["id"]).await?);
@@ -688,21 +950,40 @@ impl Domain {
     }
 
     /// An operator's decision on an egress request awaiting review.
-    pub async fn decide_egress(&self, who: &Principal, egress_id: &str, approve: bool, reason: &str) -> Result<EgressView, GatewayError> {
+    pub async fn decide_egress(
+        &self,
+        who: &Principal,
+        egress_id: &str,
+        approve: bool,
+        reason: &str,
+    ) -> Result<EgressView, GatewayError> {
         Self::require(who, Role::Operator)?;
         let view = self.egress(who, egress_id).await?;
         if view.state != "awaiting_operator" {
-            return Err(GatewayError::FailedPrecondition(format!("egress request {egress_id} is {}; only requests awaiting an operator can be decided", view.state)));
+            return Err(GatewayError::FailedPrecondition(format!(
+                "egress request {egress_id} is {}; only requests awaiting an operator can be decided",
+                view.state
+            )));
         }
         if approve {
-            self.store.execute("UPDATE egress SET state = 'approved', reason = ? WHERE id = ?", &[Param::Text(reason), Param::Text(egress_id)]).await?;
+            self.store
+                .execute(
+                    "UPDATE egress SET state = 'approved', reason = ? WHERE id = ?",
+                    &[Param::Text(reason), Param::Text(egress_id)],
+                )
+                .await?;
             self.record(who, "egress.approve", "egress", egress_id, None, None, "approved", reason)?;
             self.release(who, egress_id, &format!("{}@{}", who.name, who.organisation)).await?;
         } else {
             if reason.trim().is_empty() {
                 return Err(GatewayError::InvalidInput("a rejection needs a reason".into()));
             }
-            self.store.execute("UPDATE egress SET state = 'rejected', reason = ? WHERE id = ?", &[Param::Text(reason), Param::Text(egress_id)]).await?;
+            self.store
+                .execute(
+                    "UPDATE egress SET state = 'rejected', reason = ? WHERE id = ?",
+                    &[Param::Text(reason), Param::Text(egress_id)],
+                )
+                .await?;
             self.record(who, "egress.reject", "egress", egress_id, None, None, "rejected", reason)?;
         }
         self.egress(who, egress_id).await
@@ -710,17 +991,41 @@ impl Domain {
 
     /// Builds and signs the release bundle of an egress request.
     async fn release(&self, who: &Principal, egress_id: &str, approver: &str) -> Result<String, GatewayError> {
-        let egress = self.store.fetch_one("SELECT * FROM egress WHERE id = ?", &[Param::Text(egress_id)], &format!("egress request {egress_id}")).await?;
-        let report: ReviewReport = serde_json::from_str(&egress["report_json"]).map_err(|error| GatewayError::internal("decoding a report", error))?;
-        let job = self.store.fetch_one("SELECT * FROM jobs WHERE id = ?", &[Param::Text(&egress["job_id"])], "job").await?;
-        let grant_row = self.store.fetch_one("SELECT * FROM grants WHERE id = ?", &[Param::Text(&job["grant_id"])], "grant").await?;
-        let grant: Grant = serde_json::from_str(&grant_row["json"]).map_err(|error| GatewayError::internal("decoding a grant", error))?;
-        let output = self.store.fetch_one("SELECT * FROM outputs WHERE job_id = ? AND name = ?", &[Param::Text(&egress["job_id"]), Param::Text(&egress["output_name"])], "output").await?;
+        let egress = self
+            .store
+            .fetch_one(
+                "SELECT * FROM egress WHERE id = ?",
+                &[Param::Text(egress_id)],
+                &format!("egress request {egress_id}"),
+            )
+            .await?;
+        let report: ReviewReport = serde_json::from_str(&egress["report_json"])
+            .map_err(|error| GatewayError::internal("decoding a report", error))?;
+        let job =
+            self.store.fetch_one("SELECT * FROM jobs WHERE id = ?", &[Param::Text(&egress["job_id"])], "job").await?;
+        let grant_row = self
+            .store
+            .fetch_one("SELECT * FROM grants WHERE id = ?", &[Param::Text(&job["grant_id"])], "grant")
+            .await?;
+        let grant: Grant = serde_json::from_str(&grant_row["json"])
+            .map_err(|error| GatewayError::internal("decoding a grant", error))?;
+        let output = self
+            .store
+            .fetch_one(
+                "SELECT * FROM outputs WHERE job_id = ? AND name = ?",
+                &[Param::Text(&egress["job_id"]), Param::Text(&egress["output_name"])],
+                "output",
+            )
+            .await?;
         let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
         let data = if output["kind"] == "table" {
             let table = read_parquet(bytes)?;
-            let keep: datafusion::arrow::array::BooleanArray = (0..table.num_rows()).map(|row| Some(!report.suppressed_rows.contains(&row))).collect();
-            csv_bytes(&filter_record_batch(&table, &keep).map_err(|error| GatewayError::internal("suppressing rows", error))?)?
+            let keep: datafusion::arrow::array::BooleanArray =
+                (0..table.num_rows()).map(|row| Some(!report.suppressed_rows.contains(&row))).collect();
+            csv_bytes(
+                &filter_record_batch(&table, &keep)
+                    .map_err(|error| GatewayError::internal("suppressing rows", error))?,
+            )?
         } else {
             bytes
         };
@@ -743,7 +1048,8 @@ impl Domain {
             approver: approver.to_string(),
             released_at_unix_ms: now_ms(),
         };
-        let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(|error| GatewayError::internal("encoding a manifest", error))?;
+        let manifest_bytes = serde_json::to_vec_pretty(&manifest)
+            .map_err(|error| GatewayError::internal("encoding a manifest", error))?;
         let signature = self.release_key.sign(&manifest_bytes);
         let dir = self.dir.join("releases").join(&release_id);
         std::fs::create_dir_all(&dir).map_err(io("creating a release directory"))?;
@@ -754,17 +1060,44 @@ impl Domain {
         self.store
             .execute(
                 "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES (?, ?, ?, ?, ?)",
-                &[Param::Text(&release_id), Param::Text(egress_id), Param::Text(&egress["developer"]), Param::Text(&dir.to_string_lossy()), Param::Int(now_ms())],
+                &[
+                    Param::Text(&release_id),
+                    Param::Text(egress_id),
+                    Param::Text(&egress["developer"]),
+                    Param::Text(&dir.to_string_lossy()),
+                    Param::Int(now_ms()),
+                ],
             )
             .await?;
-        self.store.execute("UPDATE egress SET release_id = ? WHERE id = ?", &[Param::Text(&release_id), Param::Text(egress_id)]).await?;
-        self.record(who, "release.sign", "release", &release_id, Some(sha256_hex(&manifest_bytes)), Some(grant.id.clone()), "released", approver)?;
+        self.store
+            .execute(
+                "UPDATE egress SET release_id = ? WHERE id = ?",
+                &[Param::Text(&release_id), Param::Text(egress_id)],
+            )
+            .await?;
+        self.record(
+            who,
+            "release.sign",
+            "release",
+            &release_id,
+            Some(sha256_hex(&manifest_bytes)),
+            Some(grant.id.clone()),
+            "released",
+            approver,
+        )?;
         Ok(release_id)
     }
 
     /// A release bundle, for the developer who owns it.
     pub async fn release_bundle(&self, who: &Principal, release_id: &str) -> Result<ReleaseBundle, GatewayError> {
-        let row = self.store.fetch_one("SELECT * FROM releases WHERE id = ?", &[Param::Text(release_id)], &format!("release {release_id}")).await?;
+        let row = self
+            .store
+            .fetch_one(
+                "SELECT * FROM releases WHERE id = ?",
+                &[Param::Text(release_id)],
+                &format!("release {release_id}"),
+            )
+            .await?;
         if who.role == Role::Developer && row["developer"] != who.organisation {
             return Err(GatewayError::NotFound(format!("release {release_id} not found")));
         }

@@ -39,14 +39,19 @@ impl ServerHandle {
     /// Stops accepting requests and waits for the server to finish.
     pub async fn shutdown(self) -> Result<(), GatewayError> {
         let _ = self.shutdown.send(());
-        self.task.await.map_err(|error| GatewayError::internal("stopping the server", error))?.map_err(|error| GatewayError::internal("serving", error))
+        self.task
+            .await
+            .map_err(|error| GatewayError::internal("stopping the server", error))?
+            .map_err(|error| GatewayError::internal("serving", error))
     }
 }
 
 /// Serves every role service of `domain` on `address` (port 0 picks one) with mTLS: clients
 /// must present a certificate issued by the domain CA.
 pub async fn serve(domain: Arc<Domain>, address: SocketAddr, tls: &TlsMaterial) -> Result<ServerHandle, GatewayError> {
-    let listener = TcpListener::bind(address).await.map_err(|error| GatewayError::internal("binding the gateway address", error))?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|error| GatewayError::internal("binding the gateway address", error))?;
     let address = listener.local_addr().map_err(|error| GatewayError::internal("reading the bound address", error))?;
     let tls_config = ServerTlsConfig::new()
         .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
@@ -55,9 +60,17 @@ pub async fn serve(domain: Arc<Domain>, address: SocketAddr, tls: &TlsMaterial) 
     let router = Server::builder()
         .tls_config(tls_config)
         .map_err(|error| GatewayError::internal("configuring TLS", error))?
-        .add_service(pb::provider_server::ProviderServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(pb::developer_server::DeveloperServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES).max_encoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(pb::operator_server::OperatorServer::new(services.clone()).max_encoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(
+            pb::provider_server::ProviderServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::developer_server::DeveloperServer::new(services.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::operator_server::OperatorServer::new(services.clone()).max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .add_service(pb::regulator_server::RegulatorServer::new(services).max_encoding_message_size(MAX_MESSAGE_BYTES));
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {

@@ -33,9 +33,11 @@ impl Services {
 }
 
 fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
-    let certificates = request
-        .peer_certs()
-        .ok_or_else(|| Status::from(GatewayError::Unauthenticated("no client certificate: connect with mTLS and a domain-issued identity".into())))?;
+    let certificates = request.peer_certs().ok_or_else(|| {
+        Status::from(GatewayError::Unauthenticated(
+            "no client certificate: connect with mTLS and a domain-issued identity".into(),
+        ))
+    })?;
     let leaf = certificates.first().ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
     principal_from_certificate(leaf.as_ref()).map_err(|error| Status::unauthenticated(error.to_string()))
 }
@@ -55,13 +57,25 @@ fn job_view(view: JobView) -> pb::JobView {
         outputs: view
             .outputs
             .into_iter()
-            .map(|output| pb::OutputView { name: output.name, kind: output.kind, rows: output.rows, content: output.content, suppressed_groups: output.suppressed_groups })
+            .map(|output| pb::OutputView {
+                name: output.name,
+                kind: output.kind,
+                rows: output.rows,
+                content: output.content,
+                suppressed_groups: output.suppressed_groups,
+            })
             .collect(),
         guest_log: view.guest_log,
         queries: view
             .queries
             .into_iter()
-            .map(|query| pb::QueryView { sql: query.sql, outcome: query.outcome, message: query.message.unwrap_or_default(), rows: query.rows, suppressed_groups: query.suppressed_groups })
+            .map(|query| pb::QueryView {
+                sql: query.sql,
+                outcome: query.outcome,
+                message: query.message.unwrap_or_default(),
+                rows: query.rows,
+                suppressed_groups: query.suppressed_groups,
+            })
             .collect(),
         metering_json: serde_json::to_string(&view.metering).unwrap_or_default(),
     }
@@ -81,12 +95,18 @@ fn egress_view(view: EgressView) -> pb::EgressView {
 
 #[tonic::async_trait]
 impl pb::provider_server::Provider for Services {
-    async fn register_dataset(&self, request: Request<pb::RegisterDatasetRequest>) -> Result<Response<pb::RegisterDatasetReply>, Status> {
+    async fn register_dataset(
+        &self,
+        request: Request<pb::RegisterDatasetRequest>,
+    ) -> Result<Response<pb::RegisterDatasetReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
         let grade: Grade = json_enum("grade", &request.grade, "general, important, core")?;
-        let subject_kind: Option<SubjectKind> =
-            if request.subject_kind.is_empty() { None } else { Some(json_enum("subject_kind", &request.subject_kind, "person, enterprise")?) };
+        let subject_kind: Option<SubjectKind> = if request.subject_kind.is_empty() {
+            None
+        } else {
+            Some(json_enum("subject_kind", &request.subject_kind, "person, enterprise")?)
+        };
         let mut columns = Vec::with_capacity(request.columns.len());
         for column in request.columns {
             let tag: ColumnTag = json_enum("tag", &column.tag, "subject, identifier, quasi, sensitive, public")?;
@@ -97,21 +117,34 @@ impl pb::provider_server::Provider for Services {
         }
         let registration = DatasetRegistration { name: request.name, grade, subject_kind, columns };
         let (dataset, rows, sample_rows) = self.domain.register_dataset(&who, registration, request.parquet).await?;
-        Ok(Response::new(pb::RegisterDatasetReply { dataset: dataset.id(), content_hash: dataset.content_hash, rows, sample_rows }))
+        Ok(Response::new(pb::RegisterDatasetReply {
+            dataset: dataset.id(),
+            content_hash: dataset.content_hash,
+            rows,
+            sample_rows,
+        }))
     }
 }
 
 #[tonic::async_trait]
 impl pb::developer_server::Developer for Services {
-    async fn submit_scenario(&self, request: Request<pb::SubmitScenarioRequest>) -> Result<Response<pb::SubmitScenarioReply>, Status> {
+    async fn submit_scenario(
+        &self,
+        request: Request<pb::SubmitScenarioRequest>,
+    ) -> Result<Response<pb::SubmitScenarioReply>, Status> {
         let who = caller(&request)?;
-        let application: ScenarioApplication = serde_json::from_str(&request.get_ref().application_json)
-            .map_err(|error| Status::invalid_argument(format!("application_json is not a scenario application: {error}")))?;
+        let application: ScenarioApplication =
+            serde_json::from_str(&request.get_ref().application_json).map_err(|error| {
+                Status::invalid_argument(format!("application_json is not a scenario application: {error}"))
+            })?;
         let scenario_id = self.domain.submit_scenario(&who, application).await?;
         Ok(Response::new(pb::SubmitScenarioReply { scenario_id, state: "submitted".into() }))
     }
 
-    async fn upload_module(&self, request: Request<Streaming<pb::ModuleChunk>>) -> Result<Response<pb::UploadModuleReply>, Status> {
+    async fn upload_module(
+        &self,
+        request: Request<Streaming<pb::ModuleChunk>>,
+    ) -> Result<Response<pb::UploadModuleReply>, Status> {
         let who = caller(&request)?;
         let mut stream = request.into_inner();
         let mut grant_id = String::new();
@@ -129,7 +162,11 @@ impl pb::developer_server::Developer for Services {
             return Err(Status::invalid_argument("the first chunk must name the grant_id the module is bound to"));
         }
         let info = self.domain.upload_module(&who, &grant_id, bytes).await?;
-        Ok(Response::new(pb::UploadModuleReply { module_hash: info.hash, size: info.size as u64, imports: info.imports }))
+        Ok(Response::new(pb::UploadModuleReply {
+            module_hash: info.hash,
+            size: info.size as u64,
+            imports: info.imports,
+        }))
     }
 
     async fn run_job(&self, request: Request<pb::RunJobRequest>) -> Result<Response<pb::RunJobReply>, Status> {
@@ -147,13 +184,19 @@ impl pb::developer_server::Developer for Services {
         Ok(Response::new(job_view(self.domain.job(&who, &request.job_id, wait).await?)))
     }
 
-    async fn request_egress(&self, request: Request<pb::RequestEgressRequest>) -> Result<Response<pb::EgressView>, Status> {
+    async fn request_egress(
+        &self,
+        request: Request<pb::RequestEgressRequest>,
+    ) -> Result<Response<pb::EgressView>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
         Ok(Response::new(egress_view(self.domain.request_egress(&who, &request.job_id, &request.output_name).await?)))
     }
 
-    async fn get_release(&self, request: Request<pb::GetReleaseRequest>) -> Result<Response<pb::ReleaseBundle>, Status> {
+    async fn get_release(
+        &self,
+        request: Request<pb::GetReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseBundle>, Status> {
         let who = caller(&request)?;
         let bundle = self.domain.release_bundle(&who, &request.get_ref().release_id).await?;
         Ok(Response::new(pb::ReleaseBundle {
@@ -185,13 +228,26 @@ impl pb::operator_server::Operator for Services {
         Ok(Response::new(pb::ScenarioList { scenarios }))
     }
 
-    async fn decide_scenario(&self, request: Request<pb::DecideRequest>) -> Result<Response<pb::DecideScenarioReply>, Status> {
+    async fn decide_scenario(
+        &self,
+        request: Request<pb::DecideRequest>,
+    ) -> Result<Response<pb::DecideScenarioReply>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
         let grant = self.domain.decide_scenario(&who, &request.id, request.approve, &request.reason).await?;
         Ok(Response::new(match grant {
-            Some(grant) => pb::DecideScenarioReply { scenario_id: request.id, state: "approved".into(), grant_hash: grant.hash(), grant_id: grant.id },
-            None => pb::DecideScenarioReply { scenario_id: request.id, state: "rejected".into(), grant_id: String::new(), grant_hash: String::new() },
+            Some(grant) => pb::DecideScenarioReply {
+                scenario_id: request.id,
+                state: "approved".into(),
+                grant_hash: grant.hash(),
+                grant_id: grant.id,
+            },
+            None => pb::DecideScenarioReply {
+                scenario_id: request.id,
+                state: "rejected".into(),
+                grant_id: String::new(),
+                grant_hash: String::new(),
+            },
         }))
     }
 
@@ -204,23 +260,31 @@ impl pb::operator_server::Operator for Services {
     async fn decide_egress(&self, request: Request<pb::DecideRequest>) -> Result<Response<pb::EgressView>, Status> {
         let who = caller(&request)?;
         let request = request.into_inner();
-        Ok(Response::new(egress_view(self.domain.decide_egress(&who, &request.id, request.approve, &request.reason).await?)))
+        Ok(Response::new(egress_view(
+            self.domain.decide_egress(&who, &request.id, request.approve, &request.reason).await?,
+        )))
     }
 }
 
 #[tonic::async_trait]
 impl pb::regulator_server::Regulator for Services {
-    async fn latest_checkpoint(&self, request: Request<pb::CheckpointRequest>) -> Result<Response<pb::CheckpointReply>, Status> {
+    async fn latest_checkpoint(
+        &self,
+        request: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::CheckpointReply>, Status> {
         let who = caller(&request)?;
         let (checkpoint, size) = self.domain.checkpoint(&who)?;
         Ok(Response::new(pb::CheckpointReply { checkpoint, size }))
     }
 
-    async fn export_audit(&self, request: Request<pb::ExportAuditRequest>) -> Result<Response<pb::ExportAuditReply>, Status> {
+    async fn export_audit(
+        &self,
+        request: Request<pb::ExportAuditRequest>,
+    ) -> Result<Response<pb::ExportAuditReply>, Status> {
         let who = caller(&request)?;
         let export = self.domain.export_audit(&who)?;
-        let export_json = serde_json::to_string(&export).map_err(|error| Status::internal(format!("encoding the export: {error}")))?;
+        let export_json = serde_json::to_string(&export)
+            .map_err(|error| Status::internal(format!("encoding the export: {error}")))?;
         Ok(Response::new(pb::ExportAuditReply { export_json }))
     }
 }
-

@@ -109,7 +109,11 @@ impl Store {
 
     /// Fetches exactly one row or a not-found error naming `what`.
     pub async fn fetch_one(&self, sql: &'static str, params: &[Param<'_>], what: &str) -> Result<Record, GatewayError> {
-        self.fetch(sql, params).await?.into_iter().next().ok_or_else(|| GatewayError::NotFound(format!("{what} not found")))
+        self.fetch(sql, params)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| GatewayError::NotFound(format!("{what} not found")))
     }
 }
 

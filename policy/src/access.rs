@@ -109,7 +109,11 @@ pub fn decide(mode: AccessMode, usage: &Usage, column: &str, dataset: &str, gran
     let message = if mode == AccessMode::Denied {
         format!("column \"{column}\" of dataset \"{dataset}\" is denied in grant {grant}; the grant does not name it")
     } else {
-        format!("column \"{column}\" of dataset \"{dataset}\" is {} in grant {grant}; {}", mode.as_str(), usage.phrase())
+        format!(
+            "column \"{column}\" of dataset \"{dataset}\" is {} in grant {grant}; {}",
+            mode.as_str(),
+            usage.phrase()
+        )
     };
     Err(Refusal { rule: format!("access_mode.{}", mode.as_str()), message })
 }
@@ -131,14 +135,17 @@ mod tests {
     #[test]
     fn aggregate_only_allows_sum_but_not_max() {
         assert!(decide(AccessMode::AggregateOnly, &Usage::Aggregate("sum".into()), "kwh", "d@v1", "g").is_ok());
-        let refusal = decide(AccessMode::AggregateOnly, &Usage::Aggregate("max".into()), "kwh", "d@v1", "g").unwrap_err();
+        let refusal =
+            decide(AccessMode::AggregateOnly, &Usage::Aggregate("max".into()), "kwh", "d@v1", "g").unwrap_err();
         assert!(refusal.message.ends_with("it cannot be aggregated with max()"));
         assert!(decide(AccessMode::AggregateOnly, &Usage::GroupBy, "kwh", "d@v1", "g").is_err());
     }
 
     #[test]
     fn denied_refuses_everything() {
-        for usage in [Usage::Project, Usage::Filter, Usage::Join, Usage::GroupBy, Usage::Order, Usage::Aggregate("count".into())] {
+        for usage in
+            [Usage::Project, Usage::Filter, Usage::Join, Usage::GroupBy, Usage::Order, Usage::Aggregate("count".into())]
+        {
             assert!(decide(AccessMode::Denied, &usage, "c", "d@v1", "g").is_err());
         }
     }

@@ -136,10 +136,16 @@ impl DatasetVersion {
         }
         let subjects = self.columns.iter().filter(|c| c.tag == ColumnTag::Subject).count();
         if subjects > 1 {
-            return Err(PolicyError::invalid("columns", format!("dataset \"{}\" has {subjects} subject columns; at most one", self.name)));
+            return Err(PolicyError::invalid(
+                "columns",
+                format!("dataset \"{}\" has {subjects} subject columns; at most one", self.name),
+            ));
         }
         match (subjects, self.subject_kind) {
-            (1, None) => Err(PolicyError::invalid("subject_kind", "a dataset with a subject column must say whether it is person or enterprise")),
+            (1, None) => Err(PolicyError::invalid(
+                "subject_kind",
+                "a dataset with a subject column must say whether it is person or enterprise",
+            )),
             (0, Some(_)) => Err(PolicyError::invalid("subject_kind", "given but no column is tagged subject")),
             _ => Ok(()),
         }

@@ -90,10 +90,8 @@ impl ScenarioApplication {
             return Err(PolicyError::invalid("datasets", "an application names at least one dataset"));
         }
         for request in &self.datasets {
-            let dataset = catalog(&request.dataset).ok_or_else(|| PolicyError::NotFound {
-                kind: "dataset version",
-                name: request.dataset.clone(),
-            })?;
+            let dataset = catalog(&request.dataset)
+                .ok_or_else(|| PolicyError::NotFound { kind: "dataset version", name: request.dataset.clone() })?;
             if dataset.grade == Grade::Core {
                 return Err(PolicyError::Denied(format!(
                     "dataset \"{}\" is graded core (核心数据) and can never be granted",
@@ -102,7 +100,10 @@ impl ScenarioApplication {
             }
             for column in request.columns.keys() {
                 if dataset.tag_of(column).is_none() {
-                    return Err(PolicyError::NotFound { kind: "column", name: format!("{}.{column}", request.dataset) });
+                    return Err(PolicyError::NotFound {
+                        kind: "column",
+                        name: format!("{}.{column}", request.dataset),
+                    });
                 }
             }
         }

@@ -77,10 +77,14 @@ pub fn is_valid_resident_id(s: &str) -> bool {
     match bytes.len() {
         18 => {
             let check = bytes[17].to_ascii_uppercase();
-            let (Some(year), Some(month), Some(day)) = (digits(&bytes[6..10]), digits(&bytes[10..12]), digits(&bytes[12..14])) else {
+            let (Some(year), Some(month), Some(day)) =
+                (digits(&bytes[6..10]), digits(&bytes[10..12]), digits(&bytes[12..14]))
+            else {
                 return false;
             };
-            (1900..=2099).contains(&year) && plausible_date(year, month, day) && resident_id_check_char(&bytes[..17]) == Some(check)
+            (1900..=2099).contains(&year)
+                && plausible_date(year, month, day)
+                && resident_id_check_char(&bytes[..17]) == Some(check)
         }
         15 => {
             if !bytes.iter().all(u8::is_ascii_digit) {
@@ -152,7 +156,8 @@ pub fn is_mobile(s: &str) -> bool {
 /// Whether `s` looks like an e-mail address (`local@domain.tld`).
 pub fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else { return false };
-    let local_ok = !local.is_empty() && local.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"._%+-".contains(&byte));
+    let local_ok =
+        !local.is_empty() && local.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"._%+-".contains(&byte));
     let domain_ok = domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
@@ -180,7 +185,9 @@ pub fn find_identifiers(text: &str) -> Vec<IdentifierMatch> {
         let mut end = index;
         if end < bytes.len() && bytes[end] == b'@' || start > 0 && bytes[start - 1] == b'@' {
             let mut token_start = start;
-            while token_start > 0 && (bytes[token_start - 1].is_ascii_alphanumeric() || b"._%+-@".contains(&bytes[token_start - 1])) {
+            while token_start > 0
+                && (bytes[token_start - 1].is_ascii_alphanumeric() || b"._%+-@".contains(&bytes[token_start - 1]))
+            {
                 token_start -= 1;
             }
             while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || b"._%+-@".contains(&bytes[end])) {
@@ -188,7 +195,11 @@ pub fn find_identifiers(text: &str) -> Vec<IdentifierMatch> {
             }
             let token = text[token_start..end].trim_end_matches('.');
             if is_email(token) {
-                found.push(IdentifierMatch { kind: IdentifierKind::Email, start: token_start, end: token_start + token.len() });
+                found.push(IdentifierMatch {
+                    kind: IdentifierKind::Email,
+                    start: token_start,
+                    end: token_start + token.len(),
+                });
             }
             index = end;
             continue;

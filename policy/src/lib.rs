@@ -17,8 +17,8 @@ pub use catalog::{ColumnSpec, ColumnTag, DatasetVersion, Grade, SubjectKind};
 pub use error::PolicyError;
 pub use grant::{DatasetRequest, DisclosureParams, Grant, OutputSpec, ScenarioApplication};
 pub use review::{
-    ColumnLineage, OutputKind, OutputLineage, Outcome, ReviewReport, RuleOutcome, RuleResult,
-    SourceColumn, SubjectCounts,
+    ColumnLineage, Outcome, OutputKind, OutputLineage, ReviewReport, RuleOutcome, RuleResult, SourceColumn,
+    SubjectCounts,
 };
 
 /// Hex SHA-256 of `bytes`: the content hash every object in a domain is named by.

@@ -195,7 +195,12 @@ impl ReviewReport {
             self.cells_suppressed
         );
         for rule in &self.rules {
-            text.push_str(&format!("  {:<10} {:<12} {}\n", rule.rule, format!("{:?}", rule.outcome).to_lowercase(), rule.figure));
+            text.push_str(&format!(
+                "  {:<10} {:<12} {}\n",
+                rule.rule,
+                format!("{:?}", rule.outcome).to_lowercase(),
+                rule.figure
+            ));
         }
         text
     }
@@ -274,7 +279,11 @@ pub fn review_artifact(grant: &Grant, name: &str, bytes: &[u8]) -> ReviewReport 
         findings: Vec::new(),
     };
     if grant.output(name).is_none() {
-        report.push("contract", RuleOutcome::Blocked, format!("output \"{name}\" is not declared in grant {}", grant.id));
+        report.push(
+            "contract",
+            RuleOutcome::Blocked,
+            format!("output \"{name}\" is not declared in grant {}", grant.id),
+        );
     } else {
         report.push("contract", RuleOutcome::Pass, format!("declared in grant {}", grant.id));
     }
@@ -295,7 +304,11 @@ pub fn review_artifact(grant: &Grant, name: &str, bytes: &[u8]) -> ReviewReport 
 
 fn check_contract(grant: &Grant, name: &str, table: &RecordBatch, report: &mut ReviewReport) {
     let Some(spec) = grant.output(name) else {
-        report.push("contract", RuleOutcome::Blocked, format!("output \"{name}\" is not declared in grant {}", grant.id));
+        report.push(
+            "contract",
+            RuleOutcome::Blocked,
+            format!("output \"{name}\" is not declared in grant {}", grant.id),
+        );
         return;
     };
     let schema = table.schema();
@@ -307,7 +320,11 @@ fn check_contract(grant: &Grant, name: &str, table: &RecordBatch, report: &mut R
             format!("columns [{}] differ from the declared [{}]", actual.join(", "), spec.columns.join(", ")),
         );
     } else if table.num_rows() as u64 > spec.max_rows {
-        report.push("contract", RuleOutcome::Blocked, format!("{} rows exceed the declared maximum {}", table.num_rows(), spec.max_rows));
+        report.push(
+            "contract",
+            RuleOutcome::Blocked,
+            format!("{} rows exceed the declared maximum {}", table.num_rows(), spec.max_rows),
+        );
     } else {
         report.push("contract", RuleOutcome::Pass, format!("matches declared output \"{name}\""));
     }
@@ -382,7 +399,11 @@ fn scan_table_content(table: &RecordBatch, report: &mut ReviewReport) {
     if hits == 0 {
         report.push("content", RuleOutcome::Pass, format!("{scanned} string cells scanned, no identifiers"));
     } else {
-        report.push("content", RuleOutcome::Blocked, format!("{hits} checksum-valid identifiers in {scanned} string cells"));
+        report.push(
+            "content",
+            RuleOutcome::Blocked,
+            format!("{hits} checksum-valid identifiers in {scanned} string cells"),
+        );
     }
 }
 
@@ -402,8 +423,15 @@ mod tests {
             title: "t".into(),
             purpose: "p".into(),
             developer: "acme".into(),
-            datasets: vec![DatasetRequest { dataset: "e@v1".into(), columns: BTreeMap::from([("kwh".into(), AccessMode::AggregateOnly)]) }],
-            outputs: vec![OutputSpec { name: "by_district".into(), columns: vec!["district".into(), "kwh".into()], max_rows: 10 }],
+            datasets: vec![DatasetRequest {
+                dataset: "e@v1".into(),
+                columns: BTreeMap::from([("kwh".into(), AccessMode::AggregateOnly)]),
+            }],
+            outputs: vec![OutputSpec {
+                name: "by_district".into(),
+                columns: vec!["district".into(), "kwh".into()],
+                max_rows: 10,
+            }],
             disclosure: DisclosureParams { threshold_k: 10, auto_release },
             validity_days: 30,
         };
@@ -411,9 +439,16 @@ mod tests {
     }
 
     fn table(labels: &[&str]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("district", DataType::Utf8, false), Field::new("kwh", DataType::Float64, false)]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("district", DataType::Utf8, false),
+            Field::new("kwh", DataType::Float64, false),
+        ]));
         let values: Vec<f64> = (0..labels.len()).map(|i| i as f64 * 10.0).collect();
-        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(labels.to_vec())), Arc::new(Float64Array::from(values))]).unwrap()
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StringArray::from(labels.to_vec())), Arc::new(Float64Array::from(values))],
+        )
+        .unwrap()
     }
 
     fn aggregated_lineage(counts: Vec<u64>, engine_suppressed: u64) -> OutputLineage {
@@ -422,7 +457,11 @@ mod tests {
                 ColumnLineage { name: "district".into(), sources: vec![], aggregated: false },
                 ColumnLineage {
                     name: "kwh".into(),
-                    sources: vec![SourceColumn { dataset: "e@v1".into(), column: "kwh".into(), tag: ColumnTag::Sensitive }],
+                    sources: vec![SourceColumn {
+                        dataset: "e@v1".into(),
+                        column: "kwh".into(),
+                        tag: ColumnTag::Sensitive,
+                    }],
                     aggregated: true,
                 },
             ],
@@ -436,7 +475,12 @@ mod tests {
 
     #[test]
     fn rows_below_k_are_suppressed_and_counted() {
-        let report = review_table(&grant(true), "by_district", &table(&["a", "b", "c"]), &aggregated_lineage(vec![12, 3, 40], 2));
+        let report = review_table(
+            &grant(true),
+            "by_district",
+            &table(&["a", "b", "c"]),
+            &aggregated_lineage(vec![12, 3, 40], 2),
+        );
         assert_eq!(report.suppressed_rows, vec![1]);
         assert_eq!(report.cells_suppressed, 3, "two engine groups and one reviewed row, one measure column each");
         assert_eq!(report.outcome, Outcome::Released);
@@ -457,7 +501,11 @@ mod tests {
     #[test]
     fn unaggregated_identifier_lineage_blocks() {
         let mut lineage = aggregated_lineage(vec![50], 0);
-        lineage.columns[0].sources.push(SourceColumn { dataset: "p@v1".into(), column: "id_card".into(), tag: ColumnTag::Identifier });
+        lineage.columns[0].sources.push(SourceColumn {
+            dataset: "p@v1".into(),
+            column: "id_card".into(),
+            tag: ColumnTag::Identifier,
+        });
         let report = review_table(&grant(true), "by_district", &table(&["x"]), &lineage);
         assert_eq!(report.blocking_rules(), vec!["lineage"]);
     }

@@ -23,6 +23,8 @@ use datafusion::functions_aggregate::expr_fn::count_distinct;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Aggregate, Expr, JoinType, LogicalPlan, Operator, Projection};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DataFusionStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use unseen_policy::access::{Usage, decide};
 use unseen_policy::{
     AccessMode, ColumnLineage, ColumnTag, DatasetVersion, Grant, OutputLineage, Refusal, SourceColumn, SubjectCounts,
@@ -124,7 +126,10 @@ impl GovernedSession {
         let mut registered = BTreeMap::new();
         for dataset_id in grant.datasets() {
             let table = tables.iter().find(|table| table.dataset.id() == dataset_id).ok_or_else(|| {
-                RuntimeError::Internal(format!("grant {} names {dataset_id}, which the domain did not provide", grant.id))
+                RuntimeError::Internal(format!(
+                    "grant {} names {dataset_id}, which the domain did not provide",
+                    grant.id
+                ))
             })?;
             for column in &table.dataset.columns {
                 if grant.mode(dataset_id, &column.name) == AccessMode::Pseudonymised {
@@ -141,7 +146,8 @@ impl GovernedSession {
                 Mode::Sample => &table.sample_path,
                 Mode::Production => &table.production_path,
             };
-            let path = path.to_str().ok_or_else(|| RuntimeError::Internal(format!("non-UTF-8 path {}", path.display())))?;
+            let path =
+                path.to_str().ok_or_else(|| RuntimeError::Internal(format!("non-UTF-8 path {}", path.display())))?;
             context
                 .register_parquet(table.dataset.name.as_str(), path, ParquetReadOptions::default())
                 .await
@@ -189,16 +195,30 @@ impl GovernedSession {
     pub async fn check(&self, sql: &str) -> Result<(LogicalPlan, OutputLineage), RuntimeError> {
         let state = self.context.state();
         let dialect = state.config().options().sql_parser.dialect;
-        let statement = state.sql_to_statement(sql, &dialect).map_err(|error| RuntimeError::InvalidQuery(error.to_string()))?;
-        let references = state.resolve_table_references(&statement).map_err(|error| RuntimeError::InvalidQuery(error.to_string()))?;
+        let statement =
+            state.sql_to_statement(sql, &dialect).map_err(|error| RuntimeError::InvalidQuery(error.to_string()))?;
+        let is_query = matches!(&statement, DataFusionStatement::Statement(inner) if matches!(inner.as_ref(), SqlStatement::Query(_)));
+        if !is_query {
+            return Err(refusal(
+                "statement",
+                "only queries may run in a domain; DDL, DML, COPY, EXPLAIN and settings are refused",
+            ));
+        }
+        let references = state
+            .resolve_table_references(&statement)
+            .map_err(|error| RuntimeError::InvalidQuery(error.to_string()))?;
         for reference in references {
             let qualified = reference.catalog().is_some_and(|catalog| catalog != "datafusion")
                 || reference.schema().is_some_and(|schema| schema != "public");
             if qualified || !self.tables.contains_key(reference.table()) {
-                return Err(refusal("catalog", &format!("table \"{reference}\" is not granted in grant {}", self.grant.id)));
+                return Err(refusal(
+                    "catalog",
+                    &format!("table \"{reference}\" is not granted in grant {}", self.grant.id),
+                ));
             }
         }
-        let plan = state.statement_to_plan(statement).await.map_err(|error| RuntimeError::InvalidQuery(error.to_string()))?;
+        let plan =
+            state.statement_to_plan(statement).await.map_err(|error| RuntimeError::InvalidQuery(error.to_string()))?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -206,7 +226,8 @@ impl GovernedSession {
             .verify_plan(&plan)
             .map_err(|_| refusal("statement", "only queries may run in a domain; DDL, DML and statements are refused"))?;
 
-        let mut walker = Walker { session: self, sources: Vec::new(), index: BTreeMap::new(), subject_kinds: BTreeSet::new() };
+        let mut walker =
+            Walker { session: self, sources: Vec::new(), index: BTreeMap::new(), subject_kinds: BTreeSet::new() };
         let fields = walker.walk(&plan)?;
         for (position, field) in fields.iter().enumerate() {
             let name = plan.schema().field(position).name().clone();
@@ -221,7 +242,11 @@ impl GovernedSession {
                 .enumerate()
                 .map(|(position, field)| ColumnLineage {
                     name: plan.schema().field(position).name().clone(),
-                    sources: field.raw.union(&field.aggregated).map(|&source| walker.sources[source].column.clone()).collect(),
+                    sources: field
+                        .raw
+                        .union(&field.aggregated)
+                        .map(|&source| walker.sources[source].column.clone())
+                        .collect(),
                     aggregated: field.raw.is_empty() && field.is_aggregate,
                 })
                 .collect(),
@@ -261,7 +286,11 @@ impl GovernedSession {
                 .enumerate()
                 .filter_map(|(index, field)| {
                     let kind = field.name().strip_prefix(CONTRIBUTORS_PREFIX)?;
-                    let kind = if kind == SubjectKind::Person.as_str() { SubjectKind::Person } else { SubjectKind::Enterprise };
+                    let kind = if kind == SubjectKind::Person.as_str() {
+                        SubjectKind::Person
+                    } else {
+                        SubjectKind::Enterprise
+                    };
                     Some((index, kind))
                 })
                 .collect();
@@ -289,8 +318,10 @@ impl GovernedSession {
                 }
             }
             suppressed += keep.iter().filter(|kept| *kept == Some(false)).count() as u64;
-            let filtered = filter_record_batch(&batch, &keep).map_err(|error| RuntimeError::Internal(error.to_string()))?;
-            let visible: Vec<usize> = (0..filtered.num_columns()).filter(|index| !hidden.iter().any(|(hidden, _)| hidden == index)).collect();
+            let filtered =
+                filter_record_batch(&batch, &keep).map_err(|error| RuntimeError::Internal(error.to_string()))?;
+            let visible: Vec<usize> =
+                (0..filtered.num_columns()).filter(|index| !hidden.iter().any(|(hidden, _)| hidden == index)).collect();
             let projected = filtered.project(&visible).map_err(|error| RuntimeError::Internal(error.to_string()))?;
             rows += projected.num_rows() as u64;
             kept_batches.push(projected);
@@ -309,11 +340,9 @@ impl Walker<'_> {
         if let Some(&index) = self.index.get(&(table.to_string(), column.to_string())) {
             return Ok(index);
         }
-        let dataset = self
-            .session
-            .tables
-            .get(table)
-            .ok_or_else(|| refusal("catalog", &format!("table \"{table}\" is not granted in grant {}", self.session.grant.id)))?;
+        let dataset = self.session.tables.get(table).ok_or_else(|| {
+            refusal("catalog", &format!("table \"{table}\" is not granted in grant {}", self.session.grant.id))
+        })?;
         let id = dataset.id();
         let tag = dataset.tag_of(column).unwrap_or(ColumnTag::Public);
         let mode = self.session.grant.mode(&id, column);
@@ -321,14 +350,19 @@ impl Walker<'_> {
             self.subject_kinds.insert(kind);
         }
         let subject_kind = if tag == ColumnTag::Subject { dataset.subject_kind } else { None };
-        self.sources.push(Source { column: SourceColumn { dataset: id, column: column.to_string(), tag }, mode, subject_kind });
+        self.sources.push(Source {
+            column: SourceColumn { dataset: id, column: column.to_string(), tag },
+            mode,
+            subject_kind,
+        });
         self.index.insert((table.to_string(), column.to_string()), self.sources.len() - 1);
         Ok(self.sources.len() - 1)
     }
 
     fn decide(&self, source: usize, usage: &Usage) -> Result<(), RuntimeError> {
         let source = &self.sources[source];
-        decide(source.mode, usage, &source.column.column, &source.column.dataset, &self.session.grant.id).map_err(RuntimeError::Refused)
+        decide(source.mode, usage, &source.column.column, &source.column.dataset, &self.session.grant.id)
+            .map_err(RuntimeError::Refused)
     }
 
     /// Checks a condition (WHERE, HAVING, JOIN ON): an equality between two columns is a join
@@ -351,7 +385,13 @@ impl Walker<'_> {
 
     /// Lineage of an expression evaluated over `input` fields, checking `usage` for every
     /// column it reads.
-    fn expr(&self, expr: &Expr, schema: &DFSchema, input: &[FieldLineage], usage: Option<&Usage>) -> Result<FieldLineage, RuntimeError> {
+    fn expr(
+        &self,
+        expr: &Expr,
+        schema: &DFSchema,
+        input: &[FieldLineage],
+        usage: Option<&Usage>,
+    ) -> Result<FieldLineage, RuntimeError> {
         refuse_subqueries(expr)?;
         let mut lineage = FieldLineage::default();
         for column in expr.column_refs() {
@@ -424,7 +464,11 @@ impl Walker<'_> {
                 let right = self.walk(&join.right)?;
                 let mut both = left.clone();
                 both.extend(right.iter().cloned());
-                let combined = join.left.schema().join(join.right.schema()).map_err(|error| RuntimeError::Internal(error.to_string()))?;
+                let combined = join
+                    .left
+                    .schema()
+                    .join(join.right.schema())
+                    .map_err(|error| RuntimeError::Internal(error.to_string()))?;
                 for (left_key, right_key) in &join.on {
                     self.expr(left_key, join.left.schema(), &left, Some(&Usage::Join))?;
                     self.expr(right_key, join.right.schema(), &right, Some(&Usage::Join))?;
@@ -483,7 +527,12 @@ impl Walker<'_> {
         }
     }
 
-    fn aggregate_expr(&self, expr: &Expr, schema: &DFSchema, input: &[FieldLineage]) -> Result<FieldLineage, RuntimeError> {
+    fn aggregate_expr(
+        &self,
+        expr: &Expr,
+        schema: &DFSchema,
+        input: &[FieldLineage],
+    ) -> Result<FieldLineage, RuntimeError> {
         let inner = match expr {
             Expr::Alias(alias) => alias.expr.as_ref(),
             other => other,
@@ -529,10 +578,16 @@ impl Walker<'_> {
                     let column = subjects.get(kind).ok_or_else(|| {
                         refusal(
                             "governed_aggregate",
-                            &format!("the {} subject column must reach the aggregate so that contributors can be counted", kind.as_str()),
+                            &format!(
+                                "the {} subject column must reach the aggregate so that contributors can be counted",
+                                kind.as_str()
+                            ),
                         )
                     })?;
-                    aggr_expr.push(count_distinct(Expr::Column(column.clone())).alias(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str())));
+                    aggr_expr.push(
+                        count_distinct(Expr::Column(column.clone()))
+                            .alias(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str())),
+                    );
                 }
                 let aggregate = Aggregate::try_new(aggregate.input.clone(), aggregate.group_expr.clone(), aggr_expr)
                     .map_err(|error| RuntimeError::Internal(error.to_string()))?;
@@ -545,13 +600,15 @@ impl Walker<'_> {
                     exprs.push(Expr::Column(Column::from_name(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str()))));
                 }
                 LogicalPlan::Projection(
-                    Projection::try_new(exprs, Arc::new(input)).map_err(|error| RuntimeError::Internal(error.to_string()))?,
+                    Projection::try_new(exprs, Arc::new(input))
+                        .map_err(|error| RuntimeError::Internal(error.to_string()))?,
                 )
             }
             LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => {
                 let Some(child) = plan.inputs().first().copied() else { return Ok(None) };
                 let Some(input) = self.add_contributors(child)? else { return Ok(None) };
-                plan.with_new_exprs(plan.expressions(), vec![input]).map_err(|error| RuntimeError::Internal(error.to_string()))?
+                plan.with_new_exprs(plan.expressions(), vec![input])
+                    .map_err(|error| RuntimeError::Internal(error.to_string()))?
             }
             _ => return Ok(None),
         };
@@ -578,12 +635,19 @@ fn refuse_subqueries(expr: &Expr) -> Result<(), RuntimeError> {
         .exists(|node| {
             Ok(matches!(
                 node,
-                Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) | Expr::SetComparison(_) | Expr::OuterReferenceColumn(..)
+                Expr::ScalarSubquery(_)
+                    | Expr::Exists(_)
+                    | Expr::InSubquery(_)
+                    | Expr::SetComparison(_)
+                    | Expr::OuterReferenceColumn(..)
             ))
         })
         .unwrap_or(true);
     if nested {
-        return Err(refusal("unsupported_plan", "subqueries inside expressions are not supported by the policy check; use a JOIN"));
+        return Err(refusal(
+            "unsupported_plan",
+            "subqueries inside expressions are not supported by the policy check; use a JOIN",
+        ));
     }
     Ok(())
 }

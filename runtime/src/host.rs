@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use unseen_policy::{Grant, OutputKind, OutputLineage, sha256_hex};
 use wasmtime::{Caller, Config, Engine, Extern, Linker, Module, ResourceLimiter, Store, Trap};
 
-use crate::governed::{DomainTable, GovernedResult, GovernedSession, Mode};
 use crate::RuntimeError;
+use crate::governed::{DomainTable, GovernedResult, GovernedSession, Mode};
 
 /// Largest module accepted at upload.
 pub const MAX_MODULE_BYTES: usize = 32 * 1024 * 1024;
@@ -217,14 +217,18 @@ impl Runtime {
             return Err(RuntimeError::InvalidModule("the module is empty (0 bytes)".into()));
         }
         if bytes.len() > MAX_MODULE_BYTES {
-            return Err(RuntimeError::InvalidModule(format!("{} bytes exceeds the {MAX_MODULE_BYTES}-byte limit", bytes.len())));
+            return Err(RuntimeError::InvalidModule(format!(
+                "{} bytes exceeds the {MAX_MODULE_BYTES}-byte limit",
+                bytes.len()
+            )));
         }
         if !bytes.starts_with(b"\0asm") {
             return Err(RuntimeError::InvalidModule("not a WebAssembly binary (missing the \\0asm header)".into()));
         }
         let hash = sha256_hex(bytes);
         let module = self.compile(&hash, bytes)?;
-        let imports: Vec<String> = module.imports().map(|import| format!("{}.{}", import.module(), import.name())).collect();
+        let imports: Vec<String> =
+            module.imports().map(|import| format!("{}.{}", import.module(), import.name())).collect();
         let offending: Vec<&String> = imports
             .iter()
             .filter(|name| {
@@ -238,14 +242,21 @@ impl Runtime {
             .collect();
         if !offending.is_empty() {
             let list: Vec<&str> = offending.iter().map(|name| name.as_str()).collect();
-            return Err(RuntimeError::InvalidModule(format!("imports outside the guest contract: {}", list.join(", "))));
+            return Err(RuntimeError::InvalidModule(format!(
+                "imports outside the guest contract: {}",
+                list.join(", ")
+            )));
         }
         for export in ["memory", "unseen_run", "unseen_alloc", "unseen_abi_version"] {
             if module.get_export(export).is_none() {
-                return Err(RuntimeError::InvalidModule(format!("missing export \"{export}\" (build it with unseen-sdk's entry! macro)")));
+                return Err(RuntimeError::InvalidModule(format!(
+                    "missing export \"{export}\" (build it with unseen-sdk's entry! macro)"
+                )));
             }
         }
-        self.linker.instantiate_pre(&module).map_err(|error| RuntimeError::InvalidModule(format!("imports do not match the contract: {error}")))?;
+        self.linker
+            .instantiate_pre(&module)
+            .map_err(|error| RuntimeError::InvalidModule(format!("imports do not match the contract: {error}")))?;
         Ok(ModuleInfo { hash, size: bytes.len(), imports })
     }
 
@@ -254,7 +265,8 @@ impl Runtime {
         if let Some(module) = compiled.get(hash) {
             return Ok(module.clone());
         }
-        let module = Module::new(&self.engine, bytes).map_err(|error| RuntimeError::InvalidModule(format!("not valid WebAssembly: {error:#}")))?;
+        let module = Module::new(&self.engine, bytes)
+            .map_err(|error| RuntimeError::InvalidModule(format!("not valid WebAssembly: {error:#}")))?;
         compiled.insert(hash.to_string(), module.clone());
         Ok(module)
     }
@@ -272,7 +284,13 @@ impl Runtime {
         tokio: tokio::runtime::Handle,
     ) -> JobReport {
         let started = Instant::now();
-        let mut report = JobReport { outputs: Vec::new(), guest_log: Vec::new(), queries: Vec::new(), metering: Metering::default(), failure: None };
+        let mut report = JobReport {
+            outputs: Vec::new(),
+            guest_log: Vec::new(),
+            queries: Vec::new(),
+            metering: Metering::default(),
+            failure: None,
+        };
         let session = match tokio.block_on(GovernedSession::new(grant, tables, mode)) {
             Ok(session) => Arc::new(session),
             Err(error) => {
@@ -317,7 +335,12 @@ impl Runtime {
         report
     }
 
-    fn instantiate_and_run(&self, store: &mut Store<HostState>, bytes: &[u8], limits: &Limits) -> Result<(), RuntimeError> {
+    fn instantiate_and_run(
+        &self,
+        store: &mut Store<HostState>,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<(), RuntimeError> {
         let module = self.compile(&sha256_hex(bytes), bytes)?;
         store.set_fuel(limits.fuel).map_err(|error| RuntimeError::Internal(error.to_string()))?;
         let instance = self.linker.instantiate(&mut *store, &module).map_err(|error| trap_to_error(store, error))?;
@@ -327,7 +350,9 @@ impl Runtime {
             .call(&mut *store, ())
             .map_err(|error| trap_to_error(store, error))?;
         if version != ABI_VERSION {
-            return Err(RuntimeError::InvalidModule(format!("module speaks guest ABI v{version}; this domain speaks v{ABI_VERSION}")));
+            return Err(RuntimeError::InvalidModule(format!(
+                "module speaks guest ABI v{version}; this domain speaks v{ABI_VERSION}"
+            )));
         }
         let run = instance
             .get_typed_func::<(), i32>(&mut *store, "unseen_run")
@@ -369,10 +394,17 @@ fn trap_to_error(store: &Store<HostState>, error: wasmtime::Error) -> RuntimeErr
         return limit.clone();
     }
     if let Some(exit) = error.downcast_ref::<ProcExit>() {
-        return if exit.0 == 0 { RuntimeError::ModuleFailed("module exited early with code 0".into()) } else { RuntimeError::ModuleFailed(exit.to_string()) };
+        return if exit.0 == 0 {
+            RuntimeError::ModuleFailed("module exited early with code 0".into())
+        } else {
+            RuntimeError::ModuleFailed(exit.to_string())
+        };
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => RuntimeError::LimitExceeded { limit: "cpu", detail: format!("fuel of {} units used up", store.data().limits.fuel) },
+        Some(Trap::OutOfFuel) => RuntimeError::LimitExceeded {
+            limit: "cpu",
+            detail: format!("fuel of {} units used up", store.data().limits.fuel),
+        },
         Some(Trap::StackOverflow) => RuntimeError::ModuleFailed("stack overflow (deep recursion)".into()),
         Some(trap) if store.data().memory_refused => RuntimeError::LimitExceeded {
             limit: "memory",
@@ -408,7 +440,8 @@ fn give_to_guest(caller: &mut Caller<'_, HostState>, bytes: &[u8]) -> wasmtime::
         .ok_or_else(|| wasmtime::Error::msg("module exports no unseen_alloc"))?
         .typed::<i32, i32>(&*caller)?;
     let ptr = alloc.call(&mut *caller, len)?;
-    let memory = caller.get_export("memory").and_then(Extern::into_memory).ok_or_else(|| wasmtime::Error::msg("no memory"))?;
+    let memory =
+        caller.get_export("memory").and_then(Extern::into_memory).ok_or_else(|| wasmtime::Error::msg("no memory"))?;
     let start = usize::try_from(ptr).map_err(|_| wasmtime::Error::msg("unseen_alloc returned a negative pointer"))?;
     memory.write(&mut *caller, start, bytes)?;
     Ok((i64::from(ptr as u32) << 32) | i64::from(len as u32))
@@ -455,77 +488,97 @@ fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         give_to_guest(&mut caller, text.as_bytes())
     })?;
 
-    linker.func_wrap("unseen", "query", |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<i64> {
-        let sql = match guest_text(&mut caller, ptr, len) {
-            Ok(sql) => sql,
-            Err(message) => return Ok(fail(&mut caller, ERR_INVALID, message)),
-        };
-        let state = caller.data();
-        if state.queries.len() as u32 >= state.limits.max_queries {
-            let detail = format!("more than {} queries", state.limits.max_queries);
-            return Err(hit_limit(&mut caller, "queries", detail));
-        }
-        let (session, tokio, mode) = (state.session.clone(), state.tokio.clone(), state.mode);
-        let outcome = tokio.block_on(session.query(&sql));
-        let state = caller.data_mut();
-        match outcome {
-            Ok(result) => {
-                state.queries.push(QueryRecord {
-                    sql,
-                    outcome: "allowed".into(),
-                    message: None,
-                    rows: result.rows,
-                    suppressed_groups: result.lineage.suppressed_groups,
-                });
-                state.results.push((result, 0));
-                Ok((state.results.len() - 1) as i64)
+    linker.func_wrap(
+        "unseen",
+        "query",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<i64> {
+            let sql = match guest_text(&mut caller, ptr, len) {
+                Ok(sql) => sql,
+                Err(message) => return Ok(fail(&mut caller, ERR_INVALID, message)),
+            };
+            let state = caller.data();
+            if state.queries.len() as u32 >= state.limits.max_queries {
+                let detail = format!("more than {} queries", state.limits.max_queries);
+                return Err(hit_limit(&mut caller, "queries", detail));
             }
-            Err(error) => {
-                let (outcome, code) = match &error {
-                    RuntimeError::Refused(refusal) => (refusal.rule.clone(), ERR_REFUSED),
-                    RuntimeError::InvalidQuery(_) => ("invalid_query".to_string(), ERR_INVALID),
-                    _ => ("failed".to_string(), ERR_INTERNAL),
-                };
-                let message = error.developer_message(mode);
-                state.queries.push(QueryRecord { sql, outcome, message: Some(message.clone()), rows: 0, suppressed_groups: 0 });
-                Ok(fail(&mut caller, code, message))
+            let (session, tokio, mode) = (state.session.clone(), state.tokio.clone(), state.mode);
+            let outcome = tokio.block_on(session.query(&sql));
+            let state = caller.data_mut();
+            match outcome {
+                Ok(result) => {
+                    state.queries.push(QueryRecord {
+                        sql,
+                        outcome: "allowed".into(),
+                        message: None,
+                        rows: result.rows,
+                        suppressed_groups: result.lineage.suppressed_groups,
+                    });
+                    state.results.push((result, 0));
+                    Ok((state.results.len() - 1) as i64)
+                }
+                Err(error) => {
+                    let (outcome, code) = match &error {
+                        RuntimeError::Refused(refusal) => (refusal.rule.clone(), ERR_REFUSED),
+                        RuntimeError::InvalidQuery(_) => ("invalid_query".to_string(), ERR_INVALID),
+                        _ => ("failed".to_string(), ERR_INTERNAL),
+                    };
+                    let message = error.developer_message(mode);
+                    state.queries.push(QueryRecord {
+                        sql,
+                        outcome,
+                        message: Some(message.clone()),
+                        rows: 0,
+                        suppressed_groups: 0,
+                    });
+                    Ok(fail(&mut caller, code, message))
+                }
             }
-        }
-    })?;
+        },
+    )?;
 
-    linker.func_wrap("unseen", "result_info", |mut caller: Caller<'_, HostState>, handle: i32| -> wasmtime::Result<i64> {
-        let Some((result, _)) = usize::try_from(handle).ok().and_then(|index| caller.data().results.get(index)) else {
-            return Ok(fail(&mut caller, ERR_NOT_FOUND, format!("no query result {handle}")));
-        };
-        let text = format!(
-            "rows={}\nbatches={}\nsuppressed_groups={}\nsuppression_rule={}\n",
-            result.rows,
-            result.batches.len(),
-            result.lineage.suppressed_groups,
-            result.lineage.suppression_rule.clone().unwrap_or_default()
-        );
-        give_to_guest(&mut caller, text.as_bytes())
-    })?;
+    linker.func_wrap(
+        "unseen",
+        "result_info",
+        |mut caller: Caller<'_, HostState>, handle: i32| -> wasmtime::Result<i64> {
+            let Some((result, _)) = usize::try_from(handle).ok().and_then(|index| caller.data().results.get(index))
+            else {
+                return Ok(fail(&mut caller, ERR_NOT_FOUND, format!("no query result {handle}")));
+            };
+            let text = format!(
+                "rows={}\nbatches={}\nsuppressed_groups={}\nsuppression_rule={}\n",
+                result.rows,
+                result.batches.len(),
+                result.lineage.suppressed_groups,
+                result.lineage.suppression_rule.clone().unwrap_or_default()
+            );
+            give_to_guest(&mut caller, text.as_bytes())
+        },
+    )?;
 
-    linker.func_wrap("unseen", "next_batch", |mut caller: Caller<'_, HostState>, handle: i32| -> wasmtime::Result<i64> {
-        let Some(index) = usize::try_from(handle).ok().filter(|&index| index < caller.data().results.len()) else {
-            return Ok(fail(&mut caller, ERR_NOT_FOUND, format!("no query result {handle}")));
-        };
-        let (result, cursor) = &mut caller.data_mut().results[index];
-        let Some(batch) = result.batches.get(*cursor).cloned() else { return Ok(0) };
-        *cursor += 1;
-        let bytes = match encode_ipc(&batch) {
-            Ok(bytes) => bytes,
-            Err(message) => return Ok(fail(&mut caller, ERR_INTERNAL, message)),
-        };
-        let state = caller.data_mut();
-        state.output_bytes += bytes.len();
-        if state.output_bytes > state.limits.max_output_bytes {
-            let detail = format!("more than {} bytes handed to or emitted by the module", state.limits.max_output_bytes);
-            return Err(hit_limit(&mut caller, "output_bytes", detail));
-        }
-        give_to_guest(&mut caller, &bytes)
-    })?;
+    linker.func_wrap(
+        "unseen",
+        "next_batch",
+        |mut caller: Caller<'_, HostState>, handle: i32| -> wasmtime::Result<i64> {
+            let Some(index) = usize::try_from(handle).ok().filter(|&index| index < caller.data().results.len()) else {
+                return Ok(fail(&mut caller, ERR_NOT_FOUND, format!("no query result {handle}")));
+            };
+            let (result, cursor) = &mut caller.data_mut().results[index];
+            let Some(batch) = result.batches.get(*cursor).cloned() else { return Ok(0) };
+            *cursor += 1;
+            let bytes = match encode_ipc(&batch) {
+                Ok(bytes) => bytes,
+                Err(message) => return Ok(fail(&mut caller, ERR_INTERNAL, message)),
+            };
+            let state = caller.data_mut();
+            state.output_bytes += bytes.len();
+            if state.output_bytes > state.limits.max_output_bytes {
+                let detail =
+                    format!("more than {} bytes handed to or emitted by the module", state.limits.max_output_bytes);
+                return Err(hit_limit(&mut caller, "output_bytes", detail));
+            }
+            give_to_guest(&mut caller, &bytes)
+        },
+    )?;
 
     linker.func_wrap(
         "unseen",
@@ -533,10 +586,17 @@ fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |mut caller: Caller<'_, HostState>, name_ptr: i32, name_len: i32, handle: i32| -> wasmtime::Result<i32> {
             let name = match guest_text(&mut caller, name_ptr, name_len) {
                 Ok(name) if valid_output_name(&name) => name,
-                Ok(name) => return Ok(fail(&mut caller, ERR_INVALID, format!("output name \"{name}\" must be 1-64 of [a-z0-9_]")) as i32),
+                Ok(name) => {
+                    return Ok(fail(
+                        &mut caller,
+                        ERR_INVALID,
+                        format!("output name \"{name}\" must be 1-64 of [a-z0-9_]"),
+                    ) as i32);
+                }
                 Err(message) => return Ok(fail(&mut caller, ERR_INVALID, message) as i32),
             };
-            let Some((result, _)) = usize::try_from(handle).ok().and_then(|index| caller.data().results.get(index)) else {
+            let Some((result, _)) = usize::try_from(handle).ok().and_then(|index| caller.data().results.get(index))
+            else {
                 return Ok(fail(&mut caller, ERR_NOT_FOUND, format!("no query result {handle}")) as i32);
             };
             let schema = match result.batches.first() {
@@ -549,7 +609,13 @@ fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             };
             let lineage = result.lineage.clone();
             check_outputs(&mut caller)?;
-            caller.data_mut().outputs.push(JobOutput { name, kind: OutputKind::Table, table: Some(table), artifact: None, lineage });
+            caller.data_mut().outputs.push(JobOutput {
+                name,
+                kind: OutputKind::Table,
+                table: Some(table),
+                artifact: None,
+                lineage,
+            });
             Ok(0)
         },
     )?;
@@ -557,10 +623,21 @@ fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "unseen",
         "emit_artifact",
-        |mut caller: Caller<'_, HostState>, name_ptr: i32, name_len: i32, data_ptr: i32, data_len: i32| -> wasmtime::Result<i32> {
+        |mut caller: Caller<'_, HostState>,
+         name_ptr: i32,
+         name_len: i32,
+         data_ptr: i32,
+         data_len: i32|
+         -> wasmtime::Result<i32> {
             let name = match guest_text(&mut caller, name_ptr, name_len) {
                 Ok(name) if valid_output_name(&name) => name,
-                Ok(name) => return Ok(fail(&mut caller, ERR_INVALID, format!("output name \"{name}\" must be 1-64 of [a-z0-9_]")) as i32),
+                Ok(name) => {
+                    return Ok(fail(
+                        &mut caller,
+                        ERR_INVALID,
+                        format!("output name \"{name}\" must be 1-64 of [a-z0-9_]"),
+                    ) as i32);
+                }
                 Err(message) => return Ok(fail(&mut caller, ERR_INVALID, message) as i32),
             };
             let bytes = match guest_bytes(&mut caller, data_ptr, data_len) {
@@ -570,7 +647,8 @@ fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let state = caller.data_mut();
             state.output_bytes += bytes.len();
             if state.output_bytes > state.limits.max_output_bytes {
-                let detail = format!("more than {} bytes handed to or emitted by the module", state.limits.max_output_bytes);
+                let detail =
+                    format!("more than {} bytes handed to or emitted by the module", state.limits.max_output_bytes);
                 return Err(hit_limit(&mut caller, "output_bytes", detail));
             }
             check_outputs(&mut caller)?;
@@ -585,15 +663,19 @@ fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    linker.func_wrap("unseen", "log", |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
-        match guest_bytes(&mut caller, ptr, len) {
-            Ok(bytes) => {
-                push_log(&mut caller, String::from_utf8_lossy(&bytes).into_owned())?;
-                Ok(0)
+    linker.func_wrap(
+        "unseen",
+        "log",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            match guest_bytes(&mut caller, ptr, len) {
+                Ok(bytes) => {
+                    push_log(&mut caller, String::from_utf8_lossy(&bytes).into_owned())?;
+                    Ok(0)
+                }
+                Err(message) => Ok(fail(&mut caller, ERR_INVALID, message) as i32),
             }
-            Err(message) => Ok(fail(&mut caller, ERR_INVALID, message) as i32),
-        }
-    })?;
+        },
+    )?;
 
     linker.func_wrap("unseen", "last_error", |mut caller: Caller<'_, HostState>| -> wasmtime::Result<i64> {
         let message = std::mem::take(&mut caller.data_mut().last_error);
@@ -613,7 +695,9 @@ fn check_outputs(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<()> {
 }
 
 fn valid_output_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
 }
 
 /// WASI functions Rust's standard library imports, answered without granting anything.
@@ -622,7 +706,12 @@ fn define_wasi_shim(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         WASI,
         "fd_write",
-        |mut caller: Caller<'_, HostState>, fd: i32, iovs: i32, iovs_len: i32, written_ptr: i32| -> wasmtime::Result<i32> {
+        |mut caller: Caller<'_, HostState>,
+         fd: i32,
+         iovs: i32,
+         iovs_len: i32,
+         written_ptr: i32|
+         -> wasmtime::Result<i32> {
             if fd != 1 && fd != 2 {
                 return Ok(WASI_EBADF);
             }
@@ -639,7 +728,10 @@ fn define_wasi_shim(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             if !line.is_empty() {
                 push_log(&mut caller, line)?;
             }
-            let memory = caller.get_export("memory").and_then(Extern::into_memory).ok_or_else(|| wasmtime::Error::msg("no memory"))?;
+            let memory = caller
+                .get_export("memory")
+                .and_then(Extern::into_memory)
+                .ok_or_else(|| wasmtime::Error::msg("no memory"))?;
             let Ok(offset) = usize::try_from(written_ptr) else { return Ok(WASI_EBADF) };
             if memory.write(&mut caller, offset, &written.to_le_bytes()).is_err() {
                 return Ok(WASI_EBADF);
@@ -647,34 +739,48 @@ fn define_wasi_shim(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(0)
         },
     )?;
-    linker.func_wrap(WASI, "random_get", |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
-        // Deterministic bytes from the job's seed: no entropy source is a capability.
-        let Ok(len) = usize::try_from(len) else { return Ok(WASI_EBADF) };
-        let mut bytes = vec![0u8; len];
-        for chunk in bytes.chunks_mut(8) {
-            let state = caller.data_mut();
-            state.random_state = state.random_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut mixed = state.random_state;
-            mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            mixed ^= mixed >> 31;
-            chunk.copy_from_slice(&mixed.to_le_bytes()[..chunk.len()]);
-        }
-        let memory = caller.get_export("memory").and_then(Extern::into_memory).ok_or_else(|| wasmtime::Error::msg("no memory"))?;
-        let Ok(offset) = usize::try_from(ptr) else { return Ok(WASI_EBADF) };
-        Ok(if memory.write(&mut caller, offset, &bytes).is_ok() { 0 } else { WASI_EBADF })
-    })?;
-    for name in ["environ_sizes_get", "args_sizes_get"] {
-        linker.func_wrap(WASI, name, |mut caller: Caller<'_, HostState>, count_ptr: i32, size_ptr: i32| -> wasmtime::Result<i32> {
-            let memory = caller.get_export("memory").and_then(Extern::into_memory).ok_or_else(|| wasmtime::Error::msg("no memory"))?;
-            for ptr in [count_ptr, size_ptr] {
-                let Ok(offset) = usize::try_from(ptr) else { return Ok(WASI_EBADF) };
-                if memory.write(&mut caller, offset, &0u32.to_le_bytes()).is_err() {
-                    return Ok(WASI_EBADF);
-                }
+    linker.func_wrap(
+        WASI,
+        "random_get",
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
+            // Deterministic bytes from the job's seed: no entropy source is a capability.
+            let Ok(len) = usize::try_from(len) else { return Ok(WASI_EBADF) };
+            let mut bytes = vec![0u8; len];
+            for chunk in bytes.chunks_mut(8) {
+                let state = caller.data_mut();
+                state.random_state = state.random_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut mixed = state.random_state;
+                mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                mixed ^= mixed >> 31;
+                chunk.copy_from_slice(&mixed.to_le_bytes()[..chunk.len()]);
             }
-            Ok(0)
-        })?;
+            let memory = caller
+                .get_export("memory")
+                .and_then(Extern::into_memory)
+                .ok_or_else(|| wasmtime::Error::msg("no memory"))?;
+            let Ok(offset) = usize::try_from(ptr) else { return Ok(WASI_EBADF) };
+            Ok(if memory.write(&mut caller, offset, &bytes).is_ok() { 0 } else { WASI_EBADF })
+        },
+    )?;
+    for name in ["environ_sizes_get", "args_sizes_get"] {
+        linker.func_wrap(
+            WASI,
+            name,
+            |mut caller: Caller<'_, HostState>, count_ptr: i32, size_ptr: i32| -> wasmtime::Result<i32> {
+                let memory = caller
+                    .get_export("memory")
+                    .and_then(Extern::into_memory)
+                    .ok_or_else(|| wasmtime::Error::msg("no memory"))?;
+                for ptr in [count_ptr, size_ptr] {
+                    let Ok(offset) = usize::try_from(ptr) else { return Ok(WASI_EBADF) };
+                    if memory.write(&mut caller, offset, &0u32.to_le_bytes()).is_err() {
+                        return Ok(WASI_EBADF);
+                    }
+                }
+                Ok(0)
+            },
+        )?;
     }
     for name in ["environ_get", "args_get"] {
         linker.func_wrap(WASI, name, |_: Caller<'_, HostState>, _: i32, _: i32| -> i32 { 0 })?;
@@ -683,9 +789,11 @@ fn define_wasi_shim(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         Err(wasmtime::Error::new(ProcExit(code)))
     })?;
     linker.func_wrap(WASI, "sched_yield", |_: Caller<'_, HostState>| -> i32 { 0 })?;
-    linker.func_wrap(WASI, "clock_time_get", |_: Caller<'_, HostState>, _: i32, _: i64, _: i32| -> i32 { WASI_ENOSYS })?;
+    linker
+        .func_wrap(WASI, "clock_time_get", |_: Caller<'_, HostState>, _: i32, _: i64, _: i32| -> i32 { WASI_ENOSYS })?;
     linker.func_wrap(WASI, "fd_close", |_: Caller<'_, HostState>, _: i32| -> i32 { WASI_EBADF })?;
-    linker.func_wrap(WASI, "fd_seek", |_: Caller<'_, HostState>, _: i32, _: i64, _: i32, _: i32| -> i32 { WASI_EBADF })?;
+    linker
+        .func_wrap(WASI, "fd_seek", |_: Caller<'_, HostState>, _: i32, _: i64, _: i32, _: i32| -> i32 { WASI_EBADF })?;
     linker.func_wrap(WASI, "fd_fdstat_get", |_: Caller<'_, HostState>, _: i32, _: i32| -> i32 { WASI_EBADF })?;
     Ok(())
 }

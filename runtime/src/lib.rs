@@ -52,11 +52,16 @@ impl RuntimeError {
         match (self, mode) {
             (_, Mode::Sample) => self.to_string(),
             // Planning reads no data: its errors are about the SQL the developer wrote.
-            (Self::Refused(_) | Self::LimitExceeded { .. } | Self::InvalidModule(_) | Self::InvalidQuery(_), Mode::Production) => {
-                self.to_string()
+            (
+                Self::Refused(_) | Self::LimitExceeded { .. } | Self::InvalidModule(_) | Self::InvalidQuery(_),
+                Mode::Production,
+            ) => self.to_string(),
+            (Self::Query(_), Mode::Production) => {
+                "query failed while running (details are held in the domain for the operator)".into()
             }
-            (Self::Query(_), Mode::Production) => "query failed while running (details are held in the domain for the operator)".into(),
-            (Self::ModuleFailed(_), Mode::Production) => "module failed (details are held in the domain for the operator)".into(),
+            (Self::ModuleFailed(_), Mode::Production) => {
+                "module failed (details are held in the domain for the operator)".into()
+            }
             (Self::Internal(_), Mode::Production) => "internal error in the domain".into(),
         }
     }

@@ -14,7 +14,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
 use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Int64Type, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
@@ -49,7 +51,8 @@ pub async fn derive_sample(
         .await
         .map_err(|error| RuntimeError::Internal(format!("reading {}: {error}", dataset.id())))?;
     let schema = Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.map_err(|error| RuntimeError::Internal(format!("reading {}: {error}", dataset.id())))?;
+    let batches =
+        frame.collect().await.map_err(|error| RuntimeError::Internal(format!("reading {}: {error}", dataset.id())))?;
     let table = concat_batches(&schema, &batches).map_err(|error| RuntimeError::Internal(error.to_string()))?;
     let sample = desensitise(dataset, &table, key, percent)?;
     write_parquet(&sample, target)?;
@@ -57,7 +60,12 @@ pub async fn derive_sample(
 }
 
 /// The pure part of [`derive_sample`]: one table in, its sample out.
-pub fn desensitise(dataset: &DatasetVersion, table: &RecordBatch, key: &[u8; 32], percent: u8) -> Result<RecordBatch, RuntimeError> {
+pub fn desensitise(
+    dataset: &DatasetVersion,
+    table: &RecordBatch,
+    key: &[u8; 32],
+    percent: u8,
+) -> Result<RecordBatch, RuntimeError> {
     let key = hmac::Key::new(hmac::HMAC_SHA256, key);
     let rows = table.num_rows();
     let schema = table.schema();
@@ -79,29 +87,42 @@ pub fn desensitise(dataset: &DatasetVersion, table: &RecordBatch, key: &[u8; 32]
         let (data_type, array): (DataType, ArrayRef) = match tag {
             ColumnTag::Subject => {
                 let values = as_strings(column)?;
-                let tokens: StringArray = (0..rows).map(|row| values.is_valid(row).then(|| token(&key, values.value(row)))).collect();
+                let tokens: StringArray =
+                    (0..rows).map(|row| values.is_valid(row).then(|| token(&key, values.value(row)))).collect();
                 (DataType::Utf8, Arc::new(tokens))
             }
             ColumnTag::Identifier => {
                 let values = as_strings(column)?;
-                let masked: StringArray = (0..rows).map(|row| values.is_valid(row).then(|| mask(values.value(row)))).collect();
+                let masked: StringArray =
+                    (0..rows).map(|row| values.is_valid(row).then(|| mask(values.value(row)))).collect();
                 (DataType::Utf8, Arc::new(masked))
             }
             ColumnTag::Quasi if field.data_type() == &DataType::Int32 => {
                 let values = column.as_primitive::<Int32Type>();
-                (DataType::Int32, Arc::new(values.iter().map(|value| value.map(|v| v - v.rem_euclid(5))).collect::<Int32Array>()))
+                (
+                    DataType::Int32,
+                    Arc::new(values.iter().map(|value| value.map(|v| v - v.rem_euclid(5))).collect::<Int32Array>()),
+                )
             }
             ColumnTag::Quasi if field.data_type() == &DataType::Int64 => {
                 let values = column.as_primitive::<Int64Type>();
-                (DataType::Int64, Arc::new(values.iter().map(|value| value.map(|v| v - v.rem_euclid(5))).collect::<Int64Array>()))
+                (
+                    DataType::Int64,
+                    Arc::new(values.iter().map(|value| value.map(|v| v - v.rem_euclid(5))).collect::<Int64Array>()),
+                )
             }
             ColumnTag::Sensitive if field.data_type().is_numeric() => {
-                let values = cast(column, &DataType::Float64).map_err(|error| RuntimeError::Internal(error.to_string()))?;
+                let values =
+                    cast(column, &DataType::Float64).map_err(|error| RuntimeError::Internal(error.to_string()))?;
                 let values = values.as_primitive::<Float64Type>();
                 let perturbed: Float64Array = values
                     .iter()
                     .enumerate()
-                    .map(|(row, value)| value.map(|v| v * (0.9 + 0.2 * (row_bucket(row.wrapping_mul(31).wrapping_add(7)) as f64 / 100.0))))
+                    .map(|(row, value)| {
+                        value.map(|v| {
+                            v * (0.9 + 0.2 * (row_bucket(row.wrapping_mul(31).wrapping_add(7)) as f64 / 100.0))
+                        })
+                    })
                     .collect();
                 (DataType::Float64, Arc::new(perturbed))
             }
@@ -110,7 +131,8 @@ pub fn desensitise(dataset: &DatasetVersion, table: &RecordBatch, key: &[u8; 32]
         fields.push(Field::new(field.name(), data_type, true));
         columns.push(array);
     }
-    let desensitised = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|error| RuntimeError::Internal(error.to_string()))?;
+    let desensitised = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|error| RuntimeError::Internal(error.to_string()))?;
     filter_record_batch(&desensitised, &keep).map_err(|error| RuntimeError::Internal(error.to_string()))
 }
 
@@ -145,12 +167,15 @@ fn mask(value: &str) -> String {
 
 fn write_parquet(batch: &RecordBatch, target: &Path) -> Result<(), RuntimeError> {
     let temporary = target.with_extension("parquet.partial");
-    let file = std::fs::File::create(&temporary).map_err(|error| RuntimeError::Internal(format!("creating {}: {error}", temporary.display())))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).map_err(|error| RuntimeError::Internal(error.to_string()))?;
+    let file = std::fs::File::create(&temporary)
+        .map_err(|error| RuntimeError::Internal(format!("creating {}: {error}", temporary.display())))?;
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), None).map_err(|error| RuntimeError::Internal(error.to_string()))?;
     writer.write(batch).map_err(|error| RuntimeError::Internal(error.to_string()))?;
     let file = writer.into_inner().map_err(|error| RuntimeError::Internal(error.to_string()))?;
     file.sync_all().map_err(|error| RuntimeError::Internal(error.to_string()))?;
-    std::fs::rename(&temporary, target).map_err(|error| RuntimeError::Internal(format!("renaming to {}: {error}", target.display())))
+    std::fs::rename(&temporary, target)
+        .map_err(|error| RuntimeError::Internal(format!("renaming to {}: {error}", target.display())))
 }
 
 #[cfg(test)]
@@ -183,7 +208,11 @@ mod tests {
         ]));
         let table = RecordBatch::try_new(
             schema,
-            vec![Arc::new(StringArray::from(ids.clone())), Arc::new(StringArray::from(cards.clone())), Arc::new(Int32Array::from(years))],
+            vec![
+                Arc::new(StringArray::from(ids.clone())),
+                Arc::new(StringArray::from(cards.clone())),
+                Arc::new(Int32Array::from(years)),
+            ],
         )
         .unwrap();
         let sample = desensitise(&dataset, &table, &[9; 32], 10).unwrap();

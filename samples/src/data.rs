@@ -29,8 +29,13 @@ pub enum DataError {
 }
 
 /// Districts of Huzhou with administrative codes and population weights.
-const DISTRICTS: &[(&str, &str, u32)] =
-    &[("吴兴区", "330502", 30), ("南浔区", "330503", 18), ("德清县", "330521", 17), ("长兴县", "330522", 22), ("安吉县", "330523", 13)];
+const DISTRICTS: &[(&str, &str, u32)] = &[
+    ("吴兴区", "330502", 30),
+    ("南浔区", "330503", 18),
+    ("德清县", "330521", 17),
+    ("长兴县", "330522", 22),
+    ("安吉县", "330523", 13),
+];
 
 /// Industries with weights (strongly skewed) and electricity intensity (kWh per employee-month).
 const INDUSTRIES: &[(&str, u32, f64)] = &[
@@ -46,10 +51,16 @@ const INDUSTRIES: &[(&str, u32, f64)] = &[
     ("农副食品加工业", 2, 600.0),
 ];
 
-const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "沈", "朱", "钱", "姚", "潘", "费"];
-const GIVEN: &[&str] = &["伟", "芳", "娜", "敏", "静", "强", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明", "超", "秀", "霞", "平", "刚", "桂", "英", "华", "建", "国", "文", "嘉", "浩"];
-const NAME_WORDS: &[&str] = &["恒", "丰", "华", "盛", "鑫", "达", "远", "新", "宏", "永", "安", "泰", "吉", "祥", "美", "湖", "诚", "信"];
-const NAME_TRADES: &[&str] = &["纺织", "科技", "电气", "建材", "贸易", "机械", "化工", "食品", "木业", "服饰", "实业", "新材料"];
+const SURNAMES: &[&str] =
+    &["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "沈", "朱", "钱", "姚", "潘", "费"];
+const GIVEN: &[&str] = &[
+    "伟", "芳", "娜", "敏", "静", "强", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明", "超", "秀", "霞", "平",
+    "刚", "桂", "英", "华", "建", "国", "文", "嘉", "浩",
+];
+const NAME_WORDS: &[&str] =
+    &["恒", "丰", "华", "盛", "鑫", "达", "远", "新", "宏", "永", "安", "泰", "吉", "祥", "美", "湖", "诚", "信"];
+const NAME_TRADES: &[&str] =
+    &["纺织", "科技", "电气", "建材", "贸易", "机械", "化工", "食品", "木业", "服饰", "实业", "新材料"];
 const USCC_ORG: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 
 /// SplitMix64: small, fast, and good enough for synthetic data.
@@ -96,7 +107,8 @@ impl Random {
 }
 
 fn district(random: &mut Random) -> (&'static str, &'static str) {
-    let index = random.weighted(&DISTRICTS.iter().enumerate().map(|(index, (_, _, weight))| (index, *weight)).collect::<Vec<_>>());
+    let index = random
+        .weighted(&DISTRICTS.iter().enumerate().map(|(index, (_, _, weight))| (index, *weight)).collect::<Vec<_>>());
     (DISTRICTS[index].0, DISTRICTS[index].1)
 }
 
@@ -113,8 +125,14 @@ fn days_in_month(year: i32, month: u32) -> u32 {
 /// `birth_year`, `district`.
 pub fn population(rows: usize, seed: u64) -> RecordBatch {
     let mut random = Random::new(seed, 1);
-    let (mut ids, mut cards, mut names, mut sexes, mut years, mut districts) =
-        (Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows));
+    let (mut ids, mut cards, mut names, mut sexes, mut years, mut districts) = (
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+        Vec::with_capacity(rows),
+    );
     for row in 0..rows {
         let (district_name, code) = district(&mut random);
         // Ages skewed to working ages: a triangular mix around 1975–1995.
@@ -159,7 +177,8 @@ pub fn population(rows: usize, seed: u64) -> RecordBatch {
 /// `employees`, `registered_capital` (10k yuan).
 pub fn enterprises(rows: usize, seed: u64) -> RecordBatch {
     let mut random = Random::new(seed, 2);
-    let industry_weights: Vec<(usize, u32)> = INDUSTRIES.iter().enumerate().map(|(index, (_, weight, _))| (index, *weight)).collect();
+    let industry_weights: Vec<(usize, u32)> =
+        INDUSTRIES.iter().enumerate().map(|(index, (_, weight, _))| (index, *weight)).collect();
     let mut columns: (Vec<String>, Vec<String>, Vec<&str>, Vec<&str>, Vec<i32>, Vec<f64>) = Default::default();
     let mut seen = std::collections::HashSet::new();
     while columns.0.len() < rows {
@@ -213,9 +232,14 @@ pub fn electricity(enterprises: &RecordBatch, months: u32, seed: u64) -> RecordB
     let industries = enterprises.column(2).as_string::<i32>();
     let employees = enterprises.column(4).as_primitive::<Int32Type>();
     let rows = usccs.len() * months as usize;
-    let (mut ids, mut month_names, mut kwh) = (Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows));
+    let (mut ids, mut month_names, mut kwh) =
+        (Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows));
     for row in 0..usccs.len() {
-        let intensity = INDUSTRIES.iter().find(|(name, _, _)| *name == industries.value(row)).map(|(_, _, kwh)| *kwh).unwrap_or(500.0);
+        let intensity = INDUSTRIES
+            .iter()
+            .find(|(name, _, _)| *name == industries.value(row))
+            .map(|(_, _, kwh)| *kwh)
+            .unwrap_or(500.0);
         let giant = if random.below(200) == 0 { 40.0 } else { 1.0 };
         let base = intensity * f64::from(employees.value(row)) * giant * (0.3 * random.normal()).exp();
         for month in 0..months {
@@ -233,15 +257,21 @@ pub fn electricity(enterprises: &RecordBatch, months: u32, seed: u64) -> RecordB
     ]);
     RecordBatch::try_new(
         Arc::new(schema),
-        vec![Arc::new(StringArray::from(ids)), Arc::new(StringArray::from(month_names)), Arc::new(Float64Array::from(kwh))],
+        vec![
+            Arc::new(StringArray::from(ids)),
+            Arc::new(StringArray::from(month_names)),
+            Arc::new(Float64Array::from(kwh)),
+        ],
     )
     .expect("columns match the schema")
 }
 
 /// Writes `batch` as one Parquet file.
 pub fn write_parquet(batch: &RecordBatch, path: &Path) -> Result<(), DataError> {
-    let file = std::fs::File::create(path).map_err(|source| DataError::Io { path: path.display().to_string(), source })?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).map_err(|error| DataError::Parquet(error.to_string()))?;
+    let file =
+        std::fs::File::create(path).map_err(|source| DataError::Io { path: path.display().to_string(), source })?;
+    let mut writer =
+        ArrowWriter::try_new(file, batch.schema(), None).map_err(|error| DataError::Parquet(error.to_string()))?;
     writer.write(batch).map_err(|error| DataError::Parquet(error.to_string()))?;
     writer.close().map_err(|error| DataError::Parquet(error.to_string()))?;
     Ok(())
@@ -292,7 +322,10 @@ mod tests {
         let people = population(100, 1);
         write_parquet(&people, &path).unwrap();
         let file = std::fs::File::open(&path).unwrap();
-        let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+        let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
         let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
         assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 100);
     }

@@ -113,7 +113,8 @@ impl QueryResult {
 
 fn decode_batch(bytes: &[u8]) -> Result<RecordBatch, Error> {
     let guest = |message: String| Error { code: ErrorCode::Guest, message };
-    let mut reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(|error| guest(format!("decoding Arrow IPC: {error}")))?;
+    let mut reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(|error| guest(format!("decoding Arrow IPC: {error}")))?;
     match reader.next() {
         Some(batch) => batch.map_err(|error| guest(format!("decoding Arrow IPC: {error}"))),
         None => Err(guest("an Arrow IPC stream without a batch".into())),
@@ -329,7 +330,12 @@ mod abi {
     pub fn emit_artifact(name: &str, bytes: &[u8]) -> Result<(), Error> {
         // SAFETY: pointers and lengths describe `name` and `bytes`, alive for the call.
         let code = unsafe {
-            imports::emit_artifact(name.as_ptr() as usize as i32, name.len() as i32, bytes.as_ptr() as usize as i32, bytes.len() as i32)
+            imports::emit_artifact(
+                name.as_ptr() as usize as i32,
+                name.len() as i32,
+                bytes.as_ptr() as usize as i32,
+                bytes.len() as i32,
+            )
         };
         if code < 0 { Err(error(i64::from(code))) } else { Ok(()) }
     }
