@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use std::sync::Arc;
 use unseen_policy::{
     AccessMode, ColumnSpec, ColumnTag, DatasetRequest, DatasetVersion, DisclosureParams, Grade, Grant, OutputSpec,
     ScenarioApplication, SubjectKind,
 };
-use unseen_runtime::DomainTable;
+
+use unseen_runtime::{DomainTable, JobReport, JobSpec, Limits, Mode, Runtime};
 
 /// Synthetic data of a small domain on disk.
 pub struct Fixture {
@@ -127,4 +129,24 @@ pub fn green_grant() -> Grant {
 /// Reads a whole file, for tests that tamper with one.
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")
+}
+
+/// Runs `module` under `grant` on the fixture's tables on a blocking thread, as the gateway does.
+pub async fn run(
+    runtime: &Arc<Runtime>,
+    module: &'static [u8],
+    grant: Grant,
+    fixture: &Fixture,
+    mode: Mode,
+) -> JobReport {
+    let runtime = runtime.clone();
+    let tables = fixture.tables.clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let limits = Limits::default();
+        let job = JobSpec { module, grant: &grant, tables: &tables, mode, limits: &limits, seed: 1 };
+        runtime.run_job(&job, handle)
+    })
+    .await
+    .expect("the job thread finished")
 }

@@ -4,8 +4,8 @@
 use datafusion::arrow::array::AsArray;
 use unseen_policy::review::review_table;
 use unseen_policy::{AccessMode, Outcome, OutputKind};
-use unseen_runtime::{GovernedSession, Limits, Mode, Runtime, RuntimeError};
-use unseen_tests::{fixture, grant, green_grant};
+use unseen_runtime::{GovernedSession, Mode, Runtime, RuntimeError};
+use unseen_tests::{fixture, grant, green_grant, run};
 
 /// What a query should meet: allowed, or refused by a rule with a message fragment.
 enum Expect {
@@ -91,16 +91,20 @@ const GREEN_ENERGY_QUERIES: &[(&str, Expect)] = &[
         Refused("access_mode.denied", "column \"employees\" of dataset \"enterprise@v1\" is denied in grant g-green"),
     ),
     ("SELECT * FROM enterprise", Refused("access_mode", "")),
-    ("SELECT COUNT(*) AS n FROM population", Refused("", "")),
+    (
+        "SELECT COUNT(*) AS n FROM population",
+        Refused("catalog", "table \"population\" is not granted in grant g-green"),
+    ),
     // no side doors: DDL, DML, COPY, files, subqueries the check cannot follow
     ("CREATE EXTERNAL TABLE leak STORED AS PARQUET LOCATION '/etc/'", Refused("statement", "only queries may run")),
     ("COPY enterprise TO '/tmp/leak.parquet'", Refused("statement", "only queries may run")),
-    ("SELECT * FROM '/etc/passwd'", Refused("", "")),
+    ("SELECT * FROM '/etc/passwd'", Refused("catalog", "is not granted")),
     (
         "SELECT industry FROM enterprise WHERE uscc IN (SELECT uscc FROM electricity)",
         Refused("unsupported_plan", "subqueries"),
     ),
-    ("EXPLAIN SELECT industry FROM enterprise", Refused("", "")),
+    ("EXPLAIN SELECT industry FROM enterprise", Refused("statement", "only queries may run")),
+    ("SET datafusion.execution.batch_size = 1", Refused("statement", "only queries may run")),
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,10 +123,6 @@ async fn every_green_energy_query_meets_its_expected_rule() {
                         refusal.rule, refusal.message
                     ));
                 }
-            }
-            (Refused(rule, _), Err(other)) if rule.is_empty() => {
-                // Refused before planning finished (unknown table, file URLs off): still no data.
-                let _ = other;
             }
             (Allowed, Err(error)) => failures.push(format!("{sql}\n  expected allowed, got {error}")),
             (Refused(..), Err(error)) => failures.push(format!("{sql}\n  expected a policy refusal, got {error}")),
@@ -166,23 +166,10 @@ async fn groups_below_k_never_reach_the_module_and_the_count_says_so() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_module_under_a_narrow_grant_is_refused_in_the_engine() {
     let fixture = fixture().await;
-    let runtime = Runtime::new().unwrap();
+    let runtime = std::sync::Arc::new(Runtime::new().unwrap());
     runtime.validate(unseen_samples::modules::HOSTILE_ID_DUMP).unwrap();
-    let handle = tokio::runtime::Handle::current();
-    let tables = fixture.tables.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        runtime.run_job(
-            unseen_samples::modules::HOSTILE_ID_DUMP,
-            &green_grant(),
-            &tables,
-            Mode::Production,
-            &Limits::default(),
-            1,
-            handle,
-        )
-    })
-    .await
-    .unwrap();
+    let report =
+        run(&runtime, unseen_samples::modules::HOSTILE_ID_DUMP, green_grant(), &fixture, Mode::Production).await;
     assert!(report.outputs.is_empty(), "nothing was emitted");
     let query = &report.queries[0];
     assert_ne!(query.outcome, "allowed");
@@ -201,23 +188,9 @@ async fn hostile_id_dump_is_blocked_by_the_egress_reviewer_naming_its_rules() {
         ],
         &[("verification_result", &["district", "matched"]), ("verification_notes", &["text"])],
     );
-    let runtime = Runtime::new().unwrap();
-    let handle = tokio::runtime::Handle::current();
-    let tables = fixture.tables.clone();
-    let job_grant = verification.clone();
-    let report = tokio::task::spawn_blocking(move || {
-        runtime.run_job(
-            unseen_samples::modules::HOSTILE_ID_DUMP,
-            &job_grant,
-            &tables,
-            Mode::Production,
-            &Limits::default(),
-            1,
-            handle,
-        )
-    })
-    .await
-    .unwrap();
+    let runtime = std::sync::Arc::new(Runtime::new().unwrap());
+    let report =
+        run(&runtime, unseen_samples::modules::HOSTILE_ID_DUMP, verification.clone(), &fixture, Mode::Production).await;
     assert!(report.failure.is_none(), "{:?}", report.failure);
     let table = report.outputs.iter().find(|output| output.kind == OutputKind::Table).expect("a table output");
     let review = review_table(&verification, &table.name, table.table.as_ref().unwrap(), &table.lineage);
@@ -237,22 +210,7 @@ async fn green_energy_module_runs_identically_on_sample_and_real_data() {
     let fixture = fixture().await;
     let runtime = std::sync::Arc::new(Runtime::new().unwrap());
     for mode in [Mode::Sample, Mode::Production] {
-        let handle = tokio::runtime::Handle::current();
-        let tables = fixture.tables.clone();
-        let runtime = runtime.clone();
-        let report = tokio::task::spawn_blocking(move || {
-            runtime.run_job(
-                unseen_samples::modules::GREEN_ENERGY,
-                &green_grant(),
-                &tables,
-                mode,
-                &Limits::default(),
-                1,
-                handle,
-            )
-        })
-        .await
-        .unwrap();
+        let report = run(&runtime, unseen_samples::modules::GREEN_ENERGY, green_grant(), &fixture, mode).await;
         assert!(report.failure.is_none(), "{mode:?}: {:?}", report.failure);
         assert_eq!(report.outputs.len(), 1);
         assert_eq!(report.outputs[0].name, "kwh_by_industry_district");

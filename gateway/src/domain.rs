@@ -18,7 +18,7 @@ use unseen_policy::{
     ColumnSpec, DatasetVersion, Grant, Outcome, OutputKind, OutputLineage, ReviewReport, ScenarioApplication,
     sha256_hex,
 };
-use unseen_runtime::{DomainTable, JobReport, Limits, Mode, Runtime};
+use unseen_runtime::{DomainTable, JobReport, JobSpec, Limits, Mode, Runtime};
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
@@ -691,7 +691,9 @@ impl Domain {
         let job_grant = grant.clone();
         let seed = sha256_hex(job_id.as_bytes()).bytes().fold(0u64, |seed, byte| seed.rotate_left(5) ^ u64::from(byte));
         let report: JobReport = tokio::task::spawn_blocking(move || {
-            runtime.run_job(&bytes, &job_grant, &tables, mode, &Limits::default(), seed, handle)
+            let limits = Limits::default();
+            let job = JobSpec { module: &bytes, grant: &job_grant, tables: &tables, mode, limits: &limits, seed };
+            runtime.run_job(&job, handle)
         })
         .await
         .map_err(|error| GatewayError::internal("running a job", error))?;

@@ -138,7 +138,7 @@ pub fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether `s` is a bank card number: 13–19 digits passing Luhn.

@@ -153,6 +153,23 @@ pub struct JobReport {
     pub failure: Option<RuntimeError>,
 }
 
+/// What to run: a module, under a grant, over the grant's tables, in a mode, within limits.
+#[derive(Debug, Clone, Copy)]
+pub struct JobSpec<'a> {
+    /// The module's bytes (validated at upload).
+    pub module: &'a [u8],
+    /// The grant it runs under.
+    pub grant: &'a Grant,
+    /// The domain's tables; only those the grant names are registered.
+    pub tables: &'a [DomainTable],
+    /// Sample or production data.
+    pub mode: Mode,
+    /// Per-job limits.
+    pub limits: &'a Limits,
+    /// Seed of the deterministic randomness the guest sees.
+    pub seed: u64,
+}
+
 /// The host: one wasmtime engine and a cache of compiled modules.
 pub struct Runtime {
     engine: Engine,
@@ -271,18 +288,10 @@ impl Runtime {
         Ok(module)
     }
 
-    /// Runs a validated module under `grant` against `tables`. Blocking: call it from a
-    /// blocking thread; `tokio` runs the queries.
-    pub fn run_job(
-        &self,
-        module_bytes: &[u8],
-        grant: &Grant,
-        tables: &[DomainTable],
-        mode: Mode,
-        limits: &Limits,
-        seed: u64,
-        tokio: tokio::runtime::Handle,
-    ) -> JobReport {
+    /// Runs a validated module as `job` describes. Blocking: call it from a blocking thread;
+    /// `tokio` runs the queries.
+    pub fn run_job(&self, job: &JobSpec<'_>, tokio: tokio::runtime::Handle) -> JobReport {
+        let JobSpec { module: module_bytes, grant, tables, mode, limits, seed } = *job;
         let started = Instant::now();
         let mut report = JobReport {
             outputs: Vec::new(),

@@ -9,7 +9,7 @@ pub mod host;
 pub mod sample;
 
 pub use governed::{DomainTable, GovernedResult, GovernedSession, Mode};
-pub use host::{JobOutput, JobReport, Limits, Metering, ModuleInfo, QueryRecord, Runtime};
+pub use host::{JobOutput, JobReport, JobSpec, Limits, Metering, ModuleInfo, QueryRecord, Runtime};
 
 use unseen_policy::Refusal;
 

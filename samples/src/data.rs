@@ -179,9 +179,10 @@ pub fn enterprises(rows: usize, seed: u64) -> RecordBatch {
     let mut random = Random::new(seed, 2);
     let industry_weights: Vec<(usize, u32)> =
         INDUSTRIES.iter().enumerate().map(|(index, (_, weight, _))| (index, *weight)).collect();
-    let mut columns: (Vec<String>, Vec<String>, Vec<&str>, Vec<&str>, Vec<i32>, Vec<f64>) = Default::default();
+    let (mut usccs, mut names, mut industries, mut districts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut employee_counts, mut capitals) = (Vec::new(), Vec::new());
     let mut seen = std::collections::HashSet::new();
-    while columns.0.len() < rows {
+    while usccs.len() < rows {
         let (district_name, code) = district(&mut random);
         let industry = random.weighted(&industry_weights);
         let org: String = (0..9).map(|_| USCC_ORG[random.below(USCC_ORG.len() as u64) as usize] as char).collect();
@@ -194,12 +195,12 @@ pub fn enterprises(rows: usize, seed: u64) -> RecordBatch {
         let employees = (8.0 * (1.1 * random.normal()).exp()).round().clamp(1.0, 20_000.0) as i32;
         let capital = (200.0 * (1.3 * random.normal()).exp() * 100.0).round() / 100.0;
         let words: String = (0..2).map(|_| random.pick(NAME_WORDS)).collect();
-        columns.0.push(uscc);
-        columns.1.push(format!("湖州{words}{}有限公司", random.pick(NAME_TRADES)));
-        columns.2.push(INDUSTRIES[industry].0);
-        columns.3.push(district_name);
-        columns.4.push(employees);
-        columns.5.push(capital);
+        usccs.push(uscc);
+        names.push(format!("湖州{words}{}有限公司", random.pick(NAME_TRADES)));
+        industries.push(INDUSTRIES[industry].0);
+        districts.push(district_name);
+        employee_counts.push(employees);
+        capitals.push(capital);
     }
     let schema = Schema::new(vec![
         Field::new("uscc", DataType::Utf8, false),
@@ -212,12 +213,12 @@ pub fn enterprises(rows: usize, seed: u64) -> RecordBatch {
     RecordBatch::try_new(
         Arc::new(schema),
         vec![
-            Arc::new(StringArray::from(columns.0)),
-            Arc::new(StringArray::from(columns.1)),
-            Arc::new(StringArray::from(columns.2)),
-            Arc::new(StringArray::from(columns.3)),
-            Arc::new(Int32Array::from(columns.4)),
-            Arc::new(Float64Array::from(columns.5)),
+            Arc::new(StringArray::from(usccs)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::from(industries)),
+            Arc::new(StringArray::from(districts)),
+            Arc::new(Int32Array::from(employee_counts)),
+            Arc::new(Float64Array::from(capitals)),
         ],
     )
     .expect("columns match the schema")
