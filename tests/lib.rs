@@ -3,13 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-
 use std::sync::Arc;
-use unseen_policy::{
-    AccessMode, ColumnSpec, ColumnTag, DatasetRequest, DatasetVersion, DisclosureParams, Grade, Grant, OutputSpec,
-    ScenarioApplication, SubjectKind,
-};
 
+use unseen_policy::{
+    AccessMode, DatasetRequest, DatasetVersion, DisclosureParams, Grant, OutputSpec, ScenarioApplication,
+};
 use unseen_runtime::{DomainTable, JobReport, JobSpec, Limits, Mode, Runtime};
 
 /// Synthetic data of a small domain on disk.
@@ -20,50 +18,12 @@ pub struct Fixture {
     pub tables: Vec<DomainTable>,
 }
 
-fn dataset(name: &str, kind: SubjectKind, columns: &[(&str, ColumnTag)]) -> DatasetVersion {
-    DatasetVersion {
-        name: name.into(),
-        version: 1,
-        provider: "huzhou-data-bureau".into(),
-        grade: Grade::Important,
-        content_hash: String::new(),
-        subject_kind: Some(kind),
-        columns: columns.iter().map(|(name, tag)| ColumnSpec { name: (*name).into(), tag: *tag }).collect(),
-    }
-}
-
 /// The three catalog entries the demo registers, with the demo's tags.
 pub fn catalog() -> Vec<DatasetVersion> {
     vec![
-        dataset(
-            "population",
-            SubjectKind::Person,
-            &[
-                ("person_id", ColumnTag::Subject),
-                ("id_card", ColumnTag::Identifier),
-                ("name", ColumnTag::Identifier),
-                ("sex", ColumnTag::Quasi),
-                ("birth_year", ColumnTag::Quasi),
-                ("district", ColumnTag::Quasi),
-            ],
-        ),
-        dataset(
-            "enterprise",
-            SubjectKind::Enterprise,
-            &[
-                ("uscc", ColumnTag::Subject),
-                ("name", ColumnTag::Public),
-                ("industry", ColumnTag::Public),
-                ("district", ColumnTag::Public),
-                ("employees", ColumnTag::Sensitive),
-                ("registered_capital", ColumnTag::Sensitive),
-            ],
-        ),
-        dataset(
-            "electricity",
-            SubjectKind::Enterprise,
-            &[("uscc", ColumnTag::Subject), ("month", ColumnTag::Public), ("kwh", ColumnTag::Sensitive)],
-        ),
+        unseen_samples::scenarios::population(),
+        unseen_samples::scenarios::enterprise(),
+        unseen_samples::scenarios::electricity(),
     ]
 }
 
@@ -113,16 +73,13 @@ pub fn grant(id: &str, columns: &[(&str, &str, AccessMode)], outputs: &[(&str, &
 
 /// The green-energy grant of the demo.
 pub fn green_grant() -> Grant {
-    grant(
-        "g-green",
-        &[
-            ("enterprise@v1", "uscc", AccessMode::JoinOnly),
-            ("enterprise@v1", "industry", AccessMode::Visible),
-            ("enterprise@v1", "district", AccessMode::Visible),
-            ("electricity@v1", "uscc", AccessMode::JoinOnly),
-            ("electricity@v1", "kwh", AccessMode::AggregateOnly),
-        ],
-        &[("kwh_by_industry_district", &["industry", "district", "total_kwh"])],
+    Grant::freeze(
+        "g-green".into(),
+        "s-1".into(),
+        unseen_samples::scenarios::green_energy(),
+        "operator".into(),
+        0,
+        [3; 32],
     )
 }
 

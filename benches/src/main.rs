@@ -3,7 +3,6 @@
 //!
 //! `cargo run --release -p unseen-benches -- [SUITE…] [--json]`
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -11,10 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use serde::Serialize;
-use unseen_policy::{
-    AccessMode, ColumnSpec, ColumnTag, DatasetRequest, DatasetVersion, DisclosureParams, Grade, Grant, OutputSpec,
-    ScenarioApplication, SubjectKind,
-};
+use unseen_policy::Grant;
 use unseen_runtime::{DomainTable, GovernedSession, Mode};
 
 const SUITES: &[&str] = &["query"];
@@ -107,18 +103,6 @@ fn median(mut samples: Vec<Duration>) -> f64 {
     samples[samples.len() / 2].as_secs_f64() * 1e3
 }
 
-fn dataset(name: &str, columns: &[(&str, ColumnTag)]) -> DatasetVersion {
-    DatasetVersion {
-        name: name.into(),
-        version: 1,
-        provider: "bench".into(),
-        grade: Grade::General,
-        content_hash: String::new(),
-        subject_kind: Some(SubjectKind::Enterprise),
-        columns: columns.iter().map(|(name, tag)| ColumnSpec { name: (*name).into(), tag: *tag }).collect(),
-    }
-}
-
 /// The demo's governed query (electricity by industry and district) against the same SQL run
 /// directly in DataFusion over the same Parquet files.
 async fn query_suite(args: &Args) -> Result<Vec<Measurement>> {
@@ -132,54 +116,17 @@ async fn query_suite(args: &Args) -> Result<Vec<Measurement>> {
 
     let tables = vec![
         DomainTable {
-            dataset: dataset(
-                "enterprise",
-                &[
-                    ("uscc", ColumnTag::Subject),
-                    ("name", ColumnTag::Public),
-                    ("industry", ColumnTag::Public),
-                    ("district", ColumnTag::Public),
-                    ("employees", ColumnTag::Sensitive),
-                    ("registered_capital", ColumnTag::Sensitive),
-                ],
-            ),
+            dataset: unseen_samples::scenarios::enterprise(),
             production_path: enterprise_path.clone(),
             sample_path: enterprise_path.clone(),
         },
         DomainTable {
-            dataset: dataset(
-                "electricity",
-                &[("uscc", ColumnTag::Subject), ("month", ColumnTag::Public), ("kwh", ColumnTag::Sensitive)],
-            ),
+            dataset: unseen_samples::scenarios::electricity(),
             production_path: electricity_path.clone(),
             sample_path: electricity_path.clone(),
         },
     ];
-    let application = ScenarioApplication {
-        title: "bench".into(),
-        purpose: "bench".into(),
-        developer: "bench".into(),
-        datasets: vec![
-            DatasetRequest {
-                dataset: "enterprise@v1".into(),
-                columns: BTreeMap::from([
-                    ("uscc".into(), AccessMode::JoinOnly),
-                    ("industry".into(), AccessMode::Visible),
-                    ("district".into(), AccessMode::Visible),
-                ]),
-            },
-            DatasetRequest {
-                dataset: "electricity@v1".into(),
-                columns: BTreeMap::from([
-                    ("uscc".into(), AccessMode::JoinOnly),
-                    ("kwh".into(), AccessMode::AggregateOnly),
-                ]),
-            },
-        ],
-        outputs: vec![OutputSpec { name: "out".into(), columns: vec![], max_rows: 1000 }],
-        disclosure: DisclosureParams::default(),
-        validity_days: 30,
-    };
+    let application = unseen_samples::scenarios::green_energy();
     let grant = Grant::freeze("g-bench".into(), "s-bench".into(), application, "bench".into(), 0, [0; 32]);
     let governed = GovernedSession::new(&grant, &tables, Mode::Production).await?;
     let plain = SessionContext::new_with_config(datafusion::prelude::SessionConfig::new().with_target_partitions(2));

@@ -1,7 +1,6 @@
 //! `unseen demo`: the whole 可用不可见 flow on synthetic data, in a temporary domain, with every
 //! role talking to an in-process gateway over gRPC with mTLS.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 use unseen_gateway::TlsMaterial;
 use unseen_gateway::identity::{CertificateAuthority, Principal, Role};
-use unseen_policy::{AccessMode, DatasetRequest, DisclosureParams, OutputSpec, ReviewReport, ScenarioApplication};
+use unseen_policy::{ReviewReport, ScenarioApplication};
 use unseen_proto::v1 as pb;
 use unseen_proto::v1::developer_client::DeveloperClient;
 use unseen_proto::v1::operator_client::OperatorClient;
@@ -222,43 +221,12 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     let population = unseen_samples::data::population(args.people, args.seed);
     let enterprises = unseen_samples::data::enterprises(args.enterprises, args.seed);
     let electricity = unseen_samples::data::electricity(&enterprises, 12, args.seed);
-    for (name, batch, grade, subject_kind, tags) in [
-        (
-            "population",
-            &population,
-            "important",
-            "person",
-            vec![
-                ("person_id", "subject"),
-                ("id_card", "identifier"),
-                ("name", "identifier"),
-                ("sex", "quasi"),
-                ("birth_year", "quasi"),
-                ("district", "quasi"),
-            ],
-        ),
-        (
-            "enterprise",
-            &enterprises,
-            "general",
-            "enterprise",
-            vec![
-                ("uscc", "subject"),
-                ("name", "public"),
-                ("industry", "public"),
-                ("district", "public"),
-                ("employees", "sensitive"),
-                ("registered_capital", "sensitive"),
-            ],
-        ),
-        (
-            "electricity",
-            &electricity,
-            "important",
-            "enterprise",
-            vec![("uscc", "subject"), ("month", "public"), ("kwh", "sensitive")],
-        ),
+    for (dataset, batch) in [
+        (unseen_samples::scenarios::population(), &population),
+        (unseen_samples::scenarios::enterprise(), &enterprises),
+        (unseen_samples::scenarios::electricity(), &electricity),
     ] {
+        let name = dataset.name.as_str();
         let path = data_dir.join(format!("{name}.parquet"));
         unseen_samples::data::write_parquet(batch, &path)?;
         let parquet = std::fs::read(&path)?;
@@ -266,11 +234,12 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
             .provider
             .register_dataset(pb::RegisterDatasetRequest {
                 name: name.into(),
-                grade: grade.into(),
-                subject_kind: subject_kind.into(),
-                columns: tags
+                grade: wire_name(&dataset.grade),
+                subject_kind: dataset.subject_kind.as_ref().map(wire_name).unwrap_or_default(),
+                columns: dataset
+                    .columns
                     .iter()
-                    .map(|(name, tag)| pb::ColumnTag { name: (*name).into(), tag: (*tag).into() })
+                    .map(|column| pb::ColumnTag { name: column.name.clone(), tag: wire_name(&column.tag) })
                     .collect(),
                 parquet,
             })
@@ -287,63 +256,11 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     }
 
     say.step("Developer applies for the green-energy scenario (绿色能源); operator approves it into a grant");
-    let green = ScenarioApplication {
-        title: "Green energy: electricity use by industry and district".into(),
-        purpose:
-            "Publish electricity intensity by industry and district for Huzhou's green-energy programme (绿色能源)"
-                .into(),
-        developer: String::new(),
-        datasets: vec![
-            DatasetRequest {
-                dataset: "enterprise@v1".into(),
-                columns: BTreeMap::from([
-                    ("uscc".into(), AccessMode::JoinOnly),
-                    ("industry".into(), AccessMode::Visible),
-                    ("district".into(), AccessMode::Visible),
-                ]),
-            },
-            DatasetRequest {
-                dataset: "electricity@v1".into(),
-                columns: BTreeMap::from([
-                    ("uscc".into(), AccessMode::JoinOnly),
-                    ("kwh".into(), AccessMode::AggregateOnly),
-                ]),
-            },
-        ],
-        outputs: vec![OutputSpec {
-            name: "kwh_by_industry_district".into(),
-            columns: vec!["industry".into(), "district".into(), "total_kwh".into()],
-            max_rows: 1_000,
-        }],
-        disclosure: DisclosureParams { threshold_k: 10, auto_release: false },
-        validity_days: 365,
-    };
+    let green = unseen_samples::scenarios::green_energy();
     let green_grant = apply_and_approve(&mut clients.developer, &mut clients.operator, &green, &say).await?;
 
     say.step("A second developer applies for a resident-verification scenario (数据核验) that reads id_card inside the domain");
-    let verification = ScenarioApplication {
-        title: "Resident verification".into(),
-        purpose: "Verify applicants' resident registration (数据核验); only match counts leave".into(),
-        developer: String::new(),
-        datasets: vec![DatasetRequest {
-            dataset: "population@v1".into(),
-            columns: BTreeMap::from([
-                ("id_card".into(), AccessMode::Visible),
-                ("name".into(), AccessMode::Visible),
-                ("district".into(), AccessMode::Visible),
-            ]),
-        }],
-        outputs: vec![
-            OutputSpec {
-                name: "verification_result".into(),
-                columns: vec!["district".into(), "matched".into()],
-                max_rows: 100,
-            },
-            OutputSpec { name: "verification_notes".into(), columns: vec!["text".into()], max_rows: 1 },
-        ],
-        disclosure: DisclosureParams { threshold_k: 10, auto_release: true },
-        validity_days: 90,
-    };
+    let verification = unseen_samples::scenarios::resident_verification();
     let verification_grant =
         apply_and_approve(&mut clients.intruder, &mut clients.operator, &verification, &say).await?;
 
@@ -560,6 +477,11 @@ async fn run_job(
             return Ok(view);
         }
     }
+}
+
+/// The name an enum has on the wire: its serde name (`important`, `person`, `subject`).
+fn wire_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|value| value.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 fn write_bundle(dir: &Path, bundle: &pb::ReleaseBundle) -> Result<()> {

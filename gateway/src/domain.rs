@@ -319,6 +319,14 @@ impl Domain {
         Ok(())
     }
 
+    /// Developers see only their own organisation's objects; to anyone else they do not exist.
+    fn require_owner(who: &Principal, row: &crate::store::Record, what: &str) -> Result<(), GatewayError> {
+        if who.role == Role::Developer && row["developer"] != who.organisation {
+            return Err(GatewayError::NotFound(format!("{what} not found")));
+        }
+        Ok(())
+    }
+
     fn require(who: &Principal, role: Role) -> Result<(), GatewayError> {
         if who.role != role {
             return Err(GatewayError::Denied(format!(
@@ -550,9 +558,7 @@ impl Domain {
             .store
             .fetch_one("SELECT * FROM grants WHERE id = ?", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
             .await?;
-        if who.role == Role::Developer && row["developer"] != who.organisation {
-            return Err(GatewayError::NotFound(format!("grant {grant_id} not found")));
-        }
+        Self::require_owner(who, &row, &format!("grant {grant_id}"))?;
         if row["state"] != "active" {
             return Err(GatewayError::Denied(format!(
                 "grant {grant_id} is {}; no work may run under it",
@@ -919,9 +925,7 @@ impl Domain {
                 &format!("egress request {egress_id}"),
             )
             .await?;
-        if who.role == Role::Developer && row["developer"] != who.organisation {
-            return Err(GatewayError::NotFound(format!("egress request {egress_id} not found")));
-        }
+        Self::require_owner(who, &row, &format!("egress request {egress_id}"))?;
         Ok(EgressView {
             id: row["id"].clone(),
             job_id: row["job_id"].clone(),
@@ -1100,9 +1104,7 @@ impl Domain {
                 &format!("release {release_id}"),
             )
             .await?;
-        if who.role == Role::Developer && row["developer"] != who.organisation {
-            return Err(GatewayError::NotFound(format!("release {release_id} not found")));
-        }
+        Self::require_owner(who, &row, &format!("release {release_id}"))?;
         let dir = PathBuf::from(&row["dir"]);
         Ok(ReleaseBundle {
             id: release_id.to_string(),

@@ -593,15 +593,8 @@ fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "unseen",
         "emit",
         |mut caller: Caller<'_, HostState>, name_ptr: i32, name_len: i32, handle: i32| -> wasmtime::Result<i32> {
-            let name = match guest_text(&mut caller, name_ptr, name_len) {
-                Ok(name) if valid_output_name(&name) => name,
-                Ok(name) => {
-                    return Ok(fail(
-                        &mut caller,
-                        ERR_INVALID,
-                        format!("output name \"{name}\" must be 1-64 of [a-z0-9_]"),
-                    ) as i32);
-                }
+            let name = match output_name(&mut caller, name_ptr, name_len) {
+                Ok(name) => name,
                 Err(message) => return Ok(fail(&mut caller, ERR_INVALID, message) as i32),
             };
             let Some((result, _)) = usize::try_from(handle).ok().and_then(|index| caller.data().results.get(index))
@@ -638,15 +631,8 @@ fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
          data_ptr: i32,
          data_len: i32|
          -> wasmtime::Result<i32> {
-            let name = match guest_text(&mut caller, name_ptr, name_len) {
-                Ok(name) if valid_output_name(&name) => name,
-                Ok(name) => {
-                    return Ok(fail(
-                        &mut caller,
-                        ERR_INVALID,
-                        format!("output name \"{name}\" must be 1-64 of [a-z0-9_]"),
-                    ) as i32);
-                }
+            let name = match output_name(&mut caller, name_ptr, name_len) {
+                Ok(name) => name,
                 Err(message) => return Ok(fail(&mut caller, ERR_INVALID, message) as i32),
             };
             let bytes = match guest_bytes(&mut caller, data_ptr, data_len) {
@@ -701,6 +687,12 @@ fn check_outputs(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<()> {
         return Err(hit_limit(caller, "outputs", detail));
     }
     Ok(())
+}
+
+/// Reads an output name from guest memory and checks its form.
+fn output_name(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, String> {
+    let name = guest_text(caller, ptr, len)?;
+    if valid_output_name(&name) { Ok(name) } else { Err(format!("output name \"{name}\" must be 1-64 of [a-z0-9_]")) }
 }
 
 fn valid_output_name(name: &str) -> bool {

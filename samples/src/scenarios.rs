@@ -1,0 +1,130 @@
+//! The demo's catalog and scenario applications, shared by the demo, the tests and the
+//! benchmarks: how a provider tags the synthetic registers, and what the two developers of the
+//! demo apply for.
+
+use std::collections::BTreeMap;
+
+use unseen_policy::{
+    AccessMode, ColumnSpec, ColumnTag, DatasetRequest, DatasetVersion, DisclosureParams, Grade, OutputSpec,
+    ScenarioApplication, SubjectKind,
+};
+
+fn dataset(name: &str, grade: Grade, kind: SubjectKind, columns: &[(&str, ColumnTag)]) -> DatasetVersion {
+    DatasetVersion {
+        name: name.into(),
+        version: 1,
+        provider: "huzhou-data-bureau".into(),
+        grade,
+        content_hash: String::new(),
+        subject_kind: Some(kind),
+        columns: columns.iter().map(|(name, tag)| ColumnSpec { name: (*name).into(), tag: *tag }).collect(),
+    }
+}
+
+/// The population register (人口库) as its provider tags it.
+pub fn population() -> DatasetVersion {
+    dataset(
+        "population",
+        Grade::Important,
+        SubjectKind::Person,
+        &[
+            ("person_id", ColumnTag::Subject),
+            ("id_card", ColumnTag::Identifier),
+            ("name", ColumnTag::Identifier),
+            ("sex", ColumnTag::Quasi),
+            ("birth_year", ColumnTag::Quasi),
+            ("district", ColumnTag::Quasi),
+        ],
+    )
+}
+
+/// The enterprise register (法人库) as its provider tags it.
+pub fn enterprise() -> DatasetVersion {
+    dataset(
+        "enterprise",
+        Grade::General,
+        SubjectKind::Enterprise,
+        &[
+            ("uscc", ColumnTag::Subject),
+            ("name", ColumnTag::Public),
+            ("industry", ColumnTag::Public),
+            ("district", ColumnTag::Public),
+            ("employees", ColumnTag::Sensitive),
+            ("registered_capital", ColumnTag::Sensitive),
+        ],
+    )
+}
+
+/// Monthly electricity use (用电数据) as its provider tags it.
+pub fn electricity() -> DatasetVersion {
+    dataset(
+        "electricity",
+        Grade::Important,
+        SubjectKind::Enterprise,
+        &[("uscc", ColumnTag::Subject), ("month", ColumnTag::Public), ("kwh", ColumnTag::Sensitive)],
+    )
+}
+
+/// Green energy (绿色能源): electricity use by industry and district. Keys join-only, kWh
+/// aggregate-only, threshold k = 10, releases reviewed by an operator.
+pub fn green_energy() -> ScenarioApplication {
+    ScenarioApplication {
+        title: "Green energy: electricity use by industry and district".into(),
+        purpose:
+            "Publish electricity intensity by industry and district for Huzhou's green-energy programme (绿色能源)"
+                .into(),
+        developer: "greenfin-analytics".into(),
+        datasets: vec![
+            DatasetRequest {
+                dataset: "enterprise@v1".into(),
+                columns: BTreeMap::from([
+                    ("uscc".into(), AccessMode::JoinOnly),
+                    ("industry".into(), AccessMode::Visible),
+                    ("district".into(), AccessMode::Visible),
+                ]),
+            },
+            DatasetRequest {
+                dataset: "electricity@v1".into(),
+                columns: BTreeMap::from([
+                    ("uscc".into(), AccessMode::JoinOnly),
+                    ("kwh".into(), AccessMode::AggregateOnly),
+                ]),
+            },
+        ],
+        outputs: vec![OutputSpec {
+            name: "kwh_by_industry_district".into(),
+            columns: vec!["industry".into(), "district".into(), "total_kwh".into()],
+            max_rows: 1_000,
+        }],
+        disclosure: DisclosureParams { threshold_k: 10, auto_release: false },
+        validity_days: 365,
+    }
+}
+
+/// Resident verification (数据核验): reads `id_card` and `name` inside the domain to match
+/// applicants; only match counts are meant to leave. The demo's hostile module abuses it.
+pub fn resident_verification() -> ScenarioApplication {
+    ScenarioApplication {
+        title: "Resident verification".into(),
+        purpose: "Verify applicants' resident registration (数据核验); only match counts leave".into(),
+        developer: "shadow-analytics".into(),
+        datasets: vec![DatasetRequest {
+            dataset: "population@v1".into(),
+            columns: BTreeMap::from([
+                ("id_card".into(), AccessMode::Visible),
+                ("name".into(), AccessMode::Visible),
+                ("district".into(), AccessMode::Visible),
+            ]),
+        }],
+        outputs: vec![
+            OutputSpec {
+                name: "verification_result".into(),
+                columns: vec!["district".into(), "matched".into()],
+                max_rows: 100,
+            },
+            OutputSpec { name: "verification_notes".into(), columns: vec!["text".into()], max_rows: 1 },
+        ],
+        disclosure: DisclosureParams { threshold_k: 10, auto_release: true },
+        validity_days: 90,
+    }
+}
