@@ -6,7 +6,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const MODULES: &[&str] = &["green_energy", "hostile_id_dump"];
+/// The module crates in `samples/modules/` (each a `cdylib`; `kernels` is a library they use).
+const MODULES: &[&str] = &[
+    "green-energy",
+    "hostile-id-dump",
+    "bench-probe",
+    "red-team",
+    "red-team-files",
+    "red-team-sockets",
+    "red-team-env",
+    "red-team-clock",
+];
 const TARGET: &str = "wasm32-wasip1";
 
 fn main() {
@@ -17,7 +27,7 @@ fn main() {
     for path in [modules.join("Cargo.toml"), modules.join("Cargo.lock"), sdk.join("Cargo.toml"), sdk.join("src")] {
         println!("cargo:rerun-if-changed={}", path.display());
     }
-    for module in ["green-energy", "hostile-id-dump"] {
+    for module in MODULES.iter().chain(&["kernels"]) {
         println!("cargo:rerun-if-changed={}", modules.join(module).display());
     }
 
@@ -53,8 +63,9 @@ fn main() {
         panic!("building the sample modules for {TARGET} failed:{hint}\n{stderr}");
     }
     for module in MODULES {
-        let built = target_dir.join(TARGET).join("release").join(format!("{module}.wasm"));
-        let copy = out_dir.join(format!("{module}.wasm"));
+        let file = format!("{}.wasm", module.replace('-', "_"));
+        let built = target_dir.join(TARGET).join("release").join(&file);
+        let copy = out_dir.join(&file);
         std::fs::copy(&built, &copy).unwrap_or_else(|error| panic!("copying {}: {error}", built.display()));
     }
 }

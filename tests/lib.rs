@@ -8,7 +8,7 @@ use std::sync::Arc;
 use unseen_policy::{
     AccessMode, DatasetRequest, DatasetVersion, DisclosureParams, Grant, OutputSpec, ScenarioApplication,
 };
-use unseen_runtime::{DomainTable, JobReport, JobSpec, Limits, Mode, Runtime};
+use unseen_runtime::{DomainTable, JobReport, JobSpec, Mode, Runtime};
 
 /// Synthetic data of a small domain on disk.
 pub struct Fixture {
@@ -67,6 +67,7 @@ pub fn grant(id: &str, columns: &[(&str, &str, AccessMode)], outputs: &[(&str, &
             .collect(),
         disclosure: DisclosureParams { threshold_k: 10, auto_release: true },
         validity_days: 30,
+        limits: Default::default(),
     };
     Grant::freeze(id.into(), "s-test".into(), application, "operator".into(), 0, [3; 32])
 }
@@ -96,12 +97,24 @@ pub async fn run(
     fixture: &Fixture,
     mode: Mode,
 ) -> JobReport {
+    run_with(runtime, module, grant, fixture, mode, "").await
+}
+
+/// [`run`] with job parameters.
+pub async fn run_with(
+    runtime: &Arc<Runtime>,
+    module: &'static [u8],
+    grant: Grant,
+    fixture: &Fixture,
+    mode: Mode,
+    params: &str,
+) -> JobReport {
     let runtime = runtime.clone();
     let tables = fixture.tables.clone();
+    let params = params.to_string();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let limits = Limits::default();
-        let job = JobSpec { module, grant: &grant, tables: &tables, mode, limits: &limits, seed: 1 };
+        let job = JobSpec { module, grant: &grant, tables: &tables, mode, params: &params, seed: 1 };
         runtime.run_job(&job, handle)
     })
     .await

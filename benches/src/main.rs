@@ -13,13 +13,15 @@ use serde::Serialize;
 use unseen_policy::Grant;
 use unseen_runtime::{DomainTable, GovernedSession, Mode};
 
-const SUITES: &[&str] = &["query"];
+mod runtime_suite;
+
+const SUITES: &[&str] = &["query", "runtime"];
 
 /// Runs unseen's benchmarks beside their baselines and prints ratios.
 #[derive(Debug, Parser)]
 #[command(name = "unseen-benches")]
 struct Args {
-    /// Suites to run (default: all). Known: query.
+    /// Suites to run (default: all). Known: query, runtime.
     suites: Vec<String>,
     /// One JSON object per line instead of a table.
     #[arg(long)]
@@ -30,6 +32,9 @@ struct Args {
     /// Timed repetitions per measurement (the median is reported).
     #[arg(long, default_value_t = 15)]
     repeat: usize,
+    /// Rows of the runtime suite's table (16 bytes each).
+    #[arg(long, default_value_t = 2_000_000)]
+    rows: usize,
 }
 
 /// One measured figure beside its baseline.
@@ -69,13 +74,14 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if !args.json {
         println!(
-            "{:<8} {:<24} {:>12} {:<5} {:<12} {:>12} {:>7}",
+            "{:<8} {:<30} {:>12} {:<5} {:<12} {:>12} {:>7}",
             "suite", "name", "value", "unit", "baseline", "baseline", "ratio"
         );
     }
     for suite in suites {
         let measurements = match suite {
             "query" => runtime.block_on(query_suite(&args))?,
+            "runtime" => runtime_suite::run(&args, runtime.handle().clone())?,
             _ => unreachable!("checked above"),
         };
         for measurement in measurements {
@@ -83,7 +89,7 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string(&measurement)?);
             } else {
                 println!(
-                    "{:<8} {:<24} {:>12.3} {:<5} {:<12} {:>12.3} {:>6.2}×",
+                    "{:<8} {:<30} {:>12.3} {:<5} {:<12} {:>12.3} {:>6.2}×",
                     measurement.suite,
                     measurement.name,
                     measurement.value,

@@ -291,6 +291,19 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
             production.guest_log.len()
         ));
     }
+    if let Ok(metering) = serde_json::from_str::<serde_json::Value>(&production.metering_json) {
+        let figure = |name: &str| metering[name].as_u64().unwrap_or(0);
+        say.detail(format!(
+            "metered for pricing (按成本定价): {} fuel units, {:.1} MiB peak memory, {} rows ({:.1} MiB) scanned, {:.1} ms in the module, {:.1} ms in queries, {} ms in all",
+            figure("fuel"),
+            figure("peak_memory_bytes") as f64 / 1048576.0,
+            figure("rows_scanned"),
+            figure("bytes_scanned") as f64 / 1048576.0,
+            figure("guest_ns") as f64 / 1e6,
+            figure("host_ns") as f64 / 1e6,
+            figure("wall_ms")
+        ));
+    }
 
     say.step("Developer requests egress (出域); the reviewer checks every cell, the operator approves");
     let egress = clients
@@ -467,7 +480,12 @@ async fn run_job(
     mode: &str,
 ) -> Result<pb::JobView> {
     let job = developer
-        .run_job(pb::RunJobRequest { grant_id: grant_id.into(), module_hash: module_hash.into(), mode: mode.into() })
+        .run_job(pb::RunJobRequest {
+            grant_id: grant_id.into(),
+            module_hash: module_hash.into(),
+            mode: mode.into(),
+            params: String::new(),
+        })
         .await?
         .into_inner();
     loop {

@@ -18,7 +18,7 @@ use unseen_policy::{
     ColumnSpec, DatasetVersion, Grant, Outcome, OutputKind, OutputLineage, ReviewReport, ScenarioApplication,
     sha256_hex,
 };
-use unseen_runtime::{DomainTable, JobReport, JobSpec, Limits, Mode, Runtime};
+use unseen_runtime::{DomainTable, JobReport, JobSpec, Mode, Runtime, RuntimeConfig};
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
@@ -56,6 +56,16 @@ pub struct DatasetRegistration {
     pub subject_kind: Option<unseen_policy::SubjectKind>,
     /// Columns and tags.
     pub columns: Vec<ColumnSpec>,
+}
+
+/// A job accepted and waiting for its blocking thread: everything `execute_job` needs.
+struct QueuedJob {
+    id: String,
+    grant: Grant,
+    tables: Vec<DomainTable>,
+    module_path: String,
+    mode: Mode,
+    params: String,
 }
 
 /// A job as the developer may see it; `mode` decides how much is filled in.
@@ -266,7 +276,8 @@ impl Domain {
         let signer = DomainSigner::from_pkcs8(name, &pkcs8)?;
         let audit = AuditLog::open(&dir.join("audit"), name)?;
         let store = Store::open(&dir.join("metadata.sqlite")).await?;
-        let runtime = Arc::new(Runtime::new()?);
+        let runtime_config = RuntimeConfig { cache_dir: Some(dir.join("cache/modules")), ..RuntimeConfig::default() };
+        let runtime = Arc::new(Runtime::with_config(&runtime_config)?);
         Ok(Self {
             dir: dir.to_path_buf(),
             name: name.to_string(),
@@ -628,8 +639,16 @@ impl Domain {
         grant_id: &str,
         module_hash: &str,
         mode: Mode,
+        params: &str,
     ) -> Result<String, GatewayError> {
         Self::require(who, Role::Developer)?;
+        if params.len() > unseen_runtime::host::MAX_PARAMS_BYTES {
+            return Err(GatewayError::InvalidInput(format!(
+                "job parameters are {} bytes; at most {} are accepted",
+                params.len(),
+                unseen_runtime::host::MAX_PARAMS_BYTES
+            )));
+        }
         let grant = self.grant_for(who, grant_id).await?;
         let module = self
             .store
@@ -646,8 +665,8 @@ impl Domain {
         let job_id = self.store.next_id("j").await?;
         self.store
             .execute(
-                "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, state, created_ms) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
-                &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Int(now_ms())],
+                "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, params, state, created_ms) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
+                &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Text(params), Param::Int(now_ms())],
             )
             .await?;
         self.record(
@@ -658,7 +677,7 @@ impl Domain {
             Some(module_hash.to_string()),
             Some(grant_id.to_string()),
             "queued",
-            mode_name,
+            if params.is_empty() { mode_name.to_string() } else { format!("{mode_name}; params: {params}") },
         )?;
         let mut tables = Vec::new();
         for dataset_id in grant.datasets() {
@@ -667,38 +686,38 @@ impl Domain {
         }
         let domain = self.clone();
         let who = who.clone();
-        let job = job_id.clone();
-        let module_path = module["path"].clone();
+        let job = QueuedJob {
+            id: job_id.clone(),
+            grant,
+            tables,
+            module_path: module["path"].clone(),
+            mode,
+            params: params.to_string(),
+        };
         tokio::spawn(async move {
-            if let Err(error) = domain.execute_job(&who, &job, grant, tables, &module_path, mode).await {
-                tracing::error!(job = %job, "job bookkeeping failed: {error}");
+            let job_id = job.id.clone();
+            if let Err(error) = domain.execute_job(&who, job).await {
+                tracing::error!(job = %job_id, "job bookkeeping failed: {error}");
                 let _ = domain
                     .store
-                    .execute("UPDATE jobs SET state = 'failed', error = ?, developer_error = 'internal error in the domain' WHERE id = ?", &[Param::Text(&error.to_string()), Param::Text(&job)])
+                    .execute("UPDATE jobs SET state = 'failed', error = ?, developer_error = 'internal error in the domain' WHERE id = ?", &[Param::Text(&error.to_string()), Param::Text(&job_id)])
                     .await;
             }
         });
         Ok(job_id)
     }
 
-    async fn execute_job(
-        &self,
-        who: &Principal,
-        job_id: &str,
-        grant: Grant,
-        tables: Vec<DomainTable>,
-        module_path: &str,
-        mode: Mode,
-    ) -> Result<(), GatewayError> {
+    async fn execute_job(&self, who: &Principal, job: QueuedJob) -> Result<(), GatewayError> {
+        let QueuedJob { id, grant, tables, module_path, mode, params } = job;
+        let job_id = id.as_str();
         self.store.execute("UPDATE jobs SET state = 'running' WHERE id = ?", &[Param::Text(job_id)]).await?;
-        let bytes = std::fs::read(module_path).map_err(io("reading a module"))?;
+        let bytes = std::fs::read(&module_path).map_err(io("reading a module"))?;
         let runtime = self.runtime.clone();
         let handle = tokio::runtime::Handle::current();
         let job_grant = grant.clone();
         let seed = sha256_hex(job_id.as_bytes()).bytes().fold(0u64, |seed, byte| seed.rotate_left(5) ^ u64::from(byte));
         let report: JobReport = tokio::task::spawn_blocking(move || {
-            let limits = Limits::default();
-            let job = JobSpec { module: &bytes, grant: &job_grant, tables: &tables, mode, limits: &limits, seed };
+            let job = JobSpec { module: &bytes, grant: &job_grant, tables: &tables, mode, params: &params, seed };
             runtime.run_job(&job, handle)
         })
         .await

@@ -48,9 +48,10 @@ impl From<RuntimeError> for GatewayError {
         match error {
             RuntimeError::Refused(_) => Self::Denied(error.to_string()),
             RuntimeError::InvalidModule(_) | RuntimeError::InvalidQuery(_) => Self::InvalidInput(error.to_string()),
-            RuntimeError::LimitExceeded { .. } | RuntimeError::ModuleFailed(_) | RuntimeError::Query(_) => {
-                Self::FailedPrecondition(error.to_string())
-            }
+            RuntimeError::LimitExceeded { .. }
+            | RuntimeError::ModuleFailed(_)
+            | RuntimeError::Trapped(_)
+            | RuntimeError::Query(_) => Self::FailedPrecondition(error.to_string()),
             RuntimeError::Internal(_) => Self::Internal(error.to_string()),
         }
     }

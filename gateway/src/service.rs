@@ -173,7 +173,7 @@ impl pb::developer_server::Developer for Services {
         let who = caller(&request)?;
         let request = request.into_inner();
         let mode: Mode = json_enum("mode", &request.mode, "sample, production")?;
-        let job_id = self.domain.run_job(&who, &request.grant_id, &request.module_hash, mode).await?;
+        let job_id = self.domain.run_job(&who, &request.grant_id, &request.module_hash, mode, &request.params).await?;
         Ok(Response::new(pb::RunJobReply { job_id, state: "queued".into() }))
     }
 

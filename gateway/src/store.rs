@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS grants (id TEXT PRIMARY KEY, scenario_id TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS modules (hash TEXT NOT NULL, developer TEXT NOT NULL, grant_id TEXT NOT NULL,
     size INTEGER NOT NULL, path TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (hash, grant_id));
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, developer TEXT NOT NULL, grant_id TEXT NOT NULL,
-    module_hash TEXT NOT NULL, mode TEXT NOT NULL, state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
+    module_hash TEXT NOT NULL, mode TEXT NOT NULL, params TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
     developer_error TEXT NOT NULL DEFAULT '', report_json TEXT NOT NULL DEFAULT '{}', created_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outputs (job_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL,
     lineage_json TEXT NOT NULL, rows INTEGER NOT NULL, PRIMARY KEY (job_id, name));

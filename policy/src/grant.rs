@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AccessMode, DatasetVersion, Grade, PolicyError, sha256_hex};
+use crate::{AccessMode, DatasetVersion, Grade, JobLimits, PolicyError, sha256_hex};
 
 /// Longest validity a grant may have: three years (seed 001/002).
 pub const MAX_VALIDITY_DAYS: u32 = 3 * 366;
@@ -65,6 +65,9 @@ pub struct ScenarioApplication {
     pub disclosure: DisclosureParams,
     /// Validity period in days (at most three years).
     pub validity_days: u32,
+    /// Resources one job may use (defaults when the application names none).
+    #[serde(default)]
+    pub limits: JobLimits,
 }
 
 impl ScenarioApplication {
@@ -86,6 +89,7 @@ impl ScenarioApplication {
         if self.disclosure.threshold_k < 2 {
             return Err(PolicyError::invalid("threshold_k", "must be at least 2"));
         }
+        self.limits.validate()?;
         if self.datasets.is_empty() {
             return Err(PolicyError::invalid("datasets", "an application names at least one dataset"));
         }
@@ -229,6 +233,7 @@ mod tests {
             outputs: vec![OutputSpec { name: "by_district".into(), columns: vec!["district".into()], max_rows: 100 }],
             disclosure: DisclosureParams::default(),
             validity_days: 365,
+            limits: Default::default(),
         }
     }
 

@@ -10,12 +10,14 @@ pub mod catalog;
 pub mod error;
 pub mod grant;
 pub mod identifiers;
+pub mod limits;
 pub mod review;
 
 pub use access::{AccessMode, Refusal, Usage};
 pub use catalog::{ColumnSpec, ColumnTag, DatasetVersion, Grade, SubjectKind};
 pub use error::PolicyError;
 pub use grant::{DatasetRequest, DisclosureParams, Grant, OutputSpec, ScenarioApplication};
+pub use limits::JobLimits;
 pub use review::{
     ColumnLineage, Outcome, OutputKind, OutputLineage, ReviewReport, RuleOutcome, RuleResult, SourceColumn,
     SubjectCounts,

@@ -434,6 +434,7 @@ mod tests {
             }],
             disclosure: DisclosureParams { threshold_k: 10, auto_release },
             validity_days: 30,
+            limits: Default::default(),
         };
         Grant::freeze("g-1".into(), "s-1".into(), application, "op".into(), 0, [1; 32])
     }

@@ -22,6 +22,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::functions_aggregate::expr_fn::count_distinct;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Aggregate, Expr, JoinType, LogicalPlan, Operator, Projection};
+use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DataFusionStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -32,6 +33,17 @@ use unseen_policy::{
 };
 
 use crate::RuntimeError;
+
+/// Rows and bytes the leaves of an executed plan read from storage, for metering.
+fn scanned(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
+    if plan.children().is_empty() {
+        let Some(metrics) = plan.metrics() else { return (0, 0) };
+        let rows = metrics.output_rows().unwrap_or(0) as u64;
+        let bytes = metrics.sum_by_name("bytes_scanned").map_or(0, |value| value.as_usize() as u64);
+        return (rows, bytes);
+    }
+    plan.children().into_iter().map(scanned).fold((0, 0), |(rows, bytes), (r, b)| (rows + r, bytes + b))
+}
 
 /// Name prefix of the host's hidden contributor columns; never reaches a module.
 const CONTRIBUTORS_PREFIX: &str = "__unseen_contributors_";
@@ -66,6 +78,10 @@ pub struct GovernedResult {
     pub lineage: OutputLineage,
     /// Rows in `batches`.
     pub rows: u64,
+    /// Rows read from the tables' files to compute it.
+    pub rows_scanned: u64,
+    /// Bytes read from the tables' files to compute it.
+    pub bytes_scanned: u64,
 }
 
 /// A DataFusion session holding exactly the tables one grant names.
@@ -179,15 +195,15 @@ impl GovernedSession {
     pub async fn query(&self, sql: &str) -> Result<GovernedResult, RuntimeError> {
         let plan = self.check(sql).await?;
         let (plan, lineage) = plan;
-        let batches = self
-            .context
-            .execute_logical_plan(plan)
-            .await
-            .map_err(|error| RuntimeError::Query(error.to_string()))?
-            .collect()
-            .await
-            .map_err(|error| RuntimeError::Query(error.to_string()))?;
-        self.govern(batches, lineage)
+        let failed = |error: datafusion::error::DataFusionError| RuntimeError::Query(error.to_string());
+        let physical = self.context.execute_logical_plan(plan).await.map_err(failed)?.create_physical_plan().await;
+        let physical = physical.map_err(failed)?;
+        let batches = collect(physical.clone(), self.context.task_ctx()).await.map_err(failed)?;
+        let (rows_scanned, bytes_scanned) = scanned(&physical);
+        let mut result = self.govern(batches, lineage)?;
+        result.rows_scanned = rows_scanned;
+        result.bytes_scanned = bytes_scanned;
+        Ok(result)
     }
 
     /// Plans `sql` and checks it against the grant; returns the plan to run (extended with
@@ -331,7 +347,7 @@ impl GovernedSession {
             lineage.suppressed_groups = suppressed;
             lineage.suppression_rule = Some(format!("threshold k={k} distinct subjects"));
         }
-        Ok(GovernedResult { batches: kept_batches, lineage, rows })
+        Ok(GovernedResult { batches: kept_batches, lineage, rows, rows_scanned: 0, bytes_scanned: 0 })
     }
 }
 

@@ -1,81 +1,50 @@
-//! The wasmtime host: validates modules at upload, runs them with fuel and memory limits, and
-//! implements the guest contract of `docs/guest-abi.md` (ABI v1).
+//! The wasmtime host: validates modules at upload, keeps them compiled (in memory as
+//! `InstancePre`, on disk as precompiled code), and runs jobs under the limits of their grant.
 //!
-//! A module gets no WASI capabilities: the few WASI functions Rust's standard library imports
-//! are answered by a shim that grants nothing (no files, sockets, environment, arguments or
-//! clock). Everything else it can do is one of the `unseen` imports below.
+//! Speed comes from the pooling allocator (instance slots and memories are reused, not
+//! mapped per job), `InstancePre` (imports are resolved once per module) and the disk cache
+//! (a restarted domain loads machine code instead of compiling). Isolation comes from the
+//! contract in [`crate::abi`]: a guest can do nothing that is not one of its imports.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::ipc::writer::StreamWriter;
 use serde::{Deserialize, Serialize};
-use unseen_policy::{Grant, OutputKind, OutputLineage, sha256_hex};
-use wasmtime::{Caller, Config, Engine, Extern, Linker, Module, ResourceLimiter, Store, Trap};
+use unseen_policy::{Grant, JobLimits, OutputKind, OutputLineage, limits::MAX_MEMORY_BYTES, sha256_hex};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store, Trap,
+};
 
 use crate::RuntimeError;
-use crate::governed::{DomainTable, GovernedResult, GovernedSession, Mode};
+use crate::abi::{self, HostState, LimitTrap, ProcExit};
+use crate::cache::ModuleCache;
+use crate::governed::{DomainTable, GovernedSession, Mode};
 
 /// Largest module accepted at upload.
 pub const MAX_MODULE_BYTES: usize = 32 * 1024 * 1024;
-/// The ABI version this host implements.
-pub const ABI_VERSION: i32 = 1;
+/// Largest job parameter text.
+pub const MAX_PARAMS_BYTES: usize = 4096;
+/// How often the engine's epoch advances; the granularity of wall-clock deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Most tables a module may declare (Rust modules declare one).
+const MAX_TABLES_PER_MODULE: u32 = 4;
 
-const ERR_REFUSED: i64 = -1;
-const ERR_INVALID: i64 = -2;
-const ERR_NOT_FOUND: i64 = -4;
-const ERR_INTERNAL: i64 = -5;
-const WASI_EBADF: i32 = 8;
-const WASI_ENOSYS: i32 = 52;
-
-/// The WASI functions the shim answers; any other import from any module is refused.
-const WASI_SHIM: &[&str] = &[
-    "fd_write",
-    "random_get",
-    "environ_get",
-    "environ_sizes_get",
-    "args_get",
-    "args_sizes_get",
-    "proc_exit",
-    "sched_yield",
-    "clock_time_get",
-    "fd_close",
-    "fd_seek",
-    "fd_fdstat_get",
-];
-const UNSEEN_IMPORTS: &[&str] =
-    &["tables", "query", "result_info", "next_batch", "emit", "emit_artifact", "log", "last_error"];
-
-/// Per-job limits, from the grant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Limits {
-    /// Fuel units (about one per wasm instruction).
-    pub fuel: u64,
-    /// Largest linear memory, bytes.
-    pub memory_bytes: usize,
-    /// Queries a job may run.
-    pub max_queries: u32,
-    /// Outputs a job may emit.
-    pub max_outputs: u32,
-    /// Total bytes of emitted artifacts and result rows handed to the guest.
-    pub max_output_bytes: usize,
-    /// Total guest log bytes.
-    pub max_log_bytes: usize,
+/// How a domain's runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where precompiled modules are kept across restarts; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Jobs that may hold an instance at the same time (pooling allocator slots).
+    pub instance_slots: u32,
 }
 
-impl Default for Limits {
+impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self {
-            fuel: 2_000_000_000,
-            memory_bytes: 256 * 1024 * 1024,
-            max_queries: 64,
-            max_outputs: 16,
-            max_output_bytes: 64 * 1024 * 1024,
-            max_log_bytes: 64 * 1024,
-        }
+        Self { cache_dir: None, instance_slots: 64 }
     }
 }
 
@@ -88,6 +57,9 @@ pub struct ModuleInfo {
     pub size: usize,
     /// Every import, `module.name`.
     pub imports: Vec<String>,
+    /// Whether its compiled code came from a cache (memory or disk) rather than a compilation.
+    #[serde(default)]
+    pub cached: bool,
 }
 
 /// One output a module emitted.
@@ -122,18 +94,37 @@ pub struct QueryRecord {
 
 /// What a job cost, so an operator can price by use (seed 001 art. 17).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Metering {
-    /// Fuel consumed.
+    /// Fuel consumed (about one unit per guest instruction).
     pub fuel: u64,
     /// Largest linear memory the guest reached, bytes.
     pub peak_memory_bytes: u64,
-    /// Queries run.
+    /// Queries run (allowed or refused).
     pub queries: u32,
+    /// Rows the queries read from the tables' files.
+    pub rows_scanned: u64,
+    /// Bytes the queries read from the tables' files.
+    pub bytes_scanned: u64,
     /// Rows handed to the guest.
     pub rows_returned: u64,
-    /// Bytes emitted.
+    /// Rows of emitted table outputs.
+    pub output_rows: u64,
+    /// Bytes handed to the guest and emitted by it.
     pub output_bytes: u64,
-    /// Wall time, milliseconds.
+    /// Guest log bytes.
+    pub log_bytes: u64,
+    /// Bytes of Arrow IPC written into guest memory.
+    pub transfer_bytes: u64,
+    /// Time spent writing them (encode, guest allocation, copy), nanoseconds.
+    pub transfer_ns: u64,
+    /// Time to instantiate the module, nanoseconds.
+    pub instantiate_ns: u64,
+    /// Time inside host calls (queries included), nanoseconds.
+    pub host_ns: u64,
+    /// Time running guest code outside host calls, nanoseconds.
+    pub guest_ns: u64,
+    /// Wall time of the whole job, milliseconds.
     pub wall_ms: u64,
 }
 
@@ -153,7 +144,7 @@ pub struct JobReport {
     pub failure: Option<RuntimeError>,
 }
 
-/// What to run: a module, under a grant, over the grant's tables, in a mode, within limits.
+/// What to run: a module, under a grant (whose limits apply), over the grant's tables, in a mode.
 #[derive(Debug, Clone, Copy)]
 pub struct JobSpec<'a> {
     /// The module's bytes (validated at upload).
@@ -164,71 +155,83 @@ pub struct JobSpec<'a> {
     pub tables: &'a [DomainTable],
     /// Sample or production data.
     pub mode: Mode,
-    /// Per-job limits.
-    pub limits: &'a Limits,
+    /// Parameters the developer passed with the job (the guest reads them with `params`).
+    pub params: &'a str,
     /// Seed of the deterministic randomness the guest sees.
     pub seed: u64,
 }
 
-/// The host: one wasmtime engine and a cache of compiled modules.
+/// The host: one wasmtime engine, its linker, and the compiled modules.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
-    compiled: Mutex<HashMap<String, Module>>,
+    prepared: Mutex<HashMap<String, InstancePre<HostState>>>,
+    disk: Option<ModuleCache>,
+    ticker_stop: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").finish_non_exhaustive()
+        f.debug_struct("Runtime").field("disk_cache", &self.disk).finish_non_exhaustive()
     }
 }
 
-struct HostState {
-    session: Arc<GovernedSession>,
-    tokio: tokio::runtime::Handle,
-    limits: Limits,
-    mode: Mode,
-    results: Vec<(GovernedResult, usize)>,
-    outputs: Vec<JobOutput>,
-    log: Vec<String>,
-    log_bytes: usize,
-    queries: Vec<QueryRecord>,
-    last_error: String,
-    random_state: u64,
-    peak_memory: usize,
-    memory_refused: bool,
-    output_bytes: usize,
-    limit_hit: Option<RuntimeError>,
-}
-
-impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.limits.memory_bytes {
-            self.memory_refused = true;
-            return Ok(false);
-        }
-        self.peak_memory = self.peak_memory.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
 
 impl Runtime {
-    /// Builds the engine (fuel metering on) and the linker with the contract's imports.
+    /// A runtime with the default configuration and no disk cache.
     pub fn new() -> Result<Self, RuntimeError> {
-        let mut config = Config::new();
-        config.consume_fuel(true);
-        let engine = Engine::new(&config).map_err(|error| RuntimeError::Internal(error.to_string()))?;
-        let mut linker = Linker::new(&engine);
-        define_imports(&mut linker).map_err(|error| RuntimeError::Internal(error.to_string()))?;
-        Ok(Self { engine, linker, compiled: Mutex::new(HashMap::new()) })
+        Self::with_config(&RuntimeConfig::default())
     }
 
-    /// Upload-time validation: size, well-formed wasm, imports inside the contract, the
-    /// exports the contract needs. Refusals list every offending import.
+    /// Builds the engine (fuel, epochs, pooling allocator), the linker with the contract's
+    /// imports, and the epoch ticker that enforces wall-clock deadlines.
+    pub fn with_config(config: &RuntimeConfig) -> Result<Self, RuntimeError> {
+        let internal = |error: wasmtime::Error| RuntimeError::Internal(format!("{error:#}"));
+        let mut pooling = PoolingAllocationConfig::new();
+        pooling
+            .total_core_instances(config.instance_slots)
+            .total_memories(config.instance_slots)
+            .total_tables(config.instance_slots * MAX_TABLES_PER_MODULE)
+            .max_memories_per_module(1)
+            .max_tables_per_module(MAX_TABLES_PER_MODULE)
+            .max_memory_size(MAX_MEMORY_BYTES as usize)
+            .table_elements(JobLimits::default().table_elements as usize * 10);
+        let mut engine_config = Config::new();
+        engine_config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        let engine = Engine::new(&engine_config).map_err(internal)?;
+        let mut linker = Linker::new(&engine);
+        abi::define_imports(&mut linker).map_err(internal)?;
+        let disk = match &config.cache_dir {
+            Some(dir) => Some(ModuleCache::open(dir, &engine).map_err(|error| {
+                RuntimeError::Internal(format!("opening the module cache {}: {error}", dir.display()))
+            })?),
+            None => None,
+        };
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (ticking_engine, stop) = (engine.clone(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("unseen-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking_engine.increment_epoch();
+                }
+            })
+            .map_err(|error| RuntimeError::Internal(format!("starting the epoch ticker: {error}")))?;
+        Ok(Self { engine, linker, prepared: Mutex::new(HashMap::new()), disk, ticker_stop })
+    }
+
+    /// Upload-time validation: size, well-formed wasm, imports inside the contract, one
+    /// memory and few tables, the exports the contract needs. Refusals list every offending
+    /// import. A module that passes stays compiled (and, with a cache directory, on disk).
     pub fn validate(&self, bytes: &[u8]) -> Result<ModuleInfo, RuntimeError> {
         if bytes.is_empty() {
             return Err(RuntimeError::InvalidModule("the module is empty (0 bytes)".into()));
@@ -243,56 +246,44 @@ impl Runtime {
             return Err(RuntimeError::InvalidModule("not a WebAssembly binary (missing the \\0asm header)".into()));
         }
         let hash = sha256_hex(bytes);
-        let module = self.compile(&hash, bytes)?;
+        let (pre, cached) = self.prepare(&hash, bytes)?;
         let imports: Vec<String> =
-            module.imports().map(|import| format!("{}.{}", import.module(), import.name())).collect();
-        let offending: Vec<&String> = imports
-            .iter()
-            .filter(|name| {
-                let (module, function) = name.split_once('.').unwrap_or(("", name));
-                !match module {
-                    "unseen" => UNSEEN_IMPORTS.contains(&function),
-                    "wasi_snapshot_preview1" => WASI_SHIM.contains(&function),
-                    _ => false,
-                }
-            })
-            .collect();
-        if !offending.is_empty() {
-            let list: Vec<&str> = offending.iter().map(|name| name.as_str()).collect();
-            return Err(RuntimeError::InvalidModule(format!(
-                "imports outside the guest contract: {}",
-                list.join(", ")
-            )));
+            pre.module().imports().map(|import| format!("{}.{}", import.module(), import.name())).collect();
+        if !cached && let Some(disk) = &self.disk {
+            disk.store(&hash, pre.module());
         }
-        for export in ["memory", "unseen_run", "unseen_alloc", "unseen_abi_version"] {
-            if module.get_export(export).is_none() {
-                return Err(RuntimeError::InvalidModule(format!(
-                    "missing export \"{export}\" (build it with unseen-sdk's entry! macro)"
-                )));
-            }
+        Ok(ModuleInfo { hash, size: bytes.len(), imports, cached })
+    }
+
+    /// The ready-to-instantiate module: from memory, from the disk cache, or compiled and
+    /// checked now. The flag says whether it came from a cache.
+    fn prepare(&self, hash: &str, bytes: &[u8]) -> Result<(InstancePre<HostState>, bool), RuntimeError> {
+        let poisoned = || RuntimeError::Internal("module cache poisoned".into());
+        if let Some(pre) = self.prepared.lock().map_err(|_| poisoned())?.get(hash) {
+            return Ok((pre.clone(), true));
         }
-        self.linker
+        let cached = self.disk.as_ref().and_then(|disk| disk.load(&self.engine, hash));
+        let from_disk = cached.is_some();
+        let module = match cached {
+            Some(module) => module,
+            None => Module::new(&self.engine, bytes)
+                .map_err(|error| RuntimeError::InvalidModule(format!("not valid WebAssembly: {error:#}")))?,
+        };
+        check_contract(&module)?;
+        let pre = self
+            .linker
             .instantiate_pre(&module)
-            .map_err(|error| RuntimeError::InvalidModule(format!("imports do not match the contract: {error}")))?;
-        Ok(ModuleInfo { hash, size: bytes.len(), imports })
+            .map_err(|error| RuntimeError::InvalidModule(format!("imports do not match the contract: {error:#}")))?;
+        self.prepared.lock().map_err(|_| poisoned())?.insert(hash.to_string(), pre.clone());
+        Ok((pre, from_disk))
     }
 
-    fn compile(&self, hash: &str, bytes: &[u8]) -> Result<Module, RuntimeError> {
-        let mut compiled = self.compiled.lock().map_err(|_| RuntimeError::Internal("module cache poisoned".into()))?;
-        if let Some(module) = compiled.get(hash) {
-            return Ok(module.clone());
-        }
-        let module = Module::new(&self.engine, bytes)
-            .map_err(|error| RuntimeError::InvalidModule(format!("not valid WebAssembly: {error:#}")))?;
-        compiled.insert(hash.to_string(), module.clone());
-        Ok(module)
-    }
-
-    /// Runs a validated module as `job` describes. Blocking: call it from a blocking thread;
-    /// `tokio` runs the queries.
+    /// Runs a validated module as `job` describes. Blocking: call it from a blocking thread
+    /// (each job has its own, so a busy guest never holds up another job); `tokio` runs the
+    /// queries on the host's async runtime.
     pub fn run_job(&self, job: &JobSpec<'_>, tokio: tokio::runtime::Handle) -> JobReport {
-        let JobSpec { module: module_bytes, grant, tables, mode, limits, seed } = *job;
         let started = Instant::now();
+        let limits = job.grant.application.limits;
         let mut report = JobReport {
             outputs: Vec::new(),
             guest_log: Vec::new(),
@@ -300,44 +291,29 @@ impl Runtime {
             metering: Metering::default(),
             failure: None,
         };
-        let session = match tokio.block_on(GovernedSession::new(grant, tables, mode)) {
+        if job.params.len() > MAX_PARAMS_BYTES {
+            report.failure = Some(RuntimeError::LimitExceeded {
+                limit: "params",
+                detail: format!("job parameters of {} bytes exceed {MAX_PARAMS_BYTES}", job.params.len()),
+            });
+            return report;
+        }
+        let session = match tokio.block_on(GovernedSession::new(job.grant, job.tables, job.mode)) {
             Ok(session) => Arc::new(session),
             Err(error) => {
                 report.failure = Some(error);
                 return report;
             }
         };
-        let state = HostState {
-            session,
-            tokio,
-            limits: limits.clone(),
-            mode,
-            results: Vec::new(),
-            outputs: Vec::new(),
-            log: Vec::new(),
-            log_bytes: 0,
-            queries: Vec::new(),
-            last_error: String::new(),
-            random_state: seed,
-            peak_memory: 0,
-            memory_refused: false,
-            output_bytes: 0,
-            limit_hit: None,
-        };
+        let deadline = started + Duration::from_millis(limits.wall_clock_ms);
+        let state = HostState::new(session, tokio, limits, job.mode, job.params, job.seed, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
-        let outcome = self.instantiate_and_run(&mut store, module_bytes, limits);
+        let outcome = self.instantiate_and_run(&mut store, job.module, &limits);
         let remaining = store.get_fuel().unwrap_or(0);
         let state = store.into_data();
         report.failure = outcome.err().map(|error| state.limit_hit.clone().unwrap_or(error));
-        report.metering = Metering {
-            fuel: limits.fuel.saturating_sub(remaining),
-            peak_memory_bytes: state.peak_memory as u64,
-            queries: state.queries.len() as u32,
-            rows_returned: state.queries.iter().map(|query| query.rows).sum(),
-            output_bytes: state.output_bytes as u64,
-            wall_ms: started.elapsed().as_millis() as u64,
-        };
+        report.metering = state.metering(limits.fuel.saturating_sub(remaining), started.elapsed());
         report.outputs = state.outputs;
         report.guest_log = state.log;
         report.queries = state.queries;
@@ -348,25 +324,38 @@ impl Runtime {
         &self,
         store: &mut Store<HostState>,
         bytes: &[u8],
-        limits: &Limits,
+        limits: &JobLimits,
     ) -> Result<(), RuntimeError> {
-        let module = self.compile(&sha256_hex(bytes), bytes)?;
-        store.set_fuel(limits.fuel).map_err(|error| RuntimeError::Internal(error.to_string()))?;
-        let instance = self.linker.instantiate(&mut *store, &module).map_err(|error| trap_to_error(store, error))?;
+        let (pre, _) = self.prepare(&sha256_hex(bytes), bytes)?;
+        let internal = |error: wasmtime::Error| RuntimeError::Internal(format!("{error:#}"));
+        store.set_fuel(limits.fuel).map_err(internal)?;
+        let ticks = limits.wall_clock_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1);
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let instantiating = Instant::now();
+        let instance = pre.instantiate(&mut *store).map_err(|error| trap_to_error(store, error))?;
+        let memory = instance.get_memory(&mut *store, "memory");
+        let alloc = instance.get_typed_func::<i32, i32>(&mut *store, "unseen_alloc").ok();
+        store.data_mut().attach(memory, alloc, elapsed_ns(instantiating));
         let version = instance
             .get_typed_func::<(), i32>(&mut *store, "unseen_abi_version")
             .map_err(|_| RuntimeError::InvalidModule("missing export \"unseen_abi_version\"".into()))?
             .call(&mut *store, ())
             .map_err(|error| trap_to_error(store, error))?;
-        if version != ABI_VERSION {
+        if version != abi::ABI_VERSION {
             return Err(RuntimeError::InvalidModule(format!(
-                "module speaks guest ABI v{version}; this domain speaks v{ABI_VERSION}"
+                "module speaks guest ABI v{version}; this domain speaks v{}",
+                abi::ABI_VERSION
             )));
         }
         let run = instance
             .get_typed_func::<(), i32>(&mut *store, "unseen_run")
             .map_err(|_| RuntimeError::InvalidModule("missing export \"unseen_run\"".into()))?;
-        match run.call(&mut *store, ()) {
+        let running = Instant::now();
+        let result = run.call(&mut *store, ());
+        let state = store.data_mut();
+        state.guest_ns = elapsed_ns(running).saturating_sub(state.host_ns);
+        match result {
             Ok(0) => Ok(()),
             Ok(code) => Err(RuntimeError::ModuleFailed(format!("module returned {code}"))),
             Err(error) => Err(trap_to_error(store, error)),
@@ -374,427 +363,83 @@ impl Runtime {
     }
 }
 
-/// A limit reached inside a host call; carried through the trap and recovered afterwards.
-#[derive(Debug)]
-struct LimitTrap;
-
-impl std::fmt::Display for LimitTrap {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("limit exceeded")
-    }
+fn elapsed_ns(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-impl std::error::Error for LimitTrap {}
-
-/// The guest called `proc_exit`.
-#[derive(Debug)]
-struct ProcExit(i32);
-
-impl std::fmt::Display for ProcExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "module exited with code {}", self.0)
+/// The checks of a compiled module against the contract: imports, memories, tables, exports.
+fn check_contract(module: &Module) -> Result<(), RuntimeError> {
+    let offending: Vec<String> = module
+        .imports()
+        .filter(|import| !abi::is_contract_import(import.module(), import.name()))
+        .map(|import| format!("{}.{}", import.module(), import.name()))
+        .collect();
+    if !offending.is_empty() {
+        return Err(RuntimeError::InvalidModule(format!(
+            "imports outside the guest contract: {} (the contract is docs/guest-abi.md: no files, sockets, environment, arguments or clocks)",
+            offending.join(", ")
+        )));
     }
+    let resources = module.resources_required();
+    if resources.num_memories > 1 {
+        return Err(RuntimeError::InvalidModule(format!(
+            "declares {} linear memories; a module has exactly one",
+            resources.num_memories
+        )));
+    }
+    if resources.num_tables > MAX_TABLES_PER_MODULE {
+        return Err(RuntimeError::InvalidModule(format!(
+            "declares {} tables; at most {MAX_TABLES_PER_MODULE} are allowed",
+            resources.num_tables
+        )));
+    }
+    for export in ["memory", "unseen_run", "unseen_alloc", "unseen_abi_version"] {
+        if module.get_export(export).is_none() {
+            return Err(RuntimeError::InvalidModule(format!(
+                "missing export \"{export}\" (build it with unseen-sdk's entry! macro)"
+            )));
+        }
+    }
+    Ok(())
 }
 
-impl std::error::Error for ProcExit {}
-
+/// Turns a wasmtime error into the typed error of the limit or fault behind it. The texts are
+/// built from names and figures only: no guest data reaches them.
 fn trap_to_error(store: &Store<HostState>, error: wasmtime::Error) -> RuntimeError {
-    if let Some(limit) = &store.data().limit_hit {
+    let state = store.data();
+    if let Some(limit) = &state.limit_hit {
         return limit.clone();
     }
+    if error.downcast_ref::<LimitTrap>().is_some() {
+        return RuntimeError::Internal("a limit trap without its limit".into());
+    }
     if let Some(exit) = error.downcast_ref::<ProcExit>() {
-        return if exit.0 == 0 {
-            RuntimeError::ModuleFailed("module exited early with code 0".into())
-        } else {
-            RuntimeError::ModuleFailed(exit.to_string())
-        };
+        return RuntimeError::ModuleFailed(format!("module exited with code {}", exit.0));
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => RuntimeError::LimitExceeded {
-            limit: "cpu",
-            detail: format!("fuel of {} units used up", store.data().limits.fuel),
+        Some(Trap::OutOfFuel) => {
+            RuntimeError::LimitExceeded { limit: "cpu", detail: format!("fuel of {} units used up", state.limits.fuel) }
+        }
+        Some(Trap::Interrupt) => RuntimeError::LimitExceeded {
+            limit: "wall_clock",
+            detail: format!("deadline of {} ms passed", state.limits.wall_clock_ms),
         },
-        Some(Trap::StackOverflow) => RuntimeError::ModuleFailed("stack overflow (deep recursion)".into()),
-        Some(trap) if store.data().memory_refused => RuntimeError::LimitExceeded {
+        Some(Trap::StackOverflow) => {
+            RuntimeError::LimitExceeded { limit: "stack", detail: "call stack exhausted (recursion too deep)".into() }
+        }
+        Some(trap) if state.memory_refused => RuntimeError::LimitExceeded {
             limit: "memory",
-            detail: format!("linear memory capped at {} bytes ({trap})", store.data().limits.memory_bytes),
+            detail: format!("linear memory capped at {} bytes ({trap})", state.limits.memory_bytes),
         },
-        Some(trap) => RuntimeError::ModuleFailed(format!("trap: {trap}")),
+        Some(Trap::MemoryOutOfBounds) => RuntimeError::Trapped(format!(
+            "{} (in a Rust module, often the shadow stack running off the bottom of memory: recursion too deep)",
+            Trap::MemoryOutOfBounds
+        )),
+        Some(trap) => RuntimeError::Trapped(trap.to_string()),
+        None if state.memory_refused => RuntimeError::LimitExceeded {
+            limit: "memory",
+            detail: format!("linear memory capped at {} bytes", state.limits.memory_bytes),
+        },
         None => RuntimeError::ModuleFailed(format!("{error:#}")),
     }
-}
-
-fn guest_bytes(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<Vec<u8>, String> {
-    let memory = caller.get_export("memory").and_then(Extern::into_memory).ok_or("module exports no memory")?;
-    let data = memory.data(&*caller);
-    let start = usize::try_from(ptr).map_err(|_| "negative pointer")?;
-    let len = usize::try_from(len).map_err(|_| "negative length")?;
-    let end = start.checked_add(len).ok_or("pointer overflow")?;
-    data.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| "buffer outside guest memory".to_string())
-}
-
-fn guest_text(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, String> {
-    String::from_utf8(guest_bytes(caller, ptr, len)?).map_err(|_| "text is not UTF-8".to_string())
-}
-
-/// Copies `bytes` into memory the guest allocates, returning the packed pointer and length.
-fn give_to_guest(caller: &mut Caller<'_, HostState>, bytes: &[u8]) -> wasmtime::Result<i64> {
-    if bytes.is_empty() {
-        return Ok(0);
-    }
-    let len = i32::try_from(bytes.len()).map_err(|_| wasmtime::Error::msg("reply larger than 2 GiB"))?;
-    let alloc = caller
-        .get_export("unseen_alloc")
-        .and_then(Extern::into_func)
-        .ok_or_else(|| wasmtime::Error::msg("module exports no unseen_alloc"))?
-        .typed::<i32, i32>(&*caller)?;
-    let ptr = alloc.call(&mut *caller, len)?;
-    let memory =
-        caller.get_export("memory").and_then(Extern::into_memory).ok_or_else(|| wasmtime::Error::msg("no memory"))?;
-    let start = usize::try_from(ptr).map_err(|_| wasmtime::Error::msg("unseen_alloc returned a negative pointer"))?;
-    memory.write(&mut *caller, start, bytes)?;
-    Ok((i64::from(ptr as u32) << 32) | i64::from(len as u32))
-}
-
-fn fail(caller: &mut Caller<'_, HostState>, code: i64, message: String) -> i64 {
-    caller.data_mut().last_error = message;
-    code
-}
-
-fn hit_limit(caller: &mut Caller<'_, HostState>, limit: &'static str, detail: String) -> wasmtime::Error {
-    caller.data_mut().limit_hit = Some(RuntimeError::LimitExceeded { limit, detail });
-    wasmtime::Error::new(LimitTrap)
-}
-
-fn push_log(caller: &mut Caller<'_, HostState>, line: String) -> wasmtime::Result<()> {
-    let state = caller.data_mut();
-    state.log_bytes += line.len();
-    if state.log_bytes > state.limits.max_log_bytes {
-        let detail = format!("guest log exceeded {} bytes", state.limits.max_log_bytes);
-        return Err(hit_limit(caller, "log_bytes", detail));
-    }
-    state.log.push(line);
-    Ok(())
-}
-
-fn encode_ipc(batch: &RecordBatch) -> Result<Vec<u8>, String> {
-    let mut buffer = Vec::with_capacity(batch.get_array_memory_size() + 1024);
-    let mut writer = StreamWriter::try_new(&mut buffer, &batch.schema()).map_err(|error| error.to_string())?;
-    writer.write(batch).map_err(|error| error.to_string())?;
-    writer.finish().map_err(|error| error.to_string())?;
-    drop(writer);
-    Ok(buffer)
-}
-
-fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap("unseen", "tables", |mut caller: Caller<'_, HostState>| -> wasmtime::Result<i64> {
-        let state = caller.data();
-        let columns = state.tokio.block_on(state.session.describe());
-        let mut text = String::new();
-        for (table, column, data_type, mode, tag) in columns {
-            text.push_str(&format!("{table}\t{column}\t{data_type}\t{}\t{}\n", mode.as_str(), tag.as_str()));
-        }
-        give_to_guest(&mut caller, text.as_bytes())
-    })?;
-
-    linker.func_wrap(
-        "unseen",
-        "query",
-        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<i64> {
-            let sql = match guest_text(&mut caller, ptr, len) {
-                Ok(sql) => sql,
-                Err(message) => return Ok(fail(&mut caller, ERR_INVALID, message)),
-            };
-            let state = caller.data();
-            if state.queries.len() as u32 >= state.limits.max_queries {
-                let detail = format!("more than {} queries", state.limits.max_queries);
-                return Err(hit_limit(&mut caller, "queries", detail));
-            }
-            let (session, tokio, mode) = (state.session.clone(), state.tokio.clone(), state.mode);
-            let outcome = tokio.block_on(session.query(&sql));
-            let state = caller.data_mut();
-            match outcome {
-                Ok(result) => {
-                    state.queries.push(QueryRecord {
-                        sql,
-                        outcome: "allowed".into(),
-                        message: None,
-                        rows: result.rows,
-                        suppressed_groups: result.lineage.suppressed_groups,
-                    });
-                    state.results.push((result, 0));
-                    Ok((state.results.len() - 1) as i64)
-                }
-                Err(error) => {
-                    let (outcome, code) = match &error {
-                        RuntimeError::Refused(refusal) => (refusal.rule.clone(), ERR_REFUSED),
-                        RuntimeError::InvalidQuery(_) => ("invalid_query".to_string(), ERR_INVALID),
-                        _ => ("failed".to_string(), ERR_INTERNAL),
-                    };
-                    let message = error.developer_message(mode);
-                    state.queries.push(QueryRecord {
-                        sql,
-                        outcome,
-                        message: Some(message.clone()),
-                        rows: 0,
-                        suppressed_groups: 0,
-                    });
-                    Ok(fail(&mut caller, code, message))
-                }
-            }
-        },
-    )?;
-
-    linker.func_wrap(
-        "unseen",
-        "result_info",
-        |mut caller: Caller<'_, HostState>, handle: i32| -> wasmtime::Result<i64> {
-            let Some((result, _)) = usize::try_from(handle).ok().and_then(|index| caller.data().results.get(index))
-            else {
-                return Ok(fail(&mut caller, ERR_NOT_FOUND, format!("no query result {handle}")));
-            };
-            let text = format!(
-                "rows={}\nbatches={}\nsuppressed_groups={}\nsuppression_rule={}\n",
-                result.rows,
-                result.batches.len(),
-                result.lineage.suppressed_groups,
-                result.lineage.suppression_rule.clone().unwrap_or_default()
-            );
-            give_to_guest(&mut caller, text.as_bytes())
-        },
-    )?;
-
-    linker.func_wrap(
-        "unseen",
-        "next_batch",
-        |mut caller: Caller<'_, HostState>, handle: i32| -> wasmtime::Result<i64> {
-            let Some(index) = usize::try_from(handle).ok().filter(|&index| index < caller.data().results.len()) else {
-                return Ok(fail(&mut caller, ERR_NOT_FOUND, format!("no query result {handle}")));
-            };
-            let (result, cursor) = &mut caller.data_mut().results[index];
-            let Some(batch) = result.batches.get(*cursor).cloned() else { return Ok(0) };
-            *cursor += 1;
-            let bytes = match encode_ipc(&batch) {
-                Ok(bytes) => bytes,
-                Err(message) => return Ok(fail(&mut caller, ERR_INTERNAL, message)),
-            };
-            let state = caller.data_mut();
-            state.output_bytes += bytes.len();
-            if state.output_bytes > state.limits.max_output_bytes {
-                let detail =
-                    format!("more than {} bytes handed to or emitted by the module", state.limits.max_output_bytes);
-                return Err(hit_limit(&mut caller, "output_bytes", detail));
-            }
-            give_to_guest(&mut caller, &bytes)
-        },
-    )?;
-
-    linker.func_wrap(
-        "unseen",
-        "emit",
-        |mut caller: Caller<'_, HostState>, name_ptr: i32, name_len: i32, handle: i32| -> wasmtime::Result<i32> {
-            let name = match output_name(&mut caller, name_ptr, name_len) {
-                Ok(name) => name,
-                Err(message) => return Ok(fail(&mut caller, ERR_INVALID, message) as i32),
-            };
-            let Some((result, _)) = usize::try_from(handle).ok().and_then(|index| caller.data().results.get(index))
-            else {
-                return Ok(fail(&mut caller, ERR_NOT_FOUND, format!("no query result {handle}")) as i32);
-            };
-            let schema = match result.batches.first() {
-                Some(batch) => batch.schema(),
-                None => Arc::new(datafusion::arrow::datatypes::Schema::empty()),
-            };
-            let table = match concat_batches(&schema, &result.batches) {
-                Ok(table) => table,
-                Err(error) => return Ok(fail(&mut caller, ERR_INTERNAL, error.to_string()) as i32),
-            };
-            let lineage = result.lineage.clone();
-            check_outputs(&mut caller)?;
-            caller.data_mut().outputs.push(JobOutput {
-                name,
-                kind: OutputKind::Table,
-                table: Some(table),
-                artifact: None,
-                lineage,
-            });
-            Ok(0)
-        },
-    )?;
-
-    linker.func_wrap(
-        "unseen",
-        "emit_artifact",
-        |mut caller: Caller<'_, HostState>,
-         name_ptr: i32,
-         name_len: i32,
-         data_ptr: i32,
-         data_len: i32|
-         -> wasmtime::Result<i32> {
-            let name = match output_name(&mut caller, name_ptr, name_len) {
-                Ok(name) => name,
-                Err(message) => return Ok(fail(&mut caller, ERR_INVALID, message) as i32),
-            };
-            let bytes = match guest_bytes(&mut caller, data_ptr, data_len) {
-                Ok(bytes) => bytes,
-                Err(message) => return Ok(fail(&mut caller, ERR_INVALID, message) as i32),
-            };
-            let state = caller.data_mut();
-            state.output_bytes += bytes.len();
-            if state.output_bytes > state.limits.max_output_bytes {
-                let detail =
-                    format!("more than {} bytes handed to or emitted by the module", state.limits.max_output_bytes);
-                return Err(hit_limit(&mut caller, "output_bytes", detail));
-            }
-            check_outputs(&mut caller)?;
-            caller.data_mut().outputs.push(JobOutput {
-                name,
-                kind: OutputKind::Artifact,
-                table: None,
-                artifact: Some(bytes),
-                lineage: OutputLineage::default(),
-            });
-            Ok(0)
-        },
-    )?;
-
-    linker.func_wrap(
-        "unseen",
-        "log",
-        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
-            match guest_bytes(&mut caller, ptr, len) {
-                Ok(bytes) => {
-                    push_log(&mut caller, String::from_utf8_lossy(&bytes).into_owned())?;
-                    Ok(0)
-                }
-                Err(message) => Ok(fail(&mut caller, ERR_INVALID, message) as i32),
-            }
-        },
-    )?;
-
-    linker.func_wrap("unseen", "last_error", |mut caller: Caller<'_, HostState>| -> wasmtime::Result<i64> {
-        let message = std::mem::take(&mut caller.data_mut().last_error);
-        give_to_guest(&mut caller, message.as_bytes())
-    })?;
-
-    define_wasi_shim(linker)
-}
-
-fn check_outputs(caller: &mut Caller<'_, HostState>) -> wasmtime::Result<()> {
-    let state = caller.data();
-    if state.outputs.len() as u32 >= state.limits.max_outputs {
-        let detail = format!("more than {} outputs", state.limits.max_outputs);
-        return Err(hit_limit(caller, "outputs", detail));
-    }
-    Ok(())
-}
-
-/// Reads an output name from guest memory and checks its form.
-fn output_name(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, String> {
-    let name = guest_text(caller, ptr, len)?;
-    if valid_output_name(&name) { Ok(name) } else { Err(format!("output name \"{name}\" must be 1-64 of [a-z0-9_]")) }
-}
-
-fn valid_output_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
-}
-
-/// WASI functions Rust's standard library imports, answered without granting anything.
-fn define_wasi_shim(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    const WASI: &str = "wasi_snapshot_preview1";
-    linker.func_wrap(
-        WASI,
-        "fd_write",
-        |mut caller: Caller<'_, HostState>,
-         fd: i32,
-         iovs: i32,
-         iovs_len: i32,
-         written_ptr: i32|
-         -> wasmtime::Result<i32> {
-            if fd != 1 && fd != 2 {
-                return Ok(WASI_EBADF);
-            }
-            let Ok(vectors) = guest_bytes(&mut caller, iovs, iovs_len.saturating_mul(8)) else { return Ok(WASI_EBADF) };
-            let mut text = Vec::new();
-            for vector in vectors.chunks_exact(8) {
-                let ptr = i32::from_le_bytes([vector[0], vector[1], vector[2], vector[3]]);
-                let len = i32::from_le_bytes([vector[4], vector[5], vector[6], vector[7]]);
-                let Ok(bytes) = guest_bytes(&mut caller, ptr, len) else { return Ok(WASI_EBADF) };
-                text.extend_from_slice(&bytes);
-            }
-            let written = text.len() as u32;
-            let line = String::from_utf8_lossy(&text).trim_end().to_string();
-            if !line.is_empty() {
-                push_log(&mut caller, line)?;
-            }
-            let memory = caller
-                .get_export("memory")
-                .and_then(Extern::into_memory)
-                .ok_or_else(|| wasmtime::Error::msg("no memory"))?;
-            let Ok(offset) = usize::try_from(written_ptr) else { return Ok(WASI_EBADF) };
-            if memory.write(&mut caller, offset, &written.to_le_bytes()).is_err() {
-                return Ok(WASI_EBADF);
-            }
-            Ok(0)
-        },
-    )?;
-    linker.func_wrap(
-        WASI,
-        "random_get",
-        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| -> wasmtime::Result<i32> {
-            // Deterministic bytes from the job's seed: no entropy source is a capability.
-            let Ok(len) = usize::try_from(len) else { return Ok(WASI_EBADF) };
-            let mut bytes = vec![0u8; len];
-            for chunk in bytes.chunks_mut(8) {
-                let state = caller.data_mut();
-                state.random_state = state.random_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut mixed = state.random_state;
-                mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                mixed ^= mixed >> 31;
-                chunk.copy_from_slice(&mixed.to_le_bytes()[..chunk.len()]);
-            }
-            let memory = caller
-                .get_export("memory")
-                .and_then(Extern::into_memory)
-                .ok_or_else(|| wasmtime::Error::msg("no memory"))?;
-            let Ok(offset) = usize::try_from(ptr) else { return Ok(WASI_EBADF) };
-            Ok(if memory.write(&mut caller, offset, &bytes).is_ok() { 0 } else { WASI_EBADF })
-        },
-    )?;
-    for name in ["environ_sizes_get", "args_sizes_get"] {
-        linker.func_wrap(
-            WASI,
-            name,
-            |mut caller: Caller<'_, HostState>, count_ptr: i32, size_ptr: i32| -> wasmtime::Result<i32> {
-                let memory = caller
-                    .get_export("memory")
-                    .and_then(Extern::into_memory)
-                    .ok_or_else(|| wasmtime::Error::msg("no memory"))?;
-                for ptr in [count_ptr, size_ptr] {
-                    let Ok(offset) = usize::try_from(ptr) else { return Ok(WASI_EBADF) };
-                    if memory.write(&mut caller, offset, &0u32.to_le_bytes()).is_err() {
-                        return Ok(WASI_EBADF);
-                    }
-                }
-                Ok(0)
-            },
-        )?;
-    }
-    for name in ["environ_get", "args_get"] {
-        linker.func_wrap(WASI, name, |_: Caller<'_, HostState>, _: i32, _: i32| -> i32 { 0 })?;
-    }
-    linker.func_wrap(WASI, "proc_exit", |_: Caller<'_, HostState>, code: i32| -> wasmtime::Result<()> {
-        Err(wasmtime::Error::new(ProcExit(code)))
-    })?;
-    linker.func_wrap(WASI, "sched_yield", |_: Caller<'_, HostState>| -> i32 { 0 })?;
-    linker
-        .func_wrap(WASI, "clock_time_get", |_: Caller<'_, HostState>, _: i32, _: i64, _: i32| -> i32 { WASI_ENOSYS })?;
-    linker.func_wrap(WASI, "fd_close", |_: Caller<'_, HostState>, _: i32| -> i32 { WASI_EBADF })?;
-    linker
-        .func_wrap(WASI, "fd_seek", |_: Caller<'_, HostState>, _: i32, _: i64, _: i32, _: i32| -> i32 { WASI_EBADF })?;
-    linker.func_wrap(WASI, "fd_fdstat_get", |_: Caller<'_, HostState>, _: i32, _: i32| -> i32 { WASI_EBADF })?;
-    Ok(())
 }

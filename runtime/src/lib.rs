@@ -4,12 +4,15 @@
 //! The guest contract is `docs/guest-abi.md`; its host side is [`host`]. What a query may see
 //! is decided in [`governed`]. Desensitised samples are derived in [`sample`].
 
+mod abi;
+mod cache;
 pub mod governed;
 pub mod host;
 pub mod sample;
 
+pub use abi::ABI_VERSION;
 pub use governed::{DomainTable, GovernedResult, GovernedSession, Mode};
-pub use host::{JobOutput, JobReport, JobSpec, Limits, Metering, ModuleInfo, QueryRecord, Runtime};
+pub use host::{JobOutput, JobReport, JobSpec, Metering, ModuleInfo, QueryRecord, Runtime, RuntimeConfig};
 
 use unseen_policy::Refusal;
 
@@ -31,12 +34,17 @@ pub enum RuntimeError {
     /// A per-grant limit was reached.
     #[error("limit exceeded: {limit}: {detail}")]
     LimitExceeded {
-        /// Which limit (`cpu`, `memory`, `queries`, `output_bytes`, `log_bytes`).
+        /// Which limit: `cpu`, `wall_clock`, `memory`, `stack`, `queries`, `outputs`,
+        /// `output_rows`, `output_bytes`, `log_bytes`, `params`.
         limit: &'static str,
         /// The figure.
         detail: String,
     },
-    /// The module trapped or gave up.
+    /// The module hit a wasm trap (unreachable, out-of-bounds access, division by zero…).
+    /// The text is wasmtime's fixed description of the trap kind, never guest data.
+    #[error("module trapped: {0}")]
+    Trapped(String),
+    /// The module gave up (returned non-zero, exited) or failed in a way the host cannot type.
     #[error("module failed: {0}")]
     ModuleFailed(String),
     /// A bug or an environment problem in the domain itself.
@@ -51,9 +59,14 @@ impl RuntimeError {
     pub fn developer_message(&self, mode: Mode) -> String {
         match (self, mode) {
             (_, Mode::Sample) => self.to_string(),
-            // Planning reads no data: its errors are about the SQL the developer wrote.
+            // Planning reads no data: its errors are about the SQL the developer wrote; limits
+            // and refusals are names and figures; trap texts are wasmtime's fixed descriptions.
             (
-                Self::Refused(_) | Self::LimitExceeded { .. } | Self::InvalidModule(_) | Self::InvalidQuery(_),
+                Self::Refused(_)
+                | Self::LimitExceeded { .. }
+                | Self::InvalidModule(_)
+                | Self::InvalidQuery(_)
+                | Self::Trapped(_),
                 Mode::Production,
             ) => self.to_string(),
             (Self::Query(_), Mode::Production) => {

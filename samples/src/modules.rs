@@ -1,13 +1,47 @@
 //! The sample modules, compiled from `samples/modules/` for `wasm32-wasip1` by `build.rs` and
 //! embedded here, so they travel with every binary.
 
+macro_rules! module {
+    ($file:literal) => {
+        include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".wasm"))
+    };
+}
+
 /// Green energy (绿色能源): electricity use by industry and district — the legitimate analysis.
-pub const GREEN_ENERGY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/green_energy.wasm"));
+pub const GREEN_ENERGY: &[u8] = module!("green_energy");
 
 /// A hostile module that tries to emit raw resident ID numbers, as a table and as an artifact.
-pub const HOSTILE_ID_DUMP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile_id_dump.wasm"));
+pub const HOSTILE_ID_DUMP: &[u8] = module!("hostile_id_dump");
+
+/// The benchmark probe: host calls, batch transfer and a guest kernel, chosen by parameters.
+pub const BENCH_PROBE: &[u8] = module!("bench_probe");
+
+/// Attacks on the domain's limits (loop, memory, recursion, floods, a trap), chosen by the
+/// parameter `attack=<name>`.
+pub const RED_TEAM: &[u8] = module!("red_team");
+
+/// Tries to read the machine's files (WASI `path_open`): refused at upload.
+pub const RED_TEAM_FILES: &[u8] = module!("red_team_files");
+
+/// Tries to use sockets (WASI `sock_*`): refused at upload.
+pub const RED_TEAM_SOCKETS: &[u8] = module!("red_team_sockets");
+
+/// Tries to read the environment and arguments (WASI `environ_*`, `args_*`): refused at upload.
+pub const RED_TEAM_ENV: &[u8] = module!("red_team_env");
+
+/// Tries to read a fine-grained clock (WASI `clock_time_get`): refused at upload.
+pub const RED_TEAM_CLOCK: &[u8] = module!("red_team_clock");
 
 /// Every sample module by name.
 pub fn all() -> &'static [(&'static str, &'static [u8])] {
-    &[("green-energy", GREEN_ENERGY), ("hostile-id-dump", HOSTILE_ID_DUMP)]
+    &[
+        ("green-energy", GREEN_ENERGY),
+        ("hostile-id-dump", HOSTILE_ID_DUMP),
+        ("bench-probe", BENCH_PROBE),
+        ("red-team", RED_TEAM),
+        ("red-team-files", RED_TEAM_FILES),
+        ("red-team-sockets", RED_TEAM_SOCKETS),
+        ("red-team-env", RED_TEAM_ENV),
+        ("red-team-clock", RED_TEAM_CLOCK),
+    ]
 }

@@ -98,6 +98,7 @@ pub fn green_energy() -> ScenarioApplication {
         }],
         disclosure: DisclosureParams { threshold_k: 10, auto_release: false },
         validity_days: 365,
+        limits: Default::default(),
     }
 }
 
@@ -126,5 +127,6 @@ pub fn resident_verification() -> ScenarioApplication {
         ],
         disclosure: DisclosureParams { threshold_k: 10, auto_release: true },
         validity_days: 90,
+        limits: Default::default(),
     }
 }

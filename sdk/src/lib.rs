@@ -22,7 +22,7 @@
 pub use arrow_array;
 pub use arrow_schema;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, LargeStringArray, RecordBatch, StringArray, StringViewArray};
 
 /// The guest ABI version this SDK speaks.
 pub const ABI_VERSION: i32 = 1;
@@ -101,7 +101,7 @@ impl QueryResult {
                     done = true;
                     None
                 }
-                Ok(Some(bytes)) => Some(decode_batch(&bytes)),
+                Ok(Some(bytes)) => Some(decode_batch(bytes)),
                 Err(error) => {
                     done = true;
                     Some(Err(error))
@@ -111,14 +111,32 @@ impl QueryResult {
     }
 }
 
-fn decode_batch(bytes: &[u8]) -> Result<RecordBatch, Error> {
+/// Decodes one IPC stream without copying: the arrays point into the buffer the host wrote.
+fn decode_batch(bytes: Vec<u8>) -> Result<RecordBatch, Error> {
     let guest = |message: String| Error { code: ErrorCode::Guest, message };
-    let mut reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|error| guest(format!("decoding Arrow IPC: {error}")))?;
-    match reader.next() {
-        Some(batch) => batch.map_err(|error| guest(format!("decoding Arrow IPC: {error}"))),
-        None => Err(guest("an Arrow IPC stream without a batch".into())),
+    let mut buffer = arrow_buffer::Buffer::from_vec(bytes);
+    let mut decoder = arrow_ipc::reader::StreamDecoder::new();
+    let mut batch = None;
+    while !buffer.is_empty() {
+        let decoded = decoder.decode(&mut buffer).map_err(|error| guest(format!("decoding Arrow IPC: {error}")))?;
+        if decoded.is_some() {
+            batch = decoded;
+        }
     }
+    batch.ok_or_else(|| guest("an Arrow IPC stream without a batch".into()))
+}
+
+/// The values of a string column, whichever layout the domain chose (`Utf8`, `LargeUtf8` or
+/// `Utf8View`; DataFusion produces views for many string expressions). `None` for other types.
+pub fn strings(column: &dyn Array) -> Option<Vec<Option<&str>>> {
+    let any = column.as_any();
+    if let Some(values) = any.downcast_ref::<StringArray>() {
+        return Some(values.iter().collect());
+    }
+    if let Some(values) = any.downcast_ref::<StringViewArray>() {
+        return Some(values.iter().collect());
+    }
+    any.downcast_ref::<LargeStringArray>().map(|values| values.iter().collect())
 }
 
 /// The module's handle on the domain.
@@ -149,6 +167,20 @@ impl Context {
                 })
             })
             .collect())
+    }
+
+    /// The parameters the developer passed with this job (free text, at most 4 KiB), e.g. the
+    /// month to analyse. They are recorded in the audit log with the job.
+    pub fn params(&self) -> Result<String, Error> {
+        abi::params().map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The value of `name` when the parameters are `name=value` lines.
+    pub fn param(&self, name: &str) -> Result<Option<String>, Error> {
+        Ok(self.params()?.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key.trim() == name).then(|| value.trim().to_string())
+        }))
     }
 
     /// Runs SQL under the grant. A refusal names the rule and the column it is about.
@@ -213,11 +245,12 @@ macro_rules! entry {
     };
 }
 
-/// Allocation the host writes replies into; reclaimed by [`abi::take`]. Not for module code.
+/// Allocation the host writes replies into; reclaimed by `abi::take`. Not for module code.
+/// The bytes are left uninitialised: the host fills all of them before the guest reads any.
 #[doc(hidden)]
 pub fn __alloc(len: i32) -> i32 {
     let len = usize::try_from(len).unwrap_or(0).max(1);
-    let mut buffer = std::mem::ManuallyDrop::new(vec![0u8; len]);
+    let mut buffer = std::mem::ManuallyDrop::new(Vec::<u8>::with_capacity(len));
     buffer.as_mut_ptr() as usize as i32
 }
 
@@ -230,6 +263,7 @@ mod abi {
         #[link(wasm_import_module = "unseen")]
         unsafe extern "C" {
             pub fn tables() -> i64;
+            pub fn params() -> i64;
             pub fn query(sql_ptr: i32, sql_len: i32) -> i64;
             pub fn result_info(handle: i32) -> i64;
             pub fn next_batch(handle: i32) -> i64;
@@ -244,6 +278,9 @@ mod abi {
     #[allow(clippy::missing_safety_doc)]
     mod imports {
         pub unsafe fn tables() -> i64 {
+            -6
+        }
+        pub unsafe fn params() -> i64 {
             -6
         }
         pub unsafe fn query(_: i32, _: i32) -> i64 {
@@ -276,7 +313,7 @@ mod abi {
         }
         let ptr = (packed >> 32) as u32 as usize;
         let len = (packed & 0xFFFF_FFFF) as usize;
-        // SAFETY: the host wrote `len` bytes into a buffer of capacity max(len, 1) that
+        // SAFETY: the host wrote all `len` bytes into a buffer of capacity max(len, 1) that
         // `__alloc` leaked from a Vec<u8>; ownership returns to us exactly once.
         unsafe { Vec::from_raw_parts(ptr as *mut u8, len, len.max(1)) }
     }
@@ -302,6 +339,11 @@ mod abi {
     pub fn tables() -> Result<String, Error> {
         // SAFETY: a host import with no arguments.
         reply(unsafe { imports::tables() }).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    pub fn params() -> Result<Vec<u8>, Error> {
+        // SAFETY: a host import with no arguments.
+        reply(unsafe { imports::params() })
     }
 
     pub fn query(sql: &str) -> Result<i32, Error> {

@@ -13,7 +13,8 @@ const QUERY: &str = "SELECT e.industry, e.district, SUM(u.kwh) AS total_kwh \
 
 fn analyse(ctx: &mut Context) -> Result<(), Error> {
     let columns = ctx.tables()?;
-    let granted: Vec<String> = columns.iter().map(|column| format!("{}.{} ({})", column.table, column.column, column.mode)).collect();
+    let granted: Vec<String> =
+        columns.iter().map(|column| format!("{}.{} ({})", column.table, column.column, column.mode)).collect();
     ctx.log(&format!("granted columns: {}", granted.join(", ")));
 
     let result = ctx.sql(QUERY)?;

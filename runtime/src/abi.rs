@@ -1,0 +1,573 @@
+//! The host side of the guest contract, ABI v1 (`docs/guest-abi.md`): the only things a
+//! module can ask of the domain, and the per-job state they act on.
+//!
+//! A module gets no WASI capabilities. The WASI functions every Rust module imports (wasi-libc's
+//! start-up code and std) are answered by a shim that grants nothing: writes to stdout and
+//! stderr become guest log lines, randomness is deterministic from the job's seed, the
+//! environment is empty, exit ends the run. Files, sockets, arguments and clocks are not in the
+//! contract, so a module that imports them is refused at upload.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use unseen_policy::{JobLimits, OutputKind, OutputLineage};
+use wasmtime::{Caller, Linker, Memory, ResourceLimiter, TypedFunc};
+
+use crate::RuntimeError;
+use crate::governed::{GovernedResult, GovernedSession, Mode};
+use crate::host::{JobOutput, Metering, QueryRecord};
+
+/// The ABI version this host implements.
+pub const ABI_VERSION: i32 = 1;
+
+const ERR_REFUSED: i64 = -1;
+const ERR_INVALID: i64 = -2;
+const ERR_NOT_FOUND: i64 = -4;
+const ERR_INTERNAL: i64 = -5;
+const WASI_EBADF: i32 = 8;
+
+const UNSEEN: &str = "unseen";
+const WASI: &str = "wasi_snapshot_preview1";
+/// The contract's own imports.
+const UNSEEN_IMPORTS: &[&str] =
+    &["tables", "params", "query", "result_info", "next_batch", "emit", "emit_artifact", "log", "last_error"];
+/// The WASI functions the shim answers: those every Rust module for wasm32-wasip1 imports.
+const WASI_SHIM: &[&str] = &["fd_write", "random_get", "environ_get", "environ_sizes_get", "proc_exit"];
+
+/// Whether `module.name` is an import the contract provides.
+pub(crate) fn is_contract_import(module: &str, name: &str) -> bool {
+    match module {
+        UNSEEN => UNSEEN_IMPORTS.contains(&name),
+        WASI => WASI_SHIM.contains(&name),
+        _ => false,
+    }
+}
+
+/// A limit reached inside a host call; the limit itself is kept in [`HostState::limit_hit`].
+#[derive(Debug)]
+pub(crate) struct LimitTrap;
+
+impl std::fmt::Display for LimitTrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("limit exceeded")
+    }
+}
+
+impl std::error::Error for LimitTrap {}
+
+/// The guest called `proc_exit`.
+#[derive(Debug)]
+pub(crate) struct ProcExit(pub(crate) i32);
+
+impl std::fmt::Display for ProcExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "module exited with code {}", self.0)
+    }
+}
+
+impl std::error::Error for ProcExit {}
+
+/// One job's state, owned by its wasmtime store.
+pub(crate) struct HostState {
+    session: Arc<GovernedSession>,
+    tokio: tokio::runtime::Handle,
+    pub(crate) limits: JobLimits,
+    mode: Mode,
+    params: String,
+    deadline: Instant,
+    memory: Option<Memory>,
+    alloc: Option<TypedFunc<i32, i32>>,
+    results: Vec<(GovernedResult, usize)>,
+    pub(crate) outputs: Vec<JobOutput>,
+    pub(crate) log: Vec<String>,
+    pub(crate) queries: Vec<QueryRecord>,
+    last_error: String,
+    random_state: u64,
+    pub(crate) memory_refused: bool,
+    pub(crate) limit_hit: Option<RuntimeError>,
+    peak_memory: usize,
+    log_bytes: u64,
+    output_bytes: u64,
+    output_rows: u64,
+    rows_scanned: u64,
+    bytes_scanned: u64,
+    transfer_bytes: u64,
+    transfer_ns: u64,
+    instantiate_ns: u64,
+    pub(crate) host_ns: u64,
+    pub(crate) guest_ns: u64,
+}
+
+impl HostState {
+    pub(crate) fn new(
+        session: Arc<GovernedSession>,
+        tokio: tokio::runtime::Handle,
+        limits: JobLimits,
+        mode: Mode,
+        params: &str,
+        seed: u64,
+        deadline: Instant,
+    ) -> Self {
+        Self {
+            session,
+            tokio,
+            limits,
+            mode,
+            params: params.to_string(),
+            deadline,
+            memory: None,
+            alloc: None,
+            results: Vec::new(),
+            outputs: Vec::new(),
+            log: Vec::new(),
+            queries: Vec::new(),
+            last_error: String::new(),
+            random_state: seed,
+            memory_refused: false,
+            limit_hit: None,
+            peak_memory: 0,
+            log_bytes: 0,
+            output_bytes: 0,
+            output_rows: 0,
+            rows_scanned: 0,
+            bytes_scanned: 0,
+            transfer_bytes: 0,
+            transfer_ns: 0,
+            instantiate_ns: 0,
+            host_ns: 0,
+            guest_ns: 0,
+        }
+    }
+
+    /// Records the instance's memory and allocator once it exists.
+    pub(crate) fn attach(&mut self, memory: Option<Memory>, alloc: Option<TypedFunc<i32, i32>>, instantiate_ns: u64) {
+        self.memory = memory;
+        self.alloc = alloc;
+        self.instantiate_ns = instantiate_ns;
+    }
+
+    /// The job's metering once it is over.
+    pub(crate) fn metering(&self, fuel: u64, wall: std::time::Duration) -> Metering {
+        Metering {
+            fuel,
+            peak_memory_bytes: self.peak_memory as u64,
+            queries: self.queries.len() as u32,
+            rows_scanned: self.rows_scanned,
+            bytes_scanned: self.bytes_scanned,
+            rows_returned: self.queries.iter().map(|query| query.rows).sum(),
+            output_rows: self.output_rows,
+            output_bytes: self.output_bytes,
+            log_bytes: self.log_bytes,
+            transfer_bytes: self.transfer_bytes,
+            transfer_ns: self.transfer_ns,
+            instantiate_ns: self.instantiate_ns,
+            host_ns: self.host_ns,
+            guest_ns: self.guest_ns,
+            wall_ms: wall.as_millis() as u64,
+        }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired as u64 > self.limits.memory_bytes {
+            self.memory_refused = true;
+            return Ok(false);
+        }
+        self.peak_memory = self.peak_memory.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired as u64 <= u64::from(self.limits.table_elements))
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+}
+
+type HostCaller<'a> = Caller<'a, HostState>;
+
+/// Runs a host call and adds its duration to the job's host time.
+fn timed<T>(caller: &mut HostCaller<'_>, call: impl FnOnce(&mut HostCaller<'_>) -> T) -> T {
+    let started = Instant::now();
+    let result = call(caller);
+    caller.data_mut().host_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    result
+}
+
+fn fail(caller: &mut HostCaller<'_>, code: i64, message: String) -> i64 {
+    caller.data_mut().last_error = message;
+    code
+}
+
+fn hit_limit(caller: &mut HostCaller<'_>, limit: &'static str, detail: String) -> wasmtime::Error {
+    caller.data_mut().limit_hit = Some(RuntimeError::LimitExceeded { limit, detail });
+    wasmtime::Error::new(LimitTrap)
+}
+
+fn guest_bytes(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, String> {
+    let memory = caller.data().memory.ok_or("module exports no memory")?;
+    let start = usize::try_from(ptr).map_err(|_| "negative pointer")?;
+    let len = usize::try_from(len).map_err(|_| "negative length")?;
+    let end = start.checked_add(len).ok_or("pointer overflow")?;
+    memory.data(&*caller).get(start..end).map(<[u8]>::to_vec).ok_or_else(|| "buffer outside guest memory".into())
+}
+
+fn guest_text(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> Result<String, String> {
+    String::from_utf8(guest_bytes(caller, ptr, len)?).map_err(|_| "text is not UTF-8".to_string())
+}
+
+/// Copies `bytes` into memory the guest allocates, returning the packed pointer and length.
+/// This is the one copy between host and guest.
+fn give_to_guest(caller: &mut HostCaller<'_>, bytes: &[u8]) -> wasmtime::Result<i64> {
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    let len = i32::try_from(bytes.len()).map_err(|_| wasmtime::Error::msg("reply larger than 2 GiB"))?;
+    let state = caller.data();
+    let (alloc, memory) = match (state.alloc.clone(), state.memory) {
+        (Some(alloc), Some(memory)) => (alloc, memory),
+        _ => return Err(wasmtime::Error::msg("module exports no unseen_alloc or memory")),
+    };
+    let ptr = alloc.call(&mut *caller, len)?;
+    let start = usize::try_from(ptr).map_err(|_| wasmtime::Error::msg("unseen_alloc returned a negative pointer"))?;
+    memory.write(&mut *caller, start, bytes)?;
+    Ok((i64::from(ptr as u32) << 32) | i64::from(len as u32))
+}
+
+fn count_output_bytes(caller: &mut HostCaller<'_>, bytes: usize) -> wasmtime::Result<()> {
+    let state = caller.data_mut();
+    state.output_bytes += bytes as u64;
+    if state.output_bytes > state.limits.max_output_bytes {
+        let detail = format!("more than {} bytes handed to or emitted by the module", state.limits.max_output_bytes);
+        return Err(hit_limit(caller, "output_bytes", detail));
+    }
+    Ok(())
+}
+
+fn push_log(caller: &mut HostCaller<'_>, line: String) -> wasmtime::Result<()> {
+    let state = caller.data_mut();
+    state.log_bytes += line.len() as u64;
+    if state.log_bytes > state.limits.max_log_bytes {
+        let detail = format!("guest log exceeded {} bytes", state.limits.max_log_bytes);
+        return Err(hit_limit(caller, "log_bytes", detail));
+    }
+    state.log.push(line);
+    Ok(())
+}
+
+fn encode_ipc(batch: &RecordBatch) -> Result<Vec<u8>, String> {
+    let mut buffer = Vec::with_capacity(batch.get_array_memory_size() + 1024);
+    let mut writer = StreamWriter::try_new(&mut buffer, &batch.schema()).map_err(|error| error.to_string())?;
+    writer.write(batch).map_err(|error| error.to_string())?;
+    writer.finish().map_err(|error| error.to_string())?;
+    drop(writer);
+    Ok(buffer)
+}
+
+fn result_index(caller: &HostCaller<'_>, handle: i32) -> Option<usize> {
+    usize::try_from(handle).ok().filter(|&index| index < caller.data().results.len())
+}
+
+fn tables(caller: &mut HostCaller<'_>) -> wasmtime::Result<i64> {
+    let state = caller.data();
+    let columns = state.tokio.block_on(state.session.describe());
+    let mut text = String::new();
+    for (table, column, data_type, mode, tag) in columns {
+        text.push_str(&format!("{table}\t{column}\t{data_type}\t{}\t{}\n", mode.as_str(), tag.as_str()));
+    }
+    give_to_guest(caller, text.as_bytes())
+}
+
+fn params(caller: &mut HostCaller<'_>) -> wasmtime::Result<i64> {
+    let params = caller.data().params.clone();
+    give_to_guest(caller, params.as_bytes())
+}
+
+fn query(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i64> {
+    let sql = match guest_text(caller, ptr, len) {
+        Ok(sql) => sql,
+        Err(message) => return Ok(fail(caller, ERR_INVALID, message)),
+    };
+    let state = caller.data();
+    if state.queries.len() as u32 >= state.limits.max_queries {
+        let detail = format!("more than {} queries", state.limits.max_queries);
+        return Err(hit_limit(caller, "queries", detail));
+    }
+    let (session, tokio, mode) = (state.session.clone(), state.tokio.clone(), state.mode);
+    let remaining = state.deadline.saturating_duration_since(Instant::now());
+    let wall_clock_ms = state.limits.wall_clock_ms;
+    let Ok(outcome) = tokio.block_on(async { tokio::time::timeout(remaining, session.query(&sql)).await }) else {
+        let detail = format!("deadline of {wall_clock_ms} ms passed during a query");
+        return Err(hit_limit(caller, "wall_clock", detail));
+    };
+    let state = caller.data_mut();
+    match outcome {
+        Ok(result) => {
+            state.rows_scanned += result.rows_scanned;
+            state.bytes_scanned += result.bytes_scanned;
+            state.queries.push(QueryRecord {
+                sql,
+                outcome: "allowed".into(),
+                message: None,
+                rows: result.rows,
+                suppressed_groups: result.lineage.suppressed_groups,
+            });
+            state.results.push((result, 0));
+            Ok((state.results.len() - 1) as i64)
+        }
+        Err(error) => {
+            let (outcome, code) = match &error {
+                RuntimeError::Refused(refusal) => (refusal.rule.clone(), ERR_REFUSED),
+                RuntimeError::InvalidQuery(_) => ("invalid_query".to_string(), ERR_INVALID),
+                _ => ("failed".to_string(), ERR_INTERNAL),
+            };
+            let message = error.developer_message(mode);
+            state.queries.push(QueryRecord {
+                sql,
+                outcome,
+                message: Some(message.clone()),
+                rows: 0,
+                suppressed_groups: 0,
+            });
+            Ok(fail(caller, code, message))
+        }
+    }
+}
+
+fn result_info(caller: &mut HostCaller<'_>, handle: i32) -> wasmtime::Result<i64> {
+    let Some(index) = result_index(caller, handle) else {
+        return Ok(fail(caller, ERR_NOT_FOUND, format!("no query result {handle}")));
+    };
+    let (result, _) = &caller.data().results[index];
+    let text = format!(
+        "rows={}\nbatches={}\nsuppressed_groups={}\nsuppression_rule={}\n",
+        result.rows,
+        result.batches.len(),
+        result.lineage.suppressed_groups,
+        result.lineage.suppression_rule.clone().unwrap_or_default()
+    );
+    give_to_guest(caller, text.as_bytes())
+}
+
+fn next_batch(caller: &mut HostCaller<'_>, handle: i32) -> wasmtime::Result<i64> {
+    let Some(index) = result_index(caller, handle) else {
+        return Ok(fail(caller, ERR_NOT_FOUND, format!("no query result {handle}")));
+    };
+    let (result, cursor) = &mut caller.data_mut().results[index];
+    let Some(batch) = result.batches.get(*cursor).cloned() else { return Ok(0) };
+    *cursor += 1;
+    let started = Instant::now();
+    let bytes = match encode_ipc(&batch) {
+        Ok(bytes) => bytes,
+        Err(message) => return Ok(fail(caller, ERR_INTERNAL, message)),
+    };
+    count_output_bytes(caller, bytes.len())?;
+    let packed = give_to_guest(caller, &bytes)?;
+    let state = caller.data_mut();
+    state.transfer_bytes += bytes.len() as u64;
+    state.transfer_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    Ok(packed)
+}
+
+fn check_outputs(caller: &mut HostCaller<'_>) -> wasmtime::Result<()> {
+    let state = caller.data();
+    if state.outputs.len() as u32 >= state.limits.max_outputs {
+        let detail = format!("more than {} outputs", state.limits.max_outputs);
+        return Err(hit_limit(caller, "outputs", detail));
+    }
+    Ok(())
+}
+
+/// Reads an output name from guest memory and checks its form.
+fn output_name(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> Result<String, String> {
+    let name = guest_text(caller, ptr, len)?;
+    if valid_output_name(&name) { Ok(name) } else { Err(format!("output name \"{name}\" must be 1-64 of [a-z0-9_]")) }
+}
+
+fn valid_output_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+}
+
+fn emit(caller: &mut HostCaller<'_>, name_ptr: i32, name_len: i32, handle: i32) -> wasmtime::Result<i32> {
+    let name = match output_name(caller, name_ptr, name_len) {
+        Ok(name) => name,
+        Err(message) => return Ok(fail(caller, ERR_INVALID, message) as i32),
+    };
+    let Some(index) = result_index(caller, handle) else {
+        return Ok(fail(caller, ERR_NOT_FOUND, format!("no query result {handle}")) as i32);
+    };
+    let (result, _) = &caller.data().results[index];
+    let schema = match result.batches.first() {
+        Some(batch) => batch.schema(),
+        None => Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+    };
+    let table = match concat_batches(&schema, &result.batches) {
+        Ok(table) => table,
+        Err(error) => return Ok(fail(caller, ERR_INTERNAL, error.to_string()) as i32),
+    };
+    let lineage = result.lineage.clone();
+    check_outputs(caller)?;
+    let state = caller.data_mut();
+    state.output_rows += table.num_rows() as u64;
+    if state.output_rows > state.limits.max_output_rows {
+        let detail = format!("more than {} rows in emitted tables", state.limits.max_output_rows);
+        return Err(hit_limit(caller, "output_rows", detail));
+    }
+    state.outputs.push(JobOutput { name, kind: OutputKind::Table, table: Some(table), artifact: None, lineage });
+    Ok(0)
+}
+
+fn emit_artifact(
+    caller: &mut HostCaller<'_>,
+    name_ptr: i32,
+    name_len: i32,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<i32> {
+    let name = match output_name(caller, name_ptr, name_len) {
+        Ok(name) => name,
+        Err(message) => return Ok(fail(caller, ERR_INVALID, message) as i32),
+    };
+    let bytes = match guest_bytes(caller, ptr, len) {
+        Ok(bytes) => bytes,
+        Err(message) => return Ok(fail(caller, ERR_INVALID, message) as i32),
+    };
+    count_output_bytes(caller, bytes.len())?;
+    check_outputs(caller)?;
+    caller.data_mut().outputs.push(JobOutput {
+        name,
+        kind: OutputKind::Artifact,
+        table: None,
+        artifact: Some(bytes),
+        lineage: OutputLineage::default(),
+    });
+    Ok(0)
+}
+
+fn log(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i32> {
+    match guest_bytes(caller, ptr, len) {
+        Ok(bytes) => {
+            push_log(caller, String::from_utf8_lossy(&bytes).into_owned())?;
+            Ok(0)
+        }
+        Err(message) => Ok(fail(caller, ERR_INVALID, message) as i32),
+    }
+}
+
+fn last_error(caller: &mut HostCaller<'_>) -> wasmtime::Result<i64> {
+    let message = std::mem::take(&mut caller.data_mut().last_error);
+    give_to_guest(caller, message.as_bytes())
+}
+
+/// `fd_write`: stdout and stderr become guest log lines; every other descriptor is `EBADF`.
+fn fd_write(caller: &mut HostCaller<'_>, fd: i32, iovs: i32, iovs_len: i32, written_ptr: i32) -> wasmtime::Result<i32> {
+    if fd != 1 && fd != 2 {
+        return Ok(WASI_EBADF);
+    }
+    let Ok(vectors) = guest_bytes(caller, iovs, iovs_len.saturating_mul(8)) else { return Ok(WASI_EBADF) };
+    let mut text = Vec::new();
+    for vector in vectors.chunks_exact(8) {
+        let ptr = i32::from_le_bytes([vector[0], vector[1], vector[2], vector[3]]);
+        let len = i32::from_le_bytes([vector[4], vector[5], vector[6], vector[7]]);
+        let Ok(bytes) = guest_bytes(caller, ptr, len) else { return Ok(WASI_EBADF) };
+        text.extend_from_slice(&bytes);
+    }
+    let written = text.len() as u32;
+    let line = String::from_utf8_lossy(&text).trim_end().to_string();
+    if !line.is_empty() {
+        push_log(caller, line)?;
+    }
+    let (Some(memory), Ok(offset)) = (caller.data().memory, usize::try_from(written_ptr)) else {
+        return Ok(WASI_EBADF);
+    };
+    Ok(if memory.write(&mut *caller, offset, &written.to_le_bytes()).is_ok() { 0 } else { WASI_EBADF })
+}
+
+/// `random_get`: deterministic bytes from the job's seed; no entropy source is a capability.
+fn random_get(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i32> {
+    let Ok(len) = usize::try_from(len) else { return Ok(WASI_EBADF) };
+    let mut bytes = vec![0u8; len];
+    let state = caller.data_mut();
+    for chunk in bytes.chunks_mut(8) {
+        state.random_state = state.random_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut mixed = state.random_state;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        mixed ^= mixed >> 31;
+        chunk.copy_from_slice(&mixed.to_le_bytes()[..chunk.len()]);
+    }
+    let (Some(memory), Ok(offset)) = (caller.data().memory, usize::try_from(ptr)) else { return Ok(WASI_EBADF) };
+    Ok(if memory.write(&mut *caller, offset, &bytes).is_ok() { 0 } else { WASI_EBADF })
+}
+
+/// Writes a zero `u32` at each pointer (the sizes of an empty environment).
+fn write_zeros(caller: &mut HostCaller<'_>, pointers: &[i32]) -> wasmtime::Result<i32> {
+    let Some(memory) = caller.data().memory else { return Ok(WASI_EBADF) };
+    for &ptr in pointers {
+        let Ok(offset) = usize::try_from(ptr) else { return Ok(WASI_EBADF) };
+        if memory.write(&mut *caller, offset, &0u32.to_le_bytes()).is_err() {
+            return Ok(WASI_EBADF);
+        }
+    }
+    Ok(0)
+}
+
+/// Defines every import of the contract on `linker`, each timed into the job's host time.
+pub(crate) fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(UNSEEN, "tables", |mut caller: HostCaller<'_>| timed(&mut caller, tables))?;
+    linker.func_wrap(UNSEEN, "params", |mut caller: HostCaller<'_>| timed(&mut caller, params))?;
+    linker.func_wrap(UNSEEN, "query", |mut caller: HostCaller<'_>, ptr: i32, len: i32| {
+        timed(&mut caller, |caller| query(caller, ptr, len))
+    })?;
+    linker.func_wrap(UNSEEN, "result_info", |mut caller: HostCaller<'_>, handle: i32| {
+        timed(&mut caller, |caller| result_info(caller, handle))
+    })?;
+    linker.func_wrap(UNSEEN, "next_batch", |mut caller: HostCaller<'_>, handle: i32| {
+        timed(&mut caller, |caller| next_batch(caller, handle))
+    })?;
+    linker.func_wrap(UNSEEN, "emit", |mut caller: HostCaller<'_>, name_ptr: i32, name_len: i32, handle: i32| {
+        timed(&mut caller, |caller| emit(caller, name_ptr, name_len, handle))
+    })?;
+    linker.func_wrap(
+        UNSEEN,
+        "emit_artifact",
+        |mut caller: HostCaller<'_>, name_ptr: i32, name_len: i32, ptr: i32, len: i32| {
+            timed(&mut caller, |caller| emit_artifact(caller, name_ptr, name_len, ptr, len))
+        },
+    )?;
+    linker.func_wrap(UNSEEN, "log", |mut caller: HostCaller<'_>, ptr: i32, len: i32| {
+        timed(&mut caller, |caller| log(caller, ptr, len))
+    })?;
+    linker.func_wrap(UNSEEN, "last_error", |mut caller: HostCaller<'_>| timed(&mut caller, last_error))?;
+    linker.func_wrap(WASI, "fd_write", |mut caller: HostCaller<'_>, fd: i32, iovs: i32, len: i32, written: i32| {
+        timed(&mut caller, |caller| fd_write(caller, fd, iovs, len, written))
+    })?;
+    linker.func_wrap(WASI, "random_get", |mut caller: HostCaller<'_>, ptr: i32, len: i32| {
+        timed(&mut caller, |caller| random_get(caller, ptr, len))
+    })?;
+    // An empty environment: no variables, so `environ_get` has nothing to write.
+    linker.func_wrap(WASI, "environ_sizes_get", |mut caller: HostCaller<'_>, count_ptr: i32, size_ptr: i32| {
+        timed(&mut caller, |caller| write_zeros(caller, &[count_ptr, size_ptr]))
+    })?;
+    linker.func_wrap(WASI, "environ_get", |_: HostCaller<'_>, _: i32, _: i32| -> i32 { 0 })?;
+    linker.func_wrap(WASI, "proc_exit", |_: HostCaller<'_>, code: i32| -> wasmtime::Result<()> {
+        Err(wasmtime::Error::new(ProcExit(code)))
+    })?;
+    Ok(())
+}
