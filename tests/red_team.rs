@@ -237,6 +237,12 @@ fn malformed_modules_are_refused_at_upload_with_the_reason() {
     );
     let no_entry = wat_module("");
     assert!(refuse(&no_entry).contains("missing export"));
+    let mut oversized = b"\0asm\x01\0\0\0".to_vec();
+    oversized.resize(unseen_runtime::host::MAX_MODULE_BYTES + 1, 0);
+    assert!(refuse(&oversized).contains("exceeds the"), "too large");
+    let two_memories = wat_module(r#"(memory 1)"#);
+    let message = refuse(&two_memories);
+    assert!(message.contains("instance limits") && message.contains("memories count of 2"), "{message}");
 }
 
 fn wat_module(imports: &str) -> Vec<u8> {

@@ -10,6 +10,7 @@ pub mod merkle;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -202,14 +203,39 @@ pub fn verify_checkpoint(note: &str, key_name: &str, public_key: &[u8; 32]) -> R
 }
 
 /// An append-only log on disk. Records are `[u32 BE length][entry bytes][32-byte leaf hash]`.
+///
+/// Many threads may append at once. An append returns only once its entry is on disk, and
+/// appends that arrive while an fsync is running share the next one (group commit): with many
+/// writers the log syncs once per batch, not once per entry. Readers (the root, proofs,
+/// checkpoints, exports) see only entries already on disk, so a signed checkpoint never covers
+/// an entry a crash could take back.
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
-    file: File,
     origin: String,
+    recovered_torn_bytes: u64,
+    /// A second handle on the file, synced outside the lock while appends go on.
+    sync_handle: File,
+    state: Mutex<LogState>,
+    synced: Condvar,
+}
+
+#[derive(Debug)]
+struct LogState {
+    file: File,
+    /// Leaf hashes of every written entry; the first `durable` are on disk.
     leaves: Vec<Hash>,
     offsets: Vec<u64>,
-    recovered_torn_bytes: u64,
+    /// Where the next record starts.
+    end: u64,
+    /// Entries known to be on disk.
+    durable: u64,
+    /// An fsync is running (its leader released the lock to do it).
+    syncing: bool,
+    /// Fsyncs done, for metering group commit.
+    syncs: u64,
+    /// Once an fsync or a cut fails, what is on disk is unknown: the log refuses appends.
+    failed: Option<String>,
 }
 
 impl AuditLog {
@@ -221,8 +247,9 @@ impl AuditLog {
         let path = dir.join("entries.log");
         let mut file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(&path)
             .map_err(io(format!("opening {}", path.display())))?;
         let mut bytes = Vec::new();
@@ -253,8 +280,22 @@ impl AuditLog {
             file.set_len(position as u64).map_err(io("cutting a torn audit record"))?;
             file.sync_all().map_err(io("syncing the audit log"))?;
         }
-        file.seek(SeekFrom::End(0)).map_err(io("seeking the audit log"))?;
-        Ok(Self { path, file, origin: origin.to_string(), leaves, offsets, recovered_torn_bytes: torn })
+        let sync_handle = file.try_clone().map_err(io("opening the audit log for syncing"))?;
+        let durable = leaves.len() as u64;
+        let state =
+            LogState { file, leaves, offsets, end: position as u64, durable, syncing: false, syncs: 0, failed: None };
+        Ok(Self {
+            path,
+            origin: origin.to_string(),
+            recovered_torn_bytes: torn,
+            sync_handle,
+            state: Mutex::new(state),
+            synced: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, LogState>, AuditError> {
+        self.state.lock().map_err(|_| AuditError::Corrupt("the audit log's lock was poisoned by a panic".into()))
     }
 
     /// Bytes cut from a torn final record when the log was opened.
@@ -262,8 +303,8 @@ impl AuditLog {
         self.recovered_torn_bytes
     }
 
-    /// Appends an entry and syncs it to disk before returning its index.
-    pub fn append(&mut self, entry: &Entry) -> Result<u64, AuditError> {
+    /// Appends an entry and returns its index once it is on disk.
+    pub fn append(&self, entry: &Entry) -> Result<u64, AuditError> {
         let bytes = entry.canonical_bytes();
         let length =
             u32::try_from(bytes.len()).map_err(|_| AuditError::InvalidInput("entry larger than 4 GiB".into()))?;
@@ -272,40 +313,90 @@ impl AuditLog {
         record.extend_from_slice(&length.to_be_bytes());
         record.extend_from_slice(&bytes);
         record.extend_from_slice(&leaf);
-        let offset = self.file.seek(SeekFrom::End(0)).map_err(io("seeking the audit log"))?;
-        self.file.write_all(&record).map_err(io(format!("appending to {}", self.path.display())))?;
-        self.file.sync_data().map_err(io("syncing the audit log"))?;
-        self.offsets.push(offset);
-        self.leaves.push(leaf);
-        Ok(self.leaves.len() as u64 - 1)
+
+        let mut state = self.lock()?;
+        refuse_if_failed(&state)?;
+        let offset = state.end;
+        if let Err(error) = write_at_end(&mut state.file, offset, &record) {
+            // Cut whatever part of the record reached the file, so the next append does not
+            // land after garbage; if even that fails, stop accepting appends.
+            if let Err(cut) = state.file.set_len(offset) {
+                state.failed = Some(format!("a failed append could not be cut back: {cut}"));
+            }
+            return Err(AuditError::Io { context: format!("appending to {}", self.path.display()), source: error });
+        }
+        state.end = offset + record.len() as u64;
+        state.offsets.push(offset);
+        state.leaves.push(leaf);
+        let index = state.leaves.len() as u64 - 1;
+        loop {
+            if state.durable > index {
+                return Ok(index);
+            }
+            refuse_if_failed(&state)?;
+            if state.syncing {
+                state = self.synced.wait(state).map_err(|_| AuditError::Corrupt("audit log lock poisoned".into()))?;
+                continue;
+            }
+            // Lead this round: sync everything written so far, with the lock released so that
+            // more appends can queue up for the next round.
+            state.syncing = true;
+            let target = state.leaves.len() as u64;
+            drop(state);
+            let result = self.sync_handle.sync_data();
+            state = self.lock()?;
+            state.syncing = false;
+            state.syncs += 1;
+            match result {
+                Ok(()) => state.durable = state.durable.max(target),
+                Err(error) => state.failed = Some(format!("fsync of {} failed: {error}", self.path.display())),
+            }
+            self.synced.notify_all();
+        }
     }
 
-    /// Entries in the log.
+    /// Fsyncs done since the log was opened (with group commit, fewer than appends).
+    pub fn syncs(&self) -> u64 {
+        self.lock().map(|state| state.syncs).unwrap_or(0)
+    }
+
+    /// Entries on disk.
     pub fn len(&self) -> u64 {
-        self.leaves.len() as u64
+        self.lock().map(|state| state.durable).unwrap_or(0)
     }
 
-    /// Whether the log is empty.
+    /// Whether the log has no entry on disk.
     pub fn is_empty(&self) -> bool {
-        self.leaves.is_empty()
+        self.len() == 0
     }
 
-    /// The current tree root.
+    /// The leaf hashes of the entries on disk.
+    fn durable_leaves(&self) -> Result<Vec<Hash>, AuditError> {
+        let state = self.lock()?;
+        Ok(state.leaves[..state.durable as usize].to_vec())
+    }
+
+    /// The current tree root (of the entries on disk).
     pub fn root(&self) -> Hash {
-        merkle::root(&self.leaves)
+        self.durable_leaves().map(|leaves| merkle::root(&leaves)).unwrap_or_else(|_| merkle::root(&[]))
     }
 
     /// Reads entry `index` back from disk.
     pub fn entry(&self, index: u64) -> Result<Entry, AuditError> {
-        let offset =
-            *self.offsets.get(index as usize).ok_or_else(|| AuditError::InvalidInput(format!("no entry {index}")))?;
+        let (offset, leaf) = {
+            let state = self.lock()?;
+            if index >= state.durable {
+                return Err(AuditError::InvalidInput(format!("no entry {index}")));
+            }
+            (state.offsets[index as usize], state.leaves[index as usize])
+        };
         let mut file = File::open(&self.path).map_err(io("opening the audit log"))?;
         file.seek(SeekFrom::Start(offset)).map_err(io("seeking the audit log"))?;
         let mut length = [0u8; 4];
         file.read_exact(&mut length).map_err(io("reading the audit log"))?;
         let mut bytes = vec![0u8; u32::from_be_bytes(length) as usize];
         file.read_exact(&mut bytes).map_err(io("reading the audit log"))?;
-        if merkle::leaf_hash(&bytes) != self.leaves[index as usize] {
+        if merkle::leaf_hash(&bytes) != leaf {
             return Err(AuditError::Corrupt(format!("entry {index} changed on disk")));
         }
         Entry::from_canonical_bytes(&bytes)
@@ -313,37 +404,54 @@ impl AuditLog {
 
     /// The inclusion proof of entry `index` in the tree of the first `size` entries.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
-        if index >= size || size > self.len() {
+        let leaves = self.durable_leaves()?;
+        if index >= size || size > leaves.len() as u64 {
             return Err(AuditError::InvalidInput(format!("no entry {index} in a tree of {size}")));
         }
-        Ok(merkle::inclusion_proof(index as usize, &self.leaves[..size as usize]))
+        Ok(merkle::inclusion_proof(index as usize, &leaves[..size as usize]))
     }
 
     /// The consistency proof between the trees of `old` and `new` entries.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {
-        if old == 0 || old > new || new > self.len() {
+        let leaves = self.durable_leaves()?;
+        if old == 0 || old > new || new > leaves.len() as u64 {
             return Err(AuditError::InvalidInput(format!("no consistency proof from {old} to {new}")));
         }
-        Ok(merkle::consistency_proof(old as usize, &self.leaves[..new as usize]))
+        Ok(merkle::consistency_proof(old as usize, &leaves[..new as usize]))
     }
 
-    /// A signed checkpoint of the whole log.
-    pub fn checkpoint(&self, signer: &DomainSigner) -> String {
-        sign_checkpoint(&self.origin, self.len(), &self.root(), signer)
+    /// A signed checkpoint of the entries on disk, and how many it covers.
+    pub fn checkpoint(&self, signer: &DomainSigner) -> Result<(String, u64), AuditError> {
+        let leaves = self.durable_leaves()?;
+        let size = leaves.len() as u64;
+        Ok((sign_checkpoint(&self.origin, size, &merkle::root(&leaves), signer), size))
     }
 
-    /// The whole log as an export a regulator can verify offline.
+    /// The log's entries on disk as an export a regulator can verify offline.
     pub fn export(&self, signer: &DomainSigner) -> Result<Export, AuditError> {
-        let entries = (0..self.len()).map(|index| self.entry(index)).collect::<Result<Vec<_>, _>>()?;
+        let leaves = self.durable_leaves()?;
+        let entries = (0..leaves.len() as u64).map(|index| self.entry(index)).collect::<Result<Vec<_>, _>>()?;
         Ok(Export {
             origin: self.origin.clone(),
             key_name: signer.name.clone(),
             public_key_hex: hex::encode(signer.public_key()),
             entries,
-            leaf_hashes: self.leaves.iter().map(hex::encode).collect(),
-            checkpoint: self.checkpoint(signer),
+            leaf_hashes: leaves.iter().map(hex::encode).collect(),
+            checkpoint: sign_checkpoint(&self.origin, leaves.len() as u64, &merkle::root(&leaves), signer),
         })
     }
+}
+
+fn refuse_if_failed(state: &LogState) -> Result<(), AuditError> {
+    match &state.failed {
+        Some(reason) => Err(AuditError::Corrupt(format!("the log refuses appends until restarted: {reason}"))),
+        None => Ok(()),
+    }
+}
+
+fn write_at_end(file: &mut File, offset: u64, record: &[u8]) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(record)
 }
 
 fn parse_record(bytes: &[u8]) -> Option<(usize, Hash)> {
@@ -452,7 +560,7 @@ mod tests {
     #[test]
     fn reopening_keeps_every_entry_and_the_root() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        let log = AuditLog::open(dir.path(), "test.domain").unwrap();
         for i in 0..100 {
             assert_eq!(log.append(&entry(i)).unwrap(), i as u64);
         }
@@ -466,13 +574,13 @@ mod tests {
     #[test]
     fn a_torn_tail_is_cut_and_the_log_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = AuditLog::open(dir.path(), "o").unwrap();
+        let log = AuditLog::open(dir.path(), "o").unwrap();
         log.append(&entry(1)).unwrap();
         drop(log);
         let mut file = OpenOptions::new().append(true).open(dir.path().join("entries.log")).unwrap();
         file.write_all(&[0, 0, 1, 0, b'{', b'"']).unwrap();
         drop(file);
-        let mut log = AuditLog::open(dir.path(), "o").unwrap();
+        let log = AuditLog::open(dir.path(), "o").unwrap();
         assert_eq!((log.len(), log.recovered_torn_bytes()), (1, 6));
         log.append(&entry(2)).unwrap();
         assert_eq!(AuditLog::open(dir.path(), "o").unwrap().len(), 2);
@@ -481,7 +589,7 @@ mod tests {
     #[test]
     fn exports_verify_and_tampering_names_the_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        let log = AuditLog::open(dir.path(), "test.domain").unwrap();
         for i in 0..10 {
             log.append(&entry(i)).unwrap();
         }

@@ -13,15 +13,16 @@ use serde::Serialize;
 use unseen_policy::Grant;
 use unseen_runtime::{DomainTable, GovernedSession, Mode};
 
+mod audit_suite;
 mod runtime_suite;
 
-const SUITES: &[&str] = &["query", "runtime"];
+const SUITES: &[&str] = &["query", "runtime", "audit"];
 
 /// Runs unseen's benchmarks beside their baselines and prints ratios.
 #[derive(Debug, Parser)]
 #[command(name = "unseen-benches")]
 struct Args {
-    /// Suites to run (default: all). Known: query, runtime.
+    /// Suites to run (default: all). Known: query, runtime, audit.
     suites: Vec<String>,
     /// One JSON object per line instead of a table.
     #[arg(long)]
@@ -35,6 +36,9 @@ struct Args {
     /// Rows of the runtime suite's table (16 bytes each).
     #[arg(long, default_value_t = 2_000_000)]
     rows: usize,
+    /// Durable appends per configuration of the audit suite.
+    #[arg(long, default_value_t = 5_000)]
+    audit_appends: usize,
 }
 
 /// One measured figure beside its baseline.
@@ -82,6 +86,7 @@ fn main() -> Result<()> {
         let measurements = match suite {
             "query" => runtime.block_on(query_suite(&args))?,
             "runtime" => runtime_suite::run(&args, runtime.handle().clone())?,
+            "audit" => audit_suite::run(&args)?,
             _ => unreachable!("checked above"),
         };
         for measurement in measurements {

@@ -266,8 +266,13 @@ impl Runtime {
         let from_disk = cached.is_some();
         let module = match cached {
             Some(module) => module,
-            None => Module::new(&self.engine, bytes)
-                .map_err(|error| RuntimeError::InvalidModule(format!("not valid WebAssembly: {error:#}")))?,
+            None => {
+                Module::validate(&self.engine, bytes)
+                    .map_err(|error| RuntimeError::InvalidModule(format!("not valid WebAssembly: {error:#}")))?;
+                Module::new(&self.engine, bytes).map_err(|error| {
+                    RuntimeError::InvalidModule(format!("does not fit the domain's instance limits: {error:#}"))
+                })?
+            }
         };
         check_contract(&module)?;
         let pre = self
