@@ -223,8 +223,8 @@ pub struct AuditLog {
 #[derive(Debug)]
 struct LogState {
     file: File,
-    /// Leaf hashes of every written entry; the first `durable` are on disk.
-    leaves: Vec<Hash>,
+    /// Every written entry's leaf hash and subtrees; the first `durable` entries are on disk.
+    tree: merkle::Tree,
     offsets: Vec<u64>,
     /// Where the next record starts.
     end: u64,
@@ -254,20 +254,20 @@ impl AuditLog {
             .map_err(io(format!("opening {}", path.display())))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(format!("reading {}", path.display())))?;
-        let (mut leaves, mut offsets, mut position) = (Vec::new(), Vec::new(), 0usize);
+        let (mut tree, mut offsets, mut position) = (merkle::Tree::new(), Vec::new(), 0usize);
         let mut torn = 0u64;
         while position < bytes.len() {
             let record = parse_record(&bytes[position..]);
             match record {
                 Some((length, leaf)) if merkle::leaf_hash(&bytes[position + 4..position + 4 + length]) == leaf => {
                     offsets.push(position as u64);
-                    leaves.push(leaf);
+                    tree.push(leaf);
                     position += 4 + length + 32;
                 }
                 Some((length, _)) if position + 4 + length + 32 < bytes.len() => {
                     return Err(AuditError::Corrupt(format!(
                         "entry {} at byte {position} does not match its hash",
-                        leaves.len()
+                        tree.len()
                     )));
                 }
                 _ => {
@@ -281,9 +281,9 @@ impl AuditLog {
             file.sync_all().map_err(io("syncing the audit log"))?;
         }
         let sync_handle = file.try_clone().map_err(io("opening the audit log for syncing"))?;
-        let durable = leaves.len() as u64;
+        let durable = tree.len();
         let state =
-            LogState { file, leaves, offsets, end: position as u64, durable, syncing: false, syncs: 0, failed: None };
+            LogState { file, tree, offsets, end: position as u64, durable, syncing: false, syncs: 0, failed: None };
         Ok(Self {
             path,
             origin: origin.to_string(),
@@ -327,8 +327,8 @@ impl AuditLog {
         }
         state.end = offset + record.len() as u64;
         state.offsets.push(offset);
-        state.leaves.push(leaf);
-        let index = state.leaves.len() as u64 - 1;
+        state.tree.push(leaf);
+        let index = state.tree.len() - 1;
         loop {
             if state.durable > index {
                 return Ok(index);
@@ -341,7 +341,7 @@ impl AuditLog {
             // Lead this round: sync everything written so far, with the lock released so that
             // more appends can queue up for the next round.
             state.syncing = true;
-            let target = state.leaves.len() as u64;
+            let target = state.tree.len();
             drop(state);
             let result = self.sync_handle.sync_data();
             state = self.lock()?;
@@ -373,12 +373,12 @@ impl AuditLog {
     /// The leaf hashes of the entries on disk.
     fn durable_leaves(&self) -> Result<Vec<Hash>, AuditError> {
         let state = self.lock()?;
-        Ok(state.leaves[..state.durable as usize].to_vec())
+        Ok(state.tree.leaves()[..state.durable as usize].to_vec())
     }
 
     /// The current tree root (of the entries on disk).
     pub fn root(&self) -> Hash {
-        self.durable_leaves().map(|leaves| merkle::root(&leaves)).unwrap_or_else(|_| merkle::root(&[]))
+        self.lock().map(|state| state.tree.root(state.durable)).unwrap_or_else(|_| merkle::root(&[]))
     }
 
     /// Reads entry `index` back from disk.
@@ -388,7 +388,7 @@ impl AuditLog {
             if index >= state.durable {
                 return Err(AuditError::InvalidInput(format!("no entry {index}")));
             }
-            (state.offsets[index as usize], state.leaves[index as usize])
+            (state.offsets[index as usize], state.tree.leaves()[index as usize])
         };
         let mut file = File::open(&self.path).map_err(io("opening the audit log"))?;
         file.seek(SeekFrom::Start(offset)).map_err(io("seeking the audit log"))?;
@@ -404,27 +404,29 @@ impl AuditLog {
 
     /// The inclusion proof of entry `index` in the tree of the first `size` entries.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
-        let leaves = self.durable_leaves()?;
-        if index >= size || size > leaves.len() as u64 {
+        let state = self.lock()?;
+        if index >= size || size > state.durable {
             return Err(AuditError::InvalidInput(format!("no entry {index} in a tree of {size}")));
         }
-        Ok(merkle::inclusion_proof(index as usize, &leaves[..size as usize]))
+        Ok(state.tree.inclusion_proof(index, size))
     }
 
     /// The consistency proof between the trees of `old` and `new` entries.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {
-        let leaves = self.durable_leaves()?;
-        if old == 0 || old > new || new > leaves.len() as u64 {
+        let state = self.lock()?;
+        if old == 0 || old > new || new > state.durable {
             return Err(AuditError::InvalidInput(format!("no consistency proof from {old} to {new}")));
         }
-        Ok(merkle::consistency_proof(old as usize, &leaves[..new as usize]))
+        Ok(state.tree.consistency_proof(old, new))
     }
 
     /// A signed checkpoint of the entries on disk, and how many it covers.
     pub fn checkpoint(&self, signer: &DomainSigner) -> Result<(String, u64), AuditError> {
-        let leaves = self.durable_leaves()?;
-        let size = leaves.len() as u64;
-        Ok((sign_checkpoint(&self.origin, size, &merkle::root(&leaves), signer), size))
+        let (size, root) = {
+            let state = self.lock()?;
+            (state.durable, state.tree.root(state.durable))
+        };
+        Ok((sign_checkpoint(&self.origin, size, &root, signer), size))
     }
 
     /// The log's entries on disk as an export a regulator can verify offline.
@@ -555,6 +557,39 @@ mod tests {
 
     fn new_signer() -> DomainSigner {
         DomainSigner::from_pkcs8("test.domain", &DomainSigner::generate_pkcs8().unwrap()).unwrap()
+    }
+
+    /// The worked example of `docs/audit-format.md`, entry `i`.
+    fn documented_entry(i: i64) -> Entry {
+        Entry {
+            time_unix_ms: 1_790_000_000_000 + i,
+            organisation: "huzhou-data-group".into(),
+            principal: "reviewer".into(),
+            role: "operator".into(),
+            action: "egress.release".into(),
+            object_kind: "release".into(),
+            object_id: format!("r-{i}"),
+            object_hash: (i == 1).then(|| "ab".repeat(32)),
+            grant: Some("g-1".into()),
+            decision: "released".into(),
+            reason: "k=10; 7 cells suppressed\tby \"threshold\" — 阈值".into(),
+        }
+    }
+
+    #[test]
+    fn the_documented_worked_example_is_what_the_code_computes() {
+        let doc = include_str!("../../docs/audit-format.md");
+        let entries: Vec<Entry> = (0..3).map(documented_entry).collect();
+        let mut tree = merkle::Tree::new();
+        for entry in &entries {
+            let bytes = entry.canonical_bytes();
+            assert!(doc.contains(std::str::from_utf8(&bytes).unwrap()), "canonical bytes of {}", entry.object_id);
+            let leaf = merkle::leaf_hash(&bytes);
+            assert!(doc.contains(&hex::encode(leaf)), "leaf hash of {}", entry.object_id);
+            tree.push(leaf);
+        }
+        assert!(doc.contains(&hex::encode(tree.root(3))), "the root");
+        assert!(doc.contains(&BASE64.encode(tree.root(3))), "the root in base64");
     }
 
     #[test]

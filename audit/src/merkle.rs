@@ -1,4 +1,7 @@
-//! RFC 9162 (RFC 6962) Merkle tree hashing and proofs, as pure functions over leaf hashes.
+//! RFC 9162 (RFC 6962) Merkle tree hashing and proofs: [`Tree`], which keeps every complete
+//! subtree's hash so that roots and proofs of any prefix cost O(log n) hashes, and the same
+//! definitions as plain functions over leaf hashes (used by offline verifiers, which have
+//! nothing but the leaves, and as the reference the tree is tested against).
 //!
 //! leaf = SHA-256(0x00 ‖ entry), node = SHA-256(0x01 ‖ left ‖ right); a tree of n > 1 leaves
 //! splits at k, the largest power of two smaller than n.
@@ -164,6 +167,122 @@ pub fn verify_consistency(old_size: u64, new_size: u64, old_root: &Hash, new_roo
     sn == 0 && fr == *old_root && sr == *new_root
 }
 
+/// A growing Merkle tree. `levels[h][i]` is the hash of the complete subtree over leaves
+/// `[i·2^h, (i+1)·2^h)`; every such subtree is stored as soon as its last leaf arrives. In a
+/// tree of any prefix size the RFC's recursion meets only such subtrees plus O(log n) nodes on
+/// the right edge, so roots and proofs never rehash the leaves.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Tree {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a leaf hash, completing whatever subtrees it closes.
+    pub fn push(&mut self, leaf: Hash) {
+        if self.levels.is_empty() {
+            self.levels.push(Vec::new());
+        }
+        self.levels[0].push(leaf);
+        let mut height = 0;
+        while self.levels[height].len().is_multiple_of(2) {
+            let level = &self.levels[height];
+            let parent = node_hash(&level[level.len() - 2], &level[level.len() - 1]);
+            if self.levels.len() == height + 1 {
+                self.levels.push(Vec::new());
+            }
+            self.levels[height + 1].push(parent);
+            height += 1;
+        }
+    }
+
+    /// Leaves in the tree.
+    pub fn len(&self) -> u64 {
+        self.levels.first().map_or(0, |leaves| leaves.len() as u64)
+    }
+
+    /// Whether the tree has no leaf.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The leaf hashes, in order.
+    pub fn leaves(&self) -> &[Hash] {
+        self.levels.first().map_or(&[], Vec::as_slice)
+    }
+
+    /// MTH of leaves `[start, end)`, `start < end ≤ len`.
+    fn range(&self, start: usize, end: usize) -> Hash {
+        let n = end - start;
+        if n.is_power_of_two() && start.is_multiple_of(n) {
+            let height = n.trailing_zeros() as usize;
+            return self.levels[height][start >> height];
+        }
+        let k = split(n);
+        node_hash(&self.range(start, start + k), &self.range(start + k, end))
+    }
+
+    /// The root of the tree of the first `size` leaves (`size ≤ len`).
+    pub fn root(&self, size: u64) -> Hash {
+        if size == 0 { root(&[]) } else { self.range(0, size as usize) }
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of the first `size` leaves.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Vec<Hash> {
+        let mut proof = Vec::new();
+        if index < size && size <= self.len() {
+            self.path(index as usize, 0, size as usize, &mut proof);
+        }
+        proof
+    }
+
+    fn path(&self, index: usize, start: usize, end: usize, proof: &mut Vec<Hash>) {
+        let n = end - start;
+        if n <= 1 {
+            return;
+        }
+        let k = split(n);
+        if index < start + k {
+            self.path(index, start, start + k, proof);
+            proof.push(self.range(start + k, end));
+        } else {
+            self.path(index, start + k, end, proof);
+            proof.push(self.range(start, start + k));
+        }
+    }
+
+    /// The consistency proof between the trees of the first `old` and `new` leaves.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Vec<Hash> {
+        let mut proof = Vec::new();
+        if old > 0 && old < new && new <= self.len() {
+            self.subproof(old as usize, 0, new as usize, true, &mut proof);
+        }
+        proof
+    }
+
+    fn subproof(&self, m: usize, start: usize, end: usize, complete: bool, proof: &mut Vec<Hash>) {
+        let n = end - start;
+        if m == n {
+            if !complete {
+                proof.push(self.range(start, end));
+            }
+            return;
+        }
+        let k = split(n);
+        if m <= k {
+            self.subproof(m, start, start + k, complete, proof);
+            proof.push(self.range(start + k, end));
+        } else {
+            self.subproof(m - k, start + k, end, false, proof);
+            proof.push(self.range(start, start + k));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +299,26 @@ mod tests {
         let l = leaves(5);
         let left = node_hash(&node_hash(&l[0], &l[1]), &node_hash(&l[2], &l[3]));
         assert_eq!(root(&l), node_hash(&left, &l[4]));
+    }
+
+    #[test]
+    fn the_tree_gives_the_same_roots_and_proofs_as_the_definitions_for_every_prefix() {
+        let all = leaves(70);
+        let mut tree = Tree::new();
+        for leaf in &all {
+            tree.push(*leaf);
+        }
+        assert_eq!(tree.root(0), root(&[]));
+        for size in 1..=all.len() {
+            let prefix = &all[..size];
+            assert_eq!(tree.root(size as u64), root(prefix), "size {size}");
+            for index in 0..size {
+                assert_eq!(tree.inclusion_proof(index as u64, size as u64), inclusion_proof(index, prefix));
+            }
+            for old in 1..=size {
+                assert_eq!(tree.consistency_proof(old as u64, size as u64), consistency_proof(old, prefix));
+            }
+        }
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Suite `audit`: durable appends to the audit log with 1, 16 and 256 concurrent writers
-//! (group commit), beside appending the same records to a plain file with one fsync each.
+//! (group commit), beside appending the same records to a plain file with one fsync each; and
+//! inclusion and consistency proofs in a large tree, beside the definition's recomputation.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
+use unseen_audit::merkle::{self, Hash, Tree};
 use unseen_audit::{AuditLog, Entry};
 
 use crate::{Args, Measurement};
@@ -88,5 +90,91 @@ pub fn run(args: &Args) -> Result<Vec<Measurement>> {
         }
     }
     results.push(Measurement::new(SUITE, "fsyncs_per_append_256", "fsync", fsyncs_at_256, "one_each", 1.0));
+    results.extend(proofs(args.audit_entries)?);
     Ok(results)
+}
+
+/// Median µs of `samples` runs of `work`.
+fn median_us(samples: usize, mut work: impl FnMut(usize) -> Result<()>) -> Result<f64> {
+    let mut times = Vec::with_capacity(samples);
+    for sample in 0..samples {
+        let started = Instant::now();
+        work(sample)?;
+        times.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Proofs in a tree of `size` leaves: the stored-subtree tree against recomputing from the
+/// leaves as RFC 9162 defines it; verification against one node hash.
+fn proofs(size: usize) -> Result<Vec<Measurement>> {
+    let mut tree = Tree::new();
+    for i in 0..size as u64 {
+        tree.push(merkle::leaf_hash(&i.to_le_bytes()));
+    }
+    let (n, root) = (size as u64, tree.root(size as u64));
+    let pick = |sample: usize| (sample as u64).wrapping_mul(2_654_435_761) % n;
+    let label = if size >= 1_000_000 { format!("{}m", size / 1_000_000) } else { format!("{}k", size / 1_000) };
+    let prove = median_us(1_001, |sample| {
+        std::hint::black_box(tree.inclusion_proof(pick(sample), n));
+        Ok(())
+    })?;
+    let recompute = median_us(3, |sample| {
+        std::hint::black_box(merkle::inclusion_proof(pick(sample) as usize, tree.leaves()));
+        Ok(())
+    })?;
+    let inclusion: Vec<(u64, Vec<Hash>)> =
+        (0..1_001).map(|sample| (pick(sample), tree.inclusion_proof(pick(sample), n))).collect();
+    let verify = median_us(inclusion.len(), |sample| {
+        let (index, proof) = &inclusion[sample];
+        if !merkle::verify_inclusion(*index, n, &tree.leaves()[*index as usize], proof, &root) {
+            bail!("inclusion proof of {index} did not verify");
+        }
+        Ok(())
+    })?;
+    let node = median_us(10_001, |sample| {
+        let leaf: Hash = tree.leaves()[pick(sample) as usize];
+        std::hint::black_box(merkle::node_hash(&leaf, &root));
+        Ok(())
+    })?;
+    let old = |sample: usize| 1 + pick(sample) % (n - 1);
+    let consistency = median_us(1_001, |sample| {
+        std::hint::black_box(tree.consistency_proof(old(sample), n));
+        Ok(())
+    })?;
+    let consistency_recompute = median_us(3, |sample| {
+        std::hint::black_box(merkle::consistency_proof(old(sample) as usize, tree.leaves()));
+        Ok(())
+    })?;
+    let consistent: Vec<(u64, Hash, Vec<Hash>)> = (0..1_001)
+        .map(|sample| (old(sample), tree.root(old(sample)), tree.consistency_proof(old(sample), n)))
+        .collect();
+    let verify_consistency = median_us(consistent.len(), |sample| {
+        let (old, old_root, proof) = &consistent[sample];
+        if !merkle::verify_consistency(*old, n, old_root, &root, proof) {
+            bail!("consistency proof from {old} did not verify");
+        }
+        Ok(())
+    })?;
+    Ok(vec![
+        Measurement::new(SUITE, &format!("prove_inclusion_{label}"), "µs", prove, "recompute", recompute),
+        Measurement::new(SUITE, &format!("verify_inclusion_{label}"), "µs", verify, "sha256_node", node),
+        Measurement::new(
+            SUITE,
+            &format!("prove_consistency_{label}"),
+            "µs",
+            consistency,
+            "recompute",
+            consistency_recompute,
+        ),
+        Measurement::new(
+            SUITE,
+            &format!("verify_consistency_{label}"),
+            "µs",
+            verify_consistency.max(0.0),
+            "sha256_node",
+            node,
+        ),
+    ])
 }

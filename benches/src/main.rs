@@ -39,6 +39,9 @@ struct Args {
     /// Durable appends per configuration of the audit suite.
     #[arg(long, default_value_t = 5_000)]
     audit_appends: usize,
+    /// Entries of the tree the audit suite proves inclusion and consistency in.
+    #[arg(long, default_value_t = 10_000_000)]
+    audit_entries: usize,
 }
 
 /// One measured figure beside its baseline.
@@ -78,7 +81,7 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if !args.json {
         println!(
-            "{:<8} {:<30} {:>12} {:<5} {:<12} {:>12} {:>7}",
+            "{:<8} {:<30} {:>12} {:<5} {:<12} {:>12} {:>10}",
             "suite", "name", "value", "unit", "baseline", "baseline", "ratio"
         );
     }
@@ -94,19 +97,24 @@ fn main() -> Result<()> {
                 println!("{}", serde_json::to_string(&measurement)?);
             } else {
                 println!(
-                    "{:<8} {:<30} {:>12.3} {:<5} {:<12} {:>12.3} {:>6.2}×",
+                    "{:<8} {:<30} {:>12.3} {:<5} {:<12} {:>12.3} {:>9}×",
                     measurement.suite,
                     measurement.name,
                     measurement.value,
                     measurement.unit,
                     measurement.baseline,
                     measurement.baseline_value,
-                    measurement.ratio
+                    readable_ratio(measurement.ratio)
                 );
             }
         }
     }
     Ok(())
+}
+
+/// A ratio with two decimals, or in scientific notation when that would print as 0.00.
+fn readable_ratio(ratio: f64) -> String {
+    if ratio != 0.0 && ratio.abs() < 0.01 { format!("{ratio:.1e}") } else { format!("{ratio:.2}") }
 }
 
 fn median(mut samples: Vec<Duration>) -> f64 {
