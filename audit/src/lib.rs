@@ -202,6 +202,17 @@ pub fn verify_checkpoint(note: &str, key_name: &str, public_key: &[u8; 32]) -> R
     Ok(Checkpoint { origin, size, root })
 }
 
+/// One entry as stored: its index, canonical bytes and leaf hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    /// Position in the log, from 0.
+    pub index: u64,
+    /// The canonical bytes (docs/audit-format.md §1.1).
+    pub bytes: Vec<u8>,
+    /// SHA-256(0x00 ‖ bytes).
+    pub leaf: Hash,
+}
+
 /// An append-only log on disk. Records are `[u32 BE length][entry bytes][32-byte leaf hash]`.
 ///
 /// Many threads may append at once. An append returns only once its entry is on disk, and
@@ -381,8 +392,25 @@ impl AuditLog {
         self.lock().map(|state| state.tree.root(state.durable)).unwrap_or_else(|_| merkle::root(&[]))
     }
 
-    /// Reads entry `index` back from disk.
-    pub fn entry(&self, index: u64) -> Result<Entry, AuditError> {
+    /// Entries `[start, end)` as stored, read back from disk and checked against their hashes.
+    pub fn raw_entries(&self, start: u64, end: u64) -> Result<Vec<RawEntry>, AuditError> {
+        let end = end.min(self.len());
+        (start..end).map(|index| self.raw_entry(index).map(|(bytes, leaf)| RawEntry { index, bytes, leaf })).collect()
+    }
+
+    /// Every entry about `object_id`, as [`AuditLog::raw_entries`] gives them. Reads the whole
+    /// log: regulators' lookups, not a hot path.
+    pub fn raw_entries_about(&self, object_id: &str) -> Result<Vec<RawEntry>, AuditError> {
+        let mut found = Vec::new();
+        for raw in self.raw_entries(0, self.len())? {
+            if Entry::from_canonical_bytes(&raw.bytes)?.object_id == object_id {
+                found.push(raw);
+            }
+        }
+        Ok(found)
+    }
+
+    fn raw_entry(&self, index: u64) -> Result<(Vec<u8>, Hash), AuditError> {
         let (offset, leaf) = {
             let state = self.lock()?;
             if index >= state.durable {
@@ -399,6 +427,12 @@ impl AuditLog {
         if merkle::leaf_hash(&bytes) != leaf {
             return Err(AuditError::Corrupt(format!("entry {index} changed on disk")));
         }
+        Ok((bytes, leaf))
+    }
+
+    /// Reads entry `index` back from disk.
+    pub fn entry(&self, index: u64) -> Result<Entry, AuditError> {
+        let (bytes, _) = self.raw_entry(index)?;
         Entry::from_canonical_bytes(&bytes)
     }
 

@@ -15,6 +15,7 @@ use unseen_policy::{ReviewReport, ScenarioApplication};
 use unseen_proto::v1 as pb;
 use unseen_proto::v1::developer_client::DeveloperClient;
 use unseen_proto::v1::operator_client::OperatorClient;
+use unseen_proto::v1::regulator_client::RegulatorClient;
 
 /// Options of `unseen demo`.
 #[derive(Debug, Args)]
@@ -59,6 +60,9 @@ pub struct DemoReport {
     pub audit_verified: bool,
     /// Entries in the audit log.
     pub audit_entries: u64,
+    /// Over the wire: the release's audit entries proved included in the final checkpoint, and
+    /// the final checkpoint proved consistent with one taken early in the run.
+    pub audit_proofs_verified: bool,
 }
 
 /// A released output.
@@ -117,8 +121,11 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     } else {
         print_summary(&report);
     }
-    let ok =
-        !report.released.is_empty() && !report.blocked.is_empty() && report.audit_verified && report.release_verified;
+    let ok = !report.released.is_empty()
+        && !report.blocked.is_empty()
+        && report.audit_verified
+        && report.audit_proofs_verified
+        && report.release_verified;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
@@ -138,9 +145,10 @@ fn print_summary(report: &DemoReport) {
         println!("  refused   query in {:<19} by {}", refused.job_id, refused.rule);
     }
     println!(
-        "  audit log {} entries, verified offline: {}",
+        "  audit log {} entries, verified offline: {}; release proved included and history consistent: {}",
         report.audit_entries,
-        if report.audit_verified { "yes" } else { "NO" }
+        if report.audit_verified { "yes" } else { "NO" },
+        if report.audit_proofs_verified { "yes" } else { "NO" }
     );
     println!("  domain    {}", report.domain_dir);
 }
@@ -150,7 +158,7 @@ struct Clients {
     developer: DeveloperClient<Channel>,
     intruder: DeveloperClient<Channel>,
     operator: OperatorClient<Channel>,
-    regulator: pb::regulator_client::RegulatorClient<Channel>,
+    regulator: RegulatorClient<Channel>,
 }
 
 fn principal(organisation: &str, name: &str, role: Role) -> Principal {
@@ -208,8 +216,7 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
             .max_encoding_message_size(limit)
             .max_decoding_message_size(limit),
         operator: OperatorClient::new(channel(operator).await?).max_decoding_message_size(limit),
-        regulator: pb::regulator_client::RegulatorClient::new(channel(regulator).await?)
-            .max_decoding_message_size(limit),
+        regulator: RegulatorClient::new(channel(regulator).await?).max_decoding_message_size(limit),
     };
 
     say.step(format!(
@@ -254,6 +261,8 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
         ));
         report.datasets.push(reply.dataset);
     }
+    // The regulator keeps a checkpoint from early on; the final log must prove consistent with it.
+    let early_checkpoint = clients.regulator.latest_checkpoint(pb::CheckpointRequest {}).await?.into_inner();
 
     say.step("Developer applies for the green-energy scenario (绿色能源); operator approves it into a grant");
     let green = unseen_samples::scenarios::green_energy();
@@ -425,12 +434,74 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
         export_path.display()
     ));
     say.detail(format!("domain public key: {}", hex::encode(&public_key)));
+    if let Some(release) = report.released.first() {
+        report.audit_proofs_verified = prove_release_and_history(
+            &mut clients.regulator,
+            &release.release_id,
+            &early_checkpoint,
+            &checkpoint,
+            &parsed.key_name,
+            &key,
+        )
+        .await?;
+        say.detail(format!(
+            "release {} proved in the log of {} entries, and that log proved consistent with the checkpoint of {} taken before the scenario was filed",
+            release.release_id, checkpoint.size, early_checkpoint.size
+        ));
+    }
 
     server.shutdown().await?;
     if args.dir.is_none() {
         report.domain_dir = format!("{} (temporary, removed)", report.domain_dir);
     }
     Ok(report)
+}
+
+/// What a regulator checks online, trusting nothing but the domain's key: the audit entries
+/// about `release_id` are included in the `latest` checkpoint, and `latest` extends `early`.
+async fn prove_release_and_history(
+    regulator: &mut RegulatorClient<Channel>,
+    release_id: &str,
+    early: &pb::CheckpointReply,
+    latest: &pb::CheckpointReply,
+    key_name: &str,
+    key: &[u8; 32],
+) -> Result<bool> {
+    use unseen_audit::merkle;
+    let early = unseen_audit::verify_checkpoint(&early.checkpoint, key_name, key)?;
+    let latest = unseen_audit::verify_checkpoint(&latest.checkpoint, key_name, key)?;
+    let hashes = |reply: pb::ProofReply| -> Result<Vec<merkle::Hash>> {
+        reply
+            .hashes
+            .into_iter()
+            .map(|hash| hash.try_into().map_err(|_| anyhow::anyhow!("a proof hash is not 32 bytes")))
+            .collect()
+    };
+    let about = regulator
+        .audit_entries(pb::AuditEntriesRequest { start: 0, end: 0, object_id: release_id.into() })
+        .await?
+        .into_inner();
+    if about.entries.is_empty() {
+        bail!("the audit log has no entry about release {release_id}");
+    }
+    for entry in about.entries {
+        let leaf = merkle::leaf_hash(entry.canonical_json.as_bytes());
+        let proof = regulator
+            .inclusion_proof(pb::InclusionProofRequest { index: entry.index, size: latest.size })
+            .await?
+            .into_inner();
+        if !merkle::verify_inclusion(entry.index, latest.size, &leaf, &hashes(proof)?, &latest.root) {
+            bail!("audit entry {} about release {release_id} is not in the signed log", entry.index);
+        }
+    }
+    let proof = regulator
+        .consistency_proof(pb::ConsistencyProofRequest { old_size: early.size, new_size: latest.size })
+        .await?
+        .into_inner();
+    if !merkle::verify_consistency(early.size, latest.size, &early.root, &latest.root, &hashes(proof)?) {
+        bail!("the log of {} entries does not extend the earlier log of {}", latest.size, early.size);
+    }
+    Ok(true)
 }
 
 async fn apply_and_approve(

@@ -21,6 +21,7 @@ fn demo_releases_the_aggregate_blocks_the_dump_and_verifies_the_log() {
     assert_eq!(released[0]["output"], "kwh_by_industry_district");
     assert!(report["suppressed_cells"].as_u64().unwrap() >= 1);
     assert_eq!(report["audit_verified"], true);
+    assert_eq!(report["audit_proofs_verified"], true, "inclusion and consistency proofs over the wire");
     assert_eq!(report["release_verified"], true);
 
     let blocked = report["blocked"].as_array().unwrap();

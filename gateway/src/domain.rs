@@ -58,6 +58,9 @@ pub struct DatasetRegistration {
     pub columns: Vec<ColumnSpec>,
 }
 
+/// Most audit entries one `audit_entries` call returns.
+pub const MAX_AUDIT_ENTRIES: u64 = 10_000;
+
 /// A job accepted and waiting for its blocking thread: everything `execute_job` needs.
 struct QueuedJob {
     id: String,
@@ -1137,6 +1140,42 @@ impl Domain {
     pub fn checkpoint(&self, who: &Principal) -> Result<(String, u64), GatewayError> {
         Self::require(who, Role::Regulator)?;
         Ok(self.audit.checkpoint(&self.signer)?)
+    }
+
+    /// Audit entries `[start, end)` (at most [`MAX_AUDIT_ENTRIES`]), or every entry about
+    /// `object_id` when it is not empty (regulators).
+    pub fn audit_entries(
+        &self,
+        who: &Principal,
+        start: u64,
+        end: u64,
+        object_id: &str,
+    ) -> Result<(Vec<unseen_audit::RawEntry>, u64), GatewayError> {
+        Self::require(who, Role::Regulator)?;
+        let size = self.audit.len();
+        let entries = if object_id.is_empty() {
+            if end < start || end - start > MAX_AUDIT_ENTRIES {
+                return Err(GatewayError::InvalidInput(format!(
+                    "entries [{start}, {end}): ask for at most {MAX_AUDIT_ENTRIES} at a time"
+                )));
+            }
+            self.audit.raw_entries(start, end)?
+        } else {
+            self.audit.raw_entries_about(object_id)?
+        };
+        Ok((entries, size))
+    }
+
+    /// The RFC 9162 inclusion proof of entry `index` in the tree of `size` entries (regulators).
+    pub fn audit_inclusion_proof(&self, who: &Principal, index: u64, size: u64) -> Result<Vec<[u8; 32]>, GatewayError> {
+        Self::require(who, Role::Regulator)?;
+        Ok(self.audit.inclusion_proof(index, size)?)
+    }
+
+    /// The RFC 9162 consistency proof between tree sizes `old` and `new` (regulators).
+    pub fn audit_consistency_proof(&self, who: &Principal, old: u64, new: u64) -> Result<Vec<[u8; 32]>, GatewayError> {
+        Self::require(who, Role::Regulator)?;
+        Ok(self.audit.consistency_proof(old, new)?)
     }
 
     /// The whole audit log as an offline-verifiable export (regulators).

@@ -65,7 +65,11 @@ impl From<sqlx::Error> for GatewayError {
 
 impl From<unseen_audit::AuditError> for GatewayError {
     fn from(error: unseen_audit::AuditError) -> Self {
-        Self::internal("audit log", error)
+        match error {
+            // A range or proof the log cannot give (beyond its size, an empty range).
+            unseen_audit::AuditError::InvalidInput(_) => Self::InvalidInput(format!("audit log: {error}")),
+            _ => Self::internal("audit log", error),
+        }
     }
 }
 

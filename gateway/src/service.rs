@@ -287,4 +287,42 @@ impl pb::regulator_server::Regulator for Services {
             .map_err(|error| Status::internal(format!("encoding the export: {error}")))?;
         Ok(Response::new(pb::ExportAuditReply { export_json }))
     }
+
+    async fn audit_entries(
+        &self,
+        request: Request<pb::AuditEntriesRequest>,
+    ) -> Result<Response<pb::AuditEntriesReply>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        let (entries, size) = self.domain.audit_entries(&who, request.start, request.end, &request.object_id)?;
+        let entries = entries
+            .into_iter()
+            .map(|raw| pb::AuditEntry {
+                index: raw.index,
+                canonical_json: String::from_utf8_lossy(&raw.bytes).into_owned(),
+                leaf_hash_hex: hex::encode(raw.leaf),
+            })
+            .collect();
+        Ok(Response::new(pb::AuditEntriesReply { entries, size }))
+    }
+
+    async fn inclusion_proof(
+        &self,
+        request: Request<pb::InclusionProofRequest>,
+    ) -> Result<Response<pb::ProofReply>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        let proof = self.domain.audit_inclusion_proof(&who, request.index, request.size)?;
+        Ok(Response::new(pb::ProofReply { hashes: proof.iter().map(|hash| hash.to_vec()).collect() }))
+    }
+
+    async fn consistency_proof(
+        &self,
+        request: Request<pb::ConsistencyProofRequest>,
+    ) -> Result<Response<pb::ProofReply>, Status> {
+        let who = caller(&request)?;
+        let request = request.into_inner();
+        let proof = self.domain.audit_consistency_proof(&who, request.old_size, request.new_size)?;
+        Ok(Response::new(pb::ProofReply { hashes: proof.iter().map(|hash| hash.to_vec()).collect() }))
+    }
 }
