@@ -93,6 +93,33 @@ async fn every_limit_attack_ends_in_its_own_error_and_the_domain_serves_the_next
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_module_that_grows_its_table_past_the_grant_is_stopped_by_the_table_limit() {
+    let fixture = fixture().await;
+    let runtime = Arc::new(Runtime::new().unwrap());
+    // Rust modules never grow tables; this one is written in the text format to do exactly that.
+    let source = r#"(module
+        (memory (export "memory") 1)
+        (table 1 funcref)
+        (func (export "unseen_abi_version") (result i32) i32.const 1)
+        (func (export "unseen_alloc") (param i32) (result i32) i32.const 8)
+        (func (export "unseen_run") (result i32)
+            (if (i32.eq (table.grow (ref.null func) (i32.const 200000)) (i32.const -1)) (then unreachable))
+            i32.const 0))"#;
+    let module: &'static [u8] = Box::leak(wat::parse_str(source).unwrap().into_boxed_slice());
+    runtime.validate(module).expect("it only uses the contract");
+    let report = run(&runtime, module, green_grant(), &fixture, Mode::Production).await;
+    assert!(
+        matches!(&report.failure, Some(RuntimeError::LimitExceeded { limit: "table_elements", .. })),
+        "{:?}",
+        report.failure
+    );
+    let roomy = green_with(JobLimits { table_elements: 300_000, ..JobLimits::default() });
+    let report = run(&runtime, module, roomy, &fixture, Mode::Production).await;
+    assert!(report.failure.is_none(), "within a grant that allows it, the growth succeeds: {:?}", report.failure);
+    assert_domain_still_serves(&runtime, &fixture, "a table bomb").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_module_that_traps_mid_query_fails_without_carrying_data_out() {
     let fixture = fixture().await;
     let runtime = Arc::new(Runtime::new().unwrap());

@@ -87,6 +87,7 @@ pub(crate) struct HostState {
     last_error: String,
     random_state: u64,
     pub(crate) memory_refused: bool,
+    pub(crate) table_refused: bool,
     pub(crate) limit_hit: Option<RuntimeError>,
     peak_memory: usize,
     log_bytes: u64,
@@ -127,6 +128,7 @@ impl HostState {
             last_error: String::new(),
             random_state: seed,
             memory_refused: false,
+            table_refused: false,
             limit_hit: None,
             peak_memory: 0,
             log_bytes: 0,
@@ -182,7 +184,11 @@ impl ResourceLimiter for HostState {
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired as u64 <= u64::from(self.limits.table_elements))
+        if desired as u64 > u64::from(self.limits.table_elements) {
+            self.table_refused = true;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     fn instances(&self) -> usize {

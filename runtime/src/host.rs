@@ -436,6 +436,10 @@ fn trap_to_error(store: &Store<HostState>, error: wasmtime::Error) -> RuntimeErr
             limit: "memory",
             detail: format!("linear memory capped at {} bytes ({trap})", state.limits.memory_bytes),
         },
+        Some(trap) if state.table_refused => RuntimeError::LimitExceeded {
+            limit: "table_elements",
+            detail: format!("tables capped at {} elements ({trap})", state.limits.table_elements),
+        },
         Some(Trap::MemoryOutOfBounds) => RuntimeError::Trapped(format!(
             "{} (in a Rust module, often the shadow stack running off the bottom of memory: recursion too deep)",
             Trap::MemoryOutOfBounds

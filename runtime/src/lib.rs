@@ -34,7 +34,7 @@ pub enum RuntimeError {
     /// A per-grant limit was reached.
     #[error("limit exceeded: {limit}: {detail}")]
     LimitExceeded {
-        /// Which limit: `cpu`, `wall_clock`, `memory`, `stack`, `queries`, `outputs`,
+        /// Which limit: `cpu`, `wall_clock`, `memory`, `stack`, `table_elements`, `queries`, `outputs`,
         /// `output_rows`, `output_bytes`, `log_bytes`, `params`.
         limit: &'static str,
         /// The figure.
