@@ -232,6 +232,25 @@ pub fn run(args: &Args, tokio: tokio::runtime::Handle) -> Result<Vec<Measurement
         "ms",
         median_of(guest_kernel) / 1e6,
         "native",
+        median_of(native_kernel.clone()) / 1e6,
+    ));
+    // The same kernel without fuel metering (epoch deadline only): what counting fuel costs.
+    let epoch_only = make(&RuntimeConfig { fuel_metering: false, ..RuntimeConfig::default() })?;
+    epoch_only.runtime.validate(BENCH_PROBE)?;
+    let epoch_base = median_of(
+        (0..args.repeat.min(7)).map(|_| epoch_only.job(&scan).map(|m| m.guest_ns)).collect::<Result<Vec<_>>>()?,
+    );
+    let mut unfuelled = Vec::new();
+    for _ in 0..args.repeat.min(7) {
+        let metering = epoch_only.job(&kernel_params)?;
+        unfuelled.push(((metering.guest_ns as f64 - epoch_base).max(0.0) / repeats as f64) as u64);
+    }
+    results.push(Measurement::new(
+        SUITE,
+        &format!("guest_kernel_epoch_only_{}k", args.rows / 1000),
+        "ms",
+        median_of(unfuelled) / 1e6,
+        "native",
         median_of(native_kernel) / 1e6,
     ));
     Ok(results)

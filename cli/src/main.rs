@@ -25,6 +25,9 @@ enum Command {
     /// Verify things offline, with nothing but the files and the domain's public key.
     #[command(subcommand)]
     Verify(verify::VerifyCommand),
+    /// The audit log: verify an export offline.
+    #[command(subcommand)]
+    Audit(verify::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Verify(command) => verify::run(command),
+        Command::Audit(command) => verify::run_audit(command),
     };
     match outcome {
         Ok(code) => code,

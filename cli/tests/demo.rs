@@ -54,6 +54,8 @@ fn demo_releases_the_aggregate_blocks_the_dump_and_verifies_the_log() {
     let verify =
         unseen(&["verify", "audit", export.to_str().unwrap(), "--public-key", &key, "--json"], elsewhere.path());
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let again = unseen(&["audit", "verify", export.to_str().unwrap(), "--public-key", &key], elsewhere.path());
+    assert!(again.status.success(), "`unseen audit verify` is the regulator's spelling of the same check");
     let text = std::fs::read_to_string(&export).unwrap();
     let mut parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
     let entries = parsed["entries"].as_array_mut().unwrap();
@@ -74,6 +76,8 @@ fn every_command_has_help() {
         vec!["verify", "--help"],
         vec!["verify", "release", "--help"],
         vec!["verify", "audit", "--help"],
+        vec!["audit", "--help"],
+        vec!["audit", "verify", "--help"],
     ] {
         let output = unseen(&args, here.path());
         assert!(output.status.success(), "{args:?}");

@@ -40,11 +40,14 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Jobs that may hold an instance at the same time (pooling allocator slots).
     pub instance_slots: u32,
+    /// Count fuel (the `cpu` limit and the fuel figure of metering). Off only to measure what
+    /// fuel costs: without it the `cpu` limit is not enforced (the wall clock still is).
+    pub fuel_metering: bool,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { cache_dir: None, instance_slots: 64 }
+        Self { cache_dir: None, instance_slots: 64, fuel_metering: true }
     }
 }
 
@@ -168,6 +171,7 @@ pub struct Runtime {
     prepared: Mutex<HashMap<String, InstancePre<HostState>>>,
     disk: Option<ModuleCache>,
     ticker_stop: Arc<AtomicBool>,
+    fuel_metering: bool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -203,7 +207,7 @@ impl Runtime {
             .table_elements(JobLimits::default().table_elements as usize * 10);
         let mut engine_config = Config::new();
         engine_config
-            .consume_fuel(true)
+            .consume_fuel(config.fuel_metering)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
         let engine = Engine::new(&engine_config).map_err(internal)?;
@@ -226,7 +230,14 @@ impl Runtime {
                 }
             })
             .map_err(|error| RuntimeError::Internal(format!("starting the epoch ticker: {error}")))?;
-        Ok(Self { engine, linker, prepared: Mutex::new(HashMap::new()), disk, ticker_stop })
+        Ok(Self {
+            engine,
+            linker,
+            prepared: Mutex::new(HashMap::new()),
+            disk,
+            ticker_stop,
+            fuel_metering: config.fuel_metering,
+        })
     }
 
     /// Upload-time validation: size, well-formed wasm, imports inside the contract, one
@@ -315,7 +326,7 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
         let outcome = self.instantiate_and_run(&mut store, job.module, &limits);
-        let remaining = store.get_fuel().unwrap_or(0);
+        let remaining = if self.fuel_metering { store.get_fuel().unwrap_or(0) } else { limits.fuel };
         let state = store.into_data();
         report.failure = outcome.err().map(|error| state.limit_hit.clone().unwrap_or(error));
         report.metering = state.metering(limits.fuel.saturating_sub(remaining), started.elapsed());
@@ -333,7 +344,9 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let (pre, _) = self.prepare(&sha256_hex(bytes), bytes)?;
         let internal = |error: wasmtime::Error| RuntimeError::Internal(format!("{error:#}"));
-        store.set_fuel(limits.fuel).map_err(internal)?;
+        if self.fuel_metering {
+            store.set_fuel(limits.fuel).map_err(internal)?;
+        }
         let ticks = limits.wall_clock_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1);
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
