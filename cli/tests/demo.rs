@@ -59,6 +59,8 @@ fn demo_releases_the_aggregate_blocks_the_dump_and_verifies_the_log() {
     let text = std::fs::read_to_string(&export).unwrap();
     let mut parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
     let entries = parsed["entries"].as_array_mut().unwrap();
+    let suppressed = entries.iter().find(|entry| entry["action"] == "query.suppress").expect("suppression was logged");
+    assert!(suppressed["reason"].as_str().unwrap().starts_with("7 groups"), "{suppressed}");
     let index = entries.iter().position(|entry| entry["decision"] == "blocked").expect("the block was logged");
     entries[index]["decision"] = "auto_released".into();
     std::fs::write(&export, serde_json::to_string(&parsed).unwrap()).unwrap();

@@ -736,6 +736,18 @@ impl Domain {
                     "refused",
                     query.message.clone().unwrap_or_default(),
                 )?;
+            } else if query.suppressed_groups > 0 {
+                // A runtime decision in its own right: groups the module never saw.
+                self.record(
+                    who,
+                    "query.suppress",
+                    "job",
+                    job_id,
+                    None,
+                    Some(grant.id.clone()),
+                    "suppressed",
+                    format!("{} groups below the grant's threshold withheld from the module", query.suppressed_groups),
+                )?;
             }
         }
         let out_dir = self.dir.join("outputs").join(job_id);
