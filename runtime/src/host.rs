@@ -30,6 +30,9 @@ pub const MAX_MODULE_BYTES: usize = 32 * 1024 * 1024;
 pub const MAX_PARAMS_BYTES: usize = 4096;
 /// How often the engine's epoch advances; the granularity of wall-clock deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Guest memory a reused instance slot keeps resident (zeroed with memset instead of returned
+/// to the kernel), so the next job on it does not fault in fresh pages.
+const KEEP_RESIDENT_BYTES: usize = 64 * 1024 * 1024;
 /// Most tables a module may declare (Rust modules declare one).
 const MAX_TABLES_PER_MODULE: u32 = 4;
 
@@ -204,7 +207,8 @@ impl Runtime {
             .max_memories_per_module(1)
             .max_tables_per_module(MAX_TABLES_PER_MODULE)
             .max_memory_size(MAX_MEMORY_BYTES as usize)
-            .table_elements(JobLimits::default().table_elements as usize * 10);
+            .table_elements(JobLimits::default().table_elements as usize * 10)
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
         let mut engine_config = Config::new();
         engine_config
             .consume_fuel(config.fuel_metering)
