@@ -120,6 +120,35 @@ async fn a_module_that_grows_its_table_past_the_grant_is_stopped_by_the_table_li
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn oversized_lengths_are_refused_before_the_host_copies_or_allocates_anything() {
+    let fixture = fixture().await;
+    let runtime = Arc::new(Runtime::new().unwrap());
+    // One page of memory, and lengths of gigabytes: each call must be refused up front.
+    let source = r#"(module
+        (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+        (import "unseen" "query" (func $query (param i32 i32) (result i64)))
+        (import "unseen" "log" (func $log (param i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "unseen_abi_version") (result i32) i32.const 1)
+        (func (export "unseen_alloc") (param i32) (result i32) i32.const 8)
+        (func (export "unseen_run") (result i32)
+            (if (i32.ne (call $random (i32.const 0) (i32.const 0x7fffffff)) (i32.const 8)) (then unreachable))
+            (if (i64.ne (call $query (i32.const 0) (i32.const 0x7fffffff)) (i64.const -2)) (then unreachable))
+            (drop (call $log (i32.const 0) (i32.const 0x7fffffff)))
+            i32.const 0))"#;
+    let module: &'static [u8] = Box::leak(wat::parse_str(source).unwrap().into_boxed_slice());
+    runtime.validate(module).expect("it only uses the contract");
+    let report = run(&runtime, module, green_grant(), &fixture, Mode::Production).await;
+    assert!(
+        matches!(&report.failure, Some(RuntimeError::LimitExceeded { limit: "log_bytes", .. })),
+        "randomness and SQL were refused with their error codes, the log by its limit: {:?}",
+        report.failure
+    );
+    assert!(report.guest_log.is_empty() && report.queries.is_empty());
+    assert_domain_still_serves(&runtime, &fixture, "oversized lengths").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_module_that_traps_mid_query_fails_without_carrying_data_out() {
     let fixture = fixture().await;
     let runtime = Arc::new(Runtime::new().unwrap());
@@ -167,7 +196,8 @@ fn modules_importing_files_sockets_arguments_or_clocks_are_refused_at_upload() {
 async fn a_spinning_module_does_not_hold_up_another_job() {
     let fixture = fixture().await;
     let runtime = Arc::new(Runtime::new().unwrap());
-    let spinning = green_with(JobLimits { fuel: u64::MAX / 2, wall_clock_ms: 4_000, ..JobLimits::default() });
+    // A deadline far beyond what the legitimate job needs even on a loaded machine.
+    let spinning = green_with(JobLimits { fuel: u64::MAX / 2, wall_clock_ms: 15_000, ..JobLimits::default() });
     let spinner = {
         let (runtime, tables) = (runtime.clone(), fixture.tables.clone());
         let fixture = Fixture { dir: tempfile::tempdir().unwrap(), tables };
@@ -179,6 +209,7 @@ async fn a_spinning_module_does_not_hold_up_another_job() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_domain_still_serves(&runtime, &fixture, "starting a spinning job").await;
     let green_done = Instant::now();
+    assert!(!spinner.is_finished(), "the spinner is still running when the legitimate job is done");
     let (report, spinner_done) = spinner.await.unwrap();
     assert!(
         matches!(&report.failure, Some(RuntimeError::LimitExceeded { limit: "wall_clock", .. })),

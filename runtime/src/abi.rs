@@ -28,6 +28,12 @@ const ERR_INVALID: i64 = -2;
 const ERR_NOT_FOUND: i64 = -4;
 const ERR_INTERNAL: i64 = -5;
 const WASI_EBADF: i32 = 8;
+/// Longest SQL text a module may send.
+const MAX_SQL_BYTES: usize = 1024 * 1024;
+/// Longest output name.
+const MAX_OUTPUT_NAME: usize = 64;
+/// Most I/O vectors in one `fd_write`.
+const MAX_IOVS: usize = 1024;
 
 const UNSEEN: &str = "unseen";
 const WASI: &str = "wasi_snapshot_preview1";
@@ -224,16 +230,32 @@ fn hit_limit(caller: &mut HostCaller<'_>, limit: &'static str, detail: String) -
     wasmtime::Error::new(LimitTrap)
 }
 
-fn guest_bytes(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, String> {
+/// Copies `len` bytes at `ptr` out of guest memory, refusing before any copy when `len` is
+/// above `max`: a guest cannot make the host allocate more than the call can use.
+fn guest_bytes(caller: &mut HostCaller<'_>, ptr: i32, len: i32, max: usize) -> Result<Vec<u8>, String> {
     let memory = caller.data().memory.ok_or("module exports no memory")?;
     let start = usize::try_from(ptr).map_err(|_| "negative pointer")?;
     let len = usize::try_from(len).map_err(|_| "negative length")?;
+    if len > max {
+        return Err(format!("{len} bytes exceeds the {max}-byte maximum of this call"));
+    }
     let end = start.checked_add(len).ok_or("pointer overflow")?;
     memory.data(&*caller).get(start..end).map(<[u8]>::to_vec).ok_or_else(|| "buffer outside guest memory".into())
 }
 
-fn guest_text(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> Result<String, String> {
-    String::from_utf8(guest_bytes(caller, ptr, len)?).map_err(|_| "text is not UTF-8".to_string())
+fn guest_text(caller: &mut HostCaller<'_>, ptr: i32, len: i32, max: usize) -> Result<String, String> {
+    String::from_utf8(guest_bytes(caller, ptr, len, max)?).map_err(|_| "text is not UTF-8".to_string())
+}
+
+/// The rest of the log budget; asking for more ends the job with the `log_bytes` limit.
+fn log_budget(caller: &mut HostCaller<'_>, wanted: u64) -> wasmtime::Result<usize> {
+    let state = caller.data();
+    let left = state.limits.max_log_bytes.saturating_sub(state.log_bytes);
+    if wanted > left {
+        let detail = format!("guest log exceeded {} bytes", state.limits.max_log_bytes);
+        return Err(hit_limit(caller, "log_bytes", detail));
+    }
+    Ok(usize::try_from(left).unwrap_or(usize::MAX))
 }
 
 /// Copies `bytes` into memory the guest allocates, returning the packed pointer and length.
@@ -304,7 +326,7 @@ fn params(caller: &mut HostCaller<'_>) -> wasmtime::Result<i64> {
 }
 
 fn query(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i64> {
-    let sql = match guest_text(caller, ptr, len) {
+    let sql = match guest_text(caller, ptr, len, MAX_SQL_BYTES) {
         Ok(sql) => sql,
         Err(message) => return Ok(fail(caller, ERR_INVALID, message)),
     };
@@ -400,13 +422,13 @@ fn check_outputs(caller: &mut HostCaller<'_>) -> wasmtime::Result<()> {
 
 /// Reads an output name from guest memory and checks its form.
 fn output_name(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> Result<String, String> {
-    let name = guest_text(caller, ptr, len)?;
+    let name = guest_text(caller, ptr, len, MAX_OUTPUT_NAME)?;
     if valid_output_name(&name) { Ok(name) } else { Err(format!("output name \"{name}\" must be 1-64 of [a-z0-9_]")) }
 }
 
 fn valid_output_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= MAX_OUTPUT_NAME
         && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
 }
 
@@ -450,12 +472,13 @@ fn emit_artifact(
         Ok(name) => name,
         Err(message) => return Ok(fail(caller, ERR_INVALID, message) as i32),
     };
-    let bytes = match guest_bytes(caller, ptr, len) {
+    // Counted before the copy, so an oversized artifact ends the job without being copied.
+    count_output_bytes(caller, usize::try_from(len).unwrap_or(0))?;
+    check_outputs(caller)?;
+    let bytes = match guest_bytes(caller, ptr, len, usize::MAX) {
         Ok(bytes) => bytes,
         Err(message) => return Ok(fail(caller, ERR_INVALID, message) as i32),
     };
-    count_output_bytes(caller, bytes.len())?;
-    check_outputs(caller)?;
     caller.data_mut().outputs.push(JobOutput {
         name,
         kind: OutputKind::Artifact,
@@ -467,7 +490,8 @@ fn emit_artifact(
 }
 
 fn log(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i32> {
-    match guest_bytes(caller, ptr, len) {
+    let budget = log_budget(caller, u64::try_from(len).unwrap_or(0))?;
+    match guest_bytes(caller, ptr, len, budget) {
         Ok(bytes) => {
             push_log(caller, String::from_utf8_lossy(&bytes).into_owned())?;
             Ok(0)
@@ -486,12 +510,22 @@ fn fd_write(caller: &mut HostCaller<'_>, fd: i32, iovs: i32, iovs_len: i32, writ
     if fd != 1 && fd != 2 {
         return Ok(WASI_EBADF);
     }
-    let Ok(vectors) = guest_bytes(caller, iovs, iovs_len.saturating_mul(8)) else { return Ok(WASI_EBADF) };
+    let Ok(vectors) = guest_bytes(caller, iovs, iovs_len.saturating_mul(8), MAX_IOVS * 8) else {
+        return Ok(WASI_EBADF);
+    };
+    let pieces: Vec<(i32, i32)> = vectors
+        .chunks_exact(8)
+        .map(|vector| {
+            let ptr = i32::from_le_bytes([vector[0], vector[1], vector[2], vector[3]]);
+            let len = i32::from_le_bytes([vector[4], vector[5], vector[6], vector[7]]);
+            (ptr, len)
+        })
+        .collect();
+    let wanted = pieces.iter().map(|&(_, len)| u64::try_from(len).unwrap_or(0)).sum();
+    let budget = log_budget(caller, wanted)?;
     let mut text = Vec::new();
-    for vector in vectors.chunks_exact(8) {
-        let ptr = i32::from_le_bytes([vector[0], vector[1], vector[2], vector[3]]);
-        let len = i32::from_le_bytes([vector[4], vector[5], vector[6], vector[7]]);
-        let Ok(bytes) = guest_bytes(caller, ptr, len) else { return Ok(WASI_EBADF) };
+    for (ptr, len) in pieces {
+        let Ok(bytes) = guest_bytes(caller, ptr, len, budget) else { return Ok(WASI_EBADF) };
         text.extend_from_slice(&bytes);
     }
     let written = text.len() as u32;
@@ -507,7 +541,13 @@ fn fd_write(caller: &mut HostCaller<'_>, fd: i32, iovs: i32, iovs_len: i32, writ
 
 /// `random_get`: deterministic bytes from the job's seed; no entropy source is a capability.
 fn random_get(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i32> {
-    let Ok(len) = usize::try_from(len) else { return Ok(WASI_EBADF) };
+    let (Ok(start), Ok(len), Some(memory)) = (usize::try_from(ptr), usize::try_from(len), caller.data().memory) else {
+        return Ok(WASI_EBADF);
+    };
+    // Checked before allocating: a guest cannot make the host allocate past its own memory.
+    if start.checked_add(len).is_none_or(|end| end > memory.data_size(&*caller)) {
+        return Ok(WASI_EBADF);
+    }
     let mut bytes = vec![0u8; len];
     let state = caller.data_mut();
     for chunk in bytes.chunks_mut(8) {
@@ -518,8 +558,7 @@ fn random_get(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Resu
         mixed ^= mixed >> 31;
         chunk.copy_from_slice(&mixed.to_le_bytes()[..chunk.len()]);
     }
-    let (Some(memory), Ok(offset)) = (caller.data().memory, usize::try_from(ptr)) else { return Ok(WASI_EBADF) };
-    Ok(if memory.write(&mut *caller, offset, &bytes).is_ok() { 0 } else { WASI_EBADF })
+    Ok(if memory.write(&mut *caller, start, &bytes).is_ok() { 0 } else { WASI_EBADF })
 }
 
 /// Writes a zero `u32` at each pointer (the sizes of an empty environment).

@@ -329,7 +329,7 @@ impl Runtime {
         let state = HostState::new(session, tokio, limits, job.mode, job.params, job.seed, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
-        let outcome = self.instantiate_and_run(&mut store, job.module, &limits);
+        let outcome = self.instantiate_and_run(&mut store, job.module, &limits, deadline);
         let remaining = if self.fuel_metering { store.get_fuel().unwrap_or(0) } else { limits.fuel };
         let state = store.into_data();
         report.failure = outcome.err().map(|error| state.limit_hit.clone().unwrap_or(error));
@@ -345,13 +345,16 @@ impl Runtime {
         store: &mut Store<HostState>,
         bytes: &[u8],
         limits: &JobLimits,
+        deadline: Instant,
     ) -> Result<(), RuntimeError> {
         let (pre, _) = self.prepare(&sha256_hex(bytes), bytes)?;
         let internal = |error: wasmtime::Error| RuntimeError::Internal(format!("{error:#}"));
         if self.fuel_metering {
             store.set_fuel(limits.fuel).map_err(internal)?;
         }
-        let ticks = limits.wall_clock_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1);
+        // The same deadline the queries run against, counted from the job's start.
+        let left_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
+        let ticks = left_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1);
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         let instantiating = Instant::now();
