@@ -56,7 +56,10 @@ pub fn grant(id: &str, columns: &[(&str, &str, AccessMode)], outputs: &[(&str, &
         title: "test".into(),
         purpose: "test".into(),
         developer: "acme".into(),
-        datasets: datasets.into_iter().map(|(dataset, columns)| DatasetRequest { dataset, columns }).collect(),
+        datasets: datasets
+            .into_iter()
+            .map(|(dataset, columns)| DatasetRequest { dataset, columns, row_filter: None })
+            .collect(),
         outputs: outputs
             .iter()
             .map(|(name, columns)| OutputSpec {
@@ -82,6 +85,55 @@ pub fn green_grant() -> Grant {
         0,
         [3; 32],
     )
+}
+
+/// A grant that uses every access mode and a row filter, for the policy rule files:
+///
+/// | dataset | column | mode |
+/// |---|---|---|
+/// | population | person_id (subject) | pseudonymised |
+/// | population | id_card | join_only |
+/// | population | sex, district | visible |
+/// | population | birth_year | filter_only |
+/// | population | name | denied (not named) |
+/// | enterprise | uscc (subject) | join_only |
+/// | enterprise | industry, district | visible |
+/// | enterprise | employees | aggregate_only |
+/// | electricity | uscc (subject) | join_only |
+/// | electricity | month | visible |
+/// | electricity | kwh | aggregate_only |
+///
+/// Rows of population in 安吉县 are outside the grant (`district <> '安吉县'`).
+pub fn mixed_grant(id: &str, key: [u8; 32]) -> Grant {
+    let mut grant = grant(
+        id,
+        &[
+            ("population@v1", "person_id", AccessMode::Pseudonymised),
+            ("population@v1", "id_card", AccessMode::JoinOnly),
+            ("population@v1", "sex", AccessMode::Visible),
+            ("population@v1", "district", AccessMode::Visible),
+            ("population@v1", "birth_year", AccessMode::FilterOnly),
+            ("enterprise@v1", "uscc", AccessMode::JoinOnly),
+            ("enterprise@v1", "industry", AccessMode::Visible),
+            ("enterprise@v1", "district", AccessMode::Visible),
+            ("enterprise@v1", "employees", AccessMode::AggregateOnly),
+            ("electricity@v1", "uscc", AccessMode::JoinOnly),
+            ("electricity@v1", "month", AccessMode::Visible),
+            ("electricity@v1", "kwh", AccessMode::AggregateOnly),
+        ],
+        &[],
+    );
+    for request in &mut grant.application.datasets {
+        if request.dataset == "population@v1" {
+            request.row_filter = Some("district <> '安吉县'".into());
+        }
+    }
+    grant.pseudonym_key_hex = hex_key(key);
+    grant
+}
+
+fn hex_key(key: [u8; 32]) -> String {
+    key.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Reads a whole file, for tests that tamper with one.

@@ -3,17 +3,14 @@
 //!
 //! `cargo run --release -p unseen-benches -- [SUITE…] [--json]`
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use serde::Serialize;
-use unseen_policy::Grant;
-use unseen_runtime::{DomainTable, GovernedSession, Mode};
 
 mod audit_suite;
+mod query_suite;
 mod runtime_suite;
 
 const SUITES: &[&str] = &["query", "runtime", "audit"];
@@ -21,15 +18,15 @@ const SUITES: &[&str] = &["query", "runtime", "audit"];
 /// Runs unseen's benchmarks beside their baselines and prints ratios.
 #[derive(Debug, Parser)]
 #[command(name = "unseen-benches")]
-struct Args {
+pub(crate) struct Args {
     /// Suites to run (default: all). Known: query, runtime, audit.
     suites: Vec<String>,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
-    /// Enterprises in the synthetic data (electricity has 12 rows each).
-    #[arg(long, default_value_t = 50_000)]
-    enterprises: usize,
+    /// Scales the query suite's tables (1.0: 1M and 10M rows); for quick checks.
+    #[arg(long, default_value_t = 1.0)]
+    query_scale: f64,
     /// Timed repetitions per measurement (the median is reported).
     #[arg(long, default_value_t = 15)]
     repeat: usize,
@@ -46,7 +43,7 @@ struct Args {
 
 /// One measured figure beside its baseline.
 #[derive(Debug, Serialize)]
-struct Measurement {
+pub(crate) struct Measurement {
     suite: &'static str,
     name: String,
     value: f64,
@@ -87,7 +84,7 @@ fn main() -> Result<()> {
     }
     for suite in suites {
         let measurements = match suite {
-            "query" => runtime.block_on(query_suite(&args))?,
+            "query" => query_suite::run(&args, &runtime)?,
             "runtime" => runtime_suite::run(&args, runtime.handle().clone())?,
             "audit" => audit_suite::run(&args)?,
             _ => unreachable!("checked above"),
@@ -117,78 +114,7 @@ fn readable_ratio(ratio: f64) -> String {
     if ratio != 0.0 && ratio.abs() < 0.01 { format!("{ratio:.1e}") } else { format!("{ratio:.2}") }
 }
 
-fn median(mut samples: Vec<Duration>) -> f64 {
+pub(crate) fn median(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     samples[samples.len() / 2].as_secs_f64() * 1e3
-}
-
-/// The demo's governed query (electricity by industry and district) against the same SQL run
-/// directly in DataFusion over the same Parquet files.
-async fn query_suite(args: &Args) -> Result<Vec<Measurement>> {
-    let dir = tempfile::tempdir()?;
-    let enterprises = unseen_samples::data::enterprises(args.enterprises, 7);
-    let electricity = unseen_samples::data::electricity(&enterprises, 12, 7);
-    let enterprise_path = dir.path().join("enterprise.parquet");
-    let electricity_path = dir.path().join("electricity.parquet");
-    unseen_samples::data::write_parquet(&enterprises, &enterprise_path)?;
-    unseen_samples::data::write_parquet(&electricity, &electricity_path)?;
-
-    let tables = vec![
-        DomainTable {
-            dataset: unseen_samples::scenarios::enterprise(),
-            production_path: enterprise_path.clone(),
-            sample_path: enterprise_path.clone(),
-        },
-        DomainTable {
-            dataset: unseen_samples::scenarios::electricity(),
-            production_path: electricity_path.clone(),
-            sample_path: electricity_path.clone(),
-        },
-    ];
-    let application = unseen_samples::scenarios::green_energy();
-    let grant = Grant::freeze("g-bench".into(), "s-bench".into(), application, "bench".into(), 0, [0; 32]);
-    let governed = GovernedSession::new(&grant, &tables, Mode::Production).await?;
-    let plain = SessionContext::new_with_config(datafusion::prelude::SessionConfig::new().with_target_partitions(2));
-    register(&plain, "enterprise", &enterprise_path).await?;
-    register(&plain, "electricity", &electricity_path).await?;
-
-    let sql = "SELECT e.industry, e.district, SUM(u.kwh) AS total_kwh FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \
-               GROUP BY e.industry, e.district ORDER BY e.industry, e.district";
-    // Warm both sides once (file metadata caches, allocator).
-    governed.query(sql).await?;
-    plain.sql(sql).await?.collect().await?;
-    let (mut governed_times, mut plain_times, mut check_times, mut plan_times) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..args.repeat {
-        let started = Instant::now();
-        governed.query(sql).await?;
-        governed_times.push(started.elapsed());
-        let started = Instant::now();
-        plain.sql(sql).await?.collect().await?;
-        plain_times.push(started.elapsed());
-        let started = Instant::now();
-        governed.check(sql).await?;
-        check_times.push(started.elapsed());
-        let started = Instant::now();
-        plain.state().create_logical_plan(sql).await?;
-        plan_times.push(started.elapsed());
-    }
-    let name = format!("green_energy_join_{}k", args.enterprises * 12 / 1000);
-    Ok(vec![
-        Measurement::new("query", &name, "ms", median(governed_times), "datafusion", median(plain_times)),
-        Measurement::new(
-            "query",
-            "policy_check",
-            "µs",
-            median(check_times) * 1e3,
-            "sql_planning",
-            median(plan_times) * 1e3,
-        ),
-    ])
-}
-
-async fn register(context: &SessionContext, name: &str, path: &Path) -> Result<()> {
-    let path = path.to_str().context("non-UTF-8 path")?;
-    context.register_parquet(name, path, ParquetReadOptions::default()).await?;
-    Ok(())
 }

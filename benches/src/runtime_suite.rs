@@ -60,6 +60,7 @@ fn grant() -> Grant {
         datasets: vec![DatasetRequest {
             dataset: "measurements@v1".into(),
             columns: BTreeMap::from([("k".into(), AccessMode::Visible), ("v".into(), AccessMode::Visible)]),
+            row_filter: None,
         }],
         outputs: Vec::new(),
         disclosure: DisclosureParams::default(),

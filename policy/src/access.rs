@@ -44,8 +44,13 @@ pub enum Usage {
     Project,
     /// It is a GROUP BY key: every group label is a value of it.
     GroupBy,
-    /// It is the argument of the named aggregate function.
-    Aggregate(String),
+    /// It is read by the argument of the named aggregate function.
+    Aggregate {
+        /// The aggregate function, lowercase (`sum`).
+        function: String,
+        /// What the argument does with the column.
+        argument: Argument,
+    },
     /// It appears in a WHERE or HAVING condition.
     Filter,
     /// It is a JOIN key.
@@ -59,12 +64,33 @@ impl Usage {
         match self {
             Self::Project => "it cannot be projected".into(),
             Self::GroupBy => "it cannot be a GROUP BY key".into(),
-            Self::Aggregate(function) => format!("it cannot be aggregated with {function}()"),
+            Self::Aggregate { function, argument: Argument::Column | Argument::Linear } => {
+                format!("it cannot be aggregated with {function}()")
+            }
+            Self::Aggregate { function, argument: Argument::Selective } => format!(
+                "it cannot be aggregated with {function}() of an expression that can single out rows (CASE, comparisons, functions, products, FILTER clauses); aggregate the column itself and narrow rows with WHERE or GROUP BY so that contributors are counted"
+            ),
             Self::Filter => "it cannot be used in a filter".into(),
             Self::Join => "it cannot be used as a join key".into(),
             Self::Order => "it cannot order or partition rows".into(),
         }
     }
+}
+
+/// What the argument of an aggregate does with a column it reads.
+///
+/// Only linear arguments are safe for values a module may not see row by row: the sum of a
+/// linear function is a function of the sum and the count, while anything else can single out
+/// one row (`sum(CASE WHEN name = 'Acme' THEN kwh END)`) or recover every value of a group from
+/// its power sums (`sum(kwh * kwh)`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Argument {
+    /// The column itself (possibly behind a lossless cast): `sum(kwh)`.
+    Column,
+    /// A linear function of columns and constants: `sum(kwh / 1000 + base)`.
+    Linear,
+    /// Anything else: CASE, comparisons, function calls, products of columns, a FILTER clause.
+    Selective,
 }
 
 /// Aggregates that do not return one row's value. Everything else (min, max, first_value,
@@ -94,13 +120,17 @@ pub fn decide(mode: AccessMode, usage: &Usage, column: &str, dataset: &str, gran
         (AccessMode::Denied, _) => false,
         (AccessMode::Visible, _) => true,
         (AccessMode::Pseudonymised, _) => true,
-        (AccessMode::AggregateOnly, Usage::Aggregate(function)) => SAFE_AGGREGATES.contains(&function.as_str()),
+        (AccessMode::AggregateOnly, Usage::Aggregate { function, argument }) => {
+            SAFE_AGGREGATES.contains(&function.as_str()) && *argument != Argument::Selective
+        }
         (AccessMode::AggregateOnly, _) => false,
         (AccessMode::JoinOnly, Usage::Join) => true,
-        (AccessMode::JoinOnly, Usage::Aggregate(function)) => function == "count",
+        // Counting a key is harmless; counting a condition on it is a membership test.
+        (AccessMode::JoinOnly | AccessMode::FilterOnly, Usage::Aggregate { function, argument }) => {
+            function == "count" && *argument == Argument::Column
+        }
         (AccessMode::JoinOnly, _) => false,
         (AccessMode::FilterOnly, Usage::Filter) => true,
-        (AccessMode::FilterOnly, Usage::Aggregate(function)) => function == "count",
         (AccessMode::FilterOnly, _) => false,
     };
     if allowed {
@@ -134,18 +164,30 @@ mod tests {
 
     #[test]
     fn aggregate_only_allows_sum_but_not_max() {
-        assert!(decide(AccessMode::AggregateOnly, &Usage::Aggregate("sum".into()), "kwh", "d@v1", "g").is_ok());
+        let aggregate = |function: &str, argument| Usage::Aggregate { function: function.into(), argument };
+        assert!(decide(AccessMode::AggregateOnly, &aggregate("sum", Argument::Column), "kwh", "d@v1", "g").is_ok());
+        assert!(decide(AccessMode::AggregateOnly, &aggregate("avg", Argument::Linear), "kwh", "d@v1", "g").is_ok());
         let refusal =
-            decide(AccessMode::AggregateOnly, &Usage::Aggregate("max".into()), "kwh", "d@v1", "g").unwrap_err();
+            decide(AccessMode::AggregateOnly, &aggregate("max", Argument::Column), "kwh", "d@v1", "g").unwrap_err();
         assert!(refusal.message.ends_with("it cannot be aggregated with max()"));
+        let refusal =
+            decide(AccessMode::AggregateOnly, &aggregate("sum", Argument::Selective), "kwh", "d@v1", "g").unwrap_err();
+        assert!(refusal.message.contains("single out rows"), "{refusal}");
         assert!(decide(AccessMode::AggregateOnly, &Usage::GroupBy, "kwh", "d@v1", "g").is_err());
     }
 
     #[test]
+    fn join_keys_may_be_counted_but_not_tested() {
+        let count = |argument| Usage::Aggregate { function: "count".into(), argument };
+        assert!(decide(AccessMode::JoinOnly, &count(Argument::Column), "uscc", "d@v1", "g").is_ok());
+        assert!(decide(AccessMode::JoinOnly, &count(Argument::Selective), "uscc", "d@v1", "g").is_err());
+        assert!(decide(AccessMode::FilterOnly, &count(Argument::Selective), "age", "d@v1", "g").is_err());
+    }
+
+    #[test]
     fn denied_refuses_everything() {
-        for usage in
-            [Usage::Project, Usage::Filter, Usage::Join, Usage::GroupBy, Usage::Order, Usage::Aggregate("count".into())]
-        {
+        let count = Usage::Aggregate { function: "count".into(), argument: Argument::Column };
+        for usage in [Usage::Project, Usage::Filter, Usage::Join, Usage::GroupBy, Usage::Order, count] {
             assert!(decide(AccessMode::Denied, &usage, "c", "d@v1", "g").is_err());
         }
     }

@@ -20,7 +20,14 @@ pub struct DatasetRequest {
     pub dataset: String,
     /// Column name → requested mode; unnamed columns are denied.
     pub columns: BTreeMap<String, AccessMode>,
+    /// Rows the grant covers, as an SQL condition over the dataset's columns
+    /// (`district = '吴兴区'`); every other row is invisible to the module. None: all rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_filter: Option<String>,
 }
+
+/// Longest row filter a grant may carry.
+pub const MAX_ROW_FILTER_BYTES: usize = 4096;
 
 /// An output the developer intends to release: the egress contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +109,17 @@ impl ScenarioApplication {
                     request.dataset
                 )));
             }
+            if let Some(condition) = &request.row_filter
+                && (condition.trim().is_empty() || condition.len() > MAX_ROW_FILTER_BYTES)
+            {
+                return Err(PolicyError::invalid(
+                    "row_filter",
+                    format!(
+                        "the row filter on {} must be a non-empty condition of at most {MAX_ROW_FILTER_BYTES} bytes",
+                        request.dataset
+                    ),
+                ));
+            }
             for column in request.columns.keys() {
                 if dataset.tag_of(column).is_none() {
                     return Err(PolicyError::NotFound {
@@ -182,6 +200,25 @@ impl Grant {
             .unwrap_or(AccessMode::Denied)
     }
 
+    /// The grant's row filter on dataset `dataset` (`name@vN`), if it has one.
+    pub fn row_filter(&self, dataset: &str) -> Option<&str> {
+        self.application
+            .datasets
+            .iter()
+            .find(|request| request.dataset == dataset)
+            .and_then(|request| request.row_filter.as_deref())
+    }
+
+    /// The grant's pseudonymisation key.
+    pub fn pseudonym_key(&self) -> Result<[u8; 32], PolicyError> {
+        let bytes = hex::decode(&self.pseudonym_key_hex).map_err(|_| {
+            PolicyError::invalid("pseudonym_key_hex", format!("grant {} has a key that is not hex", self.id))
+        })?;
+        bytes.try_into().map_err(|_| {
+            PolicyError::invalid("pseudonym_key_hex", format!("grant {} has a key that is not 32 bytes", self.id))
+        })
+    }
+
     /// The dataset versions the grant names.
     pub fn datasets(&self) -> impl Iterator<Item = &str> {
         self.application.datasets.iter().map(|request| request.dataset.as_str())
@@ -229,6 +266,7 @@ mod tests {
             datasets: vec![DatasetRequest {
                 dataset: "population@v1".into(),
                 columns: BTreeMap::from([("district".to_string(), AccessMode::Visible)]),
+                row_filter: None,
             }],
             outputs: vec![OutputSpec { name: "by_district".into(), columns: vec!["district".into()], max_rows: 100 }],
             disclosure: DisclosureParams::default(),
@@ -252,6 +290,28 @@ mod tests {
         let mut long = application();
         long.validity_days = 5 * 365;
         assert!(long.validate(|_| Some(&general)).unwrap_err().to_string().contains("three years"));
+    }
+
+    #[test]
+    fn row_filters_are_checked_and_found_per_dataset() {
+        let general = dataset(Grade::General);
+        let mut filtered = application();
+        filtered.datasets[0].row_filter = Some("district = '吴兴区'".into());
+        assert_eq!(filtered.validate(|_| Some(&general)), Ok(()));
+        let grant = Grant::freeze("g-1".into(), "s-1".into(), filtered.clone(), "op".into(), 0, [7; 32]);
+        assert_eq!(grant.row_filter("population@v1"), Some("district = '吴兴区'"));
+        assert_eq!(grant.row_filter("other@v1"), None);
+        assert_eq!(grant.pseudonym_key(), Ok([7; 32]));
+        filtered.datasets[0].row_filter = Some("  ".into());
+        let error = filtered.validate(|_| Some(&general)).unwrap_err().to_string();
+        assert!(error.contains("row filter on population@v1"), "{error}");
+    }
+
+    #[test]
+    fn a_grant_without_row_filters_hashes_as_before_they_existed() {
+        let grant = Grant::freeze("g-1".into(), "s-1".into(), application(), "op".into(), 0, [7; 32]);
+        let json = serde_json::to_string(&grant).unwrap();
+        assert!(!json.contains("row_filter"), "absent filters are not serialised: {json}");
     }
 
     #[test]

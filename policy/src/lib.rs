@@ -13,7 +13,7 @@ pub mod identifiers;
 pub mod limits;
 pub mod review;
 
-pub use access::{AccessMode, Refusal, Usage};
+pub use access::{AccessMode, Argument, Refusal, Usage};
 pub use catalog::{ColumnSpec, ColumnTag, DatasetVersion, Grade, SubjectKind};
 pub use error::PolicyError;
 pub use grant::{DatasetRequest, DisclosureParams, Grant, OutputSpec, ScenarioApplication};

@@ -426,6 +426,7 @@ mod tests {
             datasets: vec![DatasetRequest {
                 dataset: "e@v1".into(),
                 columns: BTreeMap::from([("kwh".into(), AccessMode::AggregateOnly)]),
+                row_filter: None,
             }],
             outputs: vec![OutputSpec {
                 name: "by_district".into(),

@@ -15,24 +15,29 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchema};
 use datafusion::execution::context::SQLOptions;
-use datafusion::functions_aggregate::expr_fn::count_distinct;
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{Aggregate, Expr, JoinType, LogicalPlan, Operator, Projection};
+use datafusion::logical_expr::{
+    Aggregate, Cast, Expr, ExprSchemable, JoinType, LogicalPlan, Operator, Projection, SubqueryAlias, TryCast,
+};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DataFusionStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
-use unseen_policy::access::{Usage, decide};
+use unseen_policy::access::{Argument, Usage, decide};
 use unseen_policy::{
     AccessMode, ColumnLineage, ColumnTag, DatasetVersion, Grant, OutputLineage, Refusal, SourceColumn, SubjectCounts,
     SubjectKind,
 };
 
 use crate::RuntimeError;
+use crate::contributors::CappedContributors;
+use crate::granted_table::GrantedTable;
+use crate::pseudonym::Pseudonymiser;
 
 /// Rows and bytes the leaves of an executed plan read from storage, for metering.
 fn scanned(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
@@ -47,6 +52,8 @@ fn scanned(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
 
 /// Name prefix of the host's hidden contributor columns; never reaches a module.
 const CONTRIBUTORS_PREFIX: &str = "__unseen_contributors_";
+/// Name prefix of subject columns the host carries up through subqueries to count them.
+const CARRIED_SUBJECT_PREFIX: &str = "__unseen_subject_";
 
 /// Which copy of the data a job reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -107,6 +114,31 @@ struct Source {
     subject_kind: Option<SubjectKind>,
 }
 
+/// How a field's value is computed from the source values that flow into it, from the most
+/// to the least harmless. Decides what an aggregate over the field may reveal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+enum Shape {
+    /// No source value: a literal.
+    Constant,
+    /// One source column's value, copied (possibly through a lossless cast).
+    #[default]
+    Column,
+    /// A linear function of source values and constants.
+    Linear,
+    /// Anything else.
+    Selective,
+}
+
+impl Shape {
+    fn argument(self) -> Argument {
+        match self {
+            Self::Constant | Self::Column => Argument::Column,
+            Self::Linear => Argument::Linear,
+            Self::Selective => Argument::Selective,
+        }
+    }
+}
+
 /// Where the values of one plan field come from.
 #[derive(Debug, Clone, Default)]
 struct FieldLineage {
@@ -116,6 +148,8 @@ struct FieldLineage {
     aggregated: BTreeSet<usize>,
     /// The field is the output of an aggregate function.
     is_aggregate: bool,
+    /// How the field is computed from `raw`.
+    shape: Shape,
 }
 
 impl FieldLineage {
@@ -123,6 +157,7 @@ impl FieldLineage {
         self.raw.extend(&other.raw);
         self.aggregated.extend(&other.aggregated);
         self.is_aggregate |= other.is_aggregate;
+        self.shape = self.shape.max(other.shape);
     }
 }
 
@@ -147,27 +182,42 @@ impl GovernedSession {
                     grant.id
                 ))
             })?;
-            for column in &table.dataset.columns {
-                if grant.mode(dataset_id, &column.name) == AccessMode::Pseudonymised {
-                    return Err(RuntimeError::Refused(Refusal {
-                        rule: "access_mode.pseudonymised".into(),
-                        message: format!(
-                            "column \"{}\" of dataset \"{dataset_id}\" is pseudonymised in grant {}; this domain version cannot issue tokens yet",
-                            column.name, grant.id
-                        ),
-                    }));
-                }
-            }
             let path = match mode {
                 Mode::Sample => &table.sample_path,
                 Mode::Production => &table.production_path,
             };
             let path =
                 path.to_str().ok_or_else(|| RuntimeError::Internal(format!("non-UTF-8 path {}", path.display())))?;
+            let name = table.dataset.name.as_str();
             context
-                .register_parquet(table.dataset.name.as_str(), path, ParquetReadOptions::default())
+                .register_parquet(name, path, ParquetReadOptions::default())
                 .await
                 .map_err(|error| RuntimeError::Internal(format!("registering {dataset_id}: {error}")))?;
+            let pseudonymised: BTreeSet<String> = table
+                .dataset
+                .columns
+                .iter()
+                .filter(|column| grant.mode(dataset_id, &column.name) == AccessMode::Pseudonymised)
+                .map(|column| column.name.clone())
+                .collect();
+            let row_filter = grant.row_filter(dataset_id);
+            if !pseudonymised.is_empty() || row_filter.is_some() {
+                let stored = context.deregister_table(name).ok().flatten().ok_or_else(|| {
+                    RuntimeError::Internal(format!("{dataset_id} vanished while it was being registered"))
+                })?;
+                let condition = match row_filter {
+                    Some(sql) => Some(row_condition(&context, grant, dataset_id, name, &stored, sql)?),
+                    None => None,
+                };
+                let key = grant.pseudonym_key().map_err(|error| RuntimeError::Internal(error.to_string()))?;
+                let granted = GrantedTable::new(name, stored, condition, &pseudonymised, &Pseudonymiser::udf(key))
+                    .map_err(|error| {
+                        RuntimeError::Internal(format!("building {dataset_id} for grant {}: {error}", grant.id))
+                    })?;
+                context
+                    .register_table(name, Arc::new(granted))
+                    .map_err(|error| RuntimeError::Internal(format!("registering {dataset_id}: {error}")))?;
+            }
             registered.insert(table.dataset.name.clone(), table.dataset.clone());
         }
         Ok(Self { context, grant: grant.clone(), mode, tables: registered })
@@ -386,15 +436,18 @@ impl Walker<'_> {
     /// WHERE — and every other conjunct is a filter.
     fn condition(&self, predicate: &Expr, schema: &DFSchema, input: &[FieldLineage]) -> Result<(), RuntimeError> {
         for conjunct in split_conjunction(predicate) {
-            let usage = match conjunct {
+            match conjunct {
                 Expr::BinaryExpr(binary)
                     if binary.op == Operator::Eq && is_column(&binary.left) && is_column(&binary.right) =>
                 {
-                    Usage::Join
+                    let left = self.expr(&binary.left, schema, input, Some(&Usage::Join))?;
+                    let right = self.expr(&binary.right, schema, input, Some(&Usage::Join))?;
+                    self.join_keys(&left, &right, conjunct)?;
                 }
-                _ => Usage::Filter,
-            };
-            self.expr(conjunct, schema, input, Some(&usage))?;
+                _ => {
+                    self.expr(conjunct, schema, input, Some(&Usage::Filter))?;
+                }
+            }
         }
         Ok(())
     }
@@ -410,8 +463,14 @@ impl Walker<'_> {
     ) -> Result<FieldLineage, RuntimeError> {
         refuse_subqueries(expr)?;
         let mut lineage = FieldLineage::default();
-        for column in expr.column_refs() {
-            let index = schema.index_of_column(column).map_err(|error| RuntimeError::Internal(error.to_string()))?;
+        // In schema order, so that a refusal always names the same column first.
+        let mut indices = expr
+            .column_refs()
+            .into_iter()
+            .map(|column| schema.index_of_column(column).map_err(|error| RuntimeError::Internal(error.to_string())))
+            .collect::<Result<Vec<usize>, _>>()?;
+        indices.sort_unstable();
+        for index in indices {
             let field = &input[index];
             if let Some(usage) = usage {
                 for &source in &field.raw {
@@ -420,7 +479,80 @@ impl Walker<'_> {
             }
             lineage.merge(field);
         }
+        lineage.shape = self.shape(expr, schema, input);
         Ok(lineage)
+    }
+
+    /// How `expr` computes its value from the fields it reads.
+    fn shape(&self, expr: &Expr, schema: &DFSchema, input: &[FieldLineage]) -> Shape {
+        let linear = |shape: Shape| match shape {
+            Shape::Constant => Shape::Constant,
+            Shape::Column | Shape::Linear => Shape::Linear,
+            Shape::Selective => Shape::Selective,
+        };
+        match expr {
+            Expr::Alias(alias) => self.shape(&alias.expr, schema, input),
+            Expr::Column(column) => schema
+                .index_of_column(column)
+                .ok()
+                .and_then(|index| input.get(index))
+                .map_or(Shape::Selective, |field| field.shape),
+            Expr::Literal(..) => Shape::Constant,
+            Expr::Cast(Cast { expr: inner, field }) | Expr::TryCast(TryCast { expr: inner, field }) => {
+                match self.shape(inner, schema, input) {
+                    Shape::Constant => Shape::Constant,
+                    shape => match inner.get_type(schema) {
+                        Ok(from) if lossless_cast(&from, field.data_type()) => shape,
+                        _ => Shape::Selective,
+                    },
+                }
+            }
+            Expr::Negative(inner) => linear(self.shape(inner, schema, input)),
+            Expr::BinaryExpr(binary) => {
+                let left = self.shape(&binary.left, schema, input);
+                let right = self.shape(&binary.right, schema, input);
+                match binary.op {
+                    Operator::Plus | Operator::Minus => linear(left.max(right)),
+                    Operator::Multiply if left == Shape::Constant => linear(right),
+                    Operator::Multiply if right == Shape::Constant => linear(left),
+                    // Integer division floors: `employees / 100` buckets values like a CASE would.
+                    Operator::Divide
+                        if right == Shape::Constant && !expr.get_type(schema).is_ok_and(|t| t.is_integer()) =>
+                    {
+                        linear(left)
+                    }
+                    _ if left == Shape::Constant && right == Shape::Constant => Shape::Constant,
+                    _ => Shape::Selective,
+                }
+            }
+            other if other.column_refs().is_empty() => Shape::Constant,
+            _ => Shape::Selective,
+        }
+    }
+
+    /// A join key that is only joinable must meet another granted column as it is: joined to a
+    /// literal (`JOIN (VALUES ('9133…')) v ON e.uscc = v.x`) or an expression, the join tests
+    /// for one value and tells the module which row has it.
+    fn join_keys(&self, left: &FieldLineage, right: &FieldLineage, condition: &Expr) -> Result<(), RuntimeError> {
+        for (side, other) in [(left, right), (right, left)] {
+            for &source in &side.raw {
+                let source = &self.sources[source];
+                if source.mode != AccessMode::JoinOnly {
+                    continue;
+                }
+                let bare = |field: &FieldLineage| field.raw.len() == 1 && field.shape == Shape::Column;
+                if !bare(side) || !bare(other) {
+                    return Err(RuntimeError::Refused(Refusal {
+                        rule: "access_mode.join_only".into(),
+                        message: format!(
+                            "column \"{}\" of dataset \"{}\" is join_only in grant {}; it can only be joined to another granted column as it is, not to literals or expressions (in `{condition}`)",
+                            source.column.column, source.column.dataset, self.session.grant.id
+                        ),
+                    }));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn walk(&mut self, plan: &LogicalPlan) -> Result<Vec<FieldLineage>, RuntimeError> {
@@ -486,8 +618,9 @@ impl Walker<'_> {
                     .join(join.right.schema())
                     .map_err(|error| RuntimeError::Internal(error.to_string()))?;
                 for (left_key, right_key) in &join.on {
-                    self.expr(left_key, join.left.schema(), &left, Some(&Usage::Join))?;
-                    self.expr(right_key, join.right.schema(), &right, Some(&Usage::Join))?;
+                    let left_lineage = self.expr(left_key, join.left.schema(), &left, Some(&Usage::Join))?;
+                    let right_lineage = self.expr(right_key, join.right.schema(), &right, Some(&Usage::Join))?;
+                    self.join_keys(&left_lineage, &right_lineage, &left_key.clone().eq(right_key.clone()))?;
                 }
                 if let Some(filter) = &join.filter {
                     self.condition(filter, &combined, &both)?;
@@ -517,7 +650,9 @@ impl Walker<'_> {
                 let schema = window.input.schema();
                 for expr in &window.window_expr {
                     // Window results are per row: everything they read counts as raw.
-                    fields.push(self.expr(expr, schema, &fields.clone(), Some(&Usage::Order))?);
+                    let mut lineage = self.expr(expr, schema, &fields.clone(), Some(&Usage::Order))?;
+                    lineage.shape = Shape::Selective;
+                    fields.push(lineage);
                 }
                 Ok(fields)
             }
@@ -557,9 +692,14 @@ impl Walker<'_> {
             return Err(refusal("unsupported_plan", "aggregate expressions must be aggregate function calls"));
         };
         let name = function.func.name().to_lowercase();
-        let usage = Usage::Aggregate(name);
-        let mut lineage = FieldLineage { is_aggregate: true, ..FieldLineage::default() };
+        let mut lineage = FieldLineage { is_aggregate: true, shape: Shape::Selective, ..FieldLineage::default() };
         for argument in &function.params.args {
+            // A FILTER clause singles out rows just as a CASE in the argument would.
+            let shape = match function.params.filter {
+                Some(_) => Shape::Selective,
+                None => self.shape(argument, schema, input),
+            };
+            let usage = Usage::Aggregate { function: name.clone(), argument: shape.argument() };
             let argument = self.expr(argument, schema, input, Some(&usage))?;
             lineage.aggregated.extend(argument.raw.iter().chain(&argument.aggregated));
         }
@@ -572,40 +712,90 @@ impl Walker<'_> {
         Ok(lineage)
     }
 
+    /// The field of `plan` that is the subject column of `kind`, copied as it is. A computed
+    /// field is never taken: `concat(uscc, random())` would make every row its own subject.
+    fn subject_field(&mut self, plan: &LogicalPlan, kind: SubjectKind) -> Result<Option<Column>, RuntimeError> {
+        let fields = self.walk(plan)?;
+        let schema = plan.schema();
+        Ok(fields.iter().enumerate().find_map(|(index, field)| {
+            let bare = field.raw.len() == 1 && field.aggregated.is_empty() && field.shape == Shape::Column;
+            let source = *field.raw.first()?;
+            (bare && self.sources[source].subject_kind == Some(kind))
+                .then(|| Column::from(schema.qualified_field(index)))
+        }))
+    }
+
+    /// Rebuilds `plan` so that it also outputs the subject column of `kind` from below, under a
+    /// hidden name: subqueries and CTEs that dropped it still have their contributors counted.
+    /// `None` when the subject cannot be carried up through some node.
+    fn carry_subject(
+        &mut self,
+        plan: &LogicalPlan,
+        kind: SubjectKind,
+    ) -> Result<Option<(LogicalPlan, Column)>, RuntimeError> {
+        let internal = |error: datafusion::error::DataFusionError| RuntimeError::Internal(error.to_string());
+        let carried_name = format!("{CARRIED_SUBJECT_PREFIX}{}", kind.as_str());
+        let rebuilt = match plan {
+            LogicalPlan::Projection(projection) => {
+                let (input, column) = match self.subject_field(&projection.input, kind)? {
+                    Some(column) => (projection.input.as_ref().clone(), column),
+                    None => match self.carry_subject(&projection.input, kind)? {
+                        Some(carried) => carried,
+                        None => return Ok(None),
+                    },
+                };
+                let mut exprs = projection.expr.clone();
+                exprs.push(Expr::Column(column).alias(&carried_name));
+                let projection = Projection::try_new(exprs, Arc::new(input)).map_err(internal)?;
+                (LogicalPlan::Projection(projection), Column::from_name(&carried_name))
+            }
+            LogicalPlan::SubqueryAlias(alias) => {
+                let Some((input, _)) = self.carry_subject(&alias.input, kind)? else { return Ok(None) };
+                let alias = SubqueryAlias::try_new(Arc::new(input), alias.alias.clone()).map_err(internal)?;
+                let column = Column::new(Some(alias.alias.clone()), &carried_name);
+                (LogicalPlan::SubqueryAlias(alias), column)
+            }
+            LogicalPlan::Filter(_) | LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
+                let Some(child) = plan.inputs().first().copied() else { return Ok(None) };
+                let Some((input, column)) = self.carry_subject(child, kind)? else { return Ok(None) };
+                (plan.with_new_exprs(plan.expressions(), vec![input]).map_err(internal)?, column)
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(rebuilt))
+    }
+
     /// Rebuilds the plan with hidden distinct-contributor counts on its outermost aggregate.
     /// `None` when the aggregate is not the outermost step.
     fn add_contributors(&mut self, plan: &LogicalPlan) -> Result<Option<LogicalPlan>, RuntimeError> {
         let rebuilt = match plan {
             LogicalPlan::Aggregate(aggregate) => {
-                let input = self.walk(&aggregate.input)?;
-                let schema = aggregate.input.schema();
-                let mut subjects: BTreeMap<SubjectKind, Column> = BTreeMap::new();
-                for (index, field) in input.iter().enumerate() {
-                    if field.raw.len() != 1 || !field.aggregated.is_empty() {
-                        continue;
-                    }
-                    let Some(&source) = field.raw.first() else { continue };
-                    if let Some(kind) = self.sources[source].subject_kind {
-                        subjects.entry(kind).or_insert_with(|| Column::from(schema.qualified_field(index)));
-                    }
-                }
+                let mut input = Arc::clone(&aggregate.input);
                 let mut aggr_expr = aggregate.aggr_expr.clone();
-                for kind in &self.subject_kinds {
-                    let column = subjects.get(kind).ok_or_else(|| {
-                        refusal(
-                            "governed_aggregate",
-                            &format!(
-                                "the {} subject column must reach the aggregate so that contributors can be counted",
-                                kind.as_str()
-                            ),
-                        )
-                    })?;
+                for kind in self.subject_kinds.clone() {
+                    let column = match self.subject_field(&input, kind)? {
+                        Some(column) => column,
+                        None => {
+                            let (carried, column) = self.carry_subject(&input, kind)?.ok_or_else(|| {
+                                refusal(
+                                    "governed_aggregate",
+                                    &format!(
+                                        "the {} subject column must reach the aggregate so that contributors can be counted; keep it in the subqueries the aggregate reads",
+                                        kind.as_str()
+                                    ),
+                                )
+                            })?;
+                            input = Arc::new(carried);
+                            column
+                        }
+                    };
                     aggr_expr.push(
-                        count_distinct(Expr::Column(column.clone()))
+                        CappedContributors::udaf(self.session.grant.application.disclosure.threshold_k)
+                            .call(vec![Expr::Column(column.clone())])
                             .alias(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str())),
                     );
                 }
-                let aggregate = Aggregate::try_new(aggregate.input.clone(), aggregate.group_expr.clone(), aggr_expr)
+                let aggregate = Aggregate::try_new(input, aggregate.group_expr.clone(), aggr_expr)
                     .map_err(|error| RuntimeError::Internal(error.to_string()))?;
                 LogicalPlan::Aggregate(aggregate)
             }
@@ -629,6 +819,57 @@ impl Walker<'_> {
             _ => return Ok(None),
         };
         Ok(Some(rebuilt))
+    }
+}
+
+/// The grant's row filter on one table as a plan expression over the stored columns.
+fn row_condition(
+    context: &SessionContext,
+    grant: &Grant,
+    dataset_id: &str,
+    name: &str,
+    stored: &Arc<dyn datafusion::catalog::TableProvider>,
+    sql: &str,
+) -> Result<Expr, RuntimeError> {
+    let invalid = |reason: String| {
+        RuntimeError::Internal(format!(
+            "the row filter of grant {} on {dataset_id} ({sql}) is not a condition on its columns: {reason}",
+            grant.id
+        ))
+    };
+    let schema =
+        DFSchema::try_from_qualified_schema(name, &stored.schema()).map_err(|error| invalid(error.to_string()))?;
+    let condition = context.parse_sql_expr(sql, &schema).map_err(|error| invalid(error.to_string()))?;
+    if refuse_subqueries(&condition).is_err() {
+        return Err(invalid("subqueries are not allowed".into()));
+    }
+    match condition.get_type(&schema) {
+        Ok(DataType::Boolean) => Ok(condition),
+        Ok(other) => Err(invalid(format!("it is of type {other}, not a condition"))),
+        Err(error) => Err(invalid(error.to_string())),
+    }
+}
+
+/// Whether a cast keeps every value apart (widening numbers, between string encodings). A
+/// narrowing cast is a step function — `CAST(kwh / 1e6 AS INT)` buckets values — and so counts
+/// as selective.
+fn lossless_cast(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    if from == to {
+        return true;
+    }
+    match (from, to) {
+        (Dictionary(_, values), to) => lossless_cast(values, to),
+        (Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32, Int64 | Float64 | Decimal128(..) | Decimal256(..)) => {
+            true
+        }
+        (Int8 | Int16 | UInt8 | UInt16, Int32 | Float32) => true,
+        (Int8 | UInt8, Int16) => true,
+        (UInt8 | UInt16 | UInt32 | UInt64, UInt64) => true,
+        (Float16 | Float32, Float32 | Float64) => true,
+        (Decimal128(..), Decimal128(..) | Decimal256(..) | Float64) => true,
+        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => true,
+        _ => false,
     }
 }
 

@@ -6,8 +6,11 @@
 
 mod abi;
 mod cache;
+pub mod contributors;
 pub mod governed;
+mod granted_table;
 pub mod host;
+pub mod pseudonym;
 pub mod sample;
 
 pub use abi::ABI_VERSION;

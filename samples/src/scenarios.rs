@@ -82,6 +82,7 @@ pub fn green_energy() -> ScenarioApplication {
                     ("industry".into(), AccessMode::Visible),
                     ("district".into(), AccessMode::Visible),
                 ]),
+                row_filter: None,
             },
             DatasetRequest {
                 dataset: "electricity@v1".into(),
@@ -89,6 +90,7 @@ pub fn green_energy() -> ScenarioApplication {
                     ("uscc".into(), AccessMode::JoinOnly),
                     ("kwh".into(), AccessMode::AggregateOnly),
                 ]),
+                row_filter: None,
             },
         ],
         outputs: vec![OutputSpec {
@@ -116,6 +118,7 @@ pub fn resident_verification() -> ScenarioApplication {
                 ("name".into(), AccessMode::Visible),
                 ("district".into(), AccessMode::Visible),
             ]),
+            row_filter: None,
         }],
         outputs: vec![
             OutputSpec {
