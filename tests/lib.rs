@@ -68,7 +68,7 @@ pub fn grant(id: &str, columns: &[(&str, &str, AccessMode)], outputs: &[(&str, &
                 max_rows: 10_000,
             })
             .collect(),
-        disclosure: DisclosureParams { threshold_k: 10, auto_release: true },
+        disclosure: DisclosureParams { threshold_k: 10, auto_release: true, ..Default::default() },
         validity_days: 30,
         limits: Default::default(),
     };

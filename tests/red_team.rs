@@ -79,14 +79,19 @@ async fn hostile_id_dump_is_blocked_by_the_egress_reviewer_naming_its_rules() {
         run(&runtime, unseen_samples::modules::HOSTILE_ID_DUMP, verification.clone(), &fixture, Mode::Production).await;
     assert!(report.failure.is_none(), "{:?}", report.failure);
     let table = report.outputs.iter().find(|output| output.kind == OutputKind::Table).expect("a table output");
-    let review = review_table(&verification, &table.name, table.table.as_ref().unwrap(), &table.lineage);
+    let review =
+        review_table(&verification, &table.name, table.table.as_ref().unwrap(), &table.lineage, Default::default());
     assert_eq!(review.outcome, Outcome::Blocked);
     for rule in ["contract", "lineage", "threshold", "content"] {
         assert!(review.blocking_rules().contains(&rule), "{rule} should block: {:?}", review.rules);
     }
     let artifact = report.outputs.iter().find(|output| output.kind == OutputKind::Artifact).expect("an artifact");
-    let review =
-        unseen_policy::review::review_artifact(&verification, &artifact.name, artifact.artifact.as_ref().unwrap());
+    let review = unseen_policy::review::review_artifact(
+        &verification,
+        &artifact.name,
+        artifact.artifact.as_ref().unwrap(),
+        Default::default(),
+    );
     assert_eq!(review.outcome, Outcome::Blocked);
     assert_eq!(review.blocking_rules(), vec!["content"]);
 }
@@ -233,4 +238,162 @@ async fn a_computed_subject_does_not_inflate_the_contributor_count() {
     assert_eq!(forged.rows, honest.rows);
     assert_eq!(forged.lineage.suppressed_groups, honest.lineage.suppressed_groups);
     assert_eq!(forged.lineage.contributors, honest.lineage.contributors);
+}
+
+/// The largest contributions behind every SUM cell, per enterprise (not per row), as a plain
+/// per-enterprise recomputation finds them: exact in small groups, never too low in large.
+#[tokio::test(flavor = "multi_thread")]
+async fn largest_contributions_per_subject_travel_with_magnitude_cells() {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::datatypes::Float64Type;
+    use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+    let fixture = fixture().await;
+    let session = GovernedSession::new(&green_grant(), &fixture.tables, Mode::Production).await.unwrap();
+    let sql = "SELECT e.industry, e.district, SUM(u.kwh) / 1000 AS mwh, COUNT(*) AS n FROM electricity u \
+               JOIN enterprise e ON u.uscc = e.uscc GROUP BY e.industry, e.district ORDER BY 1, 2";
+    let result = session.query(sql).await.unwrap();
+    let [magnitude] = result.lineage.magnitudes.as_slice() else {
+        panic!("one magnitude aggregate (SUM), COUNT is not one: {:?}", result.lineage.magnitudes)
+    };
+    assert_eq!(magnitude.columns, vec!["mwh".to_string()], "the output column computed from the SUM");
+    assert_eq!(magnitude.per_row.len() as u64, result.rows);
+
+    // The same groups recomputed per enterprise on the stored files, outside the engine.
+    let plain = SessionContext::new();
+    for table in &fixture.tables {
+        let path = table.production_path.to_str().unwrap();
+        plain.register_parquet(&table.dataset.name, path, ParquetReadOptions::default()).await.unwrap();
+    }
+    let per_subject = plain
+        .sql(
+            "SELECT e.industry, e.district, SUM(ABS(u.kwh)) AS amount FROM electricity u \
+             JOIN enterprise e ON u.uscc = e.uscc GROUP BY e.industry, e.district, u.uscc",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut groups: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for batch in &per_subject {
+        let (industry, district) = (batch.column(0).as_string_view(), batch.column(1).as_string_view());
+        let amount = batch.column(2).as_primitive::<Float64Type>();
+        for row in 0..batch.num_rows() {
+            let key = (industry.value(row).to_string(), district.value(row).to_string());
+            groups.entry(key).or_default().push(amount.value(row));
+        }
+    }
+    let mut row = 0;
+    let (mut exact_groups, mut estimated_groups) = (0, 0);
+    for batch in &result.batches {
+        let (industry, district) = (batch.column(0).as_string_view(), batch.column(1).as_string_view());
+        for index in 0..batch.num_rows() {
+            let key = (industry.value(index).to_string(), district.value(index).to_string());
+            let mut truth = groups.remove(&key).expect("the group exists in the plain result");
+            truth.sort_by(|left, right| right.total_cmp(left));
+            let host = &magnitude.per_row[row];
+            let total: f64 = truth.iter().sum();
+            assert!((host.total - total).abs() <= 1e-6 * total, "group {key:?}: total {} vs {total}", host.total);
+            if truth.len() <= 16 {
+                assert_eq!(host.largest.len(), truth.len().min(5));
+                for (estimate, exact) in host.largest.iter().zip(&truth) {
+                    assert!((estimate - exact).abs() <= 1e-6 * exact, "group {key:?}: {estimate} vs {exact}");
+                }
+            } else {
+                // Folded into buckets: the sum of the i largest never falls below the truth's.
+                let (mut reported, mut exact) = (0.0, 0.0);
+                for (index, truth) in truth.iter().take(5).enumerate() {
+                    reported += host.largest.get(index).copied().unwrap_or(0.0);
+                    exact += truth;
+                    assert!(reported >= exact * (1.0 - 1e-9), "group {key:?}: top {} {reported} < {exact}", index + 1);
+                }
+            }
+            if truth.len() <= 16 {
+                exact_groups += 1
+            } else {
+                estimated_groups += 1
+            }
+            row += 1;
+        }
+    }
+    assert!(exact_groups > 0 && estimated_groups > 0, "{exact_groups} exact, {estimated_groups} estimated groups");
+
+    let counts = session.query("SELECT e.district, COUNT(*) AS n FROM enterprise e GROUP BY e.district").await.unwrap();
+    assert!(counts.lineage.magnitudes.is_empty(), "COUNT is not a magnitude");
+}
+
+/// Attack: a module emits a table by industry × district, whose small groups the engine
+/// withheld, together with totals (here: any margin published anywhere). Secondary
+/// suppression must leave no line of the table with a single withheld cell, so that no
+/// withheld group follows from a total. And every cell that the per-enterprise data shows to
+/// be dominated must be withheld.
+#[tokio::test(flavor = "multi_thread")]
+async fn withheld_groups_cannot_be_recovered_from_totals_and_dominated_cells_do_not_leave() {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::array::Array;
+    use datafusion::arrow::datatypes::Float64Type;
+    use unseen_policy::review::{ReviewContext, key_text, release_table};
+
+    let fixture = fixture().await;
+    let mut cells = grant(
+        "g-cells",
+        &[
+            ("enterprise@v1", "uscc", AccessMode::JoinOnly),
+            ("enterprise@v1", "industry", AccessMode::Visible),
+            ("enterprise@v1", "district", AccessMode::Visible),
+            ("electricity@v1", "uscc", AccessMode::JoinOnly),
+            ("electricity@v1", "kwh", AccessMode::AggregateOnly),
+        ],
+        &[("by_cell", &["industry", "district", "mwh"])],
+    );
+    // A stricter dominance rule than the default, so that the synthetic data has dominated cells.
+    cells.application.disclosure.nk_rule.k_percent = 40;
+    let session = GovernedSession::new(&cells, &fixture.tables, Mode::Production).await.unwrap();
+    let sql = "SELECT e.industry, e.district, SUM(u.kwh) / 1000 AS mwh FROM electricity u \
+               JOIN enterprise e ON u.uscc = e.uscc GROUP BY e.industry, e.district";
+    let result = session.query(sql).await.unwrap();
+    assert!(result.lineage.suppressed_groups > 0, "the engine withheld small groups");
+    assert_eq!(result.lineage.withheld_keys.len() as u64, result.lineage.suppressed_groups);
+    let schema = result.batches[0].schema();
+    let table = datafusion::arrow::compute::concat_batches(&schema, &result.batches).unwrap();
+    let report = review_table(&cells, "by_cell", &table, &result.lineage, ReviewContext::default());
+
+    let withheld = |row: usize| report.suppressed_cells.iter().any(|cell| cell.row == row);
+    // No line (one key fixed, the other varying) holds exactly one withheld cell.
+    for fixed in 0..2 {
+        let mut lines: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for row in 0..table.num_rows() {
+            let line = lines.entry(key_text(table.column(fixed).as_ref(), row)).or_default();
+            line.0 += 1;
+            line.1 += usize::from(withheld(row));
+        }
+        for keys in &result.lineage.withheld_keys {
+            let line = lines.entry(keys[fixed].clone()).or_default();
+            line.0 += 1;
+            line.1 += 1;
+        }
+        for (key, (members, withheld)) in lines {
+            assert!(members < 2 || withheld != 1, "{key}: one withheld cell among {members} follows from the total");
+        }
+    }
+
+    // Dominance, recomputed per enterprise outside the engine.
+    let magnitude = &result.lineage.magnitudes[0];
+    let mut dominated = 0;
+    for row in 0..table.num_rows() {
+        let contributions = &magnitude.per_row[row];
+        let top_two: f64 = contributions.largest.iter().take(2).sum();
+        if top_two > 0.40 * contributions.total {
+            dominated += 1;
+            assert!(withheld(row), "row {row} is dominated ({top_two} of {}) but released", contributions.total);
+        }
+    }
+    assert!(dominated > 0, "the stricter rule finds dominated cells");
+    assert!(report.suppressed_cells.iter().any(|cell| cell.rule == "dominance"));
+    let released = release_table(&report, &table).unwrap();
+    let mwh = released.column(2).as_primitive::<Float64Type>();
+    assert_eq!(mwh.null_count(), report.suppressed_cells.len(), "every withheld cell is null in the release");
 }

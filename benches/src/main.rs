@@ -10,16 +10,17 @@ use clap::Parser;
 use serde::Serialize;
 
 mod audit_suite;
+mod egress_suite;
 mod query_suite;
 mod runtime_suite;
 
-const SUITES: &[&str] = &["query", "runtime", "audit"];
+const SUITES: &[&str] = &["query", "runtime", "audit", "egress"];
 
 /// Runs unseen's benchmarks beside their baselines and prints ratios.
 #[derive(Debug, Parser)]
 #[command(name = "unseen-benches")]
 pub(crate) struct Args {
-    /// Suites to run (default: all). Known: query, runtime, audit.
+    /// Suites to run (default: all). Known: query, runtime, audit, egress.
     suites: Vec<String>,
     /// One JSON object per line instead of a table.
     #[arg(long)]
@@ -87,6 +88,7 @@ fn main() -> Result<()> {
             "query" => query_suite::run(&args, &runtime)?,
             "runtime" => runtime_suite::run(&args, runtime.handle().clone())?,
             "audit" => audit_suite::run(&args)?,
+            "egress" => egress_suite::run(&args, &runtime)?,
             _ => unreachable!("checked above"),
         };
         for measurement in measurements {

@@ -164,7 +164,7 @@ fn readings_grant() -> Grant {
             row_filter: None,
         }],
         outputs: Vec::new(),
-        disclosure: DisclosureParams { threshold_k: 10, auto_release: false },
+        disclosure: DisclosureParams { threshold_k: 10, auto_release: false, ..Default::default() },
         validity_days: 30,
         limits: Default::default(),
     };
@@ -334,40 +334,45 @@ async fn policy_check(workload: &Workload, repeat: usize) -> Result<Measurement>
     ))
 }
 
-/// The Python that has DuckDB: `UNSEEN_BENCH_PYTHON`, or a virtual environment under the
-/// user's cache made on first use.
-fn duckdb_python() -> Result<PathBuf> {
+/// The Python that has `packages` (PyPI names, imported under the same names):
+/// `UNSEEN_BENCH_PYTHON`, or a virtual environment under the user's cache, made and filled on
+/// first use.
+pub(crate) fn bench_python(packages: &[&str]) -> Result<PathBuf> {
     if let Some(python) = std::env::var_os("UNSEEN_BENCH_PYTHON") {
         return Ok(PathBuf::from(python));
     }
     let home = std::env::var_os("HOME").context("HOME is not set")?;
     let venv = Path::new(&home).join(".cache/unseen-bench-venv");
     let python = venv.join("bin/python");
-    let has_duckdb = |python: &Path| {
-        Command::new(python).args(["-c", "import duckdb"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    let importable = |python: &Path| {
+        let imports = packages.iter().map(|package| format!("import {package}")).collect::<Vec<_>>().join("; ");
+        Command::new(python).args(["-c", &imports]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
     };
-    if python.exists() && has_duckdb(&python) {
+    if python.exists() && importable(&python) {
         return Ok(python);
     }
-    eprintln!("query: installing DuckDB from PyPI into {} (once)…", venv.display());
-    let status =
-        Command::new("python3").arg("-m").arg("venv").arg(&venv).status().context("running python3 -m venv")?;
-    if !status.success() {
-        bail!("python3 -m venv {} failed", venv.display());
+    eprintln!("bench: installing {} from PyPI into {} (once)…", packages.join(", "), venv.display());
+    if !python.exists() {
+        let status =
+            Command::new("python3").arg("-m").arg("venv").arg(&venv).status().context("running python3 -m venv")?;
+        if !status.success() {
+            bail!("python3 -m venv {} failed", venv.display());
+        }
     }
     let status = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "duckdb"])
+        .args(["install", "--quiet"])
+        .args(packages)
         .status()
-        .context("running pip install duckdb")?;
-    if !status.success() || !has_duckdb(&python) {
-        bail!("pip install duckdb did not give an importable duckdb");
+        .with_context(|| format!("running pip install {}", packages.join(" ")))?;
+    if !status.success() || !importable(&python) {
+        bail!("pip install {} did not give importable packages", packages.join(" "));
     }
     Ok(python)
 }
 
 /// Median milliseconds per workload in DuckDB, on the same files with the same thread count.
 fn duckdb_medians(workloads: &[Workload]) -> Result<BTreeMap<String, f64>> {
-    let python = duckdb_python()?;
+    let python = bench_python(&["duckdb"])?;
     let mut medians = BTreeMap::new();
     for workload in workloads {
         let job = serde_json::json!({

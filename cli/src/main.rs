@@ -2,6 +2,7 @@
 //!
 //! `main` parses, dispatches and prints; errors are printed once, here, with their chain.
 
+mod check;
 mod demo;
 mod verify;
 
@@ -22,6 +23,9 @@ enum Command {
     /// Run the whole flow on synthetic data in a temporary domain: register, apply, approve,
     /// run on the sample and on the real data, review, release, verify the audit log.
     Demo(demo::DemoArgs),
+    /// Check a query or a computed table against a grant offline, with the egress reviewer's
+    /// own rules (出域审核), before asking a domain.
+    Check(check::CheckArgs),
     /// Verify things offline, with nothing but the files and the domain's public key.
     #[command(subcommand)]
     Verify(verify::VerifyCommand),
@@ -33,6 +37,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
+        Command::Check(args) => check::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Verify(command) => verify::run(command),
         Command::Audit(command) => verify::run_audit(command),

@@ -1,19 +1,20 @@
 //! The workflow of one domain, independent of gRPC: register → apply → approve → upload →
 //! run → request egress → review → release. Every state change appends an audit entry.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::filter_record_batch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use unseen_audit::{AuditLog, DomainSigner, Entry, Export};
-use unseen_policy::review::{review_artifact, review_table};
+use unseen_policy::identifiers::IdentifierSet;
+use unseen_policy::review::{ReviewContext, release_table, review_artifact, review_table};
 use unseen_policy::{
     ColumnSpec, DatasetVersion, Grant, Outcome, OutputKind, OutputLineage, ReviewReport, ScenarioApplication,
     sha256_hex,
@@ -37,6 +38,8 @@ pub struct Domain {
     release_key: Ed25519KeyPair,
     sample_key: [u8; 32],
     runtime: Arc<Runtime>,
+    /// Values of each grant's identifier columns, built on its first review.
+    identifier_sets: std::sync::Mutex<HashMap<String, Arc<IdentifierSet>>>,
 }
 
 impl std::fmt::Debug for Domain {
@@ -290,6 +293,7 @@ impl Domain {
             release_key,
             sample_key,
             runtime,
+            identifier_sets: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -906,12 +910,14 @@ impl Domain {
             )
             .await?;
         let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
+        let identifiers = self.identifier_set(&grant).await?;
+        let context = ReviewContext { identifiers: Some(&identifiers) };
         let report = if output["kind"] == "table" {
             let lineage: OutputLineage = serde_json::from_str(&output["lineage_json"])
                 .map_err(|error| GatewayError::internal("decoding lineage", error))?;
-            review_table(&grant, output_name, &read_parquet(bytes)?, &lineage)
+            review_table(&grant, output_name, &read_parquet(bytes)?, &lineage, context)
         } else {
-            review_artifact(&grant, output_name, &bytes)
+            review_artifact(&grant, output_name, &bytes, context)
         };
         let state = match report.outcome {
             Outcome::Released => "auto_released",
@@ -946,6 +952,30 @@ impl Domain {
             self.release(who, &id, "auto").await?;
         }
         self.egress(who, &id).await
+    }
+
+    /// The values of the identifier and subject columns of `grant`'s datasets, built once per
+    /// grant from the stored data and kept in memory (8 bytes per value).
+    async fn identifier_set(&self, grant: &Grant) -> Result<Arc<IdentifierSet>, GatewayError> {
+        if let Some(set) = self
+            .identifier_sets
+            .lock()
+            .map_err(|_| GatewayError::Internal("identifier cache poisoned".into()))?
+            .get(&grant.id)
+        {
+            return Ok(Arc::clone(set));
+        }
+        let mut tables = Vec::new();
+        for dataset_id in grant.datasets() {
+            let (dataset, path, sample_path) = self.dataset(dataset_id).await?;
+            tables.push(DomainTable { dataset, production_path: path.into(), sample_path: sample_path.into() });
+        }
+        let set = Arc::new(unseen_runtime::identifier_index::identifier_set(&tables).await?);
+        self.identifier_sets
+            .lock()
+            .map_err(|_| GatewayError::Internal("identifier cache poisoned".into()))?
+            .insert(grant.id.clone(), Arc::clone(&set));
+        Ok(set)
     }
 
     /// One egress request as `who` may see it.
@@ -1059,11 +1089,9 @@ impl Domain {
         let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
         let data = if output["kind"] == "table" {
             let table = read_parquet(bytes)?;
-            let keep: datafusion::arrow::array::BooleanArray =
-                (0..table.num_rows()).map(|row| Some(!report.suppressed_rows.contains(&row))).collect();
             csv_bytes(
-                &filter_record_batch(&table, &keep)
-                    .map_err(|error| GatewayError::internal("suppressing rows", error))?,
+                &release_table(&report, &table)
+                    .map_err(|error| GatewayError::internal("applying the review", error))?,
             )?
         } else {
             bytes

@@ -40,18 +40,126 @@ pub struct OutputSpec {
     pub max_rows: u64,
 }
 
-/// Disclosure-control parameters of a scenario.
+/// Largest n an (n,k)-dominance rule may use: the engine reports this many largest
+/// contributions per magnitude cell.
+pub const MAX_DOMINANCE_N: usize = 5;
+
+/// Disclosure-control parameters of a scenario: what the egress reviewer (出域审核) checks.
+///
+/// Parameters added after the first grants were frozen are written only when they differ
+/// from their defaults, so the hash of an existing grant does not change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisclosureParams {
     /// Every released cell needs at least this many distinct contributing subjects.
     pub threshold_k: u64,
     /// Outputs that pass every rule leave without waiting for an operator.
     pub auto_release: bool,
+    /// p%-rule on magnitude cells: a cell is sensitive when the contributions of everyone but
+    /// the two largest subjects are less than p% of the largest, i.e. the second largest could
+    /// estimate the largest to within p%. 0 turns the rule off. Default 10 (ACRO's p = 0.1).
+    #[serde(default = "default_p_percent", skip_serializing_if = "is_default_p_percent")]
+    pub p_percent: u32,
+    /// (n,k)-dominance on magnitude cells: sensitive when the n largest subjects make up k% of
+    /// the total or more. Default n = 2, k = 90% (ACRO's defaults); n = 0 turns it off.
+    #[serde(default, skip_serializing_if = "NkRule::is_default")]
+    pub nk_rule: NkRule,
+    /// Suppress further cells so that no suppressed cell can be recovered from the totals of
+    /// its row or column (or from a margin published elsewhere). Default on.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub secondary_suppression: bool,
+    /// Round every released aggregate to a multiple of this base (e.g. 5). 0: no rounding.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rounding_base: u64,
 }
+
+/// The (n,k)-dominance rule's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NkRule {
+    /// How many of the largest subjects are added up (0: rule off).
+    pub n: u32,
+    /// Their share of the total, in percent, above which the cell is sensitive.
+    pub k_percent: u32,
+}
+
+impl Default for NkRule {
+    fn default() -> Self {
+        Self { n: 2, k_percent: 90 }
+    }
+}
+
+impl NkRule {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn default_p_percent() -> u32 {
+    10
+}
+
+fn is_default_p_percent(p: &u32) -> bool {
+    *p == default_p_percent()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// Largest rounding base a grant may ask for.
+pub const MAX_ROUNDING_BASE: u64 = 1_000_000;
 
 impl Default for DisclosureParams {
     fn default() -> Self {
-        Self { threshold_k: 10, auto_release: false }
+        Self {
+            threshold_k: 10,
+            auto_release: false,
+            p_percent: default_p_percent(),
+            nk_rule: NkRule::default(),
+            secondary_suppression: true,
+            rounding_base: 0,
+        }
+    }
+}
+
+impl DisclosureParams {
+    /// Checks the parameters are in range.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.threshold_k < 2 {
+            return Err(PolicyError::invalid("threshold_k", "must be at least 2"));
+        }
+        if self.p_percent > 100 {
+            return Err(PolicyError::invalid("p_percent", format!("{} is outside 0..=100", self.p_percent)));
+        }
+        if self.nk_rule.n as usize > MAX_DOMINANCE_N {
+            return Err(PolicyError::invalid(
+                "nk_rule.n",
+                format!(
+                    "{} is above {MAX_DOMINANCE_N}, the most largest contributions the engine reports",
+                    self.nk_rule.n
+                ),
+            ));
+        }
+        if self.nk_rule.n > 0 && !(1..=100).contains(&self.nk_rule.k_percent) {
+            return Err(PolicyError::invalid(
+                "nk_rule.k_percent",
+                format!("{} is outside 1..=100", self.nk_rule.k_percent),
+            ));
+        }
+        if self.rounding_base > MAX_ROUNDING_BASE {
+            return Err(PolicyError::invalid(
+                "rounding_base",
+                format!("{} is above {MAX_ROUNDING_BASE}", self.rounding_base),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -93,9 +201,7 @@ impl ScenarioApplication {
                 format!("{} is outside 1..={MAX_VALIDITY_DAYS} (at most three years)", self.validity_days),
             ));
         }
-        if self.disclosure.threshold_k < 2 {
-            return Err(PolicyError::invalid("threshold_k", "must be at least 2"));
-        }
+        self.disclosure.validate()?;
         self.limits.validate()?;
         if self.datasets.is_empty() {
             return Err(PolicyError::invalid("datasets", "an application names at least one dataset"));

@@ -225,9 +225,145 @@ pub fn find_identifiers(text: &str) -> Vec<IdentifierMatch> {
     found
 }
 
+/// The exact values of a grant's identifier columns, for finding them copied into outputs.
+///
+/// Built inside the domain from the stored data and never serialised. Each value is kept as a
+/// 64-bit hash in an open-addressing table at most half full — 16 bytes per identifier, one or
+/// two memory reads per lookup — and a mask of the value lengths present lets most candidate
+/// strings skip the lookup altogether, so the scan stays fast with millions of identifiers. A
+/// hash collision can only make an innocent string look like an identifier (the output waits
+/// or is blocked), never the reverse. Values are compared trimmed and with ASCII letters
+/// upper-cased (`x` and `X` check digits).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentifierSet {
+    /// Hashes by open addressing (linear probing); 0 marks an empty slot.
+    slots: Vec<u64>,
+    /// Distinct identifiers held.
+    len: usize,
+    /// Bit i set: some identifier is i bytes long (bit 63: 63 bytes or more).
+    lengths: u64,
+}
+
+/// Shortest value the set keeps: shorter ones (`1`, `男`) would match ordinary cells.
+pub const MIN_IDENTIFIER_CHARS: usize = 2;
+
+/// FNV-1a over the case-folded bytes; never 0 (0 marks an empty slot).
+#[inline]
+fn identifier_hash(value: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in value {
+        hash ^= u64::from(byte.to_ascii_uppercase());
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    // Mix the high bits down so that the slot index (low bits) depends on every byte.
+    hash ^= hash >> 29;
+    hash.max(1)
+}
+
+#[inline]
+fn length_bit(bytes: usize) -> u64 {
+    1u64 << bytes.min(63)
+}
+
+impl IdentifierSet {
+    /// The set of `values` (values shorter than [`MIN_IDENTIFIER_CHARS`] are left out).
+    pub fn from_values<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> Self {
+        let mut hashes = Vec::new();
+        let mut lengths = 0u64;
+        for value in values {
+            let value = value.as_ref().trim();
+            if value.chars().count() < MIN_IDENTIFIER_CHARS {
+                continue;
+            }
+            lengths |= length_bit(value.len());
+            hashes.push(identifier_hash(value.as_bytes()));
+        }
+        hashes.sort_unstable();
+        hashes.dedup();
+        let capacity = (hashes.len() * 2).next_power_of_two().max(16);
+        let mut slots = vec![0u64; capacity];
+        let mask = capacity - 1;
+        for &hash in &hashes {
+            let mut slot = hash as usize & mask;
+            while slots[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            slots[slot] = hash;
+        }
+        Self { slots, len: hashes.len(), lengths }
+    }
+
+    /// Distinct identifiers held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `value` (trimmed, case-folded) is one of the identifiers.
+    pub fn contains(&self, value: &str) -> bool {
+        let value = value.trim().as_bytes();
+        if self.len == 0 || self.lengths & length_bit(value.len()) == 0 {
+            return false;
+        }
+        let hash = identifier_hash(value);
+        let mask = self.slots.len() - 1;
+        let mut slot = hash as usize & mask;
+        loop {
+            match self.slots[slot] {
+                0 => return false,
+                held if held == hash => return true,
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+
+    /// Whether `text` is an identifier as a whole, or holds one as a run of ASCII letters and
+    /// digits (`ID:330102199001011234;`).
+    pub fn found_in(&self, text: &str) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        if self.contains(text) {
+            return true;
+        }
+        let bytes = text.as_bytes();
+        let mut index = 0;
+        while index < bytes.len() {
+            if !bytes[index].is_ascii_alphanumeric() {
+                index += 1;
+                continue;
+            }
+            let start = index;
+            while index < bytes.len() && bytes[index].is_ascii_alphanumeric() {
+                index += 1;
+            }
+            if (start > 0 || index < bytes.len()) && self.contains(&text[start..index]) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifier_sets_find_whole_and_embedded_values() {
+        let set = IdentifierSet::from_values(["张三丰", "p-000123", "11010519491231002x", "1"]);
+        assert_eq!(set.len(), 3, "one-character values are left out");
+        assert!(set.found_in(" 张三丰 "));
+        assert!(set.found_in("11010519491231002X"), "check letters compare case-folded");
+        assert!(set.found_in("id=11010519491231002X;"));
+        assert!(!set.found_in("张三"));
+        assert!(!set.found_in("1"));
+        assert!(!IdentifierSet::default().found_in("张三丰"));
+    }
 
     #[test]
     fn the_standards_example_resident_id_is_valid() {

@@ -16,11 +16,11 @@ pub mod review;
 pub use access::{AccessMode, Argument, Refusal, Usage};
 pub use catalog::{ColumnSpec, ColumnTag, DatasetVersion, Grade, SubjectKind};
 pub use error::PolicyError;
-pub use grant::{DatasetRequest, DisclosureParams, Grant, OutputSpec, ScenarioApplication};
+pub use grant::{DatasetRequest, DisclosureParams, Grant, MAX_DOMINANCE_N, NkRule, OutputSpec, ScenarioApplication};
 pub use limits::JobLimits;
 pub use review::{
-    ColumnLineage, Outcome, OutputKind, OutputLineage, ReviewReport, RuleOutcome, RuleResult, SourceColumn,
-    SubjectCounts,
+    ColumnLineage, Contributions, MagnitudeLineage, Outcome, OutputKind, OutputLineage, ReviewReport, RuleOutcome,
+    RuleResult, SourceColumn, SubjectCounts,
 };
 
 /// Hex SHA-256 of `bytes`: the content hash every object in a domain is named by.

@@ -99,8 +99,9 @@ fn insert(subjects: &mut Vec<u64>, hash: u64, cap: usize) {
     }
 }
 
-/// Hashes every row of `subjects` into `buffer`, reusing its allocation.
-fn hash_subjects<'a>(subjects: &ArrayRef, buffer: &'a mut Vec<u64>) -> Result<&'a [u64]> {
+/// Hashes every row of `subjects` into `buffer`, reusing its allocation; the same subject
+/// hashes the same in every partition and in every host function.
+pub(crate) fn hash_subjects<'a>(subjects: &ArrayRef, buffer: &'a mut Vec<u64>) -> Result<&'a [u64]> {
     buffer.clear();
     buffer.resize(subjects.len(), 0);
     create_hashes([subjects], &RandomState::with_seed(SUBJECT_HASH_SEED), buffer)?;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchema};
 use datafusion::execution::context::SQLOptions;
@@ -25,18 +25,20 @@ use datafusion::logical_expr::{
     Aggregate, Cast, Expr, ExprSchemable, JoinType, LogicalPlan, Operator, Projection, SubqueryAlias, TryCast,
 };
 use datafusion::physical_plan::{ExecutionPlan, collect};
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{ExprFunctionExt, ParquetReadOptions, SessionConfig, SessionContext, cast};
 use datafusion::sql::parser::Statement as DataFusionStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use unseen_policy::access::{Argument, Usage, decide};
+use unseen_policy::review::key_text;
 use unseen_policy::{
-    AccessMode, ColumnLineage, ColumnTag, DatasetVersion, Grant, OutputLineage, Refusal, SourceColumn, SubjectCounts,
-    SubjectKind,
+    AccessMode, ColumnLineage, ColumnTag, Contributions, DatasetVersion, Grant, MagnitudeLineage, OutputLineage,
+    Refusal, SourceColumn, SubjectCounts, SubjectKind,
 };
 
 use crate::RuntimeError;
 use crate::contributors::CappedContributors;
 use crate::granted_table::GrantedTable;
+use crate::largest::LargestContributions;
 use crate::pseudonym::Pseudonymiser;
 
 /// Rows and bytes the leaves of an executed plan read from storage, for metering.
@@ -54,6 +56,8 @@ fn scanned(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
 const CONTRIBUTORS_PREFIX: &str = "__unseen_contributors_";
 /// Name prefix of subject columns the host carries up through subqueries to count them.
 const CARRIED_SUBJECT_PREFIX: &str = "__unseen_subject_";
+/// Name prefix of the host's hidden largest-contributions columns; never reaches a module.
+const LARGEST_PREFIX: &str = "__unseen_largest_";
 
 /// Which copy of the data a job reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -167,6 +171,17 @@ struct Walker<'a> {
     sources: Vec<Source>,
     index: BTreeMap<(String, String), usize>,
     subject_kinds: BTreeSet<SubjectKind>,
+    /// Largest-contributions columns the host added to the outermost aggregate.
+    measures: Vec<Measure>,
+}
+
+/// A hidden largest-contributions column and the output columns computed from its aggregate.
+#[derive(Debug, Clone)]
+struct Measure {
+    hidden: String,
+    measure: String,
+    kind: SubjectKind,
+    columns: BTreeSet<String>,
 }
 
 impl GovernedSession {
@@ -292,8 +307,13 @@ impl GovernedSession {
             .verify_plan(&plan)
             .map_err(|_| refusal("statement", "only queries may run in a domain; DDL, DML and statements are refused"))?;
 
-        let mut walker =
-            Walker { session: self, sources: Vec::new(), index: BTreeMap::new(), subject_kinds: BTreeSet::new() };
+        let mut walker = Walker {
+            session: self,
+            sources: Vec::new(),
+            index: BTreeMap::new(),
+            subject_kinds: BTreeSet::new(),
+            measures: Vec::new(),
+        };
         let fields = walker.walk(&plan)?;
         for (position, field) in fields.iter().enumerate() {
             let name = plan.schema().field(position).name().clone();
@@ -319,8 +339,10 @@ impl GovernedSession {
             aggregated: false,
             subject_kinds: walker.subject_kinds.iter().copied().collect(),
             contributors: Vec::new(),
+            magnitudes: Vec::new(),
             suppressed_groups: 0,
             suppression_rule: None,
+            withheld_keys: Vec::new(),
         };
 
         if walker.subject_kinds.is_empty() || !contains_aggregate(&plan) {
@@ -333,12 +355,23 @@ impl GovernedSession {
             )
         })?;
         lineage.aggregated = true;
+        lineage.magnitudes = walker
+            .measures
+            .into_iter()
+            .map(|measure| MagnitudeLineage {
+                measure: measure.measure,
+                columns: measure.columns.into_iter().collect(),
+                kind: measure.kind,
+                per_row: Vec::new(),
+            })
+            .collect();
         Ok((plan, lineage))
     }
 
     /// Splits hidden contributor columns off, withholds groups below the threshold (in
     /// production), and fills the lineage.
     fn govern(&self, batches: Vec<RecordBatch>, mut lineage: OutputLineage) -> Result<GovernedResult, RuntimeError> {
+        let internal = |error: datafusion::arrow::error::ArrowError| RuntimeError::Internal(error.to_string());
         let k = self.grant.application.disclosure.threshold_k;
         let mut kept_batches = Vec::with_capacity(batches.len());
         let mut counts: BTreeMap<SubjectKind, Vec<u64>> = BTreeMap::new();
@@ -346,35 +379,42 @@ impl GovernedSession {
         let mut rows = 0u64;
         for batch in batches {
             let schema = batch.schema();
-            let hidden: Vec<(usize, SubjectKind)> = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .filter_map(|(index, field)| {
-                    let kind = field.name().strip_prefix(CONTRIBUTORS_PREFIX)?;
+            let mut counters: Vec<(usize, SubjectKind)> = Vec::new();
+            let mut largest: Vec<usize> = Vec::new();
+            for (index, field) in schema.fields().iter().enumerate() {
+                if let Some(kind) = field.name().strip_prefix(CONTRIBUTORS_PREFIX) {
                     let kind = if kind == SubjectKind::Person.as_str() {
                         SubjectKind::Person
                     } else {
                         SubjectKind::Enterprise
                     };
-                    Some((index, kind))
-                })
-                .collect();
-            if hidden.is_empty() {
+                    counters.push((index, kind));
+                } else if field.name().starts_with(LARGEST_PREFIX) {
+                    largest.push(index);
+                }
+            }
+            if counters.is_empty() {
                 rows += batch.num_rows() as u64;
                 kept_batches.push(batch);
                 continue;
             }
+            if largest.len() != lineage.magnitudes.len() {
+                return Err(RuntimeError::Internal(format!(
+                    "{} largest-contribution columns for {} magnitude aggregates",
+                    largest.len(),
+                    lineage.magnitudes.len()
+                )));
+            }
             let keep: BooleanArray = (0..batch.num_rows())
                 .map(|row| {
-                    let enough = hidden.iter().all(|&(index, _)| {
+                    let enough = counters.iter().all(|&(index, _)| {
                         let column = batch.column(index).as_primitive::<Int64Type>();
                         column.is_valid(row) && column.value(row) as u64 >= k
                     });
                     Some(enough || self.mode == Mode::Sample)
                 })
                 .collect();
-            for &(index, kind) in &hidden {
+            for &(index, kind) in &counters {
                 let column = batch.column(index).as_primitive::<Int64Type>();
                 let per_row = counts.entry(kind).or_default();
                 for row in 0..batch.num_rows() {
@@ -383,12 +423,30 @@ impl GovernedSession {
                     }
                 }
             }
+            for (&index, magnitude) in largest.iter().zip(&mut lineage.magnitudes) {
+                let summaries = batch.column(index).as_struct();
+                let totals = summaries.column(0).as_primitive::<Float64Type>();
+                let biggest = summaries.column(1).as_list::<i32>();
+                for row in (0..batch.num_rows()).filter(|&row| keep.value(row)) {
+                    magnitude.per_row.push(Contributions {
+                        total: totals.value(row),
+                        largest: biggest.value(row).as_primitive::<Float64Type>().values().to_vec(),
+                    });
+                }
+            }
             suppressed += keep.iter().filter(|kept| *kept == Some(false)).count() as u64;
-            let filtered =
-                filter_record_batch(&batch, &keep).map_err(|error| RuntimeError::Internal(error.to_string()))?;
-            let visible: Vec<usize> =
-                (0..filtered.num_columns()).filter(|index| !hidden.iter().any(|(hidden, _)| hidden == index)).collect();
-            let projected = filtered.project(&visible).map_err(|error| RuntimeError::Internal(error.to_string()))?;
+            let keys: Vec<usize> = (0..batch.num_columns())
+                .filter(|index| lineage.columns.get(*index).is_some_and(|column| !column.aggregated))
+                .collect();
+            for row in (0..batch.num_rows()).filter(|&row| !keep.value(row)) {
+                let values = keys.iter().map(|&index| key_text(batch.column(index).as_ref(), row)).collect();
+                lineage.withheld_keys.push(values);
+            }
+            let filtered = filter_record_batch(&batch, &keep).map_err(internal)?;
+            let visible: Vec<usize> = (0..filtered.num_columns())
+                .filter(|index| !counters.iter().any(|(hidden, _)| hidden == index) && !largest.contains(index))
+                .collect();
+            let projected = filtered.project(&visible).map_err(internal)?;
             rows += projected.num_rows() as u64;
             kept_batches.push(projected);
         }
@@ -768,6 +826,7 @@ impl Walker<'_> {
     /// Rebuilds the plan with hidden distinct-contributor counts on its outermost aggregate.
     /// `None` when the aggregate is not the outermost step.
     fn add_contributors(&mut self, plan: &LogicalPlan) -> Result<Option<LogicalPlan>, RuntimeError> {
+        let internal = |error: datafusion::error::DataFusionError| RuntimeError::Internal(error.to_string());
         let rebuilt = match plan {
             LogicalPlan::Aggregate(aggregate) => {
                 let mut input = Arc::clone(&aggregate.input);
@@ -794,6 +853,23 @@ impl Walker<'_> {
                             .call(vec![Expr::Column(column.clone())])
                             .alias(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str())),
                     );
+                    for (position, expr) in aggregate.aggr_expr.iter().enumerate() {
+                        let Some((argument, filter)) = magnitude_argument(expr) else { continue };
+                        let hidden = format!("{LARGEST_PREFIX}{position}_{}", kind.as_str());
+                        let call = LargestContributions::udaf()
+                            .call(vec![Expr::Column(column.clone()), cast(argument, DataType::Float64)]);
+                        let call = match filter {
+                            Some(filter) => call.filter(filter).build().map_err(internal)?,
+                            None => call,
+                        };
+                        aggr_expr.push(call.alias(&hidden));
+                        self.measures.push(Measure {
+                            hidden,
+                            measure: expr.schema_name().to_string(),
+                            kind,
+                            columns: BTreeSet::from([expr.schema_name().to_string()]),
+                        });
+                    }
                 }
                 let aggregate = Aggregate::try_new(input, aggregate.group_expr.clone(), aggr_expr)
                     .map_err(|error| RuntimeError::Internal(error.to_string()))?;
@@ -804,6 +880,15 @@ impl Walker<'_> {
                 let mut exprs = projection.expr.clone();
                 for kind in &self.subject_kinds {
                     exprs.push(Expr::Column(Column::from_name(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str()))));
+                }
+                for measure in &mut self.measures {
+                    let shown = projection.expr.iter().enumerate().filter(|(_, expr)| {
+                        expr.column_refs().iter().any(|column| measure.columns.contains(&column.name))
+                    });
+                    let shown: BTreeSet<String> =
+                        shown.map(|(position, _)| projection.schema.field(position).name().clone()).collect();
+                    measure.columns = shown;
+                    exprs.push(Expr::Column(Column::from_name(&measure.hidden)));
                 }
                 LogicalPlan::Projection(
                     Projection::try_new(exprs, Arc::new(input))
@@ -881,6 +966,24 @@ fn is_column(expr: &Expr) -> bool {
         Expr::TryCast(cast) => is_column(&cast.expr),
         _ => false,
     }
+}
+
+/// The argument (and FILTER clause) of a magnitude aggregate — SUM or AVG of something that
+/// is not a constant — whose cells dominance rules judge. COUNT is not a magnitude.
+fn magnitude_argument(expr: &Expr) -> Option<(Expr, Option<Expr>)> {
+    let inner = match expr {
+        Expr::Alias(alias) => alias.expr.as_ref(),
+        other => other,
+    };
+    let Expr::AggregateFunction(function) = inner else { return None };
+    if !matches!(function.func.name().to_ascii_lowercase().as_str(), "sum" | "avg" | "mean") {
+        return None;
+    }
+    let [argument] = function.params.args.as_slice() else { return None };
+    if matches!(argument, Expr::Literal(..)) {
+        return None;
+    }
+    Some((argument.clone(), function.params.filter.as_deref().cloned()))
 }
 
 fn contains_aggregate(plan: &LogicalPlan) -> bool {

@@ -10,6 +10,8 @@ pub mod contributors;
 pub mod governed;
 mod granted_table;
 pub mod host;
+pub mod identifier_index;
+pub mod largest;
 pub mod pseudonym;
 pub mod sample;
 

@@ -98,7 +98,7 @@ pub fn green_energy() -> ScenarioApplication {
             columns: vec!["industry".into(), "district".into(), "total_kwh".into()],
             max_rows: 1_000,
         }],
-        disclosure: DisclosureParams { threshold_k: 10, auto_release: false },
+        disclosure: DisclosureParams { threshold_k: 10, auto_release: false, ..Default::default() },
         validity_days: 365,
         limits: Default::default(),
     }
@@ -128,7 +128,7 @@ pub fn resident_verification() -> ScenarioApplication {
             },
             OutputSpec { name: "verification_notes".into(), columns: vec!["text".into()], max_rows: 1 },
         ],
-        disclosure: DisclosureParams { threshold_k: 10, auto_release: true },
+        disclosure: DisclosureParams { threshold_k: 10, auto_release: true, ..Default::default() },
         validity_days: 90,
         limits: Default::default(),
     }

@@ -1,0 +1,411 @@
+//! The egress reviewer (出域审核): decides, cell by cell, what of an output may leave.
+//!
+//! Input is the output itself and its lineage, which the runtime computed and the module could
+//! not touch: which source columns each output column derives from, whether through an
+//! aggregate, how many distinct subjects contributed to each row, and how much the largest of
+//! them put into each magnitude cell. Output is a report that names every rule, its figure and
+//! its outcome, and every cell to withhold; [`release_table`] applies it to the table.
+//!
+//! The rules, in the order they run (DESIGN.md §4, seed 002 §5(4)):
+//! `contract` → `lineage` → `threshold` → `dominance` → `secondary` → `rounding` → `content`
+//! (→ `artifact` for module-computed bytes). The JSON report is documented in
+//! `docs/review-report.md`.
+
+mod cells;
+mod content;
+mod release;
+
+use arrow::array::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+pub use self::cells::{key_text, nk_rule_sensitive, p_rule_sensitive};
+pub use self::release::release_table;
+use crate::identifiers::IdentifierSet;
+use crate::{ColumnTag, Grant, SubjectKind};
+
+/// How many content findings a report lists; the counts are always complete.
+const MAX_FINDINGS: usize = 50;
+
+/// Whether an output is a governed query result or something the module computed itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// A query result produced and counted by the host.
+    Table,
+    /// Bytes the module computed (a model, a chart); always waits for an operator.
+    Artifact,
+}
+
+/// A column of a registered dataset that an output column derives from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SourceColumn {
+    /// `name@vN`.
+    pub dataset: String,
+    /// Column name.
+    pub column: String,
+    /// The provider's tag of that column.
+    pub tag: ColumnTag,
+}
+
+/// Where one output column came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnLineage {
+    /// Output column name.
+    pub name: String,
+    /// Source columns whose values flow into it.
+    pub sources: Vec<SourceColumn>,
+    /// True when every source reaches it only through an aggregate.
+    pub aggregated: bool,
+}
+
+/// Distinct contributing subjects of one kind, per output row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectCounts {
+    /// Which kind of subject was counted.
+    pub kind: SubjectKind,
+    /// One count per output row.
+    pub per_row: Vec<u64>,
+}
+
+/// How much the largest subjects put into one magnitude cell (a SUM or AVG), host-computed.
+///
+/// Contributions are absolute values summed per subject. `largest` holds the largest
+/// per-subject totals, biggest first: exact for groups of up to 16 subjects; for larger groups,
+/// sums of subjects that share a bucket, so that the sum of the i largest entries is never
+/// below the sum of the i largest true contributions. Dominance rules need only the largest
+/// and such prefix sums, so judged on them they err towards suppression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contributions {
+    /// Sum of |value| over every row of the group.
+    pub total: f64,
+    /// The largest contributions, biggest first (at most [`crate::MAX_DOMINANCE_N`]).
+    pub largest: Vec<f64>,
+}
+
+/// The largest contributions behind one magnitude aggregate, per output row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MagnitudeLineage {
+    /// The aggregate as planned, e.g. `sum(e.kwh)`.
+    pub measure: String,
+    /// Output columns computed from it (usually one).
+    pub columns: Vec<String>,
+    /// Which kind of subject the contributions are per.
+    pub kind: SubjectKind,
+    /// One entry per output row.
+    pub per_row: Vec<Contributions>,
+}
+
+/// What the host knows about an output that the module cannot forge.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OutputLineage {
+    /// One entry per output column.
+    pub columns: Vec<ColumnLineage>,
+    /// The result is a governed aggregate (one row per group).
+    pub aggregated: bool,
+    /// Subject kinds of the datasets the result read.
+    pub subject_kinds: Vec<SubjectKind>,
+    /// Host-counted contributors per row, one entry per subject kind.
+    pub contributors: Vec<SubjectCounts>,
+    /// Largest contributions per magnitude aggregate and subject kind, per row.
+    #[serde(default)]
+    pub magnitudes: Vec<MagnitudeLineage>,
+    /// Groups the engine withheld before the module saw the result.
+    pub suppressed_groups: u64,
+    /// The rule that withheld them, e.g. `threshold k=10`.
+    pub suppression_rule: Option<String>,
+    /// The key values (the output's columns that are not aggregated, in column order) of each
+    /// group the engine withheld, so that secondary suppression can protect them too. Held in
+    /// the domain only; never shown to the module or written into a report.
+    #[serde(default)]
+    pub withheld_keys: Vec<Vec<String>>,
+}
+
+/// The verdict on a whole output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Passed every rule and the grant allows automatic release.
+    Released,
+    /// Waits for an operator's decision.
+    NeedsReview,
+    /// May not leave.
+    Blocked,
+}
+
+impl Outcome {
+    /// Name as written in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Released => "released",
+            Self::NeedsReview => "needs_review",
+            Self::Blocked => "blocked",
+        }
+    }
+}
+
+/// The outcome of one rule on one output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleOutcome {
+    /// Nothing to object to.
+    Pass,
+    /// Some cells were withheld; the rest may go.
+    Suppressed,
+    /// Released values were rounded.
+    Rounded,
+    /// The output may not leave.
+    Blocked,
+    /// A person has to look.
+    NeedsReview,
+}
+
+impl RuleOutcome {
+    /// Name as written in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Suppressed => "suppressed",
+            Self::Rounded => "rounded",
+            Self::Blocked => "blocked",
+            Self::NeedsReview => "needs_review",
+        }
+    }
+}
+
+/// One rule's finding on one output: the rule, its figure and what it decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleResult {
+    /// Rule name: `contract`, `lineage`, `threshold`, `dominance`, `secondary`, `rounding`,
+    /// `content`, `artifact`.
+    pub rule: String,
+    /// What the rule decided.
+    pub outcome: RuleOutcome,
+    /// The figure it decided on, e.g. `min contributors 3 < k=10`.
+    pub figure: String,
+}
+
+/// One cell a rule acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellFinding {
+    /// Row index in the output as the module emitted it.
+    pub row: usize,
+    /// Column name (`*` for a whole row).
+    pub column: String,
+    /// The rule.
+    pub rule: String,
+    /// Why, without the cell's value.
+    pub figure: String,
+}
+
+/// The reviewer's report on one output, what an operator decides from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewReport {
+    /// Output name.
+    pub output: String,
+    /// Table or artifact.
+    pub kind: OutputKind,
+    /// The verdict.
+    pub outcome: Outcome,
+    /// Every rule applied, in order.
+    pub rules: Vec<RuleResult>,
+    /// Cells in the output as emitted (0 for artifacts).
+    pub cells_total: u64,
+    /// Cells withheld: by the engine (withheld groups × aggregate columns) and by review.
+    pub cells_suppressed: u64,
+    /// Released cells whose values were rounded.
+    #[serde(default)]
+    pub cells_rounded: u64,
+    /// Rows of the emitted output withheld whole (below the threshold).
+    pub suppressed_rows: Vec<usize>,
+    /// Every other cell withheld (set to null in the release), with its rule and figure.
+    #[serde(default)]
+    pub suppressed_cells: Vec<CellFinding>,
+    /// Rounding applied on release: the base and the columns (0 and none: no rounding).
+    #[serde(default)]
+    pub rounding_base: u64,
+    /// The columns rounded on release.
+    #[serde(default)]
+    pub rounded_columns: Vec<String>,
+    /// Content findings (the first [`MAX_FINDINGS`]), values never included.
+    pub findings: Vec<CellFinding>,
+}
+
+impl ReviewReport {
+    fn new(output: &str, kind: OutputKind) -> Self {
+        Self {
+            output: output.to_string(),
+            kind,
+            outcome: Outcome::NeedsReview,
+            rules: Vec::new(),
+            cells_total: 0,
+            cells_suppressed: 0,
+            cells_rounded: 0,
+            suppressed_rows: Vec::new(),
+            suppressed_cells: Vec::new(),
+            rounding_base: 0,
+            rounded_columns: Vec::new(),
+            findings: Vec::new(),
+        }
+    }
+
+    fn decide(&mut self, auto_release: bool) {
+        self.outcome = if self.rules.iter().any(|rule| rule.outcome == RuleOutcome::Blocked) {
+            Outcome::Blocked
+        } else if self.kind == OutputKind::Artifact
+            || !auto_release
+            || self.rules.iter().any(|rule| rule.outcome == RuleOutcome::NeedsReview)
+        {
+            Outcome::NeedsReview
+        } else {
+            Outcome::Released
+        };
+    }
+
+    fn push(&mut self, rule: &str, outcome: RuleOutcome, figure: impl Into<String>) {
+        self.rules.push(RuleResult { rule: rule.into(), outcome, figure: figure.into() });
+    }
+
+    fn finding(&mut self, row: usize, column: &str, rule: &str, figure: impl Into<String>) {
+        if self.findings.len() < MAX_FINDINGS {
+            self.findings.push(CellFinding { row, column: column.into(), rule: rule.into(), figure: figure.into() });
+        }
+    }
+
+    /// The rules that blocked the output, for one-line messages.
+    pub fn blocking_rules(&self) -> Vec<&str> {
+        self.rules.iter().filter(|rule| rule.outcome == RuleOutcome::Blocked).map(|rule| rule.rule.as_str()).collect()
+    }
+
+    /// The result of one rule, if it ran.
+    pub fn rule(&self, name: &str) -> Option<&RuleResult> {
+        self.rules.iter().find(|rule| rule.rule == name)
+    }
+
+    /// A short rendering an operator can decide from: the verdict, one line per rule, and
+    /// the first withheld cells.
+    pub fn render(&self) -> String {
+        let kind = match self.kind {
+            OutputKind::Table => "table",
+            OutputKind::Artifact => "artifact",
+        };
+        let mut text = format!(
+            "output \"{}\" ({kind}): {} — {} cells, {} suppressed, {} rounded\n",
+            self.output,
+            self.outcome.as_str(),
+            self.cells_total,
+            self.cells_suppressed,
+            self.cells_rounded
+        );
+        for rule in &self.rules {
+            text.push_str(&format!("  {:<10} {:<12} {}\n", rule.rule, rule.outcome.as_str(), rule.figure));
+        }
+        const SHOWN: usize = 10;
+        let cells = self.suppressed_cells.iter().chain(&self.findings);
+        for cell in cells.clone().take(SHOWN) {
+            text.push_str(&format!("    row {:<5} {:<16} {:<10} {}\n", cell.row, cell.column, cell.rule, cell.figure));
+        }
+        let more = cells.count().saturating_sub(SHOWN);
+        if more > 0 {
+            text.push_str(&format!("    … {more} more cells in the JSON report\n"));
+        }
+        text
+    }
+}
+
+/// What the domain knows beyond the output and its grant, for the rules that need it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReviewContext<'a> {
+    /// Exact values of the grant's identifier columns; None skips the membership scan.
+    pub identifiers: Option<&'a IdentifierSet>,
+}
+
+/// Reviews a governed table output under `grant`.
+pub fn review_table(
+    grant: &Grant,
+    name: &str,
+    table: &RecordBatch,
+    lineage: &OutputLineage,
+    context: ReviewContext<'_>,
+) -> ReviewReport {
+    let mut report = ReviewReport::new(name, OutputKind::Table);
+    report.cells_total = (table.num_rows() * table.num_columns()) as u64;
+    check_contract(grant, name, table, &mut report);
+    check_lineage(lineage, &mut report);
+    cells::review_cells(&grant.application.disclosure, table, lineage, &mut report);
+    content::scan_table(table, context.identifiers, &mut report);
+    report.decide(grant.application.disclosure.auto_release);
+    report
+}
+
+/// Reviews an artifact (bytes the module computed): never auto-released.
+pub fn review_artifact(grant: &Grant, name: &str, bytes: &[u8], context: ReviewContext<'_>) -> ReviewReport {
+    let mut report = ReviewReport::new(name, OutputKind::Artifact);
+    match grant.output(name) {
+        None => report.push(
+            "contract",
+            RuleOutcome::Blocked,
+            format!("output \"{name}\" is not declared in grant {}", grant.id),
+        ),
+        Some(_) => report.push("contract", RuleOutcome::Pass, format!("declared in grant {}", grant.id)),
+    }
+    content::scan_bytes(bytes, context.identifiers, &mut report);
+    report.push("artifact", RuleOutcome::NeedsReview, "module-computed outputs always need an operator's decision");
+    report.decide(false);
+    report
+}
+
+fn check_contract(grant: &Grant, name: &str, table: &RecordBatch, report: &mut ReviewReport) {
+    let Some(spec) = grant.output(name) else {
+        report.push(
+            "contract",
+            RuleOutcome::Blocked,
+            format!("output \"{name}\" is not declared in grant {}", grant.id),
+        );
+        return;
+    };
+    let schema = table.schema();
+    let actual: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
+    if actual != spec.columns.iter().map(String::as_str).collect::<Vec<_>>() {
+        report.push(
+            "contract",
+            RuleOutcome::Blocked,
+            format!("columns [{}] differ from the declared [{}]", actual.join(", "), spec.columns.join(", ")),
+        );
+    } else if table.num_rows() as u64 > spec.max_rows {
+        report.push(
+            "contract",
+            RuleOutcome::Blocked,
+            format!("{} rows exceed the declared maximum {}", table.num_rows(), spec.max_rows),
+        );
+    } else {
+        report.push("contract", RuleOutcome::Pass, format!("matches declared output \"{name}\""));
+    }
+}
+
+fn check_lineage(lineage: &OutputLineage, report: &mut ReviewReport) {
+    let mut leaks = Vec::new();
+    for column in &lineage.columns {
+        if column.aggregated {
+            continue;
+        }
+        for source in &column.sources {
+            if matches!(source.tag, ColumnTag::Identifier | ColumnTag::Subject) {
+                leaks.push(format!(
+                    "column \"{}\" derives from {} column {}.{} without aggregation",
+                    column.name,
+                    source.tag.as_str(),
+                    source.dataset,
+                    source.column
+                ));
+            }
+        }
+    }
+    if leaks.is_empty() {
+        report.push("lineage", RuleOutcome::Pass, "no identifier or subject column leaves unaggregated");
+    } else {
+        report.push("lineage", RuleOutcome::Blocked, leaks.join("; "));
+    }
+}
+
+#[cfg(test)]
+mod tests;

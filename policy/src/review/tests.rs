@@ -1,0 +1,342 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+
+use super::*;
+use crate::{AccessMode, DatasetRequest, DisclosureParams, NkRule, OutputSpec, ScenarioApplication};
+
+fn grant_with(disclosure: DisclosureParams, columns: &[&str]) -> Grant {
+    let application = ScenarioApplication {
+        title: "t".into(),
+        purpose: "p".into(),
+        developer: "acme".into(),
+        datasets: vec![DatasetRequest {
+            dataset: "e@v1".into(),
+            columns: BTreeMap::from([("kwh".into(), AccessMode::AggregateOnly)]),
+            row_filter: None,
+        }],
+        outputs: vec![OutputSpec {
+            name: "by_district".into(),
+            columns: columns.iter().map(|column| column.to_string()).collect(),
+            max_rows: 100,
+        }],
+        disclosure,
+        validity_days: 30,
+        limits: Default::default(),
+    };
+    Grant::freeze("g-1".into(), "s-1".into(), application, "op".into(), 0, [1; 32])
+}
+
+fn grant(auto_release: bool) -> Grant {
+    grant_with(DisclosureParams { threshold_k: 10, auto_release, ..Default::default() }, &["district", "kwh"])
+}
+
+fn table(labels: &[&str]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("district", DataType::Utf8, false),
+        Field::new("kwh", DataType::Float64, false),
+    ]));
+    let values: Vec<f64> = (0..labels.len()).map(|i| i as f64 * 10.0 + 3.0).collect();
+    RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(labels.to_vec())), Arc::new(Float64Array::from(values))],
+    )
+    .unwrap()
+}
+
+fn kwh_source() -> Vec<SourceColumn> {
+    vec![SourceColumn { dataset: "e@v1".into(), column: "kwh".into(), tag: ColumnTag::Sensitive }]
+}
+
+fn aggregated_lineage(counts: Vec<u64>, engine_suppressed: u64) -> OutputLineage {
+    OutputLineage {
+        columns: vec![
+            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false },
+            ColumnLineage { name: "kwh".into(), sources: kwh_source(), aggregated: true },
+        ],
+        aggregated: true,
+        subject_kinds: vec![SubjectKind::Enterprise],
+        contributors: vec![SubjectCounts { kind: SubjectKind::Enterprise, per_row: counts }],
+        magnitudes: Vec::new(),
+        suppressed_groups: engine_suppressed,
+        suppression_rule: Some("threshold k=10".into()),
+        withheld_keys: Vec::new(),
+    }
+}
+
+fn magnitude(per_row: Vec<(f64, Vec<f64>)>) -> MagnitudeLineage {
+    MagnitudeLineage {
+        measure: "sum(e.kwh)".into(),
+        columns: vec!["kwh".into()],
+        kind: SubjectKind::Enterprise,
+        per_row: per_row.into_iter().map(|(total, largest)| Contributions { total, largest }).collect(),
+    }
+}
+
+fn review(grant: &Grant, table: &RecordBatch, lineage: &OutputLineage) -> ReviewReport {
+    review_table(grant, "by_district", table, lineage, ReviewContext::default())
+}
+
+#[test]
+fn rows_below_k_are_withheld_and_engine_groups_are_counted() {
+    let mut no_secondary = DisclosureParams { auto_release: true, ..Default::default() };
+    no_secondary.secondary_suppression = false;
+    let grant_without = grant_with(no_secondary, &["district", "kwh"]);
+    let report = review(&grant_without, &table(&["a", "b", "c"]), &aggregated_lineage(vec![12, 3, 40], 2));
+    assert_eq!(report.suppressed_rows, vec![1]);
+    assert_eq!(report.cells_suppressed, 3, "two engine groups and one reviewed row, one measure column each");
+    assert_eq!(report.rule("threshold").unwrap().outcome, RuleOutcome::Suppressed);
+    assert_eq!(report.outcome, Outcome::Released);
+    let report = review(&grant(false), &table(&["a"]), &aggregated_lineage(vec![12], 0));
+    assert_eq!(report.outcome, Outcome::NeedsReview, "no auto-release in the grant");
+}
+
+#[test]
+fn undeclared_output_and_identifier_content_block() {
+    let id = "11010519491231002X";
+    assert!(crate::identifiers::is_valid_resident_id(id));
+    let report =
+        review_table(&grant(true), "dump", &table(&[id]), &aggregated_lineage(vec![50], 0), Default::default());
+    assert_eq!(report.outcome, Outcome::Blocked);
+    assert_eq!(report.blocking_rules(), vec!["contract", "content"]);
+    assert!(!format!("{report:?}").contains(id), "reports never carry cell values");
+}
+
+#[test]
+fn values_of_granted_identifier_columns_block_even_without_a_checksum() {
+    let names = IdentifierSet::from_values(["王建国", "p-0042"]);
+    let context = ReviewContext { identifiers: Some(&names) };
+    let report = review_table(
+        &grant(true),
+        "by_district",
+        &table(&["吴兴区", "王建国"]),
+        &aggregated_lineage(vec![50, 60], 0),
+        context,
+    );
+    assert_eq!(report.blocking_rules(), vec!["content"]);
+    assert_eq!(report.findings[0].row, 1);
+    let artifact = review_artifact(&grant(true), "by_district", "district,name\n吴兴区,p-0042\n".as_bytes(), context);
+    assert_eq!(artifact.blocking_rules(), vec!["content"], "a field of a CSV artifact is compared whole");
+}
+
+#[test]
+fn unaggregated_identifier_lineage_blocks() {
+    let mut lineage = aggregated_lineage(vec![50], 0);
+    lineage.columns[0].sources.push(SourceColumn {
+        dataset: "p@v1".into(),
+        column: "id_card".into(),
+        tag: ColumnTag::Identifier,
+    });
+    let report = review(&grant(true), &table(&["x"]), &lineage);
+    assert_eq!(report.blocking_rules(), vec!["lineage"]);
+}
+
+#[test]
+fn row_level_subject_data_is_blocked_and_artifacts_wait() {
+    let mut lineage = aggregated_lineage(vec![], 0);
+    lineage.aggregated = false;
+    let report = review(&grant(true), &table(&["x"]), &lineage);
+    assert_eq!(report.blocking_rules(), vec!["threshold"]);
+    let report = review_artifact(&grant(true), "by_district", b"coefficients: 0.5, 1.25", Default::default());
+    assert_eq!(report.outcome, Outcome::NeedsReview);
+}
+
+#[test]
+fn dominated_cells_are_withheld_by_the_rule_that_caught_them() {
+    let params = DisclosureParams { secondary_suppression: false, auto_release: true, ..Default::default() };
+    let mut lineage = aggregated_lineage(vec![20, 20, 20, 20], 0);
+    lineage.magnitudes = vec![magnitude(vec![
+        (100.0, vec![10.0, 9.0, 8.0]),  // spread out: safe
+        (100.0, vec![95.0, 1.0, 1.0]),  // one company is 95%: p%-rule (rest 4 < 9.5)
+        (100.0, vec![50.0, 45.0, 1.0]), // rest 5 = 10% of 50, not below: p passes; top two 95% > 90%
+        (0.0, vec![]),                  // nothing to dominate
+    ])];
+    let report = review(&grant_with(params.clone(), &["district", "kwh"]), &table(&["a", "b", "c", "d"]), &lineage);
+    let rules: Vec<(usize, &str)> =
+        report.suppressed_cells.iter().map(|cell| (cell.row, cell.figure.split(':').next().unwrap())).collect();
+    assert_eq!(rules, vec![(1, "p%-rule"), (2, "(2,90)-rule")], "{:#?}", report.suppressed_cells);
+    assert_eq!(report.rule("dominance").unwrap().outcome, RuleOutcome::Suppressed);
+    assert!(report.suppressed_rows.is_empty(), "group keys and counts stay; only the magnitude goes");
+
+    // Off in the grant: nothing is judged.
+    let off = DisclosureParams { p_percent: 0, nk_rule: NkRule { n: 0, k_percent: 90 }, ..params };
+    let report = review(&grant_with(off, &["district", "kwh"]), &table(&["a", "b", "c", "d"]), &lineage);
+    assert!(report.suppressed_cells.is_empty());
+}
+
+/// A two-key table: district × industry, one measure.
+fn grid_table(cells: &[(&str, &str)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("district", DataType::Utf8, false),
+        Field::new("industry", DataType::Utf8, false),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let districts: Vec<&str> = cells.iter().map(|cell| cell.0).collect();
+    let industries: Vec<&str> = cells.iter().map(|cell| cell.1).collect();
+    let counts: Vec<i64> = (0..cells.len() as i64).map(|i| 10 + i).collect();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(districts)),
+            Arc::new(StringArray::from(industries)),
+            Arc::new(Int64Array::from(counts)),
+        ],
+    )
+    .unwrap()
+}
+
+fn grid_lineage(counts: Vec<u64>, withheld_keys: Vec<Vec<String>>) -> OutputLineage {
+    OutputLineage {
+        columns: vec![
+            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false },
+            ColumnLineage { name: "industry".into(), sources: vec![], aggregated: false },
+            ColumnLineage { name: "n".into(), sources: kwh_source(), aggregated: true },
+        ],
+        aggregated: true,
+        subject_kinds: vec![SubjectKind::Enterprise],
+        contributors: vec![SubjectCounts { kind: SubjectKind::Enterprise, per_row: counts }],
+        magnitudes: Vec::new(),
+        suppressed_groups: withheld_keys.len() as u64,
+        suppression_rule: None,
+        withheld_keys,
+    }
+}
+
+fn grid_grant() -> Grant {
+    grant_with(DisclosureParams { auto_release: true, ..Default::default() }, &["district", "industry", "n"])
+}
+
+/// Every line (cells equal in all keys but one) holds zero or at least two withheld cells.
+fn assert_no_line_with_one_withheld(table: &RecordBatch, report: &ReviewReport, withheld_keys: &[Vec<String>]) {
+    let mut cells: Vec<(String, String, bool)> = (0..table.num_rows())
+        .map(|row| {
+            let withheld =
+                report.suppressed_rows.contains(&row) || report.suppressed_cells.iter().any(|cell| cell.row == row);
+            (key_text(table.column(0).as_ref(), row), key_text(table.column(1).as_ref(), row), withheld)
+        })
+        .collect();
+    cells.extend(withheld_keys.iter().map(|keys| (keys[0].clone(), keys[1].clone(), true)));
+    for dimension in 0..2 {
+        let mut lines: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for (district, industry, withheld) in &cells {
+            let line = if dimension == 0 { industry } else { district };
+            let entry = lines.entry(line).or_default();
+            entry.0 += 1;
+            entry.1 += usize::from(*withheld);
+        }
+        for (line, (members, withheld)) in lines {
+            assert!(
+                members < 2 || withheld != 1,
+                "line {line} of dimension {dimension} has one withheld cell of {members}"
+            );
+        }
+    }
+}
+
+#[test]
+fn one_small_cell_in_a_two_by_two_table_takes_the_whole_table_with_it() {
+    let table = grid_table(&[("a", "x"), ("a", "y"), ("b", "x"), ("b", "y")]);
+    let report = review(&grid_grant(), &table, &grid_lineage(vec![3, 40, 50, 60], Vec::new()));
+    assert_eq!(report.suppressed_rows, vec![0]);
+    assert_eq!(report.suppressed_cells.len(), 4, "{:#?}", report.suppressed_cells);
+    assert_eq!(report.suppressed_cells.iter().filter(|cell| cell.rule == "secondary").count(), 3);
+    assert_no_line_with_one_withheld(&table, &report, &[]);
+}
+
+#[test]
+fn secondary_suppression_picks_the_smallest_partners_and_protects_engine_withheld_groups() {
+    let labels = ["a", "b", "c"];
+    let cells: Vec<(&str, &str)> =
+        labels.iter().flat_map(|district| ["x", "y", "z"].map(move |industry| (*district, industry))).collect();
+    let table = grid_table(&cells);
+    // a×x is small; a×y and b×x are the smallest partners, b×y closes the rectangle.
+    let counts = vec![4, 11, 90, 12, 13, 90, 90, 90, 90];
+    let report = review(&grid_grant(), &table, &grid_lineage(counts.clone(), Vec::new()));
+    let mut withheld: Vec<usize> = report.suppressed_cells.iter().map(|cell| cell.row).collect();
+    withheld.sort_unstable();
+    assert_eq!(withheld, vec![0, 1, 3, 4], "the rectangle a×x, a×y, b×x, b×y");
+    assert_no_line_with_one_withheld(&table, &report, &[]);
+
+    // The engine withheld c×w (not emitted): one more cell of district c and of industry w goes.
+    let mut with_w = cells.clone();
+    with_w.push(("a", "w"));
+    let table = grid_table(&with_w);
+    let keys = vec![vec!["c".to_string(), "w".to_string()]];
+    let mut counts = vec![90; 10];
+    counts[9] = 20; // a×w
+    counts[7] = 15; // c×y
+    let report = review(&grid_grant(), &table, &grid_lineage(counts, keys.clone()));
+    let figures: Vec<&str> = report.suppressed_cells.iter().map(|cell| cell.figure.as_str()).collect();
+    assert!(figures.iter().any(|figure| figure.contains("a group the engine withheld")), "{figures:?}");
+    assert_no_line_with_one_withheld(&table, &report, &keys);
+    assert_eq!(report.cells_suppressed, 1 + report.suppressed_cells.len() as u64);
+}
+
+#[test]
+fn random_tables_never_leave_a_lonely_withheld_cell() {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    };
+    for _ in 0..200 {
+        let (districts, industries) = (1 + next(5), 1 + next(5));
+        let mut cells = Vec::new();
+        let mut counts = Vec::new();
+        let names = ["a", "b", "c", "d", "e"];
+        for district in 0..districts {
+            for industry in 0..industries {
+                if next(5) > 0 {
+                    cells.push((names[district as usize], names[industry as usize]));
+                    counts.push(if next(4) == 0 { next(10) } else { 10 + next(50) });
+                }
+            }
+        }
+        if cells.is_empty() {
+            continue;
+        }
+        let table = grid_table(&cells);
+        let report = review(&grid_grant(), &table, &grid_lineage(counts, Vec::new()));
+        assert_no_line_with_one_withheld(&table, &report, &[]);
+    }
+}
+
+#[test]
+fn releases_null_withheld_cells_drop_withheld_rows_and_round() {
+    let params =
+        DisclosureParams { auto_release: true, rounding_base: 5, secondary_suppression: false, ..Default::default() };
+    let mut lineage = aggregated_lineage(vec![20, 3, 20], 0);
+    lineage.magnitudes = vec![magnitude(vec![(100.0, vec![10.0, 9.0]), (100.0, vec![]), (100.0, vec![99.0, 1.0])])];
+    let table = table(&["a", "b", "c"]); // kwh 3, 13, 23
+    let report = review(&grant_with(params, &["district", "kwh"]), &table, &lineage);
+    assert_eq!(report.rule("rounding").unwrap().outcome, RuleOutcome::Rounded);
+    assert_eq!(report.cells_rounded, 1, "only the one released kwh cell");
+    let released = release_table(&report, &table).unwrap();
+    assert_eq!(released.num_rows(), 2, "row b is below k");
+    let kwh = released.column(1).as_primitive::<Float64Type>();
+    assert_eq!((kwh.value(0), kwh.is_null(1)), (5.0, true), "3 rounds to 5; c is dominated");
+    assert_eq!(released.column(0).as_string::<i32>().value(1), "c", "the key stays");
+
+    let counts = grid_table(&[("a", "x"), ("a", "y")]); // n = 10, 11
+    let rounding = DisclosureParams { auto_release: true, rounding_base: 5, ..Default::default() };
+    let grant = grant_with(rounding, &["district", "industry", "n"]);
+    let report = review(&grant, &counts, &grid_lineage(vec![30, 30], Vec::new()));
+    let released = release_table(&report, &counts).unwrap();
+    assert_eq!(released.column(2).as_primitive::<Int64Type>().values(), &[10, 10], "integers stay integers");
+}
+
+#[test]
+fn the_render_names_every_rule_and_the_first_cells() {
+    let mut lineage = aggregated_lineage(vec![20, 20], 0);
+    lineage.magnitudes = vec![magnitude(vec![(100.0, vec![10.0, 9.0]), (100.0, vec![99.0])])];
+    let report = review(&grant(true), &table(&["a", "b"]), &lineage);
+    let text = report.render();
+    for rule in ["contract", "lineage", "threshold", "dominance", "secondary", "content"] {
+        assert!(text.contains(rule), "{rule} missing from\n{text}");
+    }
+    assert!(text.contains("row 1"), "{text}");
+}
