@@ -854,7 +854,7 @@ impl Walker<'_> {
                             .alias(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str())),
                     );
                     for (position, expr) in aggregate.aggr_expr.iter().enumerate() {
-                        let Some((argument, filter)) = magnitude_argument(expr) else { continue };
+                        let Some((argument, filter)) = magnitude_argument(expr, input.schema()) else { continue };
                         let hidden = format!("{LARGEST_PREFIX}{position}_{}", kind.as_str());
                         let call = LargestContributions::udaf()
                             .call(vec![Expr::Column(column.clone()), cast(argument, DataType::Float64)]);
@@ -970,7 +970,7 @@ fn is_column(expr: &Expr) -> bool {
 
 /// The argument (and FILTER clause) of a magnitude aggregate — SUM or AVG of something that
 /// is not a constant — whose cells dominance rules judge. COUNT is not a magnitude.
-fn magnitude_argument(expr: &Expr) -> Option<(Expr, Option<Expr>)> {
+fn magnitude_argument(expr: &Expr, input: &DFSchema) -> Option<(Expr, Option<Expr>)> {
     let inner = match expr {
         Expr::Alias(alias) => alias.expr.as_ref(),
         other => other,
@@ -980,7 +980,8 @@ fn magnitude_argument(expr: &Expr) -> Option<(Expr, Option<Expr>)> {
         return None;
     }
     let [argument] = function.params.args.as_slice() else { return None };
-    if matches!(argument, Expr::Literal(..)) {
+    let numeric = argument.get_type(input).is_ok_and(|data_type| data_type.is_numeric());
+    if matches!(argument, Expr::Literal(..)) || !numeric {
         return None;
     }
     Some((argument.clone(), function.params.filter.as_deref().cloned()))

@@ -14,9 +14,6 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use super::{CellFinding, Contributions, OutputLineage, ReviewReport, RuleOutcome};
 use crate::{DisclosureParams, NkRule};
 
-/// Key of a withheld group whose keys were not recorded: it shares a line with every row.
-const UNKNOWN_KEY: &str = "\u{0}unknown";
-
 /// Why one cell is withheld.
 #[derive(Debug, Clone)]
 struct Withheld {
@@ -242,54 +239,21 @@ fn secondary(
         report.push("secondary", RuleOutcome::Pass, "no withheld cell to protect from totals");
         return;
     }
-    let columns: Vec<Vec<String>> = grid.keys.iter().map(|&index| key_texts(table.column(index).as_ref())).collect();
-    let mut keys: Vec<Vec<String>> =
-        (0..grid.rows).map(|row| columns.iter().map(|column| column[row].clone()).collect()).collect();
-    let withheld_groups = grid.cells.first().map_or(0, Vec::len) - grid.rows;
-    for group in 0..withheld_groups {
-        // A withheld group whose keys were not recorded shares a line with every row.
-        let recorded = lineage.withheld_keys.get(group).filter(|recorded| recorded.len() == grid.keys.len());
-        keys.push(recorded.cloned().unwrap_or_else(|| vec![UNKNOWN_KEY.into(); grid.keys.len()]));
-    }
+    let lines = lines_by_dimension(table, lineage, grid);
     let mut added = 0u64;
     for measure in 0..grid.measures.len() {
         loop {
             let mut changed = false;
-            for dimension in 0..grid.keys.len() {
-                let mut lines: BTreeMap<Vec<&str>, Vec<usize>> = BTreeMap::new();
-                let mut everywhere = Vec::new();
-                for (row, key) in keys.iter().enumerate() {
-                    if key.first().is_some_and(|value| value == UNKNOWN_KEY) {
-                        everywhere.push(row);
-                        continue;
-                    }
-                    let line: Vec<&str> = key
-                        .iter()
-                        .enumerate()
-                        .filter(|&(position, _)| position != dimension)
-                        .map(|(_, value)| value.as_str())
-                        .collect();
-                    lines.entry(line).or_default().push(row);
-                }
-                if lines.is_empty() && !everywhere.is_empty() {
-                    lines.insert(Vec::new(), Vec::new());
-                }
-                for members in lines.values_mut() {
-                    members.extend(&everywhere);
-                }
-                for members in lines.values() {
-                    let withheld: Vec<usize> =
-                        members.iter().copied().filter(|&row| grid.cells[measure][row].is_some()).collect();
-                    if withheld.len() != 1 || members.len() < 2 {
-                        continue;
-                    }
+            for (dimension, lines) in lines.iter().enumerate() {
+                for members in lines {
+                    let mut withheld = members.iter().copied().filter(|&row| grid.cells[measure][row].is_some());
+                    let (Some(protected), None) = (withheld.next(), withheld.next()) else { continue };
                     let partner = members
                         .iter()
                         .copied()
                         .filter(|&row| row < grid.rows && grid.cells[measure][row].is_none())
                         .min_by_key(|&row| (grid.contributors[row], row));
                     let Some(partner) = partner else { continue };
-                    let protected = withheld[0];
                     let whom = if protected < grid.rows {
                         format!("row {protected}")
                     } else {
@@ -318,6 +282,45 @@ fn secondary(
             format!("{added} more cells withheld so that no withheld cell follows from a row or column total"),
         );
     }
+}
+
+/// For each key column, the lines of the table along it: groups of rows (emitted rows, then
+/// the engine's withheld groups) that agree on every other key, those with two members or more.
+fn lines_by_dimension(table: &RecordBatch, lineage: &OutputLineage, grid: &Grid) -> Vec<Vec<Vec<usize>>> {
+    let columns: Vec<Vec<String>> = grid.keys.iter().map(|&index| key_texts(table.column(index).as_ref())).collect();
+    let withheld_groups = lineage.suppressed_groups as usize;
+    // A withheld group whose keys were not recorded shares a line with every row.
+    let recorded = |group: usize| lineage.withheld_keys.get(group).filter(|keys| keys.len() == grid.keys.len());
+    let key = |row: usize, position: usize| -> &str {
+        if row < grid.rows {
+            &columns[position][row]
+        } else {
+            recorded(row - grid.rows).map_or("", |keys| &keys[position])
+        }
+    };
+    let everywhere: Vec<usize> =
+        (grid.rows..grid.rows + withheld_groups).filter(|&row| recorded(row - grid.rows).is_none()).collect();
+    (0..grid.keys.len())
+        .map(|dimension| {
+            let mut lines: BTreeMap<Vec<&str>, Vec<usize>> = BTreeMap::new();
+            for row in (0..grid.rows + withheld_groups).filter(|row| !everywhere.contains(row)) {
+                let line =
+                    (0..grid.keys.len()).filter(|&position| position != dimension).map(|position| key(row, position));
+                lines.entry(line.collect()).or_default().push(row);
+            }
+            if lines.is_empty() && !everywhere.is_empty() {
+                lines.insert(Vec::new(), Vec::new());
+            }
+            lines
+                .into_values()
+                .map(|mut members| {
+                    members.extend(&everywhere);
+                    members
+                })
+                .filter(|members| members.len() >= 2)
+                .collect()
+        })
+        .collect()
 }
 
 fn rounding(params: &DisclosureParams, table: &RecordBatch, grid: &Grid, report: &mut ReviewReport) {
