@@ -397,3 +397,97 @@ async fn withheld_groups_cannot_be_recovered_from_totals_and_dominated_cells_do_
     let mwh = released.column(2).as_primitive::<Float64Type>();
     assert_eq!(mwh.null_count(), report.suppressed_cells.len(), "every withheld cell is null in the release");
 }
+
+/// Differencing: two releases that each pass the threshold — a district's total, and later the
+/// same district without one small industry — would together publish that industry's few
+/// enterprises. The second release's row is withheld by the differencing rule; a release that
+/// differs by many enterprises goes out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_later_release_that_differs_from_an_earlier_one_by_a_few_enterprises_is_withheld() {
+    use datafusion::prelude::{ParquetReadOptions, SessionContext};
+    use unseen_policy::review::{EarlierRelease, ReviewContext, key_text, released_sketches};
+
+    let fixture = fixture().await;
+    // Find, with plain DataFusion outside the domain, a district and an industry that has
+    // between 1 and 9 enterprises there: the attacker's target.
+    let plain = SessionContext::new();
+    let enterprise = fixture.tables.iter().find(|table| table.dataset.name == "enterprise").unwrap();
+    plain
+        .register_parquet("enterprise", enterprise.production_path.to_str().unwrap(), ParquetReadOptions::default())
+        .await
+        .unwrap();
+    let small = plain
+        .sql("SELECT district, industry, COUNT(DISTINCT uscc) AS n FROM enterprise GROUP BY district, industry HAVING COUNT(DISTINCT uscc) BETWEEN 1 AND 9 ORDER BY n DESC, district, industry LIMIT 1")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let (district, industry, few) = (
+        key_text(small[0].column(0).as_ref(), 0),
+        key_text(small[0].column(1).as_ref(), 0),
+        small[0].column(2).as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(0),
+    );
+
+    let attack = grant(
+        "g-diff",
+        &[
+            ("enterprise@v1", "uscc", AccessMode::JoinOnly),
+            ("enterprise@v1", "industry", AccessMode::FilterOnly),
+            ("enterprise@v1", "district", AccessMode::Visible),
+            ("electricity@v1", "uscc", AccessMode::JoinOnly),
+            ("electricity@v1", "kwh", AccessMode::AggregateOnly),
+        ],
+        &[("by_district", &["district", "kwh"])],
+    );
+    let session = GovernedSession::new(&attack, &fixture.tables, Mode::Production).await.unwrap();
+    let review = |sql: String, earlier: Vec<EarlierRelease>| {
+        let session = &session;
+        let attack = &attack;
+        async move {
+            let result = session.query(&sql).await.unwrap();
+            let table =
+                datafusion::arrow::compute::concat_batches(&result.batches[0].schema(), &result.batches).unwrap();
+            let context = ReviewContext { earlier: &earlier, ..Default::default() };
+            let report = review_table(attack, "by_district", &table, &result.lineage, context);
+            let kept = released_sketches(&result.lineage, &report);
+            (table, report, kept)
+        }
+    };
+    let first_sql = "SELECT e.district, SUM(u.kwh) AS kwh FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \
+                     GROUP BY e.district"
+        .to_string();
+    let (_, first, first_kept) = review(first_sql, Vec::new()).await;
+    assert!(first.suppressed_rows.is_empty(), "district totals are safe on their own: {}", first.render());
+    let earlier = vec![EarlierRelease { label: "egress e-1 (\"by_district\")".into(), sketches: first_kept }];
+
+    let second_sql = format!(
+        "SELECT e.district, SUM(u.kwh) AS kwh FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \
+         WHERE e.industry <> '{industry}' GROUP BY e.district"
+    );
+    let (table, second, _) = review(second_sql.clone(), earlier.clone()).await;
+    let target = (0..table.num_rows())
+        .find(|&row| key_text(table.column(0).as_ref(), row) == district)
+        .expect("district released");
+    let rule = second.rule("differencing").expect("differencing ran");
+    assert_eq!(rule.outcome, unseen_policy::RuleOutcome::Suppressed, "{}", second.render());
+    assert!(second.suppressed_rows.contains(&target), "{district} minus {few} {industry} enterprises is withheld");
+    let cell = second.suppressed_cells.iter().find(|cell| cell.row == target).unwrap();
+    assert_eq!(cell.rule, "differencing");
+    assert!(cell.figure.contains(&format!("by {few} subjects < k=10")), "{}", cell.figure);
+
+    // Without the earlier release nothing isolates the industry; and the same groups asked
+    // again (a filter that keeps every row) differ by nothing and go out.
+    let (_, alone, _) = review(second_sql, Vec::new()).await;
+    assert!(!alone.suppressed_rows.contains(&target));
+    let unrelated = "SELECT e.district, SUM(u.kwh) AS kwh FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \
+                     WHERE e.industry IS NOT NULL GROUP BY e.district"
+        .to_string();
+    let (_, same_rows, _) = review(unrelated, earlier).await;
+    assert_eq!(
+        same_rows.rule("differencing").unwrap().outcome,
+        unseen_policy::RuleOutcome::Pass,
+        "{}",
+        same_rows.render()
+    );
+}

@@ -3,6 +3,9 @@
 //! - `review_cells`: threshold and dominance over a large governed output (cells per second),
 //!   beside the goal of 10M cells/s per core; `review_cells_all_rules` adds secondary
 //!   suppression, whose line search formats every key.
+//! - `review_differencing`: a 1,000-row output compared, sketch by sketch, with itself and an
+//!   earlier 1,000-row release of the grant (pairs per second), beside reading the same
+//!   sketches' bytes once per pair (the floor any pairwise comparison pays).
 //! - `content_scan`: string cells scanned for checksum-valid identifiers and for the values of
 //!   1M granted identifiers (MB/s), beside one plain pass over the same bytes.
 //! - `review_vs_acro`: the same cross-tabulation of the same microdata judged by unseen (the
@@ -20,7 +23,10 @@ use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArra
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use unseen_policy::identifiers::IdentifierSet;
-use unseen_policy::review::{ReviewContext, key_text, nk_rule_sensitive, p_rule_sensitive, review_table};
+use unseen_policy::review::{
+    EarlierRelease, ReviewContext, SubjectSketches, key_text, nk_rule_sensitive, p_rule_sensitive, review_table,
+};
+use unseen_policy::sketch::{SubjectSketch, subject_key, width_for_threshold};
 use unseen_policy::{
     AccessMode, ColumnLineage, ColumnSpec, ColumnTag, Contributions, DatasetRequest, DatasetVersion, DisclosureParams,
     Grade, Grant, MagnitudeLineage, OutputLineage, OutputSpec, ScenarioApplication, SourceColumn, SubjectCounts,
@@ -67,6 +73,7 @@ fn grant(outputs: Vec<OutputSpec>, disclosure: DisclosureParams, datasets: Vec<D
 
 pub(crate) fn run(args: &Args, runtime: &tokio::runtime::Runtime) -> Result<Vec<Measurement>> {
     let mut measurements = review_cells(args)?;
+    measurements.extend(review_differencing(args)?);
     measurements.extend(content_scan(args)?);
     match runtime.block_on(review_vs_acro(args)) {
         Ok(compared) => measurements.extend(compared),
@@ -105,7 +112,7 @@ fn review_cells(args: &Args) -> Result<Vec<Measurement>> {
             let first = total
                 * if dominated { 0.5 + draw.next(50) as f64 / 100.0 } else { 0.01 + draw.next(30) as f64 / 100.0 };
             let second = (total - first) * draw.next(30) as f64 / 100.0;
-            Contributions { total, largest: vec![first, second] }
+            Contributions { total, largest: vec![first, second], bucketed: false }
         })
         .collect();
     let source = vec![SourceColumn { dataset: "e@v1".into(), column: "kwh".into(), tag: ColumnTag::Sensitive }];
@@ -128,6 +135,7 @@ fn review_cells(args: &Args) -> Result<Vec<Measurement>> {
         suppressed_groups: 0,
         suppression_rule: None,
         withheld_keys: Vec::new(),
+        sketches: Vec::new(),
     };
     let spec = OutputSpec {
         name: "cells".into(),
@@ -137,7 +145,9 @@ fn review_cells(args: &Args) -> Result<Vec<Measurement>> {
     let cells = (rows * 2) as f64;
     let mut measurements = Vec::new();
     for (name, secondary) in [("review_cells", false), ("review_cells_all_rules", true)] {
-        let disclosure = DisclosureParams { secondary_suppression: secondary, ..Default::default() };
+        // Differencing has its own measurement below.
+        let disclosure =
+            DisclosureParams { secondary_suppression: secondary, differencing: false, ..Default::default() };
         let grant = grant(vec![spec.clone()], disclosure, Vec::new());
         let mut samples = Vec::new();
         let mut withheld = 0;
@@ -152,6 +162,89 @@ fn review_cells(args: &Args) -> Result<Vec<Measurement>> {
         measurements.push(Measurement::new("egress", name, "c/s", cells / seconds, "goal", GOAL_CELLS_PER_SECOND));
     }
     Ok(measurements)
+}
+
+/// Rows of the new output and of the earlier release in `review_differencing`.
+const DIFFERENCING_ROWS: usize = 1_000;
+
+fn review_differencing(args: &Args) -> Result<Vec<Measurement>> {
+    let width = width_for_threshold(10);
+    // Row r of a release holds 50 subjects of its own, 3 rows each.
+    let sketches = |release: u64| -> Vec<SubjectSketch> {
+        (0..DIFFERENCING_ROWS as u64)
+            .map(|row| {
+                let mut sketch = SubjectSketch::new(width);
+                for subject in 0..50u64 {
+                    sketch.insert(subject_key(&(release << 40 | row << 8 | subject).to_le_bytes()), 3);
+                }
+                sketch
+            })
+            .collect()
+    };
+    let earlier = [EarlierRelease {
+        label: "egress e-1".into(),
+        sketches: vec![SubjectSketches { kind: SubjectKind::Enterprise, per_row: sketches(1) }],
+    }];
+    let source = vec![SourceColumn { dataset: "e@v1".into(), column: "kwh".into(), tag: ColumnTag::Sensitive }];
+    let lineage = OutputLineage {
+        columns: vec![
+            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false },
+            ColumnLineage { name: "n".into(), sources: source, aggregated: true },
+        ],
+        aggregated: true,
+        subject_kinds: vec![SubjectKind::Enterprise],
+        contributors: vec![SubjectCounts { kind: SubjectKind::Enterprise, per_row: vec![50; DIFFERENCING_ROWS] }],
+        sketches: vec![SubjectSketches { kind: SubjectKind::Enterprise, per_row: sketches(2) }],
+        ..Default::default()
+    };
+    let table = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("district", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ])),
+        vec![
+            Arc::new(StringArray::from_iter_values((0..DIFFERENCING_ROWS).map(|row| format!("d{row}")))),
+            Arc::new(Int64Array::from(vec![150; DIFFERENCING_ROWS])),
+        ],
+    )?;
+    let spec =
+        OutputSpec { name: "by_district".into(), columns: vec!["district".into(), "n".into()], max_rows: 10_000 };
+    let disclosure = DisclosureParams { secondary_suppression: false, p_percent: 0, ..Default::default() };
+    let grant = grant(vec![spec], disclosure, Vec::new());
+    let pairs = (DIFFERENCING_ROWS * DIFFERENCING_ROWS + DIFFERENCING_ROWS * (DIFFERENCING_ROWS - 1) / 2) as f64;
+    let encoded: Vec<Vec<u8>> = lineage.sketches[0].per_row.iter().map(SubjectSketch::to_bytes).collect();
+    let (mut review, mut read) = (Vec::new(), Vec::new());
+    let mut checksum = 0u64;
+    for _ in 0..args.repeat.clamp(3, 7) {
+        let context = ReviewContext { earlier: &earlier, ..Default::default() };
+        let started = Instant::now();
+        let report = review_table(&grant, "by_district", &table, &lineage, context);
+        review.push(started.elapsed());
+        if !report.suppressed_rows.is_empty() {
+            bail!("disjoint groups were withheld for differencing: {}", report.render());
+        }
+        let started = Instant::now();
+        for left in 0..DIFFERENCING_ROWS {
+            for right in 0..DIFFERENCING_ROWS + left {
+                let other = &encoded[right % DIFFERENCING_ROWS];
+                checksum =
+                    checksum.wrapping_add(encoded[left].iter().zip(other).map(|(a, b)| u64::from(a ^ b)).sum::<u64>());
+            }
+        }
+        read.push(started.elapsed());
+    }
+    std::hint::black_box(checksum);
+    eprintln!(
+        "egress: review_differencing: {DIFFERENCING_ROWS} rows × ({DIFFERENCING_ROWS} earlier + earlier rows of the output), sketch width {width}"
+    );
+    Ok(vec![Measurement::new(
+        "egress",
+        "review_differencing",
+        "pairs/s",
+        pairs / (median(review) / 1e3),
+        "read_sketch_bytes",
+        pairs / (median(read) / 1e3),
+    )])
 }
 
 fn content_scan(args: &Args) -> Result<Vec<Measurement>> {
@@ -179,7 +272,13 @@ fn content_scan(args: &Args) -> Result<Vec<Measurement>> {
     let mut checksum = 0u64;
     for _ in 0..args.repeat.clamp(3, 7) {
         let started = Instant::now();
-        let report = review_table(&grant, "notes", &table, &lineage, ReviewContext { identifiers: Some(&set) });
+        let report = review_table(
+            &grant,
+            "notes",
+            &table,
+            &lineage,
+            ReviewContext { identifiers: Some(&set), ..Default::default() },
+        );
         scan.push(started.elapsed());
         if report.outcome == unseen_policy::Outcome::Blocked {
             bail!("the synthetic notes hold no identifiers, but the scan found some: {}", report.render());

@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, UInt64Type};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
 use serde::Serialize;
 use unseen_policy::identifiers::IdentifierSet;
-use unseen_policy::review::{ReviewContext, release_table, review_table};
+use unseen_policy::review::{ReviewContext, release_noised_table, release_table, review_table};
 use unseen_policy::{
     ColumnLineage, Contributions, DatasetVersion, Grant, MagnitudeLineage, Outcome, OutputLineage, ReviewReport,
     ScenarioApplication, SubjectCounts, SubjectKind,
@@ -108,7 +108,7 @@ async fn check(args: CheckArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let grant_path = args.grant.as_ref().ok_or_else(|| anyhow!("--grant is required"))?;
-    let grant = read_grant(grant_path)?;
+    let mut grant = read_grant(grant_path)?;
     let output = match &args.output {
         Some(name) => name.clone(),
         None => match grant.application.outputs.as_slice() {
@@ -150,12 +150,20 @@ async fn check(args: CheckArgs) -> Result<ExitCode> {
     } else if let Some(path) = &args.table {
         let table = read_table(path).await?;
         let (table, lineage) = computed_lineage(table, &args.contributors)?;
+        // A computed table carries counts, not subjects: differencing needs the domain's
+        // sketches and its earlier releases, so it is checked there.
+        grant.application.disclosure.differencing = false;
         (table, lineage, IdentifierSet::default(), None)
     } else {
         bail!("say what to check: --sql with --data, or --table");
     };
-    let report = review_table(&grant, &output, &table, &lineage, ReviewContext { identifiers: Some(&identifiers) });
-    let released = if args.show_release { Some(release_table(&report, &table)?) } else { None };
+    let context = ReviewContext { identifiers: Some(&identifiers), ..Default::default() };
+    let report = review_table(&grant, &output, &table, &lineage, context);
+    let released = match (args.show_release, report.noise.is_empty()) {
+        (false, _) => None,
+        (true, true) => Some(release_table(&report, &table)?),
+        (true, false) => Some(release_noised_table(&report, &table, &mut unseen_gateway::SystemBits::default())?),
+    };
     let outcome = CheckOutcome { outcome: report.outcome.as_str().into(), report: Some(report), refusal: None, rows };
     finish(&args, outcome, released.as_ref())
 }
@@ -296,7 +304,7 @@ fn computed_lineage(table: RecordBatch, contributors: &str) -> Result<(RecordBat
     if let (Some(total), Some(top1)) = (total, top1) {
         let top2 = top2.unwrap_or_else(|| vec![0.0; total.len()]);
         let per_row: Vec<Contributions> = (0..total.len())
-            .map(|row| Contributions { total: total[row], largest: vec![top1[row], top2[row]] })
+            .map(|row| Contributions { total: total[row], largest: vec![top1[row], top2[row]], bucketed: false })
             .collect();
         let measures: Vec<String> =
             columns.iter().filter(|column| column.aggregated).map(|column| column.name.clone()).collect();
@@ -316,6 +324,7 @@ fn computed_lineage(table: RecordBatch, contributors: &str) -> Result<(RecordBat
         suppressed_groups: 0,
         suppression_rule: None,
         withheld_keys: Vec::new(),
+        sketches: Vec::new(),
     };
     Ok((output_table, lineage))
 }

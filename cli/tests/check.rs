@@ -31,7 +31,7 @@ fn check_reviews_a_query_refuses_a_forbidden_one_and_says_so_in_its_exit_status(
     assert_eq!(outcome["outcome"], "needs_review");
     let rules: Vec<&str> =
         outcome["report"]["rules"].as_array().unwrap().iter().map(|rule| rule["rule"].as_str().unwrap()).collect();
-    assert_eq!(rules, ["contract", "lineage", "threshold", "dominance", "secondary", "content"]);
+    assert_eq!(rules, ["contract", "lineage", "threshold", "dominance", "differencing", "secondary", "content"]);
     assert!(outcome["report"]["cells_suppressed"].as_u64().unwrap() > 0, "small groups are withheld");
 
     // The human rendering names the rules and shows the release.

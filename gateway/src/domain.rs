@@ -14,7 +14,10 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use unseen_audit::{AuditLog, DomainSigner, Entry, Export};
 use unseen_policy::identifiers::IdentifierSet;
-use unseen_policy::review::{ReviewContext, release_table, review_artifact, review_table};
+use unseen_policy::review::{
+    EarlierRelease, ReviewContext, release_noised_table, release_table, released_sketches, review_artifact,
+    review_table,
+};
 use unseen_policy::{
     ColumnSpec, DatasetVersion, Grant, Outcome, OutputKind, OutputLineage, ReviewReport, ScenarioApplication,
     sha256_hex,
@@ -24,6 +27,26 @@ use unseen_runtime::{DomainTable, JobReport, JobSpec, Mode, Runtime, RuntimeConf
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
 use crate::store::{Param, Store};
+
+/// The operating system's random generator as the noise source of differential privacy.
+#[derive(Debug)]
+pub struct SystemBits(SystemRandom);
+
+impl Default for SystemBits {
+    fn default() -> Self {
+        Self(SystemRandom::new())
+    }
+}
+
+impl unseen_policy::noise::RandomBits for SystemBits {
+    fn next_u64(&mut self) -> u64 {
+        let mut bytes = [0u8; 8];
+        // The system generator fails only when the kernel cannot supply entropy at all; a
+        // domain that cannot draw noise must not release, so this is not recoverable.
+        self.0.fill(&mut bytes).expect("the system random generator failed");
+        u64::from_le_bytes(bytes)
+    }
+}
 
 /// Percentage of subjects kept in desensitised samples.
 const SAMPLE_PERCENT: u8 = 20;
@@ -40,6 +63,9 @@ pub struct Domain {
     runtime: Arc<Runtime>,
     /// Values of each grant's identifier columns, built on its first review.
     identifier_sets: std::sync::Mutex<HashMap<String, Arc<IdentifierSet>>>,
+    /// Held while an egress request is reviewed and recorded, so that two requests never
+    /// spend the same ε or miss each other's rows in the differencing rule.
+    review_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Domain {
@@ -261,7 +287,7 @@ pub fn csv_bytes(table: &RecordBatch) -> Result<Vec<u8>, GatewayError> {
 impl Domain {
     /// Opens the domain at `dir`, creating its keys, store and log on first use.
     pub async fn open(dir: &Path, name: &str) -> Result<Self, GatewayError> {
-        for sub in ["keys", "datasets", "samples", "modules", "outputs", "releases", "audit"] {
+        for sub in ["keys", "datasets", "samples", "modules", "outputs", "egress", "releases", "audit"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(io("creating the domain directory"))?;
         }
         let random = SystemRandom::new();
@@ -294,6 +320,7 @@ impl Domain {
             sample_key,
             runtime,
             identifier_sets: std::sync::Mutex::new(HashMap::new()),
+            review_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -911,20 +938,41 @@ impl Domain {
             .await?;
         let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
         let identifiers = self.identifier_set(&grant).await?;
-        let context = ReviewContext { identifiers: Some(&identifiers) };
-        let report = if output["kind"] == "table" {
+        let _reviewing = self.review_lock.lock().await;
+        let (earlier, epsilon_spent) = self.grant_history(&grant.id).await?;
+        let context = ReviewContext { identifiers: Some(&identifiers), earlier: &earlier, epsilon_spent };
+        let id = self.store.next_id("e").await?;
+        let (report, candidate, sketches) = if output["kind"] == "table" {
             let lineage: OutputLineage = serde_json::from_str(&output["lineage_json"])
                 .map_err(|error| GatewayError::internal("decoding lineage", error))?;
-            review_table(&grant, output_name, &read_parquet(bytes)?, &lineage, context)
+            let table = read_parquet(bytes)?;
+            let report = review_table(&grant, output_name, &table, &lineage, context);
+            let candidate = if report.outcome == Outcome::Blocked {
+                None
+            } else {
+                // Noise is drawn once, here: the operator approves exactly this table.
+                let released = release_noised_table(&report, &table, &mut SystemBits::default())
+                    .map_err(|error| GatewayError::internal("applying the review", error))?;
+                Some(released)
+            };
+            let sketches = released_sketches(&lineage, &report);
+            (report, candidate, sketches)
         } else {
-            review_artifact(&grant, output_name, &bytes, context)
+            (review_artifact(&grant, output_name, &bytes, context), None, Vec::new())
         };
+        if let Some(candidate) = &candidate {
+            write_atomically(&self.dir.join("egress").join(format!("{id}.parquet")), &parquet_bytes(candidate)?)?;
+        }
+        if report.outcome != Outcome::Blocked && !sketches.is_empty() {
+            let sketches = serde_json::to_vec(&sketches)
+                .map_err(|error| GatewayError::internal("encoding subject sketches", error))?;
+            write_atomically(&self.dir.join("egress").join(format!("{id}.sketches.json")), &sketches)?;
+        }
         let state = match report.outcome {
             Outcome::Released => "auto_released",
             Outcome::NeedsReview => "awaiting_operator",
             Outcome::Blocked => "blocked",
         };
-        let id = self.store.next_id("e").await?;
         let report_json =
             serde_json::to_string(&report).map_err(|error| GatewayError::internal("encoding a report", error))?;
         self.store
@@ -933,6 +981,25 @@ impl Domain {
                 &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(job_id), Param::Text(output_name), Param::Text(state), Param::Text(&report_json), Param::Int(now_ms())],
             )
             .await?;
+        if report.epsilon_charged > 0.0 {
+            let budget = grant.application.disclosure.privacy.as_ref().map_or(0.0, |privacy| privacy.epsilon_budget);
+            self.record(
+                who,
+                "privacy.charge",
+                "egress",
+                &id,
+                None,
+                Some(grant.id.clone()),
+                "charged",
+                format!(
+                    "ε={} charged to grant {}; {} of {budget} spent",
+                    report.epsilon_charged,
+                    grant.id,
+                    epsilon_spent + report.epsilon_charged
+                ),
+            )?;
+        }
+        drop(_reviewing);
         let reason = if report.outcome == Outcome::Blocked {
             format!("blocked by {}", report.blocking_rules().join(", "))
         } else {
@@ -952,6 +1019,39 @@ impl Domain {
             self.release(who, &id, "auto").await?;
         }
         self.egress(who, &id).await
+    }
+
+    /// What earlier egress requests of `grant` that may leave (released, or waiting for an
+    /// operator) released, for differencing, and the ε they spent.
+    async fn grant_history(&self, grant_id: &str) -> Result<(Vec<EarlierRelease>, f64), GatewayError> {
+        let rows = self
+            .store
+            .fetch(
+                "SELECT e.id AS id, e.output_name AS output_name, e.state AS state, e.report_json AS report_json FROM egress e JOIN jobs j ON e.job_id = j.id WHERE j.grant_id = ? ORDER BY e.created_ms",
+                &[Param::Text(grant_id)],
+            )
+            .await?;
+        let mut earlier = Vec::new();
+        let mut spent = 0.0;
+        for row in rows {
+            let report: ReviewReport = serde_json::from_str(&row["report_json"])
+                .map_err(|error| GatewayError::internal("decoding a report", error))?;
+            spent += report.epsilon_charged;
+            if matches!(row["state"].as_str(), "blocked" | "rejected") {
+                continue;
+            }
+            let path = self.dir.join("egress").join(format!("{}.sketches.json", row["id"]));
+            match std::fs::read(&path) {
+                Ok(bytes) => earlier.push(EarlierRelease {
+                    label: format!("egress {} (\"{}\")", row["id"], row["output_name"]),
+                    sketches: serde_json::from_slice(&bytes)
+                        .map_err(|error| GatewayError::internal("decoding subject sketches", error))?,
+                }),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(GatewayError::internal("reading subject sketches", error)),
+            }
+        }
+        Ok((earlier, spent))
     }
 
     /// The values of the identifier and subject columns of `grant`'s datasets, built once per
@@ -1086,15 +1186,21 @@ impl Domain {
                 "output",
             )
             .await?;
-        let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
         let data = if output["kind"] == "table" {
-            let table = read_parquet(bytes)?;
-            csv_bytes(
-                &release_table(&report, &table)
-                    .map_err(|error| GatewayError::internal("applying the review", error))?,
-            )?
+            // The table as reviewed (with its noise, if any), written when the request was made.
+            let candidate = self.dir.join("egress").join(format!("{egress_id}.parquet"));
+            let table = match std::fs::read(&candidate) {
+                Ok(bytes) => read_parquet(bytes)?,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound && report.noise.is_empty() => {
+                    let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
+                    release_table(&report, &read_parquet(bytes)?)
+                        .map_err(|error| GatewayError::internal("applying the review", error))?
+                }
+                Err(error) => return Err(GatewayError::internal("reading the reviewed table", error)),
+            };
+            csv_bytes(&table)?
         } else {
-            bytes
+            std::fs::read(&output["path"]).map_err(io("reading a held output"))?
         };
         let mut datasets = Vec::new();
         for dataset_id in grant.datasets() {

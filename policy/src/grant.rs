@@ -70,6 +70,73 @@ pub struct DisclosureParams {
     /// Round every released aggregate to a multiple of this base (e.g. 5). 0: no rounding.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rounding_base: u64,
+    /// Differencing: no released group may differ from another group released under the
+    /// same grant (earlier, or in the same output) by fewer than k subjects, or their
+    /// difference would describe those few. Default on.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub differencing: bool,
+    /// Differential privacy (差分隐私): when set, every measure of a table output is released
+    /// with discrete Laplace noise and each release spends ε from the grant's budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyParams>,
+}
+
+/// Differential-privacy parameters of a grant.
+///
+/// Each table output released spends `epsilon_per_release`, split evenly over its measure
+/// columns; a column with sensitivity Δ gets discrete Laplace noise of scale Δ·m/ε (m
+/// measures). Once the budget is spent, further releases are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyParams {
+    /// Total ε the grant may spend over its validity.
+    pub epsilon_budget: f64,
+    /// ε spent by each released table output.
+    pub epsilon_per_release: f64,
+    /// Output column → L1 sensitivity: the most one subject can change that column, summed
+    /// over the output's rows (1 for a count of subjects who appear in one group; the
+    /// clipping bound for a sum). The reviewer checks every cell's largest host-counted
+    /// contribution against it.
+    pub sensitivity: BTreeMap<String, f64>,
+}
+
+// Validated finite and positive, so equality is reflexive.
+impl Eq for PrivacyParams {}
+
+/// Largest ε a grant may hold in total.
+pub const MAX_EPSILON_BUDGET: f64 = 100.0;
+
+impl PrivacyParams {
+    /// Checks the parameters are finite, positive and within bounds.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let positive = |value: f64| value.is_finite() && value > 0.0;
+        if !positive(self.epsilon_budget) || self.epsilon_budget > MAX_EPSILON_BUDGET {
+            return Err(PolicyError::invalid(
+                "privacy.epsilon_budget",
+                format!("{} is outside (0, {MAX_EPSILON_BUDGET}]", self.epsilon_budget),
+            ));
+        }
+        if !positive(self.epsilon_per_release) || self.epsilon_per_release > self.epsilon_budget {
+            return Err(PolicyError::invalid(
+                "privacy.epsilon_per_release",
+                format!("{} is outside (0, epsilon_budget = {}]", self.epsilon_per_release, self.epsilon_budget),
+            ));
+        }
+        if self.sensitivity.is_empty() {
+            return Err(PolicyError::invalid(
+                "privacy.sensitivity",
+                "names no column; every released measure needs one",
+            ));
+        }
+        for (column, &sensitivity) in &self.sensitivity {
+            if !positive(sensitivity) || sensitivity > 1e12 {
+                return Err(PolicyError::invalid(
+                    "privacy.sensitivity",
+                    format!("column \"{column}\": {sensitivity} is outside (0, 1e12]"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The (n,k)-dominance rule's parameters.
@@ -125,6 +192,8 @@ impl Default for DisclosureParams {
             nk_rule: NkRule::default(),
             secondary_suppression: true,
             rounding_base: 0,
+            differencing: true,
+            privacy: None,
         }
     }
 }
@@ -158,6 +227,9 @@ impl DisclosureParams {
                 "rounding_base",
                 format!("{} is above {MAX_ROUNDING_BASE}", self.rounding_base),
             ));
+        }
+        if let Some(privacy) = &self.privacy {
+            privacy.validate()?;
         }
         Ok(())
     }

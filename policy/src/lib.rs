@@ -3,7 +3,8 @@
 //! allows, whether a column may be used in a given way, and whether an output may leave.
 //!
 //! This crate is the functional core: it does no I/O, reads no clock and draws no randomness.
-//! Time comes in as `now_unix_ms` arguments; everything else is plain data.
+//! Time comes in as `now_unix_ms` arguments, randomness for noise as a [`noise::RandomBits`]
+//! the caller hands in; everything else is plain data.
 
 pub mod access;
 pub mod catalog;
@@ -11,12 +12,16 @@ pub mod error;
 pub mod grant;
 pub mod identifiers;
 pub mod limits;
+pub mod noise;
 pub mod review;
+pub mod sketch;
 
 pub use access::{AccessMode, Argument, Refusal, Usage};
 pub use catalog::{ColumnSpec, ColumnTag, DatasetVersion, Grade, SubjectKind};
 pub use error::PolicyError;
-pub use grant::{DatasetRequest, DisclosureParams, Grant, MAX_DOMINANCE_N, NkRule, OutputSpec, ScenarioApplication};
+pub use grant::{
+    DatasetRequest, DisclosureParams, Grant, MAX_DOMINANCE_N, NkRule, OutputSpec, PrivacyParams, ScenarioApplication,
+};
 pub use limits::JobLimits;
 pub use review::{
     ColumnLineage, Contributions, MagnitudeLineage, Outcome, OutputKind, OutputLineage, ReviewReport, RuleOutcome,

@@ -29,7 +29,7 @@ use datafusion::prelude::{ExprFunctionExt, ParquetReadOptions, SessionConfig, Se
 use datafusion::sql::parser::Statement as DataFusionStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use unseen_policy::access::{Argument, Usage, decide};
-use unseen_policy::review::key_text;
+use unseen_policy::review::{SubjectSketches, key_text};
 use unseen_policy::{
     AccessMode, ColumnLineage, ColumnTag, Contributions, DatasetVersion, Grant, MagnitudeLineage, OutputLineage,
     Refusal, SourceColumn, SubjectCounts, SubjectKind,
@@ -40,6 +40,7 @@ use crate::contributors::CappedContributors;
 use crate::granted_table::GrantedTable;
 use crate::largest::LargestContributions;
 use crate::pseudonym::Pseudonymiser;
+use crate::subject_sketch::{self, SubjectSketcher};
 
 /// Rows and bytes the leaves of an executed plan read from storage, for metering.
 fn scanned(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
@@ -58,6 +59,8 @@ const CONTRIBUTORS_PREFIX: &str = "__unseen_contributors_";
 const CARRIED_SUBJECT_PREFIX: &str = "__unseen_subject_";
 /// Name prefix of the host's hidden largest-contributions columns; never reaches a module.
 const LARGEST_PREFIX: &str = "__unseen_largest_";
+/// Name prefix of the host's hidden subject-sketch columns; never reaches a module.
+const SKETCH_PREFIX: &str = "__unseen_sketch_";
 
 /// Which copy of the data a job reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -343,6 +346,7 @@ impl GovernedSession {
             suppressed_groups: 0,
             suppression_rule: None,
             withheld_keys: Vec::new(),
+            sketches: Vec::new(),
         };
 
         if walker.subject_kinds.is_empty() || !contains_aggregate(&plan) {
@@ -381,16 +385,14 @@ impl GovernedSession {
             let schema = batch.schema();
             let mut counters: Vec<(usize, SubjectKind)> = Vec::new();
             let mut largest: Vec<usize> = Vec::new();
+            let mut sketches: Vec<(usize, SubjectKind)> = Vec::new();
             for (index, field) in schema.fields().iter().enumerate() {
                 if let Some(kind) = field.name().strip_prefix(CONTRIBUTORS_PREFIX) {
-                    let kind = if kind == SubjectKind::Person.as_str() {
-                        SubjectKind::Person
-                    } else {
-                        SubjectKind::Enterprise
-                    };
-                    counters.push((index, kind));
+                    counters.push((index, hidden_kind(kind)));
                 } else if field.name().starts_with(LARGEST_PREFIX) {
                     largest.push(index);
+                } else if let Some(kind) = field.name().strip_prefix(SKETCH_PREFIX) {
+                    sketches.push((index, hidden_kind(kind)));
                 }
             }
             if counters.is_empty() {
@@ -427,11 +429,28 @@ impl GovernedSession {
                 let summaries = batch.column(index).as_struct();
                 let totals = summaries.column(0).as_primitive::<Float64Type>();
                 let biggest = summaries.column(1).as_list::<i32>();
+                let bucketed = summaries.column(2).as_boolean();
                 for row in (0..batch.num_rows()).filter(|&row| keep.value(row)) {
                     magnitude.per_row.push(Contributions {
                         total: totals.value(row),
                         largest: biggest.value(row).as_primitive::<Float64Type>().values().to_vec(),
+                        bucketed: bucketed.value(row),
                     });
+                }
+            }
+            for &(index, kind) in &sketches {
+                let column = batch.column(index).as_binary::<i32>();
+                let per_row = match lineage.sketches.iter().position(|sketches| sketches.kind == kind) {
+                    Some(position) => &mut lineage.sketches[position].per_row,
+                    None => {
+                        lineage.sketches.push(SubjectSketches { kind, per_row: Vec::new() });
+                        &mut lineage.sketches.last_mut().expect("just pushed").per_row
+                    }
+                };
+                for row in (0..batch.num_rows()).filter(|&row| keep.value(row)) {
+                    let sketch = subject_sketch::decode(column.value(row), k)
+                        .map_err(|error| RuntimeError::Internal(format!("subject sketch: {error}")))?;
+                    per_row.push(sketch);
                 }
             }
             suppressed += keep.iter().filter(|kept| *kept == Some(false)).count() as u64;
@@ -444,7 +463,11 @@ impl GovernedSession {
             }
             let filtered = filter_record_batch(&batch, &keep).map_err(internal)?;
             let visible: Vec<usize> = (0..filtered.num_columns())
-                .filter(|index| !counters.iter().any(|(hidden, _)| hidden == index) && !largest.contains(index))
+                .filter(|index| {
+                    !counters.iter().any(|(hidden, _)| hidden == index)
+                        && !largest.contains(index)
+                        && !sketches.iter().any(|(hidden, _)| hidden == index)
+                })
                 .collect();
             let projected = filtered.project(&visible).map_err(internal)?;
             rows += projected.num_rows() as u64;
@@ -848,11 +871,19 @@ impl Walker<'_> {
                             column
                         }
                     };
+                    let disclosure = &self.session.grant.application.disclosure;
                     aggr_expr.push(
-                        CappedContributors::udaf(self.session.grant.application.disclosure.threshold_k)
+                        CappedContributors::udaf(disclosure.threshold_k)
                             .call(vec![Expr::Column(column.clone())])
                             .alias(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str())),
                     );
+                    if disclosure.differencing {
+                        aggr_expr.push(
+                            SubjectSketcher::udaf(disclosure.threshold_k)
+                                .call(vec![Expr::Column(column.clone())])
+                                .alias(format!("{SKETCH_PREFIX}{}", kind.as_str())),
+                        );
+                    }
                     for (position, expr) in aggregate.aggr_expr.iter().enumerate() {
                         let Some((argument, filter)) = magnitude_argument(expr, input.schema()) else { continue };
                         let hidden = format!("{LARGEST_PREFIX}{position}_{}", kind.as_str());
@@ -880,6 +911,9 @@ impl Walker<'_> {
                 let mut exprs = projection.expr.clone();
                 for kind in &self.subject_kinds {
                     exprs.push(Expr::Column(Column::from_name(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str()))));
+                    if self.session.grant.application.disclosure.differencing {
+                        exprs.push(Expr::Column(Column::from_name(format!("{SKETCH_PREFIX}{}", kind.as_str()))));
+                    }
                 }
                 for measure in &mut self.measures {
                     let shown = projection.expr.iter().enumerate().filter(|(_, expr)| {
@@ -905,6 +939,11 @@ impl Walker<'_> {
         };
         Ok(Some(rebuilt))
     }
+}
+
+/// The subject kind a hidden column's name ends in.
+fn hidden_kind(suffix: &str) -> SubjectKind {
+    if suffix == SubjectKind::Person.as_str() { SubjectKind::Person } else { SubjectKind::Enterprise }
 }
 
 /// The grant's row filter on one table as a plan expression over the stored columns.

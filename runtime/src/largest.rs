@@ -61,6 +61,7 @@ impl LargestContributions {
         Fields::from(vec![
             Field::new("total", DataType::Float64, false),
             Field::new_list("largest", Field::new_list_field(DataType::Float64, false), false),
+            Field::new("bucketed", DataType::Boolean, false),
         ])
     }
 }
@@ -211,7 +212,9 @@ fn float_list(rows: impl Iterator<Item = Vec<f64>>) -> ArrayRef {
 fn to_result(summaries: &[Summary]) -> ArrayRef {
     let totals: ArrayRef = Arc::new(Float64Array::from_iter_values(summaries.iter().map(|summary| summary.total)));
     let largest = float_list(summaries.iter().map(Summary::largest));
-    Arc::new(StructArray::new(LargestContributions::return_fields(), vec![totals, largest], None))
+    let bucketed: ArrayRef =
+        Arc::new(BooleanArray::from(summaries.iter().map(|summary| summary.bucketed).collect::<Vec<_>>()));
+    Arc::new(StructArray::new(LargestContributions::return_fields(), vec![totals, largest, bucketed], None))
 }
 
 /// The intermediate state: the whole table per group, so partitions merge.

@@ -11,7 +11,8 @@ use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use super::{CellFinding, Contributions, OutputLineage, ReviewReport, RuleOutcome};
+use super::differencing::isolated_rows;
+use super::{CellFinding, Contributions, EarlierRelease, OutputLineage, ReviewContext, ReviewReport, RuleOutcome};
 use crate::{DisclosureParams, NkRule};
 
 /// Why one cell is withheld.
@@ -56,6 +57,7 @@ pub(super) fn review_cells(
     params: &DisclosureParams,
     table: &RecordBatch,
     lineage: &OutputLineage,
+    context: ReviewContext<'_>,
     report: &mut ReviewReport,
 ) {
     if !lineage.aggregated {
@@ -94,6 +96,7 @@ pub(super) fn review_cells(
 
     threshold(params, lineage, &mut grid, report);
     dominance(params, lineage, &mut grid, report);
+    differencing(params, lineage, context.earlier, &mut grid, report);
     secondary(params, table, lineage, &mut grid, report);
 
     let measure_count = grid.measures.len().max(1) as u64;
@@ -218,6 +221,60 @@ fn dominance(params: &DisclosureParams, lineage: &OutputLineage, grid: &mut Grid
             format!("{rules}; {dominated_cells} of {judged} magnitude cells dominated by their largest subjects"),
         );
     }
+}
+
+fn differencing(
+    params: &DisclosureParams,
+    lineage: &OutputLineage,
+    earlier: &[EarlierRelease],
+    grid: &mut Grid,
+    report: &mut ReviewReport,
+) {
+    if !params.differencing {
+        report.push("differencing", RuleOutcome::Pass, "off in this grant");
+        return;
+    }
+    if lineage.sketches.is_empty() {
+        report.push(
+            "differencing",
+            RuleOutcome::NeedsReview,
+            "no subject sketches came with the output; an operator must compare it with earlier releases",
+        );
+        return;
+    }
+    let withheld: Vec<bool> = (0..grid.rows).map(|row| report.suppressed_rows.contains(&row)).collect();
+    let isolated = isolated_rows(params.threshold_k, lineage, earlier, &withheld);
+    let earlier_rows: usize =
+        earlier.iter().map(|release| release.sketches.first().map_or(0, |sketches| sketches.per_row.len())).sum();
+    let compared = format!(
+        "k={}; {} rows compared with each other and with {earlier_rows} rows of {} earlier releases",
+        params.threshold_k,
+        grid.rows,
+        earlier.len()
+    );
+    if isolated.is_empty() {
+        report.push(
+            "differencing",
+            RuleOutcome::Pass,
+            format!("{compared}; no difference isolates fewer than k subjects"),
+        );
+        return;
+    }
+    for found in &isolated {
+        report.suppressed_rows.push(found.row);
+        for column in &mut grid.cells {
+            column[found.row] = Some(Withheld { rule: "differencing", figure: found.figure.clone() });
+        }
+    }
+    report.suppressed_rows.sort_unstable();
+    report.push(
+        "differencing",
+        RuleOutcome::Suppressed,
+        format!(
+            "{compared}; {} rows withheld: their difference from another group isolates fewer than k subjects",
+            isolated.len()
+        ),
+    );
 }
 
 /// Withholds more cells until no line of the table (cells that differ in one key only) holds

@@ -7,20 +7,24 @@
 //! its outcome, and every cell to withhold; [`release_table`] applies it to the table.
 //!
 //! The rules, in the order they run (DESIGN.md §4, seed 002 §5(4)):
-//! `contract` → `lineage` → `threshold` → `dominance` → `secondary` → `rounding` → `content`
-//! (→ `artifact` for module-computed bytes). The JSON report is documented in
+//! `contract` → `lineage` → `threshold` → `dominance` → `differencing` → `secondary` →
+//! `privacy` → `rounding` → `content` (→ `artifact` for module-computed bytes). The JSON report is documented in
 //! `docs/review-report.md`.
 
 mod cells;
 mod content;
+mod differencing;
+mod privacy;
 mod release;
 
 use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 pub use self::cells::{key_text, nk_rule_sensitive, p_rule_sensitive};
-pub use self::release::release_table;
+pub use self::differencing::released_sketches;
+pub use self::release::{release_noised_table, release_table};
 use crate::identifiers::IdentifierSet;
+use crate::sketch::SubjectSketch;
 use crate::{ColumnTag, Grant, SubjectKind};
 
 /// How many content findings a report lists; the counts are always complete.
@@ -80,6 +84,24 @@ pub struct Contributions {
     pub total: f64,
     /// The largest contributions, biggest first (at most [`crate::MAX_DOMINANCE_N`]).
     pub largest: Vec<f64>,
+    /// True when the group had too many subjects to track each: `largest` are bucket sums
+    /// (upper bounds), not single subjects' contributions.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bucketed: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// The subjects behind each output row, as sketches (see [`crate::sketch`]), for the
+/// differencing rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectSketches {
+    /// Which kind of subject was sketched.
+    pub kind: SubjectKind,
+    /// One sketch per output row.
+    pub per_row: Vec<SubjectSketch>,
 }
 
 /// The largest contributions behind one magnitude aggregate, per output row.
@@ -118,6 +140,9 @@ pub struct OutputLineage {
     /// the domain only; never shown to the module or written into a report.
     #[serde(default)]
     pub withheld_keys: Vec<Vec<String>>,
+    /// The subjects of each row, per subject kind, when the grant checks differencing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sketches: Vec<SubjectSketches>,
 }
 
 /// The verdict on a whole output.
@@ -153,6 +178,8 @@ pub enum RuleOutcome {
     Suppressed,
     /// Released values were rounded.
     Rounded,
+    /// Released values carry differential-privacy noise.
+    Noised,
     /// The output may not leave.
     Blocked,
     /// A person has to look.
@@ -166,6 +193,7 @@ impl RuleOutcome {
             Self::Pass => "pass",
             Self::Suppressed => "suppressed",
             Self::Rounded => "rounded",
+            Self::Noised => "noised",
             Self::Blocked => "blocked",
             Self::NeedsReview => "needs_review",
         }
@@ -175,8 +203,8 @@ impl RuleOutcome {
 /// One rule's finding on one output: the rule, its figure and what it decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleResult {
-    /// Rule name: `contract`, `lineage`, `threshold`, `dominance`, `secondary`, `rounding`,
-    /// `content`, `artifact`.
+    /// Rule name: `contract`, `lineage`, `threshold`, `dominance`, `differencing`,
+    /// `secondary`, `privacy`, `rounding`, `content`, `artifact`.
     pub rule: String,
     /// What the rule decided.
     pub outcome: RuleOutcome,
@@ -198,7 +226,7 @@ pub struct CellFinding {
 }
 
 /// The reviewer's report on one output, what an operator decides from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReviewReport {
     /// Output name.
     pub output: String,
@@ -228,6 +256,31 @@ pub struct ReviewReport {
     pub rounded_columns: Vec<String>,
     /// Content findings (the first [`MAX_FINDINGS`]), values never included.
     pub findings: Vec<CellFinding>,
+    /// Noise the release adds, per column (none without differential privacy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub noise: Vec<NoisedColumn>,
+    /// ε this release spends from the grant's budget (0 without differential privacy).
+    #[serde(default, skip_serializing_if = "is_zero_epsilon")]
+    pub epsilon_charged: f64,
+}
+
+fn is_zero_epsilon(value: &f64) -> bool {
+    *value == 0.0
+}
+
+/// The noise one column of a release carries: discrete Laplace steps on a lattice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoisedColumn {
+    /// Output column.
+    pub column: String,
+    /// Declared L1 sensitivity of the column.
+    pub sensitivity: f64,
+    /// ε spent on it.
+    pub epsilon: f64,
+    /// Laplace scale b = Δ/ε, in the column's units.
+    pub scale: f64,
+    /// The lattice the value is rounded to before noise (1 for integer columns).
+    pub step: f64,
 }
 
 impl ReviewReport {
@@ -245,6 +298,8 @@ impl ReviewReport {
             rounding_base: 0,
             rounded_columns: Vec::new(),
             findings: Vec::new(),
+            noise: Vec::new(),
+            epsilon_charged: 0.0,
         }
     }
 
@@ -317,6 +372,20 @@ impl ReviewReport {
 pub struct ReviewContext<'a> {
     /// Exact values of the grant's identifier columns; None skips the membership scan.
     pub identifiers: Option<&'a IdentifierSet>,
+    /// The rows released (or waiting for an operator) earlier under the same grant, for the
+    /// differencing rule.
+    pub earlier: &'a [EarlierRelease],
+    /// ε the grant has spent before this review.
+    pub epsilon_spent: f64,
+}
+
+/// The subjects of the rows of one earlier release of the same grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierRelease {
+    /// How a report names it, e.g. `egress e-3 ("by_district")`.
+    pub label: String,
+    /// Its released rows' sketches, per subject kind.
+    pub sketches: Vec<SubjectSketches>,
 }
 
 /// Reviews a governed table output under `grant`.
@@ -331,7 +400,8 @@ pub fn review_table(
     report.cells_total = (table.num_rows() * table.num_columns()) as u64;
     check_contract(grant, name, table, &mut report);
     check_lineage(lineage, &mut report);
-    cells::review_cells(&grant.application.disclosure, table, lineage, &mut report);
+    cells::review_cells(&grant.application.disclosure, table, lineage, context, &mut report);
+    privacy::review_privacy(&grant.application.disclosure, table, lineage, context.epsilon_spent, &mut report);
     content::scan_table(table, context.identifiers, &mut report);
     report.decide(grant.application.disclosure.auto_release);
     report

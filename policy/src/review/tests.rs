@@ -58,6 +58,7 @@ fn aggregated_lineage(counts: Vec<u64>, engine_suppressed: u64) -> OutputLineage
         ],
         aggregated: true,
         subject_kinds: vec![SubjectKind::Enterprise],
+        sketches: disjoint_sketches(&counts),
         contributors: vec![SubjectCounts { kind: SubjectKind::Enterprise, per_row: counts }],
         magnitudes: Vec::new(),
         suppressed_groups: engine_suppressed,
@@ -66,12 +67,33 @@ fn aggregated_lineage(counts: Vec<u64>, engine_suppressed: u64) -> OutputLineage
     }
 }
 
+/// Sketches of rows whose subjects are all different: row r has `counts[r]` subjects of its own.
+fn disjoint_sketches(counts: &[u64]) -> Vec<SubjectSketches> {
+    let per_row = counts
+        .iter()
+        .enumerate()
+        .map(|(row, &count)| sketch_of((0..count).map(|subject| row as u64 * 1_000_000 + subject)))
+        .collect();
+    vec![SubjectSketches { kind: SubjectKind::Enterprise, per_row }]
+}
+
+fn sketch_of(subjects: impl IntoIterator<Item = u64>) -> SubjectSketch {
+    let mut sketch = SubjectSketch::new(crate::sketch::width_for_threshold(10));
+    for subject in subjects {
+        sketch.insert(crate::sketch::subject_key(&subject.to_le_bytes()), 1);
+    }
+    sketch
+}
+
 fn magnitude(per_row: Vec<(f64, Vec<f64>)>) -> MagnitudeLineage {
     MagnitudeLineage {
         measure: "sum(e.kwh)".into(),
         columns: vec!["kwh".into()],
         kind: SubjectKind::Enterprise,
-        per_row: per_row.into_iter().map(|(total, largest)| Contributions { total, largest }).collect(),
+        per_row: per_row
+            .into_iter()
+            .map(|(total, largest)| Contributions { total, largest, bucketed: false })
+            .collect(),
     }
 }
 
@@ -107,7 +129,7 @@ fn undeclared_output_and_identifier_content_block() {
 #[test]
 fn values_of_granted_identifier_columns_block_even_without_a_checksum() {
     let names = IdentifierSet::from_values(["王建国", "p-0042"]);
-    let context = ReviewContext { identifiers: Some(&names) };
+    let context = ReviewContext { identifiers: Some(&names), ..Default::default() };
     let report = review_table(
         &grant(true),
         "by_district",
@@ -196,6 +218,7 @@ fn grid_lineage(counts: Vec<u64>, withheld_keys: Vec<Vec<String>>) -> OutputLine
         ],
         aggregated: true,
         subject_kinds: vec![SubjectKind::Enterprise],
+        sketches: disjoint_sketches(&counts),
         contributors: vec![SubjectCounts { kind: SubjectKind::Enterprise, per_row: counts }],
         magnitudes: Vec::new(),
         suppressed_groups: withheld_keys.len() as u64,
@@ -339,4 +362,133 @@ fn the_render_names_every_rule_and_the_first_cells() {
         assert!(text.contains(rule), "{rule} missing from\n{text}");
     }
     assert!(text.contains("row 1"), "{text}");
+}
+
+#[test]
+fn a_group_that_differs_from_an_earlier_release_by_few_subjects_is_withheld() {
+    let grant = grant(true);
+    // Earlier: district A with subjects 0..40 and district B with 100..140.
+    let earlier = EarlierRelease {
+        label: "egress e-1 (\"by_district\")".into(),
+        sketches: vec![SubjectSketches {
+            kind: SubjectKind::Enterprise,
+            per_row: vec![sketch_of(0..40), sketch_of(100..140)],
+        }],
+    };
+    // Now: district A without three companies (a street), and an unrelated district C.
+    let mut lineage = aggregated_lineage(vec![37, 40], 0);
+    lineage.sketches[0].per_row = vec![sketch_of(3..40), sketch_of(200..240)];
+    let table = table(&["A-minus-street", "C"]);
+    let context = ReviewContext { earlier: std::slice::from_ref(&earlier), ..Default::default() };
+    let report = review_table(&grant, "by_district", &table, &lineage, context);
+    let rule = report.rule("differencing").expect("differencing ran");
+    assert_eq!(rule.outcome, RuleOutcome::Suppressed, "{}", rule.figure);
+    assert_eq!(report.suppressed_rows, vec![0]);
+    let cell = report.suppressed_cells.iter().find(|cell| cell.row == 0).expect("row 0 withheld");
+    assert_eq!(cell.rule, "differencing");
+    assert!(cell.figure.contains("egress e-1") && cell.figure.contains("3 subjects < k=10"), "{}", cell.figure);
+    // Only the released row is kept for later comparisons.
+    let kept = released_sketches(&lineage, &report);
+    assert_eq!(kept[0].per_row.len(), 1);
+
+    // Without the earlier release both rows go; with differencing off too.
+    let alone = review(&grant, &table, &lineage);
+    assert_eq!(alone.rule("differencing").expect("ran").outcome, RuleOutcome::Pass);
+    let off = grant_with(
+        DisclosureParams { differencing: false, auto_release: true, ..Default::default() },
+        &["district", "kwh"],
+    );
+    let report = review_table(&off, "by_district", &table, &lineage, context);
+    assert_eq!(report.rule("differencing").expect("ran").figure, "off in this grant");
+    assert!(report.suppressed_rows.is_empty());
+}
+
+#[test]
+fn rows_of_one_output_that_nest_are_caught_and_missing_sketches_need_an_operator() {
+    let grant = grant(true);
+    let mut lineage = aggregated_lineage(vec![50, 48], 0);
+    lineage.sketches[0].per_row = vec![sketch_of(0..50), sketch_of(0..48)];
+    let report = review(&grant, &table(&["all", "all-but-two"]), &lineage);
+    assert_eq!(report.suppressed_rows, vec![1]);
+    let cell = report.suppressed_cells.iter().find(|cell| cell.rule == "differencing").expect("withheld");
+    assert_eq!(cell.row, 1);
+    assert!(cell.figure.contains("row 0 of this output by 2 subjects"), "{}", cell.figure);
+
+    lineage.sketches.clear();
+    let report = review(&grant, &table(&["all", "all-but-two"]), &lineage);
+    assert_eq!(report.rule("differencing").expect("ran").outcome, RuleOutcome::NeedsReview);
+    assert_eq!(report.outcome, Outcome::NeedsReview);
+}
+
+fn privacy_grant(budget: f64, per_release: f64, sensitivity: f64) -> Grant {
+    let privacy = crate::PrivacyParams {
+        epsilon_budget: budget,
+        epsilon_per_release: per_release,
+        sensitivity: BTreeMap::from([("kwh".to_string(), sensitivity)]),
+    };
+    grant_with(
+        DisclosureParams { auto_release: true, privacy: Some(privacy), ..Default::default() },
+        &["district", "kwh"],
+    )
+}
+
+struct CountingBits(u64);
+
+impl crate::noise::RandomBits for CountingBits {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+#[test]
+fn privacy_plans_noise_charges_epsilon_and_refuses_when_the_budget_is_spent() {
+    let grant = privacy_grant(1.0, 0.4, 50.0);
+    let lineage = aggregated_lineage(vec![20, 30, 40], 0);
+    let table = table(&["A", "B", "C"]);
+    let report = review(&grant, &table, &lineage);
+    let rule = report.rule("privacy").expect("privacy ran");
+    assert_eq!(rule.outcome, RuleOutcome::Noised, "{}", rule.figure);
+    assert_eq!(report.outcome, Outcome::Released);
+    assert_eq!(report.epsilon_charged, 0.4);
+    assert_eq!(report.noise.len(), 1);
+    assert!((report.noise[0].scale - 125.0).abs() < 1e-9, "b = Δ/ε = 50/0.4");
+    // The noise is not in the report, and a release needs randomness to draw it.
+    assert!(release_table(&report, &table).is_err());
+    let released = release_noised_table(&report, &table, &mut CountingBits(7)).expect("release");
+    let values = released.column(1).as_primitive::<Float64Type>();
+    let original = table.column(1).as_primitive::<Float64Type>();
+    let step = report.noise[0].step;
+    let moved = (0..3).filter(|&row| values.value(row) != original.value(row)).count();
+    assert!(moved >= 2, "noise moved {moved} of 3 cells");
+    for row in 0..3 {
+        let steps = values.value(row) / step;
+        assert_eq!(steps, steps.round(), "released values lie on the lattice");
+    }
+
+    // 0.4 + 0.4 spent: the third release needs 0.4 more than the 0.2 left.
+    let context = ReviewContext { epsilon_spent: 0.8, ..Default::default() };
+    let report = review_table(&grant, "by_district", &table, &lineage, context);
+    let rule = report.rule("privacy").expect("privacy ran");
+    assert_eq!((rule.outcome, report.outcome), (RuleOutcome::Blocked, Outcome::Blocked));
+    assert!(rule.figure.contains("ε budget spent: 0.8 of 1 used"), "{}", rule.figure);
+    assert_eq!(report.epsilon_charged, 0.0);
+}
+
+#[test]
+fn privacy_blocks_a_subject_above_the_declared_sensitivity_and_undeclared_measures() {
+    let grant = privacy_grant(1.0, 0.5, 50.0);
+    let mut lineage = aggregated_lineage(vec![20, 30], 0);
+    lineage.magnitudes = vec![magnitude(vec![(500.0, vec![40.0, 30.0]), (900.0, vec![80.0, 20.0])])];
+    let report = review(&grant, &table(&["A", "B"]), &lineage);
+    let rule = report.rule("privacy").expect("privacy ran");
+    assert_eq!(rule.outcome, RuleOutcome::Blocked);
+    assert!(rule.figure.contains("row 1") && rule.figure.contains("declared sensitivity 50"), "{}", rule.figure);
+
+    let mut other = privacy_grant(1.0, 0.5, 50.0);
+    if let Some(privacy) = other.application.disclosure.privacy.as_mut() {
+        privacy.sensitivity = BTreeMap::from([("count".to_string(), 1.0)]);
+    }
+    let report = review(&other, &table(&["A", "B"]), &aggregated_lineage(vec![20, 30], 0));
+    assert!(report.rule("privacy").expect("ran").figure.contains("no declared sensitivity for [kwh]"));
 }

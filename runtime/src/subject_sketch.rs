@@ -1,0 +1,343 @@
+//! The host's subject sketch: per group, which subjects (and how many of their rows) it holds,
+//! as a [`SubjectSketch`] the differencing rule compares with other released groups.
+//!
+//! A group with few subjects keeps an exact list of (subject key, rows); past
+//! [`EXACT_SUBJECTS`] it becomes a sketch of fixed size (`3 × 2k` cells). States and results
+//! are bytes: the list form (tag [`LIST_FORMAT`]) or the sketch's own encoding, so a GROUP BY
+//! with a million small groups costs a few bytes per group, not a sketch each. Subject keys
+//! are [`subject_key`] of the stored value's bytes: stable across builds, because sketches are
+//! kept with releases and compared with later ones. Rows without a subject are one unknown
+//! subject. Added by the host only when the grant checks differencing; not in the SQL registry.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{Result, ScalarValue, exec_err, internal_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+};
+use unseen_policy::sketch::{SubjectSketch, subject_key, width_for_threshold};
+
+/// The name of the function in plans.
+pub const SKETCH_FUNCTION: &str = "unseen_subject_sketch";
+/// Distinct subjects a group lists exactly before it becomes a sketch.
+pub const EXACT_SUBJECTS: usize = 16;
+/// Tag of the list form (the sketch's own encoding starts with a different byte).
+pub const LIST_FORMAT: u8 = 0xA5;
+/// The key of rows whose subject is null.
+const UNKNOWN_SUBJECT: &[u8] = b"\0unseen:unknown-subject";
+
+/// `unseen_subject_sketch(subject)`: the subjects of a group as bytes (list or sketch form).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SubjectSketcher {
+    signature: Signature,
+    width: usize,
+}
+
+impl SubjectSketcher {
+    /// The function for a grant with threshold `k` (which fixes the sketch width).
+    pub fn udaf(k: u64) -> Arc<AggregateUDF> {
+        Arc::new(AggregateUDF::from(Self {
+            signature: Signature::any(1, Volatility::Immutable),
+            width: width_for_threshold(k),
+        }))
+    }
+}
+
+impl AggregateUDFImpl for SubjectSketcher {
+    fn name(&self) -> &str {
+        SKETCH_FUNCTION
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Binary)
+    }
+
+    fn is_nullable(&self) -> bool {
+        false
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(format!("{}_subjects", args.name), DataType::Binary, false))])
+    }
+
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(OneGroup { group: Subjects::default(), width: self.width }))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(AllGroups { groups: Vec::new(), width: self.width }))
+    }
+}
+
+/// One group's subjects: an exact list while small, then a sketch.
+#[derive(Debug, Clone, Default)]
+struct Subjects {
+    list: Vec<(u64, i64)>,
+    sketch: Option<Box<SubjectSketch>>,
+}
+
+impl Subjects {
+    #[inline]
+    fn add(&mut self, key: u64, rows: i64, width: usize) {
+        if let Some(sketch) = &mut self.sketch {
+            sketch.insert(key, rows);
+        } else if let Some(entry) = self.list.iter_mut().find(|(listed, _)| *listed == key) {
+            entry.1 += rows;
+        } else if self.list.len() < EXACT_SUBJECTS {
+            self.list.push((key, rows));
+        } else {
+            let mut sketch = SubjectSketch::new(width);
+            for (listed, listed_rows) in self.list.drain(..) {
+                sketch.insert(listed, listed_rows);
+            }
+            sketch.insert(key, rows);
+            self.sketch = Some(Box::new(sketch));
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        match &self.sketch {
+            Some(sketch) => sketch.to_bytes(),
+            None => {
+                let mut bytes = Vec::with_capacity(1 + self.list.len() * 16);
+                bytes.push(LIST_FORMAT);
+                for (key, rows) in &self.list {
+                    bytes.extend_from_slice(&key.to_le_bytes());
+                    bytes.extend_from_slice(&rows.to_le_bytes());
+                }
+                bytes
+            }
+        }
+    }
+
+    fn merge_bytes(&mut self, bytes: &[u8], width: usize) -> Result<()> {
+        match bytes.split_first() {
+            Some((&LIST_FORMAT, pairs)) if pairs.len() % 16 == 0 => {
+                for pair in pairs.chunks_exact(16) {
+                    let (key, rows) = pair.split_at(8);
+                    let key = u64::from_le_bytes(key.try_into().unwrap_or_default());
+                    let rows = i64::from_le_bytes(rows.try_into().unwrap_or_default());
+                    self.add(key, rows, width);
+                }
+                Ok(())
+            }
+            _ => {
+                let theirs = SubjectSketch::from_bytes(bytes)
+                    .or_else(|error| internal_err!("{SKETCH_FUNCTION} state: {error}"))?;
+                let mine = self.sketch.get_or_insert_with(|| {
+                    let mut sketch = SubjectSketch::new(width);
+                    for (listed, listed_rows) in self.list.drain(..) {
+                        sketch.insert(listed, listed_rows);
+                    }
+                    Box::new(sketch)
+                });
+                mine.merge(&theirs).or_else(|error| internal_err!("{SKETCH_FUNCTION} state: {error}"))
+            }
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.list.capacity() * 16 + self.sketch.as_ref().map_or(0, |sketch| sketch.width() * 96)
+    }
+}
+
+/// Decodes a result of the function into the sketch the reviewer compares.
+pub fn decode(bytes: &[u8], k: u64) -> Result<SubjectSketch> {
+    let width = width_for_threshold(k);
+    let mut subjects = Subjects::default();
+    subjects.merge_bytes(bytes, width)?;
+    Ok(match subjects.sketch {
+        Some(sketch) => *sketch,
+        None => {
+            let mut sketch = SubjectSketch::new(width);
+            for (key, rows) in subjects.list {
+                sketch.insert(key, rows);
+            }
+            sketch
+        }
+    })
+}
+
+/// The stable key of every row's subject.
+fn subject_keys(subjects: &ArrayRef) -> Result<Vec<u64>> {
+    let text = match subjects.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Arc::clone(subjects),
+        _ => cast(subjects, &DataType::Utf8)?,
+    };
+    let text = match text.data_type() {
+        DataType::Utf8 => text,
+        _ => cast(&text, &DataType::Utf8)?,
+    };
+    let Some(strings) = text.as_string_opt::<i32>() else {
+        return exec_err!("{SKETCH_FUNCTION}: subject of type {} is not text", subjects.data_type());
+    };
+    Ok((0..strings.len())
+        .map(|row| {
+            if strings.is_null(row) { subject_key(UNKNOWN_SUBJECT) } else { subject_key(strings.value(row).as_bytes()) }
+        })
+        .collect())
+}
+
+fn to_binary(groups: &[Subjects]) -> ArrayRef {
+    let encoded: Vec<Vec<u8>> = groups.iter().map(Subjects::to_bytes).collect();
+    Arc::new(BinaryArray::from_iter_values(encoded.iter()))
+}
+
+fn for_each_state(states: &[ArrayRef], mut merge: impl FnMut(usize, &[u8]) -> Result<()>) -> Result<()> {
+    let [state] = states else { return internal_err!("{SKETCH_FUNCTION} state is malformed") };
+    let Some(state) = state.as_binary_opt::<i32>() else {
+        return internal_err!("{SKETCH_FUNCTION} state is not binary");
+    };
+    for row in (0..state.len()).filter(|&row| state.is_valid(row)) {
+        merge(row, state.value(row))?;
+    }
+    Ok(())
+}
+
+/// The function without GROUP BY.
+#[derive(Debug)]
+struct OneGroup {
+    group: Subjects,
+    width: usize,
+}
+
+impl Accumulator for OneGroup {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let Some(subjects) = values.first() else { return internal_err!("{SKETCH_FUNCTION} takes one argument") };
+        for key in subject_keys(subjects)? {
+            self.group.add(key, 1, self.width);
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Binary(Some(self.group.to_bytes())))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.group.size()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![ScalarValue::Binary(Some(self.group.to_bytes()))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let width = self.width;
+        for_each_state(states, |_, bytes| self.group.merge_bytes(bytes, width))
+    }
+}
+
+/// The function for every group of a GROUP BY.
+struct AllGroups {
+    groups: Vec<Subjects>,
+    width: usize,
+}
+
+impl GroupsAccumulator for AllGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        let Some(subjects) = values.first() else { return internal_err!("{SKETCH_FUNCTION} takes one argument") };
+        self.groups.resize_with(total_num_groups, Subjects::default);
+        let keys = subject_keys(subjects)?;
+        for (row, (&group, &key)) in group_indices.iter().zip(&keys).enumerate() {
+            if opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row)) {
+                self.groups[group].add(key, 1, self.width);
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        Ok(to_binary(&emit_to.take_needed(&mut self.groups)))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![to_binary(&emit_to.take_needed(&mut self.groups))])
+    }
+
+    fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
+        self.groups.resize_with(total_num_groups, Subjects::default);
+        let width = self.width;
+        for_each_state(values, |row, bytes| self.groups[group_indices[row]].merge_bytes(bytes, width))
+    }
+
+    fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        let Some(subjects) = values.first() else { return internal_err!("{SKETCH_FUNCTION} takes one argument") };
+        let rows: Vec<Subjects> = subject_keys(subjects)?
+            .into_iter()
+            .enumerate()
+            .map(|(row, key)| {
+                let mut subjects = Subjects::default();
+                if opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row)) {
+                    subjects.add(key, 1, self.width);
+                }
+                subjects
+            })
+            .collect();
+        Ok(vec![to_binary(&rows)])
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.groups.capacity() * std::mem::size_of::<Subjects>()
+            + self.groups.iter().map(Subjects::size).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::StringArray;
+    use unseen_policy::sketch::Difference;
+
+    use super::*;
+
+    fn subjects(values: &[&str]) -> ArrayRef {
+        Arc::new(StringArray::from(values.to_vec()))
+    }
+
+    fn sketch_of(values: &[&str], partitions: usize) -> SubjectSketch {
+        let udaf =
+            SubjectSketcher { signature: Signature::any(1, Volatility::Immutable), width: width_for_threshold(10) };
+        let mut merged = AllGroups { groups: Vec::new(), width: udaf.width };
+        for chunk in values.chunks(values.len().div_ceil(partitions).max(1)) {
+            let mut partial = AllGroups { groups: Vec::new(), width: udaf.width };
+            partial.update_batch(&[subjects(chunk)], &vec![0; chunk.len()], None, 1).expect("update");
+            let state = partial.state(EmitTo::All).expect("state");
+            merged.merge_batch(&state, &[0], 1).expect("merge");
+        }
+        let result = merged.evaluate(EmitTo::All).expect("evaluate");
+        decode(result.as_binary::<i32>().value(0), 10).expect("decode")
+    }
+
+    #[test]
+    fn partitions_and_forms_agree_and_small_differences_read_back() {
+        let names: Vec<String> = (0..60).map(|i| format!("company-{i}")).collect();
+        let all: Vec<&str> = names.iter().flat_map(|name| [name.as_str(); 3]).collect();
+        let one_partition = sketch_of(&all, 1);
+        assert_eq!(sketch_of(&all, 4), one_partition, "partitioned states merge to the same sketch");
+        let fewer: Vec<&str> =
+            all.iter().copied().filter(|name| *name != "company-7" && *name != "company-8").collect();
+        assert_eq!(one_partition.difference(&sketch_of(&fewer, 3), 10).expect("same width"), Difference::Exact(2));
+        // Small groups stay in list form and decode to the same sketch as a built one.
+        let small = sketch_of(&all[..9], 2);
+        assert_eq!(small.difference(&sketch_of(&all[..6], 1), 10).expect("same width"), Difference::Exact(1));
+    }
+}
