@@ -4,8 +4,9 @@
 //!   beside the goal of 10M cells/s per core; `review_cells_all_rules` adds secondary
 //!   suppression, whose line search formats every key.
 //! - `review_differencing`: a 1,000-row output compared, sketch by sketch, with itself and an
-//!   earlier 1,000-row release of the grant (pairs per second), beside reading the same
-//!   sketches' bytes once per pair (the floor any pairwise comparison pays).
+//!   earlier 1,000-row release of the grant (pairs per second), beside XOR-comparing the same
+//!   sketches' stored bytes pair by pair (what comparing stored sketches naively costs; the
+//!   review instead stops at the first cells that prove a difference large).
 //! - `content_scan`: string cells scanned for checksum-valid identifiers and for the values of
 //!   1M granted identifiers (MB/s), beside one plain pass over the same bytes.
 //! - `review_vs_acro`: the same cross-tabulation of the same microdata judged by unseen (the

@@ -81,18 +81,30 @@ impl AggregateUDFImpl for SubjectSketcher {
     }
 }
 
-/// One group's subjects: an exact list while small, then a sketch.
+/// Keys a sketched group collects before adding them to its cells in one pass: the cells of
+/// thousands of groups do not fit in cache, a short run of keys per group does.
+const PENDING_KEYS: usize = 256;
+
+/// One group's subjects: an exact list while small, then a sketch (with keys not yet added).
 #[derive(Debug, Clone, Default)]
 struct Subjects {
     list: Vec<(u64, i64)>,
     sketch: Option<Box<SubjectSketch>>,
+    pending: Vec<u64>,
 }
 
 impl Subjects {
     #[inline]
     fn add(&mut self, key: u64, rows: i64, width: usize) {
-        if let Some(sketch) = &mut self.sketch {
-            sketch.insert(key, rows);
+        if self.sketch.is_some() {
+            if rows == 1 {
+                self.pending.push(key);
+                if self.pending.len() >= PENDING_KEYS {
+                    self.flush();
+                }
+            } else if let Some(sketch) = &mut self.sketch {
+                sketch.insert(key, rows);
+            }
         } else if let Some(entry) = self.list.iter_mut().find(|(listed, _)| *listed == key) {
             entry.1 += rows;
         } else if self.list.len() < EXACT_SUBJECTS {
@@ -107,7 +119,17 @@ impl Subjects {
         }
     }
 
-    fn to_bytes(&self) -> Vec<u8> {
+    /// Adds the pending keys to the sketch's cells.
+    fn flush(&mut self) {
+        if let Some(sketch) = &mut self.sketch {
+            for key in self.pending.drain(..) {
+                sketch.insert(key, 1);
+            }
+        }
+    }
+
+    fn flushed_bytes(&mut self) -> Vec<u8> {
+        self.flush();
         match &self.sketch {
             Some(sketch) => sketch.to_bytes(),
             None => {
@@ -149,7 +171,9 @@ impl Subjects {
     }
 
     fn size(&self) -> usize {
-        self.list.capacity() * 16 + self.sketch.as_ref().map_or(0, |sketch| sketch.width() * 96)
+        self.list.capacity() * 16
+            + self.pending.capacity() * 8
+            + self.sketch.as_ref().map_or(0, |sketch| sketch.width() * 96)
     }
 }
 
@@ -158,6 +182,7 @@ pub fn decode(bytes: &[u8], k: u64) -> Result<SubjectSketch> {
     let width = width_for_threshold(k);
     let mut subjects = Subjects::default();
     subjects.merge_bytes(bytes, width)?;
+    subjects.flush();
     Ok(match subjects.sketch {
         Some(sketch) => *sketch,
         None => {
@@ -170,28 +195,25 @@ pub fn decode(bytes: &[u8], k: u64) -> Result<SubjectSketch> {
     })
 }
 
-/// The stable key of every row's subject.
+/// The stable key of every row's subject, read from the stored strings without copying them.
 fn subject_keys(subjects: &ArrayRef) -> Result<Vec<u64>> {
-    let text = match subjects.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Arc::clone(subjects),
-        _ => cast(subjects, &DataType::Utf8)?,
-    };
-    let text = match text.data_type() {
-        DataType::Utf8 => text,
-        _ => cast(&text, &DataType::Utf8)?,
-    };
-    let Some(strings) = text.as_string_opt::<i32>() else {
-        return exec_err!("{SKETCH_FUNCTION}: subject of type {} is not text", subjects.data_type());
-    };
-    Ok((0..strings.len())
-        .map(|row| {
-            if strings.is_null(row) { subject_key(UNKNOWN_SUBJECT) } else { subject_key(strings.value(row).as_bytes()) }
-        })
-        .collect())
+    fn keys<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<u64> {
+        values.map(|value| subject_key(value.map_or(UNKNOWN_SUBJECT, str::as_bytes))).collect()
+    }
+    Ok(match subjects.data_type() {
+        DataType::Utf8 => keys(subjects.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => keys(subjects.as_string::<i64>().iter()),
+        DataType::Utf8View => keys(subjects.as_string_view().iter()),
+        other => {
+            let text = cast(subjects, &DataType::Utf8)
+                .or_else(|error| exec_err!("{SKETCH_FUNCTION}: subject of type {other} is not text: {error}"))?;
+            keys(text.as_string::<i32>().iter())
+        }
+    })
 }
 
-fn to_binary(groups: &[Subjects]) -> ArrayRef {
-    let encoded: Vec<Vec<u8>> = groups.iter().map(Subjects::to_bytes).collect();
+fn to_binary(mut groups: Vec<Subjects>) -> ArrayRef {
+    let encoded: Vec<Vec<u8>> = groups.iter_mut().map(Subjects::flushed_bytes).collect();
     Arc::new(BinaryArray::from_iter_values(encoded.iter()))
 }
 
@@ -223,7 +245,7 @@ impl Accumulator for OneGroup {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Binary(Some(self.group.to_bytes())))
+        Ok(ScalarValue::Binary(Some(self.group.flushed_bytes())))
     }
 
     fn size(&self) -> usize {
@@ -231,7 +253,7 @@ impl Accumulator for OneGroup {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Binary(Some(self.group.to_bytes()))])
+        Ok(vec![ScalarValue::Binary(Some(self.group.flushed_bytes()))])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
@@ -266,11 +288,11 @@ impl GroupsAccumulator for AllGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        Ok(to_binary(&emit_to.take_needed(&mut self.groups)))
+        Ok(to_binary(emit_to.take_needed(&mut self.groups)))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(vec![to_binary(&emit_to.take_needed(&mut self.groups))])
+        Ok(vec![to_binary(emit_to.take_needed(&mut self.groups))])
     }
 
     fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
@@ -292,7 +314,7 @@ impl GroupsAccumulator for AllGroups {
                 subjects
             })
             .collect();
-        Ok(vec![to_binary(&rows)])
+        Ok(vec![to_binary(rows)])
     }
 
     fn size(&self) -> usize {
