@@ -74,6 +74,14 @@ impl std::fmt::Debug for Domain {
     }
 }
 
+/// How a domain is opened.
+#[derive(Debug, Clone, Default)]
+pub struct DomainOptions {
+    /// The metadata store: `postgres://…` (or `sqlite://…`); None keeps it in
+    /// `metadata.sqlite` in the domain directory.
+    pub metadata_url: Option<String>,
+}
+
 /// A dataset registration as the provider states it.
 #[derive(Debug, Clone)]
 pub struct DatasetRegistration {
@@ -285,8 +293,14 @@ pub fn csv_bytes(table: &RecordBatch) -> Result<Vec<u8>, GatewayError> {
 }
 
 impl Domain {
-    /// Opens the domain at `dir`, creating its keys, store and log on first use.
+    /// Opens the domain at `dir`, creating its keys, store and log on first use; metadata in
+    /// `dir/metadata.sqlite`.
     pub async fn open(dir: &Path, name: &str) -> Result<Self, GatewayError> {
+        Self::open_with(dir, name, &DomainOptions::default()).await
+    }
+
+    /// [`Domain::open`] with options (a PostgreSQL metadata store, for production).
+    pub async fn open_with(dir: &Path, name: &str, options: &DomainOptions) -> Result<Self, GatewayError> {
         for sub in ["keys", "datasets", "samples", "modules", "outputs", "egress", "releases", "audit"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(io("creating the domain directory"))?;
         }
@@ -307,7 +321,10 @@ impl Domain {
             .map_err(|_| GatewayError::Internal("keys/domain.pk8 is not an Ed25519 key".into()))?;
         let signer = DomainSigner::from_pkcs8(name, &pkcs8)?;
         let audit = AuditLog::open(&dir.join("audit"), name)?;
-        let store = Store::open(&dir.join("metadata.sqlite")).await?;
+        let store = match &options.metadata_url {
+            Some(url) => Store::connect(url).await?,
+            None => Store::open(&dir.join("metadata.sqlite")).await?,
+        };
         let runtime_config = RuntimeConfig { cache_dir: Some(dir.join("cache/modules")), ..RuntimeConfig::default() };
         let runtime = Arc::new(Runtime::with_config(&runtime_config)?);
         Ok(Self {
@@ -395,7 +412,7 @@ impl Domain {
         let content_hash = sha256_hex(&parquet);
         let latest = self
             .store
-            .fetch("SELECT MAX(version) AS version FROM datasets WHERE name = ?", &[Param::Text(&registration.name)])
+            .fetch("SELECT MAX(version) AS version FROM datasets WHERE name = $1", &[Param::Text(&registration.name)])
             .await?;
         let version =
             latest.first().and_then(|row| row.get("version")).and_then(|value| value.parse::<u32>().ok()).unwrap_or(0)
@@ -438,7 +455,7 @@ impl Domain {
             serde_json::to_string(&dataset).map_err(|error| GatewayError::internal("encoding a dataset", error))?;
         self.store
             .execute(
-                "INSERT INTO datasets (id, name, version, json, path, sample_path, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO datasets (id, name, version, json, path, sample_path, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     Param::Text(&id),
                     Param::Text(&dataset.name),
@@ -467,7 +484,7 @@ impl Domain {
         let row = self
             .store
             .fetch_one(
-                "SELECT json, path, sample_path FROM datasets WHERE id = ?",
+                "SELECT json, path, sample_path FROM datasets WHERE id = $1",
                 &[Param::Text(id)],
                 &format!("dataset version \"{id}\""),
             )
@@ -495,7 +512,7 @@ impl Domain {
             .map_err(|error| GatewayError::internal("encoding a scenario", error))?;
         self.store
             .execute(
-                "INSERT INTO scenarios (id, developer, state, application_json, created_ms) VALUES (?, ?, 'submitted', ?, ?)",
+                "INSERT INTO scenarios (id, developer, state, application_json, created_ms) VALUES ($1, $2, 'submitted', $3, $4)",
                 &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(&json), Param::Int(now_ms())],
             )
             .await?;
@@ -521,7 +538,7 @@ impl Domain {
         Self::require(who, Role::Operator)?;
         self.store
             .fetch(
-                "SELECT * FROM scenarios WHERE (? = '' OR state = ?) ORDER BY created_ms",
+                "SELECT * FROM scenarios WHERE ($1 = '' OR state = $2) ORDER BY created_ms",
                 &[Param::Text(state), Param::Text(state)],
             )
             .await
@@ -539,7 +556,7 @@ impl Domain {
         let row = self
             .store
             .fetch_one(
-                "SELECT * FROM scenarios WHERE id = ?",
+                "SELECT * FROM scenarios WHERE id = $1",
                 &[Param::Text(scenario_id)],
                 &format!("scenario {scenario_id}"),
             )
@@ -556,7 +573,7 @@ impl Domain {
             }
             self.store
                 .execute(
-                    "UPDATE scenarios SET state = 'rejected', reason = ? WHERE id = ?",
+                    "UPDATE scenarios SET state = 'rejected', reason = $1 WHERE id = $2",
                     &[Param::Text(reason), Param::Text(scenario_id)],
                 )
                 .await?;
@@ -574,13 +591,13 @@ impl Domain {
         let json = serde_json::to_string(&grant).map_err(|error| GatewayError::internal("encoding a grant", error))?;
         self.store
             .execute(
-                "INSERT INTO grants (id, scenario_id, developer, json, hash, state, created_ms) VALUES (?, ?, ?, ?, ?, 'active', ?)",
+                "INSERT INTO grants (id, scenario_id, developer, json, hash, state, created_ms) VALUES ($1, $2, $3, $4, $5, 'active', $6)",
                 &[Param::Text(&grant_id), Param::Text(scenario_id), Param::Text(&row["developer"]), Param::Text(&json), Param::Text(&hash), Param::Int(now_ms())],
             )
             .await?;
         self.store
             .execute(
-                "UPDATE scenarios SET state = 'approved', reason = ?, grant_id = ? WHERE id = ?",
+                "UPDATE scenarios SET state = 'approved', reason = $1, grant_id = $2 WHERE id = $3",
                 &[Param::Text(reason), Param::Text(&grant_id), Param::Text(scenario_id)],
             )
             .await?;
@@ -600,7 +617,7 @@ impl Domain {
     async fn grant_for(&self, who: &Principal, grant_id: &str) -> Result<Grant, GatewayError> {
         let row = self
             .store
-            .fetch_one("SELECT * FROM grants WHERE id = ?", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
+            .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
             .await?;
         Self::require_owner(who, &row, &format!("grant {grant_id}"))?;
         if row["state"] != "active" {
@@ -648,7 +665,7 @@ impl Domain {
         write_atomically(&path, &bytes)?;
         self.store
             .execute(
-                "INSERT INTO modules (hash, developer, grant_id, size, path, created_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(hash, grant_id) DO NOTHING",
+                "INSERT INTO modules (hash, developer, grant_id, size, path, created_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT(hash, grant_id) DO NOTHING",
                 &[Param::Text(&info.hash), Param::Text(&who.organisation), Param::Text(grant_id), Param::Int(info.size as i64), Param::Text(&path.to_string_lossy()), Param::Int(now_ms())],
             )
             .await?;
@@ -686,7 +703,7 @@ impl Domain {
         let module = self
             .store
             .fetch_one(
-                "SELECT * FROM modules WHERE hash = ? AND developer = ? AND grant_id = ?",
+                "SELECT * FROM modules WHERE hash = $1 AND developer = $2 AND grant_id = $3",
                 &[Param::Text(module_hash), Param::Text(&who.organisation), Param::Text(grant_id)],
                 &format!("module {module_hash} bound to grant {grant_id}"),
             )
@@ -698,7 +715,7 @@ impl Domain {
         let job_id = self.store.next_id("j").await?;
         self.store
             .execute(
-                "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, params, state, created_ms) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
+                "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, params, state, created_ms) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7)",
                 &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Text(params), Param::Int(now_ms())],
             )
             .await?;
@@ -733,7 +750,7 @@ impl Domain {
                 tracing::error!(job = %job_id, "job bookkeeping failed: {error}");
                 let _ = domain
                     .store
-                    .execute("UPDATE jobs SET state = 'failed', error = ?, developer_error = 'internal error in the domain' WHERE id = ?", &[Param::Text(&error.to_string()), Param::Text(&job_id)])
+                    .execute("UPDATE jobs SET state = 'failed', error = $1, developer_error = 'internal error in the domain' WHERE id = $2", &[Param::Text(&error.to_string()), Param::Text(&job_id)])
                     .await;
             }
         });
@@ -743,7 +760,7 @@ impl Domain {
     async fn execute_job(&self, who: &Principal, job: QueuedJob) -> Result<(), GatewayError> {
         let QueuedJob { id, grant, tables, module_path, mode, params } = job;
         let job_id = id.as_str();
-        self.store.execute("UPDATE jobs SET state = 'running' WHERE id = ?", &[Param::Text(job_id)]).await?;
+        self.store.execute("UPDATE jobs SET state = 'running' WHERE id = $1", &[Param::Text(job_id)]).await?;
         let bytes = std::fs::read(&module_path).map_err(io("reading a module"))?;
         let runtime = self.runtime.clone();
         let handle = tokio::runtime::Handle::current();
@@ -801,7 +818,7 @@ impl Domain {
                 .map_err(|error| GatewayError::internal("encoding lineage", error))?;
             self.store
                 .execute(
-                    "INSERT OR REPLACE INTO outputs (job_id, name, kind, path, lineage_json, rows) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO outputs (job_id, name, kind, path, lineage_json, rows) VALUES ($1, $2, $3, $4, $5, $6)",
                     &[Param::Text(job_id), Param::Text(&output.name), Param::Text(kind), Param::Text(&path.to_string_lossy()), Param::Text(&lineage), Param::Int(rows as i64)],
                 )
                 .await?;
@@ -838,7 +855,7 @@ impl Domain {
         let json = serde_json::to_string(&view).map_err(|error| GatewayError::internal("encoding a job", error))?;
         self.store
             .execute(
-                "UPDATE jobs SET state = ?, error = ?, developer_error = ?, report_json = ? WHERE id = ?",
+                "UPDATE jobs SET state = $1, error = $2, developer_error = $3, report_json = $4 WHERE id = $5",
                 &[
                     Param::Text(state),
                     Param::Text(&error),
@@ -867,7 +884,7 @@ impl Domain {
         loop {
             let row = self
                 .store
-                .fetch_one("SELECT * FROM jobs WHERE id = ?", &[Param::Text(job_id)], &format!("job {job_id}"))
+                .fetch_one("SELECT * FROM jobs WHERE id = $1", &[Param::Text(job_id)], &format!("job {job_id}"))
                 .await?;
             if who.role == Role::Developer && row["developer"] != who.organisation {
                 return Err(GatewayError::NotFound(format!("job {job_id} not found")));
@@ -911,7 +928,7 @@ impl Domain {
         let job = self
             .store
             .fetch_one(
-                "SELECT * FROM jobs WHERE id = ? AND developer = ?",
+                "SELECT * FROM jobs WHERE id = $1 AND developer = $2",
                 &[Param::Text(job_id), Param::Text(&who.organisation)],
                 &format!("job {job_id}"),
             )
@@ -931,7 +948,7 @@ impl Domain {
         let output = self
             .store
             .fetch_one(
-                "SELECT * FROM outputs WHERE job_id = ? AND name = ?",
+                "SELECT * FROM outputs WHERE job_id = $1 AND name = $2",
                 &[Param::Text(job_id), Param::Text(output_name)],
                 &format!("output \"{output_name}\" of job {job_id}"),
             )
@@ -977,7 +994,7 @@ impl Domain {
             serde_json::to_string(&report).map_err(|error| GatewayError::internal("encoding a report", error))?;
         self.store
             .execute(
-                "INSERT INTO egress (id, developer, job_id, output_name, state, report_json, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO egress (id, developer, job_id, output_name, state, report_json, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(job_id), Param::Text(output_name), Param::Text(state), Param::Text(&report_json), Param::Int(now_ms())],
             )
             .await?;
@@ -1027,7 +1044,7 @@ impl Domain {
         let rows = self
             .store
             .fetch(
-                "SELECT e.id AS id, e.output_name AS output_name, e.state AS state, e.report_json AS report_json FROM egress e JOIN jobs j ON e.job_id = j.id WHERE j.grant_id = ? ORDER BY e.created_ms",
+                "SELECT e.id AS id, e.output_name AS output_name, e.state AS state, e.report_json AS report_json FROM egress e JOIN jobs j ON e.job_id = j.id WHERE j.grant_id = $1 ORDER BY e.created_ms",
                 &[Param::Text(grant_id)],
             )
             .await?;
@@ -1083,7 +1100,7 @@ impl Domain {
         let row = self
             .store
             .fetch_one(
-                "SELECT * FROM egress WHERE id = ?",
+                "SELECT * FROM egress WHERE id = $1",
                 &[Param::Text(egress_id)],
                 &format!("egress request {egress_id}"),
             )
@@ -1107,7 +1124,7 @@ impl Domain {
         let rows = self
             .store
             .fetch(
-                "SELECT id FROM egress WHERE (? = '' OR state = ?) ORDER BY created_ms",
+                "SELECT id FROM egress WHERE ($1 = '' OR state = $2) ORDER BY created_ms",
                 &[Param::Text(state), Param::Text(state)],
             )
             .await?;
@@ -1137,7 +1154,7 @@ impl Domain {
         if approve {
             self.store
                 .execute(
-                    "UPDATE egress SET state = 'approved', reason = ? WHERE id = ?",
+                    "UPDATE egress SET state = 'approved', reason = $1 WHERE id = $2",
                     &[Param::Text(reason), Param::Text(egress_id)],
                 )
                 .await?;
@@ -1149,7 +1166,7 @@ impl Domain {
             }
             self.store
                 .execute(
-                    "UPDATE egress SET state = 'rejected', reason = ? WHERE id = ?",
+                    "UPDATE egress SET state = 'rejected', reason = $1 WHERE id = $2",
                     &[Param::Text(reason), Param::Text(egress_id)],
                 )
                 .await?;
@@ -1163,7 +1180,7 @@ impl Domain {
         let egress = self
             .store
             .fetch_one(
-                "SELECT * FROM egress WHERE id = ?",
+                "SELECT * FROM egress WHERE id = $1",
                 &[Param::Text(egress_id)],
                 &format!("egress request {egress_id}"),
             )
@@ -1171,17 +1188,17 @@ impl Domain {
         let report: ReviewReport = serde_json::from_str(&egress["report_json"])
             .map_err(|error| GatewayError::internal("decoding a report", error))?;
         let job =
-            self.store.fetch_one("SELECT * FROM jobs WHERE id = ?", &[Param::Text(&egress["job_id"])], "job").await?;
+            self.store.fetch_one("SELECT * FROM jobs WHERE id = $1", &[Param::Text(&egress["job_id"])], "job").await?;
         let grant_row = self
             .store
-            .fetch_one("SELECT * FROM grants WHERE id = ?", &[Param::Text(&job["grant_id"])], "grant")
+            .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(&job["grant_id"])], "grant")
             .await?;
         let grant: Grant = serde_json::from_str(&grant_row["json"])
             .map_err(|error| GatewayError::internal("decoding a grant", error))?;
         let output = self
             .store
             .fetch_one(
-                "SELECT * FROM outputs WHERE job_id = ? AND name = ?",
+                "SELECT * FROM outputs WHERE job_id = $1 AND name = $2",
                 &[Param::Text(&egress["job_id"]), Param::Text(&egress["output_name"])],
                 "output",
             )
@@ -1232,7 +1249,7 @@ impl Domain {
         write_atomically(&dir.join("manifest.json"), &manifest_bytes)?;
         self.store
             .execute(
-                "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES ($1, $2, $3, $4, $5)",
                 &[
                     Param::Text(&release_id),
                     Param::Text(egress_id),
@@ -1244,7 +1261,7 @@ impl Domain {
             .await?;
         self.store
             .execute(
-                "UPDATE egress SET release_id = ? WHERE id = ?",
+                "UPDATE egress SET release_id = $1 WHERE id = $2",
                 &[Param::Text(&release_id), Param::Text(egress_id)],
             )
             .await?;
@@ -1266,7 +1283,7 @@ impl Domain {
         let row = self
             .store
             .fetch_one(
-                "SELECT * FROM releases WHERE id = ?",
+                "SELECT * FROM releases WHERE id = $1",
                 &[Param::Text(release_id)],
                 &format!("release {release_id}"),
             )

@@ -21,6 +21,9 @@ pub enum GatewayError {
     /// No caller identity could be established.
     #[error("{0}")]
     Unauthenticated(String),
+    /// A service the domain depends on (the metadata database) cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
     /// A bug or an environment problem (disk, database).
     #[error("internal error: {0}")]
     Internal(String),
@@ -82,6 +85,7 @@ impl From<GatewayError> for tonic::Status {
             GatewayError::NotFound(_) => tonic::Status::not_found(message),
             GatewayError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             GatewayError::Unauthenticated(_) => tonic::Status::unauthenticated(message),
+            GatewayError::Unavailable(_) => tonic::Status::unavailable(message),
             GatewayError::Internal(_) => tonic::Status::internal(message),
         }
     }

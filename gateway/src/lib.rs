@@ -9,6 +9,6 @@ pub mod server;
 pub mod service;
 pub mod store;
 
-pub use domain::{Domain, ReleaseManifest, SystemBits, verify_release};
+pub use domain::{Domain, DomainOptions, ReleaseManifest, SystemBits, verify_release};
 pub use error::GatewayError;
 pub use server::{ServerHandle, TlsMaterial, connect, serve};

@@ -1,66 +1,101 @@
-//! The metadata store: every object of the workflow and its state, in SQLite (sqlx).
+//! The metadata store: every object of the workflow and its state, in SQLite (the embedded
+//! default, a file in the domain directory) or PostgreSQL (production), through one code path:
+//! sqlx's `Any` driver, portable SQL with `$n` parameters, and the migrations in
+//! `gateway/migrations/`, applied on every open.
 //!
 //! Objects are kept as their domain types serialised to JSON next to the columns queries
 //! filter on; the store knows rows, not rules.
 
 use std::path::Path;
-use std::str::FromStr;
 
+use sqlx::AnyPool;
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
 
 use crate::GatewayError;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS datasets (id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,
-    json TEXT NOT NULL, path TEXT NOT NULL, sample_path TEXT NOT NULL, created_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS scenarios (id TEXT PRIMARY KEY, developer TEXT NOT NULL, state TEXT NOT NULL,
-    application_json TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', grant_id TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS grants (id TEXT PRIMARY KEY, scenario_id TEXT NOT NULL, developer TEXT NOT NULL,
-    json TEXT NOT NULL, hash TEXT NOT NULL, state TEXT NOT NULL, created_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS modules (hash TEXT NOT NULL, developer TEXT NOT NULL, grant_id TEXT NOT NULL,
-    size INTEGER NOT NULL, path TEXT NOT NULL, created_ms INTEGER NOT NULL, PRIMARY KEY (hash, grant_id));
-CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, developer TEXT NOT NULL, grant_id TEXT NOT NULL,
-    module_hash TEXT NOT NULL, mode TEXT NOT NULL, params TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
-    developer_error TEXT NOT NULL DEFAULT '', report_json TEXT NOT NULL DEFAULT '{}', created_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS outputs (job_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL,
-    lineage_json TEXT NOT NULL, rows INTEGER NOT NULL, PRIMARY KEY (job_id, name));
-CREATE TABLE IF NOT EXISTS egress (id TEXT PRIMARY KEY, developer TEXT NOT NULL, job_id TEXT NOT NULL,
-    output_name TEXT NOT NULL, state TEXT NOT NULL, report_json TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
-    release_id TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS releases (id TEXT PRIMARY KEY, egress_id TEXT NOT NULL, developer TEXT NOT NULL,
-    dir TEXT NOT NULL, created_ms INTEGER NOT NULL);
-"#;
+/// The schema, versioned: `gateway/migrations/*.sql`, embedded at build time.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Connections a store keeps open.
+const MAX_CONNECTIONS: u32 = 8;
 
 /// The metadata store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
 }
 
 /// A row as a map of text columns, enough for the workflow's reads.
 pub type Record = std::collections::BTreeMap<String, String>;
 
 impl Store {
-    /// Opens (creating if needed) the SQLite database at `path`, in WAL mode with full
-    /// synchronous commits: an acknowledged change survives a crash.
+    /// Opens (creating if needed) the SQLite database at `path`.
     pub async fn open(path: &Path) -> Result<Self, GatewayError> {
-        let url = format!("sqlite://{}", path.display());
-        let options = SqliteConnectOptions::from_str(&url)
-            .map_err(|error| GatewayError::internal("opening the metadata store", error))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        Ok(Self { pool })
+        let path = path
+            .to_str()
+            .ok_or_else(|| GatewayError::InvalidInput(format!("the metadata path {} is not UTF-8", path.display())))?;
+        Self::connect(&format!("sqlite://{path}?mode=rwc")).await
+    }
+
+    /// Connects to `url` — `sqlite://FILE` or `postgres://USER:PASSWORD@HOST/DATABASE` — and
+    /// brings its schema up to date. SQLite runs in WAL mode with full synchronous commits, so
+    /// an acknowledged change survives a crash; PostgreSQL commits durably by default.
+    pub async fn connect(url: &str) -> Result<Self, GatewayError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default();
+            return Err(GatewayError::InvalidInput(format!(
+                "metadata store URL scheme \"{scheme}\" is not supported; use sqlite://FILE or postgres://…"
+            )));
+        };
+        let mut options = AnyPoolOptions::new().max_connections(MAX_CONNECTIONS);
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
+                        .execute(connection)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await.map_err(|error| {
+            GatewayError::Unavailable(format!("cannot open the metadata store: {}", redact(url, &error.to_string())))
+        })?;
+        MIGRATOR.run(&pool).await.map_err(|error| GatewayError::internal("migrating the metadata store", error))?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Closes every connection (waits for those in use).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The next id of a kind: `s-1`, `g-1`, `j-1` …
     pub async fn next_id(&self, prefix: &str) -> Result<String, GatewayError> {
         let row = sqlx::query(
-            "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+            "INSERT INTO counters (name, value) VALUES ($1, 1) ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
         )
         .bind(prefix)
         .fetch_one(&self.pool)
@@ -69,7 +104,7 @@ impl Store {
         Ok(format!("{prefix}-{value}"))
     }
 
-    /// Runs one statement with text and integer parameters.
+    /// Runs one statement with text and integer parameters (`$1`, `$2` … in order).
     pub async fn execute(&self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, GatewayError> {
         let mut query = sqlx::query(sql);
         for param in params {
@@ -124,4 +159,18 @@ pub enum Param<'a> {
     Text(&'a str),
     /// Integer.
     Int(i64),
+}
+
+/// `message` without the password of `url`, should the driver have quoted it.
+fn redact(url: &str, message: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(credentials, _)| credentials.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|password| !password.is_empty());
+    match password {
+        Some(password) => message.replace(password, "***"),
+        None => message.to_string(),
+    }
 }

@@ -7,40 +7,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use unseen_gateway::Domain;
-use unseen_gateway::domain::DatasetRegistration;
-use unseen_gateway::identity::{Principal, Role};
+use unseen_gateway::identity::Role;
 use unseen_policy::{PrivacyParams, RuleOutcome};
 use unseen_runtime::Mode;
 
-fn principal(organisation: &str, role: Role) -> Principal {
-    Principal { organisation: organisation.into(), name: "someone".into(), role }
-}
+mod common;
+
+use common::principal;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_release_spends_epsilon_and_the_spent_budget_blocks_the_next() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let domain = Arc::new(Domain::open(dir.path(), "test.domain").await.expect("the domain opens"));
-    let provider = principal("bureau", Role::Provider);
     let developer = principal("green-tech", Role::Developer);
     let operator = principal("operator", Role::Operator);
     let regulator = principal("regulator", Role::Regulator);
 
-    let enterprises = unseen_samples::data::enterprises(600, 3);
-    let electricity = unseen_samples::data::electricity(&enterprises, 12, 3);
-    for (dataset, batch) in [
-        (unseen_samples::scenarios::enterprise(), &enterprises),
-        (unseen_samples::scenarios::electricity(), &electricity),
-    ] {
-        let path = dir.path().join(format!("{}.parquet", dataset.name));
-        unseen_samples::data::write_parquet(batch, &path).expect("write parquet");
-        let registration = DatasetRegistration {
-            name: dataset.name.clone(),
-            grade: dataset.grade,
-            subject_kind: dataset.subject_kind,
-            columns: dataset.columns.clone(),
-        };
-        domain.register_dataset(&provider, registration, std::fs::read(&path).expect("read")).await.expect("register");
-    }
+    common::register_energy_data(&domain, dir.path(), 600, 3).await;
 
     let mut application = unseen_samples::scenarios::green_energy();
     application.disclosure.privacy = Some(PrivacyParams {

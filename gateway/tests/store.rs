@@ -1,0 +1,183 @@
+//! The metadata store on both of its databases: SQLite (embedded) and PostgreSQL (production).
+//!
+//! PostgreSQL tests read `UNSEEN_TEST_POSTGRES_URL` (a role that may create databases, e.g.
+//! `postgres://unseen:…@127.0.0.1:5432/postgres`; `.ci/run` starts such a server). Each test
+//! creates a database of its own and drops it afterwards. Without the variable they are
+//! skipped with a message — except under `CI=true`, where a skipped backend is a failure.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+mod common;
+
+use common::principal;
+use sqlx::Connection;
+use unseen_gateway::identity::Role;
+use unseen_gateway::store::{Backend, Param, Store};
+use unseen_gateway::{Domain, DomainOptions, GatewayError};
+
+/// A fresh PostgreSQL database for one test, dropped on `finish`.
+struct Scratch {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Scratch {
+    async fn create(test: &str) -> Option<Self> {
+        let Ok(admin_url) = std::env::var("UNSEEN_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "UNSEEN_TEST_POSTGRES_URL is not set: CI must run the store's tests on PostgreSQL"
+            );
+            eprintln!("skipped on PostgreSQL: set UNSEEN_TEST_POSTGRES_URL to run {test} there");
+            return None;
+        };
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").subsec_nanos();
+        // Letters, digits and underscores only: safe to splice into DDL.
+        let name = format!("unseen_{test}_{}_{nanos}", std::process::id());
+        sqlx::any::install_default_drivers();
+        let mut admin = sqlx::AnyConnection::connect(&admin_url).await.expect("connect as the admin role");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create a database");
+        admin.close().await.expect("close");
+        let (base, _) = admin_url.rsplit_once('/').expect("the URL names a database");
+        let url = format!("{base}/{name}");
+        Some(Self { admin_url, name, url })
+    }
+
+    async fn finish(self, store: Store) {
+        store.close().await;
+        let mut admin = sqlx::AnyConnection::connect(&self.admin_url).await.expect("connect as the admin role");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {} WITH (FORCE)", self.name)))
+            .execute(&mut admin)
+            .await
+            .expect("drop the database");
+    }
+}
+
+async fn on_both(test: &str, check: impl AsyncFn(&Store)) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sqlite = Store::open(&dir.path().join("metadata.sqlite")).await.expect("SQLite opens");
+    assert_eq!(sqlite.backend(), Backend::Sqlite);
+    check(&sqlite).await;
+    if let Some(scratch) = Scratch::create(test).await {
+        let postgres = Store::connect(&scratch.url).await.expect("PostgreSQL opens");
+        assert_eq!(postgres.backend(), Backend::Postgres);
+        check(&postgres).await;
+        scratch.finish(postgres).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_are_sequential_per_kind_and_unique_under_concurrency() {
+    on_both("ids", async |store: &Store| {
+        assert_eq!(store.next_id("s").await.expect("id"), "s-1");
+        assert_eq!(store.next_id("s").await.expect("id"), "s-2");
+        assert_eq!(store.next_id("g").await.expect("id"), "g-1");
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.next_id("j").await.expect("id") })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for task in tasks {
+            ids.push(task.await.expect("task"));
+        }
+        ids.sort_by_key(|id| id[2..].parse::<u32>().expect("numbered"));
+        let expected: Vec<String> = (1..=64).map(|n| format!("j-{n}")).collect();
+        assert_eq!(ids, expected, "64 concurrent ids, none repeated or skipped");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_round_trip_text_and_large_integers_and_missing_rows_are_named() {
+    on_both("rows", async |store: &Store| {
+        let big = 1_764_000_000_000i64; // a millisecond timestamp, beyond 32 bits
+        let inserted = store
+            .execute(
+                "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    Param::Text("r-1"),
+                    Param::Text("e-1"),
+                    Param::Text("绿能科技"),
+                    Param::Text("/d/r-1"),
+                    Param::Int(big),
+                ],
+            )
+            .await
+            .expect("insert");
+        assert_eq!(inserted, 1);
+        let row = store
+            .fetch_one("SELECT * FROM releases WHERE id = $1", &[Param::Text("r-1")], "release r-1")
+            .await
+            .expect("fetch");
+        assert_eq!(row["developer"], "绿能科技");
+        assert_eq!(row["created_ms"], big.to_string());
+        let missing =
+            store.fetch_one("SELECT * FROM releases WHERE id = $1", &[Param::Text("r-9")], "release r-9").await;
+        assert!(
+            matches!(&missing, Err(GatewayError::NotFound(message)) if message == "release r-9 not found"),
+            "{missing:?}"
+        );
+        let duplicate = store
+            .execute(
+                "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES ($1, $2, $3, $4, $5)",
+                &[Param::Text("r-1"), Param::Text("e-2"), Param::Text("x"), Param::Text("/d"), Param::Int(0)],
+            )
+            .await;
+        assert!(duplicate.is_err(), "a primary key holds on both databases");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reopening_applies_no_migration_twice_and_keeps_the_data() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("metadata.sqlite");
+    let first = Store::open(&path).await.expect("open");
+    first.next_id("s").await.expect("id");
+    first.close().await;
+    let again = Store::open(&path).await.expect("reopen");
+    assert_eq!(again.next_id("s").await.expect("id"), "s-2");
+    if let Some(scratch) = Scratch::create("reopen").await {
+        let first = Store::connect(&scratch.url).await.expect("open");
+        first.next_id("s").await.expect("id");
+        first.close().await;
+        let again = Store::connect(&scratch.url).await.expect("reopen");
+        assert_eq!(again.next_id("s").await.expect("id"), "s-2");
+        scratch.finish(again).await;
+    }
+    let wrong = Store::connect("mysql://somewhere/db").await;
+    assert!(matches!(&wrong, Err(GatewayError::InvalidInput(message)) if message.contains("\"mysql\"")), "{wrong:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_domain_keeps_its_workflow_in_postgresql() {
+    let Some(scratch) = Scratch::create("domain").await else { return };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let options = DomainOptions { metadata_url: Some(scratch.url.clone()) };
+    let domain = Arc::new(Domain::open_with(dir.path(), "pg.domain", &options).await.expect("the domain opens"));
+    let developer = principal("green-tech", Role::Developer);
+    let operator = principal("operator", Role::Operator);
+    common::register_energy_data(&domain, dir.path(), 300, 5).await;
+    let scenario = domain.submit_scenario(&developer, unseen_samples::scenarios::green_energy()).await.expect("submit");
+    let grant = domain.decide_scenario(&operator, &scenario, true, "ok").await.expect("decide").expect("granted");
+    let listed = domain.list_scenarios(&operator, "approved").await.expect("list");
+    assert!(listed.iter().any(|row| row["id"] == scenario), "{listed:?}");
+    drop(domain);
+
+    // The rows are in PostgreSQL: a second store on the same database sees the grant.
+    let store = Store::connect(&scratch.url).await.expect("connect");
+    let row = store
+        .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(&grant.id)], "grant")
+        .await
+        .expect("grant row");
+    assert_eq!(row["state"], "active");
+    assert!(!dir.path().join("metadata.sqlite").exists(), "no SQLite file beside a PostgreSQL domain");
+    scratch.finish(store).await;
+}
