@@ -880,6 +880,7 @@ impl Domain {
 
     /// The job as `who` may see it, waiting up to `wait` for it to finish.
     pub async fn job(&self, who: &Principal, job_id: &str, wait: Duration) -> Result<JobView, GatewayError> {
+        Self::require(who, Role::Developer)?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let row = self
@@ -1280,6 +1281,7 @@ impl Domain {
 
     /// A release bundle, for the developer who owns it.
     pub async fn release_bundle(&self, who: &Principal, release_id: &str) -> Result<ReleaseBundle, GatewayError> {
+        Self::require(who, Role::Developer)?;
         let row = self
             .store
             .fetch_one(

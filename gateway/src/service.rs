@@ -12,7 +12,7 @@ use unseen_runtime::Mode;
 
 use crate::GatewayError;
 use crate::domain::{DatasetRegistration, Domain, EgressView, JobView};
-use crate::identity::{Principal, principal_from_certificate};
+use crate::identity::{Principal, Role, principal_from_certificate};
 
 /// Largest module upload accepted, bytes.
 const MAX_UPLOAD_BYTES: usize = unseen_runtime::host::MAX_MODULE_BYTES;
@@ -32,7 +32,24 @@ impl Services {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
+/// The caller, from its client certificate, if it holds `role`: each service is for one role,
+/// and a caller of another role is refused before its request is looked at.
+fn caller<T>(request: &Request<T>, role: Role) -> Result<Principal, Status> {
+    let who = certified_caller(request)?;
+    if who.role != role {
+        return Err(Status::from(GatewayError::Denied(format!(
+            "the {} service is for the {} role; {} of {} holds the {} role",
+            role.as_str(),
+            role.as_str(),
+            who.name,
+            who.organisation,
+            who.role.as_str()
+        ))));
+    }
+    Ok(who)
+}
+
+fn certified_caller<T>(request: &Request<T>) -> Result<Principal, Status> {
     let certificates = request.peer_certs().ok_or_else(|| {
         Status::from(GatewayError::Unauthenticated(
             "no client certificate: connect with mTLS and a domain-issued identity".into(),
@@ -99,7 +116,7 @@ impl pb::provider_server::Provider for Services {
         &self,
         request: Request<pb::RegisterDatasetRequest>,
     ) -> Result<Response<pb::RegisterDatasetReply>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Provider)?;
         let request = request.into_inner();
         let grade: Grade = json_enum("grade", &request.grade, "general, important, core")?;
         let subject_kind: Option<SubjectKind> = if request.subject_kind.is_empty() {
@@ -132,7 +149,7 @@ impl pb::developer_server::Developer for Services {
         &self,
         request: Request<pb::SubmitScenarioRequest>,
     ) -> Result<Response<pb::SubmitScenarioReply>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Developer)?;
         let application: ScenarioApplication =
             serde_json::from_str(&request.get_ref().application_json).map_err(|error| {
                 Status::invalid_argument(format!("application_json is not a scenario application: {error}"))
@@ -145,7 +162,7 @@ impl pb::developer_server::Developer for Services {
         &self,
         request: Request<Streaming<pb::ModuleChunk>>,
     ) -> Result<Response<pb::UploadModuleReply>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Developer)?;
         let mut stream = request.into_inner();
         let mut grant_id = String::new();
         let mut bytes = Vec::new();
@@ -170,7 +187,7 @@ impl pb::developer_server::Developer for Services {
     }
 
     async fn run_job(&self, request: Request<pb::RunJobRequest>) -> Result<Response<pb::RunJobReply>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Developer)?;
         let request = request.into_inner();
         let mode: Mode = json_enum("mode", &request.mode, "sample, production")?;
         let job_id = self.domain.run_job(&who, &request.grant_id, &request.module_hash, mode, &request.params).await?;
@@ -178,7 +195,7 @@ impl pb::developer_server::Developer for Services {
     }
 
     async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::JobView>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Developer)?;
         let request = request.into_inner();
         let wait = Duration::from_millis(u64::from(request.wait_ms.min(MAX_WAIT_MS)));
         Ok(Response::new(job_view(self.domain.job(&who, &request.job_id, wait).await?)))
@@ -188,7 +205,7 @@ impl pb::developer_server::Developer for Services {
         &self,
         request: Request<pb::RequestEgressRequest>,
     ) -> Result<Response<pb::EgressView>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Developer)?;
         let request = request.into_inner();
         Ok(Response::new(egress_view(self.domain.request_egress(&who, &request.job_id, &request.output_name).await?)))
     }
@@ -197,7 +214,7 @@ impl pb::developer_server::Developer for Services {
         &self,
         request: Request<pb::GetReleaseRequest>,
     ) -> Result<Response<pb::ReleaseBundle>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Developer)?;
         let bundle = self.domain.release_bundle(&who, &request.get_ref().release_id).await?;
         Ok(Response::new(pb::ReleaseBundle {
             release_id: bundle.id,
@@ -212,7 +229,7 @@ impl pb::developer_server::Developer for Services {
 #[tonic::async_trait]
 impl pb::operator_server::Operator for Services {
     async fn list_scenarios(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ScenarioList>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Operator)?;
         let rows = self.domain.list_scenarios(&who, &request.get_ref().state).await?;
         let scenarios = rows
             .into_iter()
@@ -232,7 +249,7 @@ impl pb::operator_server::Operator for Services {
         &self,
         request: Request<pb::DecideRequest>,
     ) -> Result<Response<pb::DecideScenarioReply>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Operator)?;
         let request = request.into_inner();
         let grant = self.domain.decide_scenario(&who, &request.id, request.approve, &request.reason).await?;
         Ok(Response::new(match grant {
@@ -252,13 +269,13 @@ impl pb::operator_server::Operator for Services {
     }
 
     async fn list_egress(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::EgressList>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Operator)?;
         let views = self.domain.list_egress(&who, &request.get_ref().state).await?;
         Ok(Response::new(pb::EgressList { requests: views.into_iter().map(egress_view).collect() }))
     }
 
     async fn decide_egress(&self, request: Request<pb::DecideRequest>) -> Result<Response<pb::EgressView>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Operator)?;
         let request = request.into_inner();
         Ok(Response::new(egress_view(
             self.domain.decide_egress(&who, &request.id, request.approve, &request.reason).await?,
@@ -272,7 +289,7 @@ impl pb::regulator_server::Regulator for Services {
         &self,
         request: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::CheckpointReply>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Regulator)?;
         let (checkpoint, size) = self.domain.checkpoint(&who)?;
         Ok(Response::new(pb::CheckpointReply { checkpoint, size }))
     }
@@ -281,7 +298,7 @@ impl pb::regulator_server::Regulator for Services {
         &self,
         request: Request<pb::ExportAuditRequest>,
     ) -> Result<Response<pb::ExportAuditReply>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Regulator)?;
         let export = self.domain.export_audit(&who)?;
         let export_json = serde_json::to_string(&export)
             .map_err(|error| Status::internal(format!("encoding the export: {error}")))?;
@@ -292,7 +309,7 @@ impl pb::regulator_server::Regulator for Services {
         &self,
         request: Request<pb::AuditEntriesRequest>,
     ) -> Result<Response<pb::AuditEntriesReply>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Regulator)?;
         let request = request.into_inner();
         let (entries, size) = self.domain.audit_entries(&who, request.start, request.end, &request.object_id)?;
         let entries = entries
@@ -310,7 +327,7 @@ impl pb::regulator_server::Regulator for Services {
         &self,
         request: Request<pb::InclusionProofRequest>,
     ) -> Result<Response<pb::ProofReply>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Regulator)?;
         let request = request.into_inner();
         let proof = self.domain.audit_inclusion_proof(&who, request.index, request.size)?;
         Ok(Response::new(pb::ProofReply { hashes: proof.iter().map(|hash| hash.to_vec()).collect() }))
@@ -320,7 +337,7 @@ impl pb::regulator_server::Regulator for Services {
         &self,
         request: Request<pb::ConsistencyProofRequest>,
     ) -> Result<Response<pb::ProofReply>, Status> {
-        let who = caller(&request)?;
+        let who = caller(&request, Role::Regulator)?;
         let request = request.into_inner();
         let proof = self.domain.audit_consistency_proof(&who, request.old_size, request.new_size)?;
         Ok(Response::new(pb::ProofReply { hashes: proof.iter().map(|hash| hash.to_vec()).collect() }))

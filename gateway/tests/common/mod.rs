@@ -13,6 +13,7 @@ pub fn principal(organisation: &str, role: Role) -> Principal {
 
 /// Registers synthetic `enterprise` (`enterprises` companies) and twelve months of
 /// `electricity` as the provider `bureau`, writing the files under `dir`.
+#[allow(dead_code, reason = "each test binary compiles this module; not every one registers data")]
 pub async fn register_energy_data(domain: &Domain, dir: &Path, enterprises: usize, seed: u64) {
     let provider = principal("bureau", Role::Provider);
     let register = unseen_samples::data::enterprises(enterprises, seed);
