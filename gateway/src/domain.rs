@@ -117,7 +117,7 @@ pub struct JobView {
     pub grant_id: String,
     /// `sample` or `production`.
     pub mode: String,
-    /// `queued`, `running`, `succeeded`, `failed`.
+    /// `queued`, `running`, `succeeded`, `failed`, or `interrupted` (the domain stopped under it).
     pub state: String,
     /// Data-free in production.
     pub error: String,
@@ -327,7 +327,7 @@ impl Domain {
         };
         let runtime_config = RuntimeConfig { cache_dir: Some(dir.join("cache/modules")), ..RuntimeConfig::default() };
         let runtime = Arc::new(Runtime::with_config(&runtime_config)?);
-        Ok(Self {
+        let domain = Self {
             dir: dir.to_path_buf(),
             name: name.to_string(),
             store,
@@ -338,7 +338,42 @@ impl Domain {
             runtime,
             identifier_sets: std::sync::Mutex::new(HashMap::new()),
             review_lock: tokio::sync::Mutex::new(()),
-        })
+        };
+        domain.mark_interrupted_jobs().await?;
+        Ok(domain)
+    }
+
+    /// Jobs that were queued or running when the domain last stopped will never finish: they
+    /// are marked `interrupted` (with an audit entry each) so that their developers see it and
+    /// run them again. Nothing they produced was acknowledged, so nothing is lost.
+    async fn mark_interrupted_jobs(&self) -> Result<(), GatewayError> {
+        let stranded = self
+            .store
+            .fetch("SELECT id, state, grant_id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_ms", &[])
+            .await?;
+        for job in stranded {
+            let message = format!("interrupted: the domain stopped while the job was {}; run it again", job["state"]);
+            self.store
+                .execute(
+                    "UPDATE jobs SET state = 'interrupted', error = $1, developer_error = $1 WHERE id = $2",
+                    &[Param::Text(&message), Param::Text(&job["id"])],
+                )
+                .await?;
+            self.audit.append(&Entry {
+                time_unix_ms: now_ms(),
+                organisation: self.name.clone(),
+                principal: "domain".into(),
+                role: "domain".into(),
+                action: "job.interrupt".into(),
+                object_kind: "job".into(),
+                object_id: job["id"].clone(),
+                object_hash: None,
+                grant: Some(job["grant_id"].clone()),
+                decision: "interrupted".into(),
+                reason: message,
+            })?;
+        }
+        Ok(())
     }
 
     /// The domain's Ed25519 public key (releases and checkpoints verify under it).
@@ -890,15 +925,18 @@ impl Domain {
             if who.role == Role::Developer && row["developer"] != who.organisation {
                 return Err(GatewayError::NotFound(format!("job {job_id} not found")));
             }
-            let finished = row["state"] == "succeeded" || row["state"] == "failed";
+            let finished = matches!(row["state"].as_str(), "succeeded" | "failed" | "interrupted");
             if finished || tokio::time::Instant::now() >= deadline {
-                if !finished {
+                // A job that never reached its end (still going, interrupted, or failed inside
+                // the domain before the runtime reported) has no stored view: show its row.
+                if !finished || row["report_json"] == "{}" {
+                    let error = if finished { row["developer_error"].clone() } else { String::new() };
                     return Ok(JobView {
                         id: job_id.into(),
                         grant_id: row["grant_id"].clone(),
                         mode: row["mode"].clone(),
                         state: row["state"].clone(),
-                        error: String::new(),
+                        error,
                         outputs: Vec::new(),
                         guest_log: Vec::new(),
                         queries: Vec::new(),

@@ -1,0 +1,117 @@
+//! Durability with real processes: a domain killed with SIGKILL while a job runs comes back
+//! with that job marked `interrupted` (and logged), and serves the next jobs.
+//!
+//! The test binary runs itself as the child: with `UNSEEN_TEST_CHILD_DOMAIN` set, the test
+//! opens that domain, starts a job that spins and prints its id once it is running; the
+//! parent kills the child there and reopens the domain.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::principal;
+use unseen_gateway::Domain;
+use unseen_gateway::identity::Role;
+use unseen_runtime::Mode;
+
+const CHILD: &str = "UNSEEN_TEST_CHILD_DOMAIN";
+/// What the child prints, with the grant and job ids, once its job runs.
+const MARKER: &str = "unseen-child-job-running ";
+const TEST: &str = "a_job_running_when_the_domain_is_killed_is_marked_interrupted_and_the_domain_serves_on";
+
+/// The child: a domain with a grant, and a production job that spins until it is killed.
+async fn child(dir: &std::path::Path) -> ! {
+    let domain = Arc::new(Domain::open(dir, "restart.domain").await.expect("the domain opens"));
+    common::register_energy_data(&domain, dir, 300, 9).await;
+    let developer = principal("green-tech", Role::Developer);
+    let operator = principal("operator", Role::Operator);
+    let scenario = domain.submit_scenario(&developer, unseen_samples::scenarios::green_energy()).await.expect("submit");
+    let grant = domain.decide_scenario(&operator, &scenario, true, "ok").await.expect("decide").expect("granted");
+    let module =
+        domain.upload_module(&developer, &grant.id, unseen_samples::modules::RED_TEAM.to_vec()).await.expect("upload");
+    let job = domain.run_job(&developer, &grant.id, &module.hash, Mode::Production, "attack=loop").await.expect("run");
+    loop {
+        let view = domain.job(&developer, &job, Duration::ZERO).await.expect("job");
+        if view.state == "running" {
+            println!("{MARKER}{} {}", grant.id, job);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+}
+
+/// The child process, killed however the test ends.
+struct ChildDomain(std::process::Child);
+
+impl Drop for ChildDomain {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_running_when_the_domain_is_killed_is_marked_interrupted_and_the_domain_serves_on() {
+    if let Some(dir) = std::env::var_os(CHILD) {
+        child(std::path::Path::new(&dir)).await;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let process = Command::new(std::env::current_exe().expect("the test binary"))
+        .args([TEST, "--exact", "--nocapture"])
+        .env(CHILD, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the child domain");
+    let mut process = ChildDomain(process);
+    let stdout = process.0.stdout.take().expect("piped");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(MARKER) {
+                let _ = sender.send(rest.to_string());
+            }
+        }
+    });
+    let started = Instant::now();
+    let running = receiver.recv_timeout(Duration::from_secs(300)).expect("the child's job starts running");
+    let (grant_id, job_id) = running.split_once(' ').expect("grant and job");
+    process.0.kill().expect("SIGKILL the child");
+    process.0.wait().expect("reap the child");
+    eprintln!("child killed {:.1} s after start, with {job_id} running", started.elapsed().as_secs_f64());
+
+    let domain = Arc::new(Domain::open(dir.path(), "restart.domain").await.expect("the domain reopens"));
+    let developer = principal("green-tech", Role::Developer);
+    let view = domain.job(&developer, job_id, Duration::ZERO).await.expect("the job is still there");
+    assert_eq!(view.state, "interrupted");
+    assert!(view.error.contains("run it again"), "{}", view.error);
+    let regulator = principal("regulator", Role::Regulator);
+    let (_, size) = domain.checkpoint(&regulator).expect("checkpoint");
+    let (entries, _) = domain.audit_entries(&regulator, 0, size, job_id).expect("entries of the job");
+    let actions: Vec<String> = entries
+        .iter()
+        .map(|raw| unseen_audit::Entry::from_canonical_bytes(&raw.bytes).expect("a valid entry").action)
+        .collect();
+    assert!(actions.contains(&"job.interrupt".to_string()), "{actions:?}");
+
+    // The domain serves the next job under the same grant, to completion.
+    let module = domain
+        .upload_module(&developer, grant_id, unseen_samples::modules::GREEN_ENERGY.to_vec())
+        .await
+        .expect("upload");
+    let next = domain.run_job(&developer, grant_id, &module.hash, Mode::Production, "").await.expect("run again");
+    let finished = domain.job(&developer, &next, Duration::from_secs(120)).await.expect("job");
+    assert_eq!(finished.state, "succeeded", "{}", finished.error);
+    // Reopening again finds nothing more to mark.
+    drop(domain);
+    let again = Domain::open(dir.path(), "restart.domain").await.expect("reopens");
+    let (_, size_after) = again.checkpoint(&regulator).expect("checkpoint");
+    let (entries, _) = again.audit_entries(&regulator, 0, size_after, job_id).expect("entries");
+    assert_eq!(entries.len(), actions.len(), "an interrupted job is marked once");
+}
