@@ -66,6 +66,12 @@ pub struct Domain {
     /// Held while an egress request is reviewed and recorded, so that two requests never
     /// spend the same ε or miss each other's rows in the differencing rule.
     review_lock: tokio::sync::Mutex<()>,
+    /// Permits to run a job anywhere in the domain.
+    workers: Arc<tokio::sync::Semaphore>,
+    /// Permits to run a job, per organisation (created on first use).
+    organisation_slots: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Jobs per organisation at once.
+    jobs_per_organisation: usize,
 }
 
 impl std::fmt::Debug for Domain {
@@ -80,7 +86,20 @@ pub struct DomainOptions {
     /// The metadata store: `postgres://…` (or `sqlite://…`); None keeps it in
     /// `metadata.sqlite` in the domain directory.
     pub metadata_url: Option<String>,
+    /// Jobs running at once in the whole domain (0: the default, [`DEFAULT_WORKERS`]).
+    pub workers: usize,
+    /// Jobs one organisation may run at once (0: the default,
+    /// [`DEFAULT_JOBS_PER_ORGANISATION`]); the rest wait in `queued`.
+    pub jobs_per_organisation: usize,
 }
+
+/// Jobs running at once by default: the runtime's instance pool has 64 slots; a 2-core
+/// domain gains nothing from more than a few guests at a time.
+pub const DEFAULT_WORKERS: usize = 4;
+/// Jobs one organisation may run at once by default, so no developer starves the others.
+pub const DEFAULT_JOBS_PER_ORGANISATION: usize = 2;
+/// Most jobs running at once: the runtime's pooling allocator has 64 instance slots.
+pub const MAX_WORKERS: usize = 64;
 
 /// A dataset registration as the provider states it.
 #[derive(Debug, Clone)]
@@ -117,7 +136,8 @@ pub struct JobView {
     pub grant_id: String,
     /// `sample` or `production`.
     pub mode: String,
-    /// `queued`, `running`, `succeeded`, `failed`, or `interrupted` (the domain stopped under it).
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`, or `interrupted` (the domain
+    /// stopped under it).
     pub state: String,
     /// Data-free in production.
     pub error: String,
@@ -338,6 +358,15 @@ impl Domain {
             runtime,
             identifier_sets: std::sync::Mutex::new(HashMap::new()),
             review_lock: tokio::sync::Mutex::new(()),
+            workers: Arc::new(tokio::sync::Semaphore::new(match options.workers {
+                0 => DEFAULT_WORKERS,
+                workers => workers.min(MAX_WORKERS),
+            })),
+            organisation_slots: std::sync::Mutex::new(HashMap::new()),
+            jobs_per_organisation: match options.jobs_per_organisation {
+                0 => DEFAULT_JOBS_PER_ORGANISATION,
+                jobs => jobs.min(MAX_WORKERS),
+            },
         };
         domain.mark_interrupted_jobs().await?;
         Ok(domain)
@@ -781,6 +810,11 @@ impl Domain {
         };
         tokio::spawn(async move {
             let job_id = job.id.clone();
+            // Queued until the organisation and the domain both have a free slot.
+            let Ok(_organisation_slot) = domain.organisation_slot(&who.organisation).acquire_owned().await else {
+                return;
+            };
+            let Ok(_worker) = Arc::clone(&domain.workers).acquire_owned().await else { return };
             if let Err(error) = domain.execute_job(&who, job).await {
                 tracing::error!(job = %job_id, "job bookkeeping failed: {error}");
                 let _ = domain
@@ -792,10 +826,62 @@ impl Domain {
         Ok(job_id)
     }
 
+    /// The semaphore that bounds how many jobs `organisation` runs at once.
+    fn organisation_slot(&self, organisation: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = self.organisation_slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            slots
+                .entry(organisation.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.jobs_per_organisation))),
+        )
+    }
+
+    /// Cancels a job of the caller's organisation that is still queued. A running job ends at
+    /// its own limits; a finished one is history.
+    pub async fn cancel_job(&self, who: &Principal, job_id: &str) -> Result<JobView, GatewayError> {
+        Self::require(who, Role::Developer)?;
+        let row = self
+            .store
+            .fetch_one("SELECT * FROM jobs WHERE id = $1", &[Param::Text(job_id)], &format!("job {job_id}"))
+            .await?;
+        Self::require_owner(who, &row, &format!("job {job_id}"))?;
+        let cancelled = self
+            .store
+            .execute(
+                "UPDATE jobs SET state = 'cancelled', developer_error = 'cancelled by the developer' WHERE id = $1 AND state = 'queued'",
+                &[Param::Text(job_id)],
+            )
+            .await?;
+        if cancelled == 0 {
+            return Err(GatewayError::FailedPrecondition(format!(
+                "job {job_id} is {}; only queued jobs can be cancelled (a running job stops at its grant's limits)",
+                row["state"]
+            )));
+        }
+        self.record(
+            who,
+            "job.cancel",
+            "job",
+            job_id,
+            None,
+            Some(row["grant_id"].clone()),
+            "cancelled",
+            "by the developer",
+        )?;
+        self.job(who, job_id, Duration::ZERO).await
+    }
+
     async fn execute_job(&self, who: &Principal, job: QueuedJob) -> Result<(), GatewayError> {
         let QueuedJob { id, grant, tables, module_path, mode, params } = job;
         let job_id = id.as_str();
-        self.store.execute("UPDATE jobs SET state = 'running' WHERE id = $1", &[Param::Text(job_id)]).await?;
+        // Claim the job; a job cancelled while it waited is not run.
+        let claimed = self
+            .store
+            .execute("UPDATE jobs SET state = 'running' WHERE id = $1 AND state = 'queued'", &[Param::Text(job_id)])
+            .await?;
+        if claimed == 0 {
+            return Ok(());
+        }
         let bytes = std::fs::read(&module_path).map_err(io("reading a module"))?;
         let runtime = self.runtime.clone();
         let handle = tokio::runtime::Handle::current();
@@ -925,7 +1011,7 @@ impl Domain {
             if who.role == Role::Developer && row["developer"] != who.organisation {
                 return Err(GatewayError::NotFound(format!("job {job_id} not found")));
             }
-            let finished = matches!(row["state"].as_str(), "succeeded" | "failed" | "interrupted");
+            let finished = matches!(row["state"].as_str(), "succeeded" | "failed" | "interrupted" | "cancelled");
             if finished || tokio::time::Instant::now() >= deadline {
                 // A job that never reached its end (still going, interrupted, or failed inside
                 // the domain before the runtime reported) has no stored view: show its row.

@@ -201,6 +201,12 @@ impl pb::developer_server::Developer for Services {
         Ok(Response::new(job_view(self.domain.job(&who, &request.job_id, wait).await?)))
     }
 
+    async fn cancel_job(&self, request: Request<pb::CancelJobRequest>) -> Result<Response<pb::JobView>, Status> {
+        let who = caller(&request, Role::Developer)?;
+        let request = request.into_inner();
+        Ok(Response::new(job_view(self.domain.cancel_job(&who, &request.job_id).await?)))
+    }
+
     async fn request_egress(
         &self,
         request: Request<pb::RequestEgressRequest>,

@@ -46,6 +46,9 @@ async fn call(rpc: &str, channel: Channel) -> Code {
             .get_job(pb::GetJobRequest { job_id: "j-404".into(), wait_ms: 0 })
             .await
             .map(drop),
+        "Developer.CancelJob" => {
+            DeveloperClient::new(channel).cancel_job(pb::CancelJobRequest { job_id: "j-404".into() }).await.map(drop)
+        }
         "Developer.RequestEgress" => DeveloperClient::new(channel)
             .request_egress(pb::RequestEgressRequest { job_id: "j-404".into(), output_name: "x".into() })
             .await
@@ -95,12 +98,13 @@ async fn call(rpc: &str, channel: Channel) -> Code {
 }
 
 /// Every RPC of the API and the role its service is for.
-const MATRIX: [(&str, Role); 16] = [
+const MATRIX: [(&str, Role); 17] = [
     ("Provider.RegisterDataset", Role::Provider),
     ("Developer.SubmitScenario", Role::Developer),
     ("Developer.UploadModule", Role::Developer),
     ("Developer.RunJob", Role::Developer),
     ("Developer.GetJob", Role::Developer),
+    ("Developer.CancelJob", Role::Developer),
     ("Developer.RequestEgress", Role::Developer),
     ("Developer.GetRelease", Role::Developer),
     ("Operator.ListScenarios", Role::Operator),

@@ -160,7 +160,7 @@ async fn reopening_applies_no_migration_twice_and_keeps_the_data() {
 async fn a_domain_keeps_its_workflow_in_postgresql() {
     let Some(scratch) = Scratch::create("domain").await else { return };
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let options = DomainOptions { metadata_url: Some(scratch.url.clone()) };
+    let options = DomainOptions { metadata_url: Some(scratch.url.clone()), ..DomainOptions::default() };
     let domain = Arc::new(Domain::open_with(dir.path(), "pg.domain", &options).await.expect("the domain opens"));
     let developer = principal("green-tech", Role::Developer);
     let operator = principal("operator", Role::Operator);

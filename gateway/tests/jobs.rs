@@ -1,0 +1,77 @@
+//! The job queue: a worker pool with a per-organisation limit, and cancelling queued jobs.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::principal;
+use unseen_gateway::identity::{Principal, Role};
+use unseen_gateway::{Domain, DomainOptions, GatewayError};
+use unseen_runtime::Mode;
+
+/// Waits until `job` leaves `state`, or panics after `limit`.
+async fn wait_while(domain: &Domain, who: &Principal, job: &str, state: &str, limit: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        let view = domain.job(who, job, Duration::ZERO).await.expect("job");
+        if view.state != state {
+            return view.state;
+        }
+        assert!(started.elapsed() < limit, "{job} still {state} after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_organisation_runs_one_job_at_a_time_others_are_not_held_up_and_queued_jobs_cancel() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let options = DomainOptions { workers: 4, jobs_per_organisation: 1, ..DomainOptions::default() };
+    let domain = Arc::new(Domain::open_with(dir.path(), "jobs.domain", &options).await.expect("the domain opens"));
+    common::register_energy_data(&domain, dir.path(), 300, 4).await;
+    let operator = principal("operator", Role::Operator);
+    let mut grants = Vec::new();
+    for organisation in ["green-tech", "blue-data"] {
+        let developer = principal(organisation, Role::Developer);
+        let mut application = unseen_samples::scenarios::green_energy();
+        application.limits.wall_clock_ms = 1_500;
+        let scenario = domain.submit_scenario(&developer, application).await.expect("submit");
+        let grant = domain.decide_scenario(&operator, &scenario, true, "ok").await.expect("decide").expect("granted");
+        let module = domain
+            .upload_module(&developer, &grant.id, unseen_samples::modules::RED_TEAM.to_vec())
+            .await
+            .expect("upload");
+        grants.push((developer, grant.id, module.hash));
+    }
+    let spin = |index: usize| {
+        let domain = Arc::clone(&domain);
+        let (developer, grant, module) = grants[index].clone();
+        async move { domain.run_job(&developer, &grant, &module, Mode::Production, "attack=loop").await.expect("run") }
+    };
+    let (green, blue) = (&grants[0].0, &grants[1].0);
+
+    let first = spin(0).await;
+    assert_eq!(wait_while(&domain, green, &first, "queued", Duration::from_secs(60)).await, "running");
+    let second = spin(0).await;
+    let other = spin(1).await;
+    // The other organisation's job runs beside the first; green-tech's second waits.
+    assert_eq!(wait_while(&domain, blue, &other, "queued", Duration::from_secs(60)).await, "running");
+    assert_eq!(domain.job(green, &second, Duration::ZERO).await.expect("job").state, "queued");
+
+    let cancelled = domain.cancel_job(green, &second).await.expect("cancel the queued job");
+    assert_eq!(cancelled.state, "cancelled");
+    let running = domain.cancel_job(green, &first).await;
+    assert!(
+        matches!(&running, Err(GatewayError::FailedPrecondition(message)) if message.contains("is running")),
+        "{running:?}"
+    );
+    let not_theirs = domain.cancel_job(blue, &first).await;
+    assert!(matches!(not_theirs, Err(GatewayError::NotFound(_))), "{not_theirs:?}");
+
+    // When the first ends (at its deadline), green-tech's next job runs; the cancelled one never does.
+    let third = spin(0).await;
+    assert_eq!(wait_while(&domain, green, &first, "running", Duration::from_secs(60)).await, "failed");
+    assert_ne!(wait_while(&domain, green, &third, "queued", Duration::from_secs(60)).await, "queued");
+    wait_while(&domain, green, &third, "running", Duration::from_secs(60)).await;
+    assert_eq!(domain.job(green, &second, Duration::ZERO).await.expect("job").state, "cancelled");
+}
