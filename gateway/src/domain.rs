@@ -939,7 +939,7 @@ impl Domain {
                 .map_err(|error| GatewayError::internal("encoding lineage", error))?;
             self.store
                 .execute(
-                    "INSERT OR REPLACE INTO outputs (job_id, name, kind, path, lineage_json, rows) VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO outputs (job_id, name, kind, path, lineage_json, rows) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, name) DO UPDATE SET kind = excluded.kind, path = excluded.path, lineage_json = excluded.lineage_json, rows = excluded.rows",
                     &[Param::Text(job_id), Param::Text(&output.name), Param::Text(kind), Param::Text(&path.to_string_lossy()), Param::Text(&lineage), Param::Int(rows as i64)],
                 )
                 .await?;

@@ -3,6 +3,11 @@
 //! sqlx's `Any` driver, portable SQL with `$n` parameters, and the migrations in
 //! `gateway/migrations/`, applied on every open.
 //!
+//! A database made before there were migrations (its tables created in place, no
+//! `_sqlx_migrations` table) is adopted: the first migration creates only what is missing and
+//! records itself. An applied migration is never edited (sqlx refuses a changed checksum); a
+//! schema change is a new file.
+//!
 //! Objects are kept as their domain types serialised to JSON next to the columns queries
 //! filter on; the store knows rows, not rules.
 
@@ -41,12 +46,23 @@ pub enum Backend {
 pub type Record = std::collections::BTreeMap<String, String>;
 
 impl Store {
-    /// Opens (creating if needed) the SQLite database at `path`.
+    /// Opens (creating if needed) the SQLite database at `path`, whose directory must exist.
     pub async fn open(path: &Path) -> Result<Self, GatewayError> {
+        let file = path.file_name().ok_or_else(|| {
+            GatewayError::InvalidInput(format!("the metadata path {} names no file", path.display()))
+        })?;
+        // Resolved here, not by the URL parser: it would read `..` without following symlinks.
+        let directory = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let path = std::fs::canonicalize(directory)
+            .map_err(|error| GatewayError::internal(&format!("opening the metadata store in {}", directory.display()), error))?
+            .join(file);
         let path = path
             .to_str()
             .ok_or_else(|| GatewayError::InvalidInput(format!("the metadata path {} is not UTF-8", path.display())))?;
-        Self::connect(&format!("sqlite://{path}?mode=rwc")).await
+        Self::connect(&format!("sqlite://{}?mode=rwc", url_path(path))).await
     }
 
     /// Connects to `url` — `sqlite://FILE` or `postgres://USER:PASSWORD@HOST/DATABASE` — and
@@ -159,6 +175,21 @@ pub enum Param<'a> {
     Text(&'a str),
     /// Integer.
     Int(i64),
+}
+
+/// `path` with the characters a URL would misread percent-encoded; sqlx decodes them again.
+fn url_path(path: &str) -> String {
+    let mut encoded = String::with_capacity(path.len());
+    for character in path.chars() {
+        match character {
+            '%' => encoded.push_str("%25"),
+            '?' => encoded.push_str("%3F"),
+            '#' => encoded.push_str("%23"),
+            ' ' => encoded.push_str("%20"),
+            other => encoded.push(other),
+        }
+    }
+    encoded
 }
 
 /// `message` without the password of `url`, should the driver have quoted it.

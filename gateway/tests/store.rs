@@ -6,7 +6,7 @@
 //! skipped with a message — except under `CI=true`, where a skipped backend is a failure.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod common;
 
@@ -15,21 +15,24 @@ use sqlx::Connection;
 use unseen_gateway::identity::Role;
 use unseen_gateway::store::{Backend, Param, Store};
 use unseen_gateway::{Domain, DomainOptions, GatewayError};
+use unseen_runtime::Mode;
 
-/// A fresh PostgreSQL database for one test, dropped on `finish`.
+/// A fresh PostgreSQL database for one test, dropped when the test ends (or panics).
 struct Scratch {
     admin_url: String,
     name: String,
     url: String,
 }
 
+/// Whether this runs under CI, where a backend that cannot be tested is a failure.
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"))
+}
+
 impl Scratch {
     async fn create(test: &str) -> Option<Self> {
         let Ok(admin_url) = std::env::var("UNSEEN_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "UNSEEN_TEST_POSTGRES_URL is not set: CI must run the store's tests on PostgreSQL"
-            );
+            assert!(!on_ci(), "UNSEEN_TEST_POSTGRES_URL is not set: CI must run the store's tests on PostgreSQL");
             eprintln!("skipped on PostgreSQL: set UNSEEN_TEST_POSTGRES_URL to run {test} there");
             return None;
         };
@@ -50,11 +53,32 @@ impl Scratch {
 
     async fn finish(self, store: Store) {
         store.close().await;
-        let mut admin = sqlx::AnyConnection::connect(&self.admin_url).await.expect("connect as the admin role");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {} WITH (FORCE)", self.name)))
-            .execute(&mut admin)
-            .await
-            .expect("drop the database");
+    }
+}
+
+impl Drop for Scratch {
+    /// Drops the database on a thread of its own (this may run while a test panics, inside or
+    /// outside a runtime), ending any connection still open to it.
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| error.to_string())?;
+            runtime.block_on(async {
+                let mut admin = sqlx::AnyConnection::connect(&admin_url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await?;
+                admin.close().await
+            })
+            .map_err(|error| error.to_string())
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the dropping thread panicked".into()));
+        match dropped {
+            Ok(()) => {}
+            Err(error) if std::thread::panicking() => eprintln!("could not drop {}: {error}", self.name),
+            Err(error) => panic!("could not drop the test database {}: {error}", self.name),
+        }
     }
 }
 
@@ -169,6 +193,20 @@ async fn a_domain_keeps_its_workflow_in_postgresql() {
     let grant = domain.decide_scenario(&operator, &scenario, true, "ok").await.expect("decide").expect("granted");
     let listed = domain.list_scenarios(&operator, "approved").await.expect("list");
     assert!(listed.iter().any(|row| row["id"] == scenario), "{listed:?}");
+    let module = domain
+        .upload_module(&developer, &grant.id, unseen_samples::modules::GREEN_ENERGY.to_vec())
+        .await
+        .expect("upload");
+    let job = domain.run_job(&developer, &grant.id, &module.hash, Mode::Production, "").await.expect("run");
+    let finished = domain.job(&developer, &job, Duration::from_secs(120)).await.expect("job");
+    assert_eq!(finished.state, "succeeded", "{}", finished.error);
+    let mut egress = domain.request_egress(&developer, &job, "kwh_by_industry_district").await.expect("request");
+    if egress.state == "awaiting_operator" {
+        egress = domain.decide_egress(&operator, &egress.id, true, "ok").await.expect("approve");
+    }
+    assert!(!egress.release_id.is_empty(), "released: {egress:?}");
+    let bundle = domain.release_bundle(&developer, &egress.release_id).await.expect("bundle");
+    assert!(!bundle.data.is_empty());
     drop(domain);
 
     // The rows are in PostgreSQL: a second store on the same database sees the grant.
@@ -180,4 +218,78 @@ async fn a_domain_keeps_its_workflow_in_postgresql() {
     assert_eq!(row["state"], "active");
     assert!(!dir.path().join("metadata.sqlite").exists(), "no SQLite file beside a PostgreSQL domain");
     scratch.finish(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_commits_durably_in_wal_mode() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::open(&dir.path().join("metadata.sqlite")).await.expect("open");
+    // Every connection of the pool, not only the first: hold several at once.
+    let checks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let journal = store.fetch("PRAGMA journal_mode", &[]).await.expect("journal mode");
+                let synchronous = store.fetch("PRAGMA synchronous", &[]).await.expect("synchronous");
+                (journal[0]["journal_mode"].clone(), synchronous[0]["synchronous"].clone())
+            })
+        })
+        .collect();
+    for check in checks {
+        // synchronous: 2 is FULL.
+        assert_eq!(check.await.expect("task"), ("wal".to_string(), "2".to_string()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_made_before_migrations_is_adopted_with_its_rows() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("metadata.sqlite");
+    {
+        // What the store created before it had migrations: the tables, INTEGER columns, no
+        // _sqlx_migrations.
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let mut old = sqlx::AnyConnection::connect(&url).await.expect("create the old database");
+        sqlx::raw_sql(
+            "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE releases (id TEXT PRIMARY KEY, egress_id TEXT NOT NULL, developer TEXT NOT NULL,
+                 dir TEXT NOT NULL, created_ms INTEGER NOT NULL);
+             INSERT INTO counters (name, value) VALUES ('r', 7);
+             INSERT INTO releases VALUES ('r-7', 'e-1', 'green-tech', '/d/r-7', 1764000000000);",
+        )
+        .execute(&mut old)
+        .await
+        .expect("the old schema");
+        old.close().await.expect("close");
+    }
+    let store = Store::open(&path).await.expect("the old database opens");
+    assert_eq!(store.next_id("r").await.expect("id"), "r-8", "the counters carry on");
+    let release = store
+        .fetch_one("SELECT * FROM releases WHERE id = $1", &[Param::Text("r-7")], "release r-7")
+        .await
+        .expect("the old row");
+    assert_eq!(release["created_ms"], "1764000000000");
+    let applied = store.fetch("SELECT version FROM _sqlx_migrations", &[]).await.expect("migrations");
+    assert_eq!(applied.len(), 1, "the initial migration is recorded: {applied:?}");
+    // The tables the old database lacked were created.
+    store.fetch("SELECT * FROM egress", &[]).await.expect("egress exists");
+    store.close().await;
+    Store::open(&path).await.expect("and it reopens");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_opens_at_paths_a_url_would_misread() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for name in ["with space", "hash#mark", "question?mark", "percent%41", "数据域"] {
+        let domain = dir.path().join(name);
+        std::fs::create_dir(&domain).expect("a directory");
+        let path = domain.join("metadata.sqlite");
+        let store = Store::open(&path).await.expect("open");
+        store.next_id("s").await.expect("id");
+        store.close().await;
+        assert!(path.exists(), "the file is where it was asked for: {}", path.display());
+    }
+    let missing = Store::open(&dir.path().join("absent/metadata.sqlite")).await;
+    assert!(matches!(&missing, Err(GatewayError::Internal(message)) if message.contains("absent")), "{missing:?}");
 }
