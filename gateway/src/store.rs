@@ -48,16 +48,18 @@ pub type Record = std::collections::BTreeMap<String, String>;
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path`, whose directory must exist.
     pub async fn open(path: &Path) -> Result<Self, GatewayError> {
-        let file = path.file_name().ok_or_else(|| {
-            GatewayError::InvalidInput(format!("the metadata path {} names no file", path.display()))
-        })?;
+        let file = path
+            .file_name()
+            .ok_or_else(|| GatewayError::InvalidInput(format!("the metadata path {} names no file", path.display())))?;
         // Resolved here, not by the URL parser: it would read `..` without following symlinks.
         let directory = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
         let path = std::fs::canonicalize(directory)
-            .map_err(|error| GatewayError::internal(&format!("opening the metadata store in {}", directory.display()), error))?
+            .map_err(|error| {
+                GatewayError::internal(&format!("opening the metadata store in {}", directory.display()), error)
+            })?
             .join(file);
         let path = path
             .to_str()

@@ -63,14 +63,17 @@ impl Drop for Scratch {
         let admin_url = self.admin_url.clone();
         let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         let dropped = std::thread::spawn(move || -> Result<(), String> {
-            let runtime =
-                tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| error.to_string())?;
-            runtime.block_on(async {
-                let mut admin = sqlx::AnyConnection::connect(&admin_url).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await?;
-                admin.close().await
-            })
-            .map_err(|error| error.to_string())
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| error.to_string())?;
+            runtime
+                .block_on(async {
+                    let mut admin = sqlx::AnyConnection::connect(&admin_url).await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await?;
+                    admin.close().await
+                })
+                .map_err(|error| error.to_string())
         })
         .join()
         .unwrap_or_else(|_| Err("the dropping thread panicked".into()));
