@@ -39,12 +39,10 @@ impl Default for SystemBits {
 }
 
 impl unseen_policy::noise::RandomBits for SystemBits {
-    fn next_u64(&mut self) -> u64 {
+    fn next_u64(&mut self) -> Result<u64, unseen_policy::noise::RandomnessFailed> {
         let mut bytes = [0u8; 8];
-        // The system generator fails only when the kernel cannot supply entropy at all; a
-        // domain that cannot draw noise must not release, so this is not recoverable.
-        self.0.fill(&mut bytes).expect("the system random generator failed");
-        u64::from_le_bytes(bytes)
+        self.0.fill(&mut bytes).map_err(|_| unseen_policy::noise::RandomnessFailed)?;
+        Ok(u64::from_le_bytes(bytes))
     }
 }
 
@@ -1008,9 +1006,7 @@ impl Domain {
                 .store
                 .fetch_one("SELECT * FROM jobs WHERE id = $1", &[Param::Text(job_id)], &format!("job {job_id}"))
                 .await?;
-            if who.role == Role::Developer && row["developer"] != who.organisation {
-                return Err(GatewayError::NotFound(format!("job {job_id} not found")));
-            }
+            Self::require_owner(who, &row, &format!("job {job_id}"))?;
             let finished = matches!(row["state"].as_str(), "succeeded" | "failed" | "interrupted" | "cancelled");
             if finished || tokio::time::Instant::now() >= deadline {
                 // A job that never reached its end (still going, interrupted, or failed inside

@@ -29,14 +29,12 @@ async fn an_organisation_runs_one_job_at_a_time_others_are_not_held_up_and_queue
     let options = DomainOptions { workers: 4, jobs_per_organisation: 1, ..DomainOptions::default() };
     let domain = Arc::new(Domain::open_with(dir.path(), "jobs.domain", &options).await.expect("the domain opens"));
     common::register_energy_data(&domain, dir.path(), 300, 4).await;
-    let operator = principal("operator", Role::Operator);
     let mut grants = Vec::new();
     for organisation in ["green-tech", "blue-data"] {
         let developer = principal(organisation, Role::Developer);
         let mut application = unseen_samples::scenarios::green_energy();
         application.limits.wall_clock_ms = 1_500;
-        let scenario = domain.submit_scenario(&developer, application).await.expect("submit");
-        let grant = domain.decide_scenario(&operator, &scenario, true, "ok").await.expect("decide").expect("granted");
+        let grant = common::granted(&domain, &developer, application).await;
         let module = domain
             .upload_module(&developer, &grant.id, unseen_samples::modules::RED_TEAM.to_vec())
             .await

@@ -4,12 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use unseen_gateway::Domain;
 use unseen_gateway::identity::Role;
 use unseen_policy::{PrivacyParams, RuleOutcome};
-use unseen_runtime::Mode;
 
 mod common;
 
@@ -31,15 +29,8 @@ async fn each_release_spends_epsilon_and_the_spent_budget_blocks_the_next() {
         epsilon_per_release: 0.4,
         sensitivity: BTreeMap::from([("total_kwh".to_string(), 1.0e9)]),
     });
-    let scenario = domain.submit_scenario(&developer, application).await.expect("submit");
-    let grant = domain.decide_scenario(&operator, &scenario, true, "ok").await.expect("decide").expect("granted");
-    let module = domain
-        .upload_module(&developer, &grant.id, unseen_samples::modules::GREEN_ENERGY.to_vec())
-        .await
-        .expect("upload");
-    let job = domain.run_job(&developer, &grant.id, &module.hash, Mode::Production, "").await.expect("run");
-    let finished = domain.job(&developer, &job, Duration::from_secs(120)).await.expect("job");
-    assert_eq!(finished.state, "succeeded", "{}", finished.error);
+    let grant = common::granted(&domain, &developer, application).await;
+    let job = common::green_energy_job(&domain, &developer, &grant.id).await;
     let output = "kwh_by_industry_district";
 
     let mut releases = Vec::new();

@@ -27,9 +27,7 @@ async fn child(dir: &std::path::Path) -> ! {
     let domain = Arc::new(Domain::open(dir, "restart.domain").await.expect("the domain opens"));
     common::register_energy_data(&domain, dir, 300, 9).await;
     let developer = principal("green-tech", Role::Developer);
-    let operator = principal("operator", Role::Operator);
-    let scenario = domain.submit_scenario(&developer, unseen_samples::scenarios::green_energy()).await.expect("submit");
-    let grant = domain.decide_scenario(&operator, &scenario, true, "ok").await.expect("decide").expect("granted");
+    let grant = common::granted(&domain, &developer, unseen_samples::scenarios::green_energy()).await;
     let module =
         domain.upload_module(&developer, &grant.id, unseen_samples::modules::RED_TEAM.to_vec()).await.expect("upload");
     let job = domain.run_job(&developer, &grant.id, &module.hash, Mode::Production, "attack=loop").await.expect("run");
@@ -101,13 +99,7 @@ async fn a_job_running_when_the_domain_is_killed_is_marked_interrupted_and_the_d
     assert!(actions.contains(&"job.interrupt".to_string()), "{actions:?}");
 
     // The domain serves the next job under the same grant, to completion.
-    let module = domain
-        .upload_module(&developer, grant_id, unseen_samples::modules::GREEN_ENERGY.to_vec())
-        .await
-        .expect("upload");
-    let next = domain.run_job(&developer, grant_id, &module.hash, Mode::Production, "").await.expect("run again");
-    let finished = domain.job(&developer, &next, Duration::from_secs(120)).await.expect("job");
-    assert_eq!(finished.state, "succeeded", "{}", finished.error);
+    common::green_energy_job(&domain, &developer, grant_id).await;
     // Reopening again finds nothing more to mark.
     drop(domain);
     let again = Domain::open(dir.path(), "restart.domain").await.expect("reopens");

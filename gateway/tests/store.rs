@@ -6,7 +6,7 @@
 //! skipped with a message — except under `CI=true`, where a skipped backend is a failure.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 mod common;
 
@@ -15,7 +15,6 @@ use sqlx::Connection;
 use unseen_gateway::identity::Role;
 use unseen_gateway::store::{Backend, Param, Store};
 use unseen_gateway::{Domain, DomainOptions, GatewayError};
-use unseen_runtime::Mode;
 
 /// A fresh PostgreSQL database for one test, dropped when the test ends (or panics).
 struct Scratch {
@@ -192,17 +191,10 @@ async fn a_domain_keeps_its_workflow_in_postgresql() {
     let developer = principal("green-tech", Role::Developer);
     let operator = principal("operator", Role::Operator);
     common::register_energy_data(&domain, dir.path(), 300, 5).await;
-    let scenario = domain.submit_scenario(&developer, unseen_samples::scenarios::green_energy()).await.expect("submit");
-    let grant = domain.decide_scenario(&operator, &scenario, true, "ok").await.expect("decide").expect("granted");
+    let grant = common::granted(&domain, &developer, unseen_samples::scenarios::green_energy()).await;
     let listed = domain.list_scenarios(&operator, "approved").await.expect("list");
-    assert!(listed.iter().any(|row| row["id"] == scenario), "{listed:?}");
-    let module = domain
-        .upload_module(&developer, &grant.id, unseen_samples::modules::GREEN_ENERGY.to_vec())
-        .await
-        .expect("upload");
-    let job = domain.run_job(&developer, &grant.id, &module.hash, Mode::Production, "").await.expect("run");
-    let finished = domain.job(&developer, &job, Duration::from_secs(120)).await.expect("job");
-    assert_eq!(finished.state, "succeeded", "{}", finished.error);
+    assert!(listed.iter().any(|row| row["grant_id"] == grant.id), "{listed:?}");
+    let job = common::green_energy_job(&domain, &developer, &grant.id).await;
     let mut egress = domain.request_egress(&developer, &job, "kwh_by_industry_district").await.expect("request");
     if egress.state == "awaiting_operator" {
         egress = domain.decide_egress(&operator, &egress.id, true, "ok").await.expect("approve");

@@ -14,9 +14,13 @@
 
 /// A source of uniformly random 64-bit words.
 pub trait RandomBits {
-    /// The next uniformly random word.
-    fn next_u64(&mut self) -> u64;
+    /// The next uniformly random word, or [`RandomnessFailed`] when the source has none.
+    fn next_u64(&mut self) -> Result<u64, RandomnessFailed>;
 }
+
+/// The random source could not supply a word; no noise is drawn and nothing is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomnessFailed;
 
 /// A rational scale `numerator / denominator` of a discrete Laplace distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,42 +53,46 @@ impl Scale {
 }
 
 /// A uniform integer in `0..bound` (bound > 0), by rejection so that no value is favoured.
-fn uniform_below(random: &mut dyn RandomBits, bound: u64) -> u64 {
+fn uniform_below(random: &mut dyn RandomBits, bound: u64) -> Result<u64, RandomnessFailed> {
     debug_assert!(bound > 0);
     let zone = u64::MAX - (u64::MAX % bound);
     loop {
-        let word = random.next_u64();
+        let word = random.next_u64()?;
         if word < zone {
-            return word % bound;
+            return Ok(word % bound);
         }
     }
 }
 
 /// True with probability `numerator / denominator` (numerator ≤ denominator).
-fn bernoulli(random: &mut dyn RandomBits, numerator: u64, denominator: u64) -> bool {
-    uniform_below(random, denominator) < numerator
+fn bernoulli(random: &mut dyn RandomBits, numerator: u64, denominator: u64) -> Result<bool, RandomnessFailed> {
+    Ok(uniform_below(random, denominator)? < numerator)
 }
 
 /// True with probability `exp(-numerator / denominator)` for a ratio in `[0, 1]`
 /// (CKS Algorithm 1, first part): the parity of the first failure in a run of trials with
 /// falling success odds.
-fn bernoulli_exp_at_most_one(random: &mut dyn RandomBits, numerator: u64, denominator: u64) -> bool {
+fn bernoulli_exp_at_most_one(
+    random: &mut dyn RandomBits,
+    numerator: u64,
+    denominator: u64,
+) -> Result<bool, RandomnessFailed> {
     let mut trial: u64 = 1;
     loop {
-        let Some(scaled) = denominator.checked_mul(trial) else { return trial % 2 == 1 };
-        if !bernoulli(random, numerator, scaled) {
-            return trial % 2 == 1;
+        let Some(scaled) = denominator.checked_mul(trial) else { return Ok(trial % 2 == 1) };
+        if !bernoulli(random, numerator, scaled)? {
+            return Ok(trial % 2 == 1);
         }
         trial += 1;
     }
 }
 
 /// True with probability `exp(-numerator / denominator)` for any non-negative ratio.
-fn bernoulli_exp(random: &mut dyn RandomBits, numerator: u64, denominator: u64) -> bool {
+fn bernoulli_exp(random: &mut dyn RandomBits, numerator: u64, denominator: u64) -> Result<bool, RandomnessFailed> {
     let whole = numerator / denominator;
     for _ in 0..whole {
-        if !bernoulli_exp_at_most_one(random, 1, 1) {
-            return false;
+        if !bernoulli_exp_at_most_one(random, 1, 1)? {
+            return Ok(false);
         }
     }
     bernoulli_exp_at_most_one(random, numerator % denominator, denominator)
@@ -92,26 +100,26 @@ fn bernoulli_exp(random: &mut dyn RandomBits, numerator: u64, denominator: u64) 
 
 /// One draw from the discrete Laplace distribution with the given scale: `P(x) ∝
 /// exp(-|x| / scale)` over the integers (CKS Algorithm 2).
-pub fn discrete_laplace(random: &mut dyn RandomBits, scale: Scale) -> i64 {
+pub fn discrete_laplace(random: &mut dyn RandomBits, scale: Scale) -> Result<i64, RandomnessFailed> {
     // With scale t/s: U uniform in [0, t), accepted with probability exp(-U/t); V geometric
     // with ratio exp(-1); X = U + tV is geometric with ratio exp(-1/t); Y = floor(X / s).
     let (t, s) = (scale.numerator, scale.denominator);
     loop {
-        let u = uniform_below(random, t);
-        if !bernoulli_exp(random, u, t) {
+        let u = uniform_below(random, t)?;
+        if !bernoulli_exp(random, u, t)? {
             continue;
         }
         let mut v: u64 = 0;
-        while bernoulli_exp(random, 1, 1) {
+        while bernoulli_exp(random, 1, 1)? {
             v += 1;
         }
         let x = u128::from(u) + u128::from(t) * u128::from(v);
         let y = i64::try_from(x / u128::from(s)).unwrap_or(i64::MAX);
-        let negative = random.next_u64() & 1 == 1;
+        let negative = random.next_u64()? & 1 == 1;
         if negative && y == 0 {
             continue;
         }
-        return if negative { -y } else { y };
+        return Ok(if negative { -y } else { y });
     }
 }
 
@@ -129,11 +137,11 @@ mod tests {
     struct TestBits(u64);
 
     impl RandomBits for TestBits {
-        fn next_u64(&mut self) -> u64 {
+        fn next_u64(&mut self) -> Result<u64, RandomnessFailed> {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+            Ok(self.0.wrapping_mul(0x2545_f491_4f6c_dd1d))
         }
     }
 
@@ -141,8 +149,9 @@ mod tests {
     fn draws_follow_the_discrete_laplace_distribution() {
         for scale in [0.5, 1.0, 4.0, 25.0] {
             let mut random = TestBits(0x1234_5678 + scale as u64);
-            let draws: Vec<i64> =
-                (0..40_000).map(|_| discrete_laplace(&mut random, Scale::at_least(scale).expect("scale"))).collect();
+            let draws: Vec<i64> = (0..40_000)
+                .map(|_| discrete_laplace(&mut random, Scale::at_least(scale).expect("scale")).expect("draw"))
+                .collect();
             let q = (-1.0 / scale).exp();
             let p_zero = (1.0 - q) / (1.0 + q);
             let variance = 2.0 * q / (1.0 - q).powi(2);

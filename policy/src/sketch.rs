@@ -66,6 +66,8 @@ pub fn width_for_threshold(k: u64) -> usize {
     usize::try_from(k.clamp(2, 1_000)).unwrap_or(1_000) * 2
 }
 
+/// Sums wrap rather than overflow: sums of real groups stay far inside i128, and a corrupt
+/// stored sketch then reads back as `Unknown` (withheld) instead of panicking.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Cell {
     /// Rows (signed in differences).
@@ -83,8 +85,8 @@ impl Cell {
 
     #[inline]
     fn add(&mut self, key: u64, check: u64, rows: i64) {
-        self.rows += rows;
-        self.key_sum += i128::from(key) * i128::from(rows);
+        self.rows = self.rows.wrapping_add(rows);
+        self.key_sum = self.key_sum.wrapping_add(i128::from(key) * i128::from(rows));
         self.check_sum = self.check_sum.wrapping_add(check.wrapping_mul(rows as u64));
     }
 
@@ -94,10 +96,10 @@ impl Cell {
             return None;
         }
         let rows = i128::from(self.rows);
-        if self.key_sum % rows != 0 {
+        if self.key_sum.checked_rem(rows)? != 0 {
             return None;
         }
-        let key = u64::try_from(self.key_sum / rows).ok()?;
+        let key = u64::try_from(self.key_sum.checked_div(rows)?).ok()?;
         (self.check_sum == check(key).wrapping_mul(self.rows as u64)).then_some(key)
     }
 }
@@ -158,8 +160,8 @@ impl SubjectSketch {
     pub fn merge(&mut self, other: &Self) -> Result<(), PolicyError> {
         self.same_width(other)?;
         for (mine, theirs) in self.cells.iter_mut().zip(&other.cells) {
-            mine.rows += theirs.rows;
-            mine.key_sum += theirs.key_sum;
+            mine.rows = mine.rows.wrapping_add(theirs.rows);
+            mine.key_sum = mine.key_sum.wrapping_add(theirs.key_sum);
             mine.check_sum = mine.check_sum.wrapping_add(theirs.check_sum);
         }
         Ok(())
@@ -189,8 +191,8 @@ impl SubjectSketch {
             .iter()
             .zip(&other.cells)
             .map(|(mine, theirs)| Cell {
-                rows: mine.rows - theirs.rows,
-                key_sum: mine.key_sum - theirs.key_sum,
+                rows: mine.rows.wrapping_sub(theirs.rows),
+                key_sum: mine.key_sum.wrapping_sub(theirs.key_sum),
                 check_sum: mine.check_sum.wrapping_sub(theirs.check_sum),
             })
             .collect();
@@ -213,7 +215,7 @@ impl SubjectSketch {
             found.insert(key);
             let key_check = check(key);
             for other in positions {
-                cells[other].add(key, key_check, -cell.rows);
+                cells[other].add(key, key_check, cell.rows.wrapping_neg());
                 pending.push(other);
             }
         }
@@ -347,5 +349,24 @@ mod tests {
         assert_eq!(serde_json::from_str::<SubjectSketch>(&json).expect("deserialise"), whole);
         assert!(SubjectSketch::from_bytes(&whole.to_bytes()[..50]).is_err());
         assert!(SubjectSketch::new(3).difference(&SubjectSketch::new(4), 10).is_err());
+        // Extreme cell values from a damaged file compare without panicking.
+        let mut damaged = whole.to_bytes();
+        for byte in &mut damaged[5..] {
+            *byte = 0xff;
+        }
+        let damaged = SubjectSketch::from_bytes(&damaged).expect("well-formed bytes");
+        let mut extreme = whole.to_bytes();
+        for (index, byte) in extreme[5..].iter_mut().enumerate() {
+            // rows = -1 and Σ rows·key = i128::MIN: the one division that overflows.
+            *byte = match index % 32 {
+                0..8 => 0xff,
+                23 => 0x80,
+                _ => 0,
+            };
+        }
+        let extreme = SubjectSketch::from_bytes(&extreme).expect("well-formed bytes");
+        for (left, right) in [(&damaged, &whole), (&whole, &damaged), (&extreme, &damaged), (&damaged, &extreme)] {
+            left.difference(right, 10).expect("same width");
+        }
     }
 }

@@ -1,10 +1,13 @@
 //! What the gateway's tests share: principals and a provider registering the energy data.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use unseen_gateway::Domain;
 use unseen_gateway::domain::DatasetRegistration;
 use unseen_gateway::identity::{Principal, Role};
+use unseen_runtime::Mode;
 
 /// Someone of `organisation` acting as `role`.
 pub fn principal(organisation: &str, role: Role) -> Principal {
@@ -31,4 +34,30 @@ pub async fn register_energy_data(domain: &Domain, dir: &Path, enterprises: usiz
         };
         domain.register_dataset(&provider, registration, std::fs::read(&path).expect("read")).await.expect("register");
     }
+}
+
+/// Files `application` as `developer` and has the operator approve it into a grant.
+#[allow(dead_code, reason = "each test binary compiles this module; not every one needs a grant")]
+pub async fn granted(
+    domain: &Domain,
+    developer: &Principal,
+    application: unseen_policy::ScenarioApplication,
+) -> unseen_policy::Grant {
+    let operator = principal("operator", Role::Operator);
+    let scenario = domain.submit_scenario(developer, application).await.expect("submit");
+    domain.decide_scenario(&operator, &scenario, true, "ok").await.expect("decide").expect("granted")
+}
+
+/// Uploads the green-energy module under `grant_id`, runs it on the production data and
+/// waits for it to succeed; the job id.
+#[allow(dead_code, reason = "each test binary compiles this module; not every one runs a job")]
+pub async fn green_energy_job(domain: &Arc<Domain>, developer: &Principal, grant_id: &str) -> String {
+    let module = domain
+        .upload_module(developer, grant_id, unseen_samples::modules::GREEN_ENERGY.to_vec())
+        .await
+        .expect("upload");
+    let job = domain.run_job(developer, grant_id, &module.hash, Mode::Production, "").await.expect("run");
+    let finished = domain.job(developer, &job, Duration::from_secs(120)).await.expect("job");
+    assert_eq!(finished.state, "succeeded", "{}", finished.error);
+    job
 }

@@ -242,7 +242,7 @@ fn differencing(
         );
         return;
     }
-    let withheld: Vec<bool> = (0..grid.rows).map(|row| report.suppressed_rows.contains(&row)).collect();
+    let withheld = report.dropped_rows(grid.rows);
     let isolated = isolated_rows(params.threshold_k, lineage, earlier, &withheld);
     let earlier_rows: usize =
         earlier.iter().map(|release| release.sketches.first().map_or(0, |sketches| sketches.per_row.len())).sum();

@@ -78,15 +78,18 @@ pub fn released_sketches(lineage: &OutputLineage, report: &ReviewReport) -> Vec<
     lineage
         .sketches
         .iter()
-        .map(|sketches| SubjectSketches {
-            kind: sketches.kind,
-            per_row: sketches
-                .per_row
-                .iter()
-                .enumerate()
-                .filter(|(row, _)| !report.suppressed_rows.contains(row))
-                .map(|(_, sketch)| sketch.clone())
-                .collect(),
+        .map(|sketches| {
+            let dropped = report.dropped_rows(sketches.per_row.len());
+            SubjectSketches {
+                kind: sketches.kind,
+                per_row: sketches
+                    .per_row
+                    .iter()
+                    .zip(dropped)
+                    .filter(|(_, dropped)| !dropped)
+                    .map(|(sketch, _)| sketch.clone())
+                    .collect(),
+            }
         })
         .collect()
 }

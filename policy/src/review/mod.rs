@@ -326,6 +326,17 @@ impl ReviewReport {
         }
     }
 
+    /// For each of the output's first `rows` rows, whether the review drops it whole.
+    pub fn dropped_rows(&self, rows: usize) -> Vec<bool> {
+        let mut dropped = vec![false; rows];
+        for &row in &self.suppressed_rows {
+            if let Some(slot) = dropped.get_mut(row) {
+                *slot = true;
+            }
+        }
+        dropped
+    }
+
     /// The rules that blocked the output, for one-line messages.
     pub fn blocking_rules(&self) -> Vec<&str> {
         self.rules.iter().filter(|rule| rule.outcome == RuleOutcome::Blocked).map(|rule| rule.rule.as_str()).collect()

@@ -60,11 +60,12 @@ pub(super) fn review_privacy(
         );
         return;
     }
+    let dropped = report.dropped_rows(table.num_rows());
     for magnitude in &lineage.magnitudes {
         for column in magnitude.columns.iter().filter(|column| measures.iter().any(|(_, name)| name == *column)) {
             let bound = privacy.sensitivity[column];
             let over = magnitude.per_row.iter().enumerate().find(|(row, contributions)| {
-                !report.suppressed_rows.contains(row)
+                !dropped.get(*row).copied().unwrap_or(true)
                     && !contributions.bucketed
                     && contributions.largest.first().is_some_and(|&largest| largest > bound)
             });

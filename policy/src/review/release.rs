@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 
 use super::{NoisedColumn, ReviewReport};
 use crate::PolicyError;
-use crate::noise::{RandomBits, Scale, discrete_laplace};
+use crate::noise::{RandomBits, RandomnessFailed, Scale, discrete_laplace};
 
 /// The table as released under `report`: withheld cells set to null, withheld rows dropped,
 /// rounded columns rounded to the report's base (as Float64 unless they are integers).
@@ -95,12 +95,20 @@ fn noised_column(
     let noised: Float64Array = floats
         .iter()
         .map(|value| {
-            value.map(|value| {
-                let on_lattice = (value / noise.step).round();
-                (on_lattice + discrete_laplace(random, steps) as f64) * noise.step
-            })
+            value
+                .map(|value| {
+                    let on_lattice = (value / noise.step).round();
+                    Ok((on_lattice + discrete_laplace(random, steps)? as f64) * noise.step)
+                })
+                .transpose()
         })
-        .collect();
+        .collect::<Result<_, RandomnessFailed>>()
+        .map_err(|_| {
+            PolicyError::invalid(
+                "privacy",
+                "the domain's random generator failed; no noise was drawn and nothing is released",
+            )
+        })?;
     let noised: ArrayRef = Arc::new(noised);
     if integer { cast(&noised, &DataType::Int64).map_err(failed) } else { Ok(noised) }
 }

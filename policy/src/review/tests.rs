@@ -432,12 +432,21 @@ fn privacy_grant(budget: f64, per_release: f64, sensitivity: f64) -> Grant {
     )
 }
 
+/// A random source that has run dry.
+struct NoBits;
+
+impl crate::noise::RandomBits for NoBits {
+    fn next_u64(&mut self) -> Result<u64, crate::noise::RandomnessFailed> {
+        Err(crate::noise::RandomnessFailed)
+    }
+}
+
 struct CountingBits(u64);
 
 impl crate::noise::RandomBits for CountingBits {
-    fn next_u64(&mut self) -> u64 {
+    fn next_u64(&mut self) -> Result<u64, crate::noise::RandomnessFailed> {
         self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        self.0 ^ (self.0 >> 29)
+        Ok(self.0 ^ (self.0 >> 29))
     }
 }
 
@@ -455,6 +464,8 @@ fn privacy_plans_noise_charges_epsilon_and_refuses_when_the_budget_is_spent() {
     assert!((report.noise[0].scale - 125.0).abs() < 1e-9, "b = Δ/ε = 50/0.4");
     // The noise is not in the report, and a release needs randomness to draw it.
     assert!(release_table(&report, &table).is_err());
+    let broken = release_noised_table(&report, &table, &mut NoBits).expect_err("no randomness, no release");
+    assert!(broken.to_string().contains("random generator failed"), "{broken}");
     let released = release_noised_table(&report, &table, &mut CountingBits(7)).expect("release");
     let values = released.column(1).as_primitive::<Float64Type>();
     let original = table.column(1).as_primitive::<Float64Type>();
