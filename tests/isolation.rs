@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use unseen_policy::identifiers::find_identifiers;
 use unseen_policy::{AccessMode, Grant, JobLimits};
-use unseen_runtime::{Mode, Runtime, RuntimeConfig, RuntimeError};
+use unseen_runtime::{CancelFlag, Mode, Runtime, RuntimeConfig, RuntimeError};
 use unseen_samples::modules::{
     BENCH_PROBE, GREEN_ENERGY, RED_TEAM, RED_TEAM_CLOCK, RED_TEAM_ENV, RED_TEAM_FILES, RED_TEAM_SOCKETS,
 };
-use unseen_tests::{Fixture, fixture, grant, green_grant, run, run_with};
+use unseen_tests::{Fixture, fixture, grant, green_grant, run, run_cancellable, run_with};
 
 const GREEN_SQL: &str = "SELECT e.industry, e.district, SUM(u.kwh) AS total_kwh FROM electricity u JOIN enterprise e ON u.uscc = e.uscc GROUP BY e.industry, e.district";
 
@@ -217,6 +217,32 @@ async fn a_spinning_module_does_not_hold_up_another_job() {
         report.failure
     );
     assert!(green_done < spinner_done, "the legitimate job finished while the spinner was still running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_job_stops_running_long_before_its_deadline() {
+    let fixture = fixture().await;
+    let runtime = Arc::new(Runtime::new().unwrap());
+    // Without the cancel, only this one-minute wall clock would stop the loop.
+    let spinning = green_with(JobLimits { fuel: u64::MAX / 2, wall_clock_ms: 60_000, ..JobLimits::default() });
+    let cancel = CancelFlag::default();
+    let spinner = {
+        let (runtime, cancel) = (runtime.clone(), cancel.clone());
+        let fixture = Fixture { dir: tempfile::tempdir().unwrap(), tables: fixture.tables.clone() };
+        tokio::spawn(async move {
+            run_cancellable(&runtime, RED_TEAM, spinning, &fixture, Mode::Production, "attack=loop", cancel).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!spinner.is_finished(), "the loop runs until it is stopped");
+    cancel.cancel("grant g-1 terminated by the operator");
+    let report = spinner.await.unwrap();
+    match &report.failure {
+        Some(RuntimeError::Cancelled(reason)) => assert_eq!(reason, "grant g-1 terminated by the operator"),
+        other => panic!("the cancel stops the job, not its deadline: {other:?}"),
+    }
+    // The runtime serves the next job as before.
+    assert_domain_still_serves(&runtime, &fixture, "cancelling a job").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use unseen_policy::{
     AccessMode, DatasetRequest, DatasetVersion, DisclosureParams, Grant, OutputSpec, ScenarioApplication,
 };
-use unseen_runtime::{DomainTable, JobReport, JobSpec, Mode, Runtime};
+use unseen_runtime::{CancelFlag, DomainTable, JobReport, JobSpec, Mode, Runtime};
 
 /// Synthetic data of a small domain on disk.
 pub struct Fixture {
@@ -161,12 +161,25 @@ pub async fn run_with(
     mode: Mode,
     params: &str,
 ) -> JobReport {
+    run_cancellable(runtime, module, grant, fixture, mode, params, CancelFlag::default()).await
+}
+
+/// [`run_with`] with a cancel flag another task may set.
+pub async fn run_cancellable(
+    runtime: &Arc<Runtime>,
+    module: &'static [u8],
+    grant: Grant,
+    fixture: &Fixture,
+    mode: Mode,
+    params: &str,
+    cancel: CancelFlag,
+) -> JobReport {
     let runtime = runtime.clone();
     let tables = fixture.tables.clone();
     let params = params.to_string();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let job = JobSpec { module, grant: &grant, tables: &tables, mode, params: &params, seed: 1 };
+        let job = JobSpec { module, grant: &grant, tables: &tables, mode, params: &params, seed: 1, cancel: &cancel };
         runtime.run_job(&job, handle)
     })
     .await

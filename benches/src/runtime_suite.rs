@@ -17,7 +17,7 @@ use unseen_policy::{
     AccessMode, ColumnSpec, ColumnTag, DatasetRequest, DatasetVersion, DisclosureParams, Grade, Grant, JobLimits,
     ScenarioApplication,
 };
-use unseen_runtime::{DomainTable, JobReport, JobSpec, Metering, Mode, Runtime, RuntimeConfig};
+use unseen_runtime::{CancelFlag, DomainTable, JobReport, JobSpec, Metering, Mode, Runtime, RuntimeConfig};
 use unseen_samples::modules::BENCH_PROBE;
 
 use crate::{Args, Measurement};
@@ -86,6 +86,7 @@ impl Bench {
             mode: Mode::Production,
             params,
             seed: 1,
+            cancel: &CancelFlag::default(),
         };
         let report: JobReport = self.runtime.run_job(&job, self.tokio.clone());
         if let Some(failure) = report.failure {

@@ -72,8 +72,9 @@ pub struct CheckArgs {
     /// Print one JSON document: `{"outcome", "report", "refusal"}`.
     #[arg(long)]
     json: bool,
-    /// Write synthetic example data, its catalog and the demo's green-energy grant into this
-    /// directory, to try the command on.
+    /// Write synthetic example data, its catalog, the demo's green-energy grant, its scenario
+    /// application and the compiled green-energy module into this directory, to try the
+    /// command (and a domain's client commands) on.
     #[arg(long, value_name = "DIR")]
     write_example: Option<PathBuf>,
 }
@@ -100,7 +101,10 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
 async fn check(args: CheckArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.write_example {
         write_example(dir)?;
-        println!("wrote example data, catalog.json and grant.json into {}", dir.display());
+        println!(
+            "wrote example data, catalog.json, grant.json, application.json and green_energy.wasm into {}",
+            dir.display()
+        );
         println!(
             "try: unseen check --grant {0}/grant.json --data {0} --sql \"SELECT e.industry, e.district, SUM(u.kwh) AS total_kwh FROM electricity u JOIN enterprise e ON u.uscc = e.uscc GROUP BY e.industry, e.district\"",
             dir.display()
@@ -354,5 +358,11 @@ fn write_example(dir: &Path) -> Result<()> {
         [7; 32],
     );
     std::fs::write(dir.join("grant.json"), serde_json::to_vec_pretty(&grant)?)?;
+    // What a developer submits to a domain (`unseen scenario submit`) and the module it runs.
+    std::fs::write(
+        dir.join("application.json"),
+        serde_json::to_vec_pretty(&unseen_samples::scenarios::green_energy())?,
+    )?;
+    std::fs::write(dir.join("green_energy.wasm"), unseen_samples::modules::GREEN_ENERGY)?;
     Ok(())
 }

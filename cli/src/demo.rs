@@ -573,7 +573,7 @@ fn wire_name<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|value| value.as_str().map(str::to_string)).unwrap_or_default()
 }
 
-fn write_bundle(dir: &Path, bundle: &pb::ReleaseBundle) -> Result<()> {
+pub(crate) fn write_bundle(dir: &Path, bundle: &pb::ReleaseBundle) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("manifest.json"), &bundle.manifest)?;
     std::fs::write(dir.join("manifest.sig"), &bundle.signature)?;

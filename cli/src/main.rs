@@ -2,9 +2,13 @@
 //!
 //! `main` parses, dispatches and prints; errors are printed once, here, with their chain.
 
+mod audit_client;
 mod check;
+mod client;
 mod demo;
+mod domain_dir;
 mod verify;
+mod workflow;
 
 use std::process::ExitCode;
 
@@ -13,6 +17,9 @@ use clap::{Parser, Subcommand};
 /// unseen — a secure data sandbox for public-data operation domains (原始数据不出域、数据可用不可见).
 #[derive(Debug, Parser)]
 #[command(name = "unseen", version, about, long_about = None)]
+#[command(after_help = "Client commands reach a domain's gateway over mTLS with your identity:\n  \
+    --server HOST:PORT (UNSEEN_SERVER), --identity PATH (UNSEEN_IDENTITY), --ca FILE (UNSEEN_CA),\n  \
+    --domain-key HEX|FILE (UNSEEN_DOMAIN_KEY); `--json` prints one document for programs.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,24 +30,60 @@ enum Command {
     /// Run the whole flow on synthetic data in a temporary domain: register, apply, approve,
     /// run on the sample and on the real data, review, release, verify the audit log.
     Demo(demo::DemoArgs),
+    /// Create a domain directory: CA, server certificate, domain key, client identities.
+    Init(domain_dir::InitArgs),
+    /// Serve a domain directory's gateway until interrupted.
+    Serve(domain_dir::ServeArgs),
+    /// Client identities (mTLS certificates) of a domain.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Datasets: a provider registers a version (数据资源登记).
+    Dataset(workflow::DatasetArgs),
+    /// Scenarios: apply, list, approve or reject (应用场景).
+    Scenario(workflow::ScenarioArgs),
+    /// Grants: list, suspend, resume or terminate (授权).
+    Grant(workflow::GrantArgs),
+    /// Modules: upload WebAssembly bound to a grant.
+    Module(workflow::ModuleArgs),
+    /// Jobs: run a module on the sample or the real data, follow, cancel.
+    Job(workflow::JobArgs),
+    /// Egress requests: ask, follow, approve or reject (出域审核).
+    Egress(workflow::EgressArgs),
+    /// Releases: download and verify signed bundles.
+    Release(workflow::ReleaseArgs),
+    /// The audit log: checkpoints, entries, proofs, export and offline verification.
+    Audit(audit_client::AuditArgs),
     /// Check a query or a computed table against a grant offline, with the egress reviewer's
     /// own rules (出域审核), before asking a domain.
     Check(check::CheckArgs),
     /// Verify things offline, with nothing but the files and the domain's public key.
     #[command(subcommand)]
     Verify(verify::VerifyCommand),
-    /// The audit log: verify an export offline.
-    #[command(subcommand)]
-    Audit(verify::AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum IdentityCommand {
+    /// Issue client identities from the domain's CA.
+    Issue(domain_dir::IdentityIssueArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Check(args) => check::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Init(args) => domain_dir::init(args),
+        Command::Serve(args) => domain_dir::serve(args),
+        Command::Identity(IdentityCommand::Issue(args)) => domain_dir::issue(args),
+        Command::Dataset(args) => workflow::dataset(args),
+        Command::Scenario(args) => workflow::scenario(args),
+        Command::Grant(args) => workflow::grant(args),
+        Command::Module(args) => workflow::module(args),
+        Command::Job(args) => workflow::job(args),
+        Command::Egress(args) => workflow::egress(args),
+        Command::Release(args) => workflow::release(args),
+        Command::Audit(args) => audit_client::run(args),
+        Command::Check(args) => check::run(args),
         Command::Verify(command) => verify::run(command),
-        Command::Audit(command) => verify::run_audit(command),
     };
     match outcome {
         Ok(code) => code,

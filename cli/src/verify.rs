@@ -34,30 +34,6 @@ pub enum VerifyCommand {
     },
 }
 
-/// The audit log (行为留痕、责任可究), as a regulator works with it.
-#[derive(Debug, Subcommand)]
-pub enum AuditCommand {
-    /// Check an audit-log export (JSON) against the domain's public key, offline; the same as
-    /// `unseen verify audit`. The format is docs/audit-format.md.
-    Verify {
-        /// The export file.
-        export: PathBuf,
-        /// The domain's Ed25519 public key, hex.
-        #[arg(long)]
-        public_key: String,
-        /// Print one JSON document.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-/// Runs an `unseen audit` command.
-pub fn run_audit(command: AuditCommand) -> Result<ExitCode> {
-    match command {
-        AuditCommand::Verify { export, public_key, json } => run(VerifyCommand::Audit { export, public_key, json }),
-    }
-}
-
 pub fn public_key(hex_key: &str) -> Result<[u8; 32]> {
     let bytes = hex::decode(hex_key.trim()).context("the public key must be hex")?;
     bytes.try_into().map_err(|_| anyhow::anyhow!("the public key must be 32 bytes (64 hex digits)"))

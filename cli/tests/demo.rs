@@ -71,18 +71,26 @@ fn demo_releases_the_aggregate_blocks_the_dump_and_verifies_the_log() {
 
 #[test]
 fn every_command_has_help() {
+    // Walks the whole command tree from `unseen --help`, so a new command is covered by itself.
     let here = tempfile::tempdir().unwrap();
-    for args in [
-        vec!["--help"],
-        vec!["demo", "--help"],
-        vec!["verify", "--help"],
-        vec!["verify", "release", "--help"],
-        vec!["verify", "audit", "--help"],
-        vec!["audit", "--help"],
-        vec!["audit", "verify", "--help"],
-    ] {
+    let mut pending = vec![Vec::<String>::new()];
+    let mut seen = 0;
+    while let Some(path) = pending.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
         let output = unseen(&args, here.path());
-        assert!(output.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
+        let help = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success() && help.contains("Usage"), "{args:?}: {help}");
+        seen += 1;
+        let Some(commands) = help.split("Commands:\n").nth(1) else { continue };
+        for line in commands.lines().take_while(|line| line.starts_with("  ")) {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            if !name.is_empty() && name != "help" && line.starts_with("  ") && !line.starts_with("   ") {
+                let mut child = path.clone();
+                child.push(name.to_string());
+                pending.push(child);
+            }
+        }
     }
+    assert!(seen > 30, "the walk found only {seen} commands");
 }

@@ -22,7 +22,7 @@ use unseen_policy::{
     ColumnSpec, DatasetVersion, Grant, Outcome, OutputKind, OutputLineage, ReviewReport, ScenarioApplication,
     sha256_hex,
 };
-use unseen_runtime::{DomainTable, JobReport, JobSpec, Mode, Runtime, RuntimeConfig};
+use unseen_runtime::{CancelFlag, DomainTable, JobReport, JobSpec, Mode, Runtime, RuntimeConfig, RuntimeError};
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
@@ -68,6 +68,8 @@ pub struct Domain {
     workers: Arc<tokio::sync::Semaphore>,
     /// Permits to run a job, per organisation (created on first use).
     organisation_slots: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// The cancel switch of every job claimed or about to be, by job id, with its grant.
+    running_jobs: std::sync::Mutex<HashMap<String, (String, CancelFlag)>>,
     /// Jobs per organisation at once.
     jobs_per_organisation: usize,
 }
@@ -112,8 +114,79 @@ pub struct DatasetRegistration {
     pub columns: Vec<ColumnSpec>,
 }
 
+/// How long cancelling a running job waits for it to stop before answering.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
 /// Most audit entries one `audit_entries` call returns.
 pub const MAX_AUDIT_ENTRIES: u64 = 10_000;
+
+/// What an operator does to a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantAction {
+    /// active → suspended: work stops until it is resumed.
+    Suspend,
+    /// suspended → active.
+    Resume,
+    /// → terminated, for good: jobs stop, held outputs are deleted.
+    Terminate,
+}
+
+impl GrantAction {
+    fn past_tense(self) -> &'static str {
+        match self {
+            Self::Suspend => "suspended",
+            Self::Resume => "resumed",
+            Self::Terminate => "terminated",
+        }
+    }
+}
+
+/// A grant as an operator sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantView {
+    /// Grant id.
+    pub id: String,
+    /// The scenario it was approved from.
+    pub scenario_id: String,
+    /// The developer organisation.
+    pub developer: String,
+    /// active, suspended, expired or terminated.
+    pub state: String,
+    /// Hex SHA-256 of the frozen grant.
+    pub hash: String,
+    /// When it stops being usable.
+    pub expires_at_unix_ms: i64,
+    /// Why it was last suspended, resumed or terminated.
+    pub reason: String,
+}
+
+fn grant_view(row: &crate::store::Record) -> Result<GrantView, GatewayError> {
+    let grant: Grant =
+        serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a grant", error))?;
+    let state = if row["state"] == "active" && now_ms() >= grant.expires_at_unix_ms {
+        "expired".to_string()
+    } else {
+        row["state"].clone()
+    };
+    Ok(GrantView {
+        id: row["id"].clone(),
+        scenario_id: row["scenario_id"].clone(),
+        developer: row["developer"].clone(),
+        state,
+        hash: row["hash"].clone(),
+        expires_at_unix_ms: grant.expires_at_unix_ms,
+        reason: row["reason"].clone(),
+    })
+}
+
+fn remove_if_present(path: &Path) -> Result<(), GatewayError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(GatewayError::internal(&format!("deleting {}", path.display()), error)),
+    }
+}
 
 /// A job accepted and waiting for its blocking thread: everything `execute_job` needs.
 struct QueuedJob {
@@ -361,6 +434,7 @@ impl Domain {
                 workers => workers.min(MAX_WORKERS),
             })),
             organisation_slots: std::sync::Mutex::new(HashMap::new()),
+            running_jobs: std::sync::Mutex::new(HashMap::new()),
             jobs_per_organisation: match options.jobs_per_organisation {
                 0 => DEFAULT_JOBS_PER_ORGANISATION,
                 jobs => jobs.min(MAX_WORKERS),
@@ -591,17 +665,23 @@ impl Domain {
         Ok(id)
     }
 
-    /// Lists scenarios, optionally in one state (operators).
+    /// Lists scenarios, optionally in one state: every scenario for operators, a developer's
+    /// own organisation's for developers.
     pub async fn list_scenarios(
         &self,
         who: &Principal,
         state: &str,
     ) -> Result<Vec<crate::store::Record>, GatewayError> {
-        Self::require(who, Role::Operator)?;
+        let developer = match who.role {
+            Role::Operator => "",
+            Role::Developer => who.organisation.as_str(),
+            _ => return Self::require(who, Role::Operator).map(|()| Vec::new()),
+        };
         self.store
             .fetch(
-                "SELECT * FROM scenarios WHERE ($1 = '' OR state = $2) ORDER BY created_ms",
-                &[Param::Text(state), Param::Text(state)],
+                "SELECT * FROM scenarios WHERE ($1 = '' OR state = $2) AND ($3 = '' OR developer = $4) \
+                 ORDER BY created_ms",
+                &[Param::Text(state), Param::Text(state), Param::Text(developer), Param::Text(developer)],
             )
             .await
     }
@@ -674,6 +754,141 @@ impl Domain {
             reason,
         )?;
         Ok(Some(grant))
+    }
+
+    /// Grants, optionally in one state (operators). A grant past its validity is shown as
+    /// `expired` whatever its stored state.
+    pub async fn list_grants(&self, who: &Principal, state: &str) -> Result<Vec<GrantView>, GatewayError> {
+        Self::require(who, Role::Operator)?;
+        let rows = self.store.fetch("SELECT * FROM grants ORDER BY created_ms", &[]).await?;
+        let mut views = Vec::with_capacity(rows.len());
+        for row in rows {
+            let view = grant_view(&row)?;
+            if state.is_empty() || view.state == state {
+                views.push(view);
+            }
+        }
+        Ok(views)
+    }
+
+    /// An operator suspends, resumes or terminates a grant (each an audit entry).
+    ///
+    /// Suspending stops its jobs (queued ones are cancelled, running ones stopped) and refuses
+    /// new work and releases until it is resumed. Terminating does the same for good, rejects
+    /// its egress requests still awaiting an operator and deletes every output it left held in
+    /// the domain; releases already made and every log entry stay.
+    pub async fn change_grant(
+        &self,
+        who: &Principal,
+        grant_id: &str,
+        action: GrantAction,
+        reason: &str,
+    ) -> Result<GrantView, GatewayError> {
+        Self::require(who, Role::Operator)?;
+        if reason.trim().is_empty() {
+            return Err(GatewayError::InvalidInput(format!(
+                "say why the grant is to be {}: the reason goes into the audit log",
+                action.past_tense()
+            )));
+        }
+        let row = self
+            .store
+            .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
+            .await?;
+        let current = grant_view(&row)?.state;
+        let (from, to): (&[&str], &str) = match action {
+            GrantAction::Suspend => (&["active"], "suspended"),
+            GrantAction::Resume => (&["suspended"], "active"),
+            GrantAction::Terminate => (&["active", "suspended", "expired"], "terminated"),
+        };
+        if !from.contains(&current.as_str()) {
+            return Err(GatewayError::FailedPrecondition(format!(
+                "grant {grant_id} is {current}; only a grant that is {} can be {}",
+                from.join(" or "),
+                action.past_tense()
+            )));
+        }
+        // The state changes first, so no new work starts while the old is being stopped.
+        self.store
+            .execute(
+                "UPDATE grants SET state = $1, reason = $2 WHERE id = $3",
+                &[Param::Text(to), Param::Text(reason), Param::Text(grant_id)],
+            )
+            .await?;
+        let why = format!("grant {grant_id} {} by the operator: {reason}", action.past_tense());
+        let mut detail = reason.to_string();
+        if action != GrantAction::Resume {
+            let stopped = self.stop_jobs_of_grant(grant_id, &why).await?;
+            detail = format!("{reason} ({stopped} jobs stopped)");
+        }
+        if action == GrantAction::Terminate {
+            let (rejected, deleted) = self.close_grant_outputs(grant_id, &why).await?;
+            detail = format!("{detail}; {rejected} egress requests rejected, {deleted} held outputs deleted");
+        }
+        let verb = match action {
+            GrantAction::Suspend => "grant.suspend",
+            GrantAction::Resume => "grant.resume",
+            GrantAction::Terminate => "grant.terminate",
+        };
+        self.record(who, verb, "grant", grant_id, Some(row["hash"].clone()), Some(grant_id.to_string()), to, detail)?;
+        let row = self
+            .store
+            .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
+            .await?;
+        grant_view(&row)
+    }
+
+    /// On termination: rejects the grant's egress requests awaiting an operator and deletes
+    /// its held outputs and review candidates (files and rows). Returns (rejected, deleted).
+    async fn close_grant_outputs(&self, grant_id: &str, why: &str) -> Result<(usize, usize), GatewayError> {
+        // Running jobs were told to stop; wait for them so none writes an output afterwards.
+        let started = tokio::time::Instant::now();
+        while self
+            .running_jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .any(|(grant, _)| grant == grant_id)
+            && started.elapsed() < CANCEL_WAIT
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let rejected = self
+            .store
+            .execute(
+                "UPDATE egress SET state = 'rejected', reason = $1 WHERE state = 'awaiting_operator' AND job_id IN \
+                 (SELECT id FROM jobs WHERE grant_id = $2)",
+                &[Param::Text(why), Param::Text(grant_id)],
+            )
+            .await?;
+        let outputs = self
+            .store
+            .fetch(
+                "SELECT outputs.job_id, outputs.name, outputs.path FROM outputs JOIN jobs ON jobs.id = outputs.job_id \
+                 WHERE jobs.grant_id = $1",
+                &[Param::Text(grant_id)],
+            )
+            .await?;
+        for output in &outputs {
+            remove_if_present(Path::new(&output["path"]))?;
+        }
+        let candidates = self
+            .store
+            .fetch(
+                "SELECT egress.id FROM egress JOIN jobs ON jobs.id = egress.job_id WHERE jobs.grant_id = $1",
+                &[Param::Text(grant_id)],
+            )
+            .await?;
+        for candidate in &candidates {
+            remove_if_present(&self.dir.join("egress").join(format!("{}.parquet", candidate["id"])))?;
+        }
+        self.store
+            .execute(
+                "DELETE FROM outputs WHERE job_id IN (SELECT id FROM jobs WHERE grant_id = $1)",
+                &[Param::Text(grant_id)],
+            )
+            .await?;
+        Ok((rejected as usize, outputs.len()))
     }
 
     async fn grant_for(&self, who: &Principal, grant_id: &str) -> Result<Grant, GatewayError> {
@@ -843,35 +1058,95 @@ impl Domain {
             .fetch_one("SELECT * FROM jobs WHERE id = $1", &[Param::Text(job_id)], &format!("job {job_id}"))
             .await?;
         Self::require_owner(who, &row, &format!("job {job_id}"))?;
+        let why = "cancelled by the developer";
+        if self.cancel_queued(job_id, why).await? {
+            self.record(who, "job.cancel", "job", job_id, None, Some(row["grant_id"].clone()), "cancelled", why)?;
+            return self.job(who, job_id, Duration::ZERO).await;
+        }
+        if !self.cancel_running(job_id, why) {
+            let state =
+                self.store.fetch_one("SELECT state FROM jobs WHERE id = $1", &[Param::Text(job_id)], "job").await?;
+            return Err(GatewayError::FailedPrecondition(format!(
+                "job {job_id} is {}; only queued or running jobs can be cancelled",
+                state["state"]
+            )));
+        }
+        self.record(who, "job.cancel", "job", job_id, None, Some(row["grant_id"].clone()), "cancelling", why)?;
+        // The guest stops at its next check; the job's own record says `cancelled` then.
+        self.job(who, job_id, CANCEL_WAIT).await
+    }
+
+    /// Marks a queued job cancelled; false when it is not queued (any more).
+    async fn cancel_queued(&self, job_id: &str, why: &str) -> Result<bool, GatewayError> {
         let cancelled = self
             .store
             .execute(
-                "UPDATE jobs SET state = 'cancelled', developer_error = 'cancelled by the developer' WHERE id = $1 AND state = 'queued'",
-                &[Param::Text(job_id)],
+                "UPDATE jobs SET state = 'cancelled', error = $1, developer_error = $1 WHERE id = $2 AND state = 'queued'",
+                &[Param::Text(why), Param::Text(job_id)],
             )
             .await?;
-        if cancelled == 0 {
-            return Err(GatewayError::FailedPrecondition(format!(
-                "job {job_id} is {}; only queued jobs can be cancelled (a running job stops at its grant's limits)",
-                row["state"]
-            )));
+        Ok(cancelled > 0)
+    }
+
+    /// Sets the cancel switch of a claimed job; false when the job is not running here.
+    fn cancel_running(&self, job_id: &str, why: &str) -> bool {
+        let running = self.running_jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match running.get(job_id) {
+            Some((_, flag)) => {
+                flag.cancel(why);
+                true
+            }
+            None => false,
         }
-        self.record(
-            who,
-            "job.cancel",
-            "job",
-            job_id,
-            None,
-            Some(row["grant_id"].clone()),
-            "cancelled",
-            "by the developer",
-        )?;
-        self.job(who, job_id, Duration::ZERO).await
+    }
+
+    /// Stops every job of `grant_id`: queued ones are cancelled, running ones told to stop.
+    /// The number of jobs stopped.
+    async fn stop_jobs_of_grant(&self, grant_id: &str, why: &str) -> Result<usize, GatewayError> {
+        let queued = self
+            .store
+            .fetch("SELECT id FROM jobs WHERE grant_id = $1 AND state = 'queued'", &[Param::Text(grant_id)])
+            .await?;
+        let mut stopped = 0;
+        for job in queued {
+            stopped += usize::from(self.cancel_queued(&job["id"], why).await?);
+        }
+        let running = self.running_jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (grant, flag) in running.values() {
+            if grant == grant_id {
+                flag.cancel(why);
+                stopped += 1;
+            }
+        }
+        Ok(stopped)
     }
 
     async fn execute_job(&self, who: &Principal, job: QueuedJob) -> Result<(), GatewayError> {
         let QueuedJob { id, grant, tables, module_path, mode, params } = job;
         let job_id = id.as_str();
+        // The switch is in place before the claim, so a job is never running without one.
+        let cancel = CancelFlag::default();
+        self.running_jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone(), (grant.id.clone(), cancel.clone()));
+        let outcome = self.claim_and_run(who, job_id, grant, tables, module_path, mode, params, cancel).await;
+        self.running_jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(job_id);
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn claim_and_run(
+        &self,
+        who: &Principal,
+        job_id: &str,
+        grant: Grant,
+        tables: Vec<DomainTable>,
+        module_path: String,
+        mode: Mode,
+        params: String,
+        cancel: CancelFlag,
+    ) -> Result<(), GatewayError> {
         // Claim the job; a job cancelled while it waited is not run.
         let claimed = self
             .store
@@ -886,7 +1161,15 @@ impl Domain {
         let job_grant = grant.clone();
         let seed = sha256_hex(job_id.as_bytes()).bytes().fold(0u64, |seed, byte| seed.rotate_left(5) ^ u64::from(byte));
         let report: JobReport = tokio::task::spawn_blocking(move || {
-            let job = JobSpec { module: &bytes, grant: &job_grant, tables: &tables, mode, params: &params, seed };
+            let job = JobSpec {
+                module: &bytes,
+                grant: &job_grant,
+                tables: &tables,
+                mode,
+                params: &params,
+                seed,
+                cancel: &cancel,
+            };
             runtime.run_job(&job, handle)
         })
         .await
@@ -920,7 +1203,10 @@ impl Domain {
         let out_dir = self.dir.join("outputs").join(job_id);
         std::fs::create_dir_all(&out_dir).map_err(io("creating an output directory"))?;
         let mut summaries = Vec::new();
-        for output in &report.outputs {
+        // A cancelled job keeps nothing it produced: its grant may be gone.
+        let kept =
+            if matches!(report.failure, Some(RuntimeError::Cancelled(_))) { &[][..] } else { &report.outputs[..] };
+        for output in kept {
             let (kind, bytes, rows) = match output.kind {
                 OutputKind::Table => {
                     let table = output
@@ -958,6 +1244,9 @@ impl Domain {
         }
         let (state, error, developer_error) = match &report.failure {
             None => ("succeeded", String::new(), String::new()),
+            Some(failure @ RuntimeError::Cancelled(_)) => {
+                ("cancelled", failure.to_string(), failure.developer_message(mode))
+            }
             Some(failure) => ("failed", failure.to_string(), failure.developer_message(mode)),
         };
         let view = JobView {
@@ -992,7 +1281,7 @@ impl Domain {
             None,
             Some(grant.id.clone()),
             state,
-            if error.is_empty() { format!("{} outputs", report.outputs.len()) } else { error },
+            if error.is_empty() { format!("{} outputs", kept.len()) } else { error },
         )?;
         Ok(())
     }
@@ -1273,6 +1562,20 @@ impl Domain {
             )));
         }
         if approve {
+            let grant = self
+                .store
+                .fetch_one(
+                    "SELECT grants.id, grants.state FROM grants JOIN jobs ON jobs.grant_id = grants.id WHERE jobs.id = $1",
+                    &[Param::Text(&view.job_id)],
+                    "the request's grant",
+                )
+                .await?;
+            if grant["state"] != "active" {
+                return Err(GatewayError::FailedPrecondition(format!(
+                    "grant {} is {}; nothing leaves the domain under it until it is active again",
+                    grant["id"], grant["state"]
+                )));
+            }
             self.store
                 .execute(
                     "UPDATE egress SET state = 'approved', reason = $1 WHERE id = $2",

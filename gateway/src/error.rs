@@ -54,7 +54,8 @@ impl From<RuntimeError> for GatewayError {
             RuntimeError::LimitExceeded { .. }
             | RuntimeError::ModuleFailed(_)
             | RuntimeError::Trapped(_)
-            | RuntimeError::Query(_) => Self::FailedPrecondition(error.to_string()),
+            | RuntimeError::Query(_)
+            | RuntimeError::Cancelled(_) => Self::FailedPrecondition(error.to_string()),
             RuntimeError::Internal(_) => Self::Internal(error.to_string()),
         }
     }

@@ -36,8 +36,9 @@ const LEAF_VALIDITY: Duration = Duration::days(365);
 const CLOCK_SKEW: Duration = Duration::minutes(5);
 /// X.520 upper bound for CN, O and OU values.
 const MAX_NAME_CHARS: usize = 64;
-/// Host names written into every domain's server certificate by [`write_domain_pki`].
-const LOCAL_SERVER_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
+/// Host names every domain's server certificate is valid for, besides those an operator adds, so
+/// that clients on the domain's own machine can always connect.
+pub const LOCAL_SERVER_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
 /// The accepted role names, for error messages.
 const ROLE_NAMES: &str = "provider, developer, operator, regulator";
 
@@ -159,6 +160,20 @@ fn single_subject_value<'a, 'b: 'a>(
         return Err(IdentityError::Unauthenticated(format!("client certificate has an empty {what}")));
     }
     Ok(text.to_string())
+}
+
+/// The principal a client certificate in PEM names, so that a client knows which role's service
+/// to call before it connects. The gateway itself reads the certificate the TLS layer verified.
+pub fn principal_from_pem(cert_pem: &str) -> Result<Principal, IdentityError> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|error| IdentityError::InvalidInput(format!("certificate is not PEM: {error}")))?;
+    if block.label != "CERTIFICATE" {
+        return Err(IdentityError::InvalidInput(format!(
+            "the PEM file holds a \"{}\" block, not a CERTIFICATE",
+            block.label
+        )));
+    }
+    principal_from_certificate(&block.contents).map_err(|error| IdentityError::InvalidInput(error.to_string()))
 }
 
 /// A certificate and its private key, as the PEM text TLS stacks and files take.
@@ -477,14 +492,15 @@ pub struct DomainPkiPaths {
     /// The CA private key (`ca.key`, readable by the owner only); whoever holds it can mint
     /// identities.
     pub ca_key: PathBuf,
-    /// The gateway's certificate for `localhost` and `127.0.0.1`.
+    /// The gateway's certificate (`server.pem`, `server.key`).
     pub server: PemPaths,
     /// One client identity per principal, in the order given.
     pub identities: Vec<(Principal, PemPaths)>,
 }
 
-/// Writes a domain's PKI into `dir`: the CA, a server certificate for local use and one client
-/// identity per principal, named `<organisation>-<role>-<name>`.
+/// Writes a domain's PKI into `dir`: the CA, a server certificate valid for `localhost`,
+/// `127.0.0.1` and every host in `extra_hosts`, and one client identity per principal, named
+/// `<organisation>-<role>-<name>`.
 ///
 /// Every certificate is issued before anything is written, so invalid principals or clashing
 /// file names leave `dir` untouched. Private keys are created readable by the owner only;
@@ -492,6 +508,7 @@ pub struct DomainPkiPaths {
 pub fn write_domain_pki(
     dir: &Path,
     ca: &CertificateAuthority,
+    extra_hosts: &[&str],
     identities: &[Principal],
 ) -> Result<DomainPkiPaths, IdentityError> {
     let mut stems: BTreeMap<String, &Principal> = BTreeMap::new();
@@ -505,7 +522,13 @@ pub fn write_domain_pki(
         }
         issued.push((principal, stem, ca.issue_client(principal)?));
     }
-    let server = ca.issue_server(&LOCAL_SERVER_HOSTS)?;
+    let mut hosts: Vec<&str> = LOCAL_SERVER_HOSTS.to_vec();
+    for host in extra_hosts {
+        if !hosts.contains(host) {
+            hosts.push(host);
+        }
+    }
+    let server = ca.issue_server(&hosts)?;
 
     std::fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
         action: "creating the PKI directory",
@@ -522,6 +545,25 @@ pub fn write_domain_pki(
         .map(|(principal, stem, pem)| Ok((principal.clone(), write_pem(dir, &stem, &pem)?)))
         .collect::<Result<_, IdentityError>>()?;
     Ok(DomainPkiPaths { ca_cert, ca_key, server, identities })
+}
+
+/// Issues one more client identity from `ca` into `dir`, named `<organisation>-<role>-<name>`
+/// as [`write_domain_pki`] names them. An identity of the same name is not overwritten: its
+/// holder may be using it, and a new one would not revoke the old.
+pub fn write_client_identity(
+    dir: &Path,
+    ca: &CertificateAuthority,
+    principal: &Principal,
+) -> Result<PemPaths, IdentityError> {
+    let stem = identity_file_stem(principal);
+    if dir.join(format!("{stem}.pem")).exists() {
+        return Err(IdentityError::InvalidInput(format!(
+            "an identity {stem}.pem already exists in {}; choose another principal name",
+            dir.display()
+        )));
+    }
+    let pem = ca.issue_client(principal)?;
+    write_pem(dir, &stem, &pem)
 }
 
 /// `<organisation>-<role>-<name>`, each part reduced to `[a-z0-9-]`.
@@ -823,7 +865,7 @@ mod tests {
         let ca = CertificateAuthority::generate("test domain CA").expect("CA");
         let regulator =
             Principal { organisation: "Zhejiang CAC".into(), name: "inspector".into(), role: Role::Regulator };
-        let paths = write_domain_pki(dir.path(), &ca, &[developer(), regulator.clone()]).expect("write");
+        let paths = write_domain_pki(dir.path(), &ca, &[], &[developer(), regulator.clone()]).expect("write");
 
         assert_eq!(paths.ca_cert, dir.path().join("ca.pem"));
         assert_eq!(std::fs::read_to_string(&paths.ca_cert).expect("read"), ca.ca_pem());
@@ -862,7 +904,7 @@ mod tests {
         let pki = dir.path().join("pki");
         let ca = CertificateAuthority::generate("test domain CA").expect("CA");
         let twin = Principal { organisation: "Greenfin Analytics".into(), ..developer() };
-        let error = write_domain_pki(&pki, &ca, &[developer(), twin]).expect_err("clash");
+        let error = write_domain_pki(&pki, &ca, &[], &[developer(), twin]).expect_err("clash");
         assert_eq!(
             error.to_string(),
             "principals greenfin-analytics/analyst (developer) and Greenfin Analytics/analyst (developer) would both be \

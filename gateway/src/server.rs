@@ -79,12 +79,13 @@ pub async fn serve(domain: Arc<Domain>, address: SocketAddr, tls: &TlsMaterial) 
     Ok(ServerHandle { address, shutdown, task })
 }
 
-/// Connects to a gateway at `address` (`host:port`) with a client identity.
+/// Connects to a gateway at `address` (`host:port`) with a client identity. The server's
+/// certificate must name the host dialled (a DNS name or an IP address).
 pub async fn connect(address: &str, tls: &TlsMaterial) -> Result<Channel, GatewayError> {
     let tls_config = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&tls.ca_pem))
         .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
-        .domain_name("localhost");
+        .domain_name(host_of(address)?);
     Channel::from_shared(format!("https://{address}"))
         .map_err(|error| GatewayError::InvalidInput(format!("gateway address \"{address}\": {error}")))?
         .tls_config(tls_config)
@@ -92,4 +93,34 @@ pub async fn connect(address: &str, tls: &TlsMaterial) -> Result<Channel, Gatewa
         .connect()
         .await
         .map_err(|error| GatewayError::internal(&format!("connecting to the gateway at {address}"), error))
+}
+
+/// The host part of `host:port`, `[v6]:port` or a bare host.
+fn host_of(address: &str) -> Result<&str, GatewayError> {
+    let host = if let Some(rest) = address.strip_prefix('[') {
+        rest.split_once(']').map(|(host, _)| host)
+    } else {
+        Some(address.rsplit_once(':').map_or(address, |(host, _)| host))
+    };
+    match host {
+        Some(host) if !host.is_empty() => Ok(host),
+        _ => Err(GatewayError::InvalidInput(format!(
+            "gateway address \"{address}\" names no host; write host:port, e.g. 127.0.0.1:7443"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn the_host_dialled_is_the_name_the_server_certificate_must_hold() {
+        assert_eq!(host_of("127.0.0.1:7443").expect("v4"), "127.0.0.1");
+        assert_eq!(host_of("gateway.huzhou.example:443").expect("dns"), "gateway.huzhou.example");
+        assert_eq!(host_of("[::1]:7443").expect("v6"), "::1");
+        assert_eq!(host_of("localhost").expect("bare"), "localhost");
+        assert!(host_of(":7443").is_err());
+        assert!(host_of("[::1").is_err());
+    }
 }

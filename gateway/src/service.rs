@@ -11,7 +11,7 @@ use unseen_proto::v1 as pb;
 use unseen_runtime::Mode;
 
 use crate::GatewayError;
-use crate::domain::{DatasetRegistration, Domain, EgressView, JobView};
+use crate::domain::{DatasetRegistration, Domain, EgressView, GrantAction, GrantView, JobView};
 use crate::identity::{Principal, Role, principal_from_certificate};
 
 /// Largest module upload accepted, bytes.
@@ -98,6 +98,18 @@ fn job_view(view: JobView) -> pb::JobView {
     }
 }
 
+fn grant_view(view: GrantView) -> pb::GrantView {
+    pb::GrantView {
+        grant_id: view.id,
+        scenario_id: view.scenario_id,
+        developer: view.developer,
+        state: view.state,
+        grant_hash: view.hash,
+        expires_at_unix_ms: view.expires_at_unix_ms,
+        reason: view.reason,
+    }
+}
+
 fn egress_view(view: EgressView) -> pb::EgressView {
     pb::EgressView {
         egress_id: view.id,
@@ -158,6 +170,11 @@ impl pb::developer_server::Developer for Services {
         Ok(Response::new(pb::SubmitScenarioReply { scenario_id, state: "submitted".into() }))
     }
 
+    async fn list_scenarios(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ScenarioList>, Status> {
+        let who = caller(&request, Role::Developer)?;
+        Ok(Response::new(self.scenarios(&who, &request.get_ref().state).await?))
+    }
+
     async fn upload_module(
         &self,
         request: Request<Streaming<pb::ModuleChunk>>,
@@ -216,6 +233,11 @@ impl pb::developer_server::Developer for Services {
         Ok(Response::new(egress_view(self.domain.request_egress(&who, &request.job_id, &request.output_name).await?)))
     }
 
+    async fn get_egress(&self, request: Request<pb::GetEgressRequest>) -> Result<Response<pb::EgressView>, Status> {
+        let who = caller(&request, Role::Developer)?;
+        Ok(Response::new(egress_view(self.domain.egress(&who, &request.get_ref().egress_id).await?)))
+    }
+
     async fn get_release(
         &self,
         request: Request<pb::GetReleaseRequest>,
@@ -232,11 +254,11 @@ impl pb::developer_server::Developer for Services {
     }
 }
 
-#[tonic::async_trait]
-impl pb::operator_server::Operator for Services {
-    async fn list_scenarios(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ScenarioList>, Status> {
-        let who = caller(&request, Role::Operator)?;
-        let rows = self.domain.list_scenarios(&who, &request.get_ref().state).await?;
+impl Services {
+    /// Scenarios `who` may see (all for operators, their own for developers).
+    async fn scenarios(&self, who: &Principal, state: &str) -> Result<pb::ScenarioList, Status> {
+        validate_state_filter(state, SCENARIO_STATES)?;
+        let rows = self.domain.list_scenarios(who, state).await?;
         let scenarios = rows
             .into_iter()
             .map(|row| pb::ScenarioView {
@@ -248,7 +270,34 @@ impl pb::operator_server::Operator for Services {
                 grant_id: row["grant_id"].clone(),
             })
             .collect();
-        Ok(Response::new(pb::ScenarioList { scenarios }))
+        Ok(pb::ScenarioList { scenarios })
+    }
+}
+
+/// States a scenario can be in.
+const SCENARIO_STATES: &[&str] = &["submitted", "approved", "rejected"];
+/// States a grant can be in.
+const GRANT_STATES: &[&str] = &["active", "suspended", "expired", "terminated"];
+/// States an egress request can be in.
+const EGRESS_STATES: &[&str] = &["auto_released", "awaiting_operator", "approved", "rejected", "blocked"];
+
+/// A list filter is empty (everything) or one of the states the object can be in, so that a
+/// typo answers INVALID_ARGUMENT instead of an empty list.
+fn validate_state_filter(state: &str, states: &[&str]) -> Result<(), Status> {
+    if state.is_empty() || states.contains(&state) {
+        return Ok(());
+    }
+    Err(Status::invalid_argument(format!(
+        "state \"{state}\" is not a state of this list; use one of {} or leave it empty",
+        states.join(", ")
+    )))
+}
+
+#[tonic::async_trait]
+impl pb::operator_server::Operator for Services {
+    async fn list_scenarios(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ScenarioList>, Status> {
+        let who = caller(&request, Role::Operator)?;
+        Ok(Response::new(self.scenarios(&who, &request.get_ref().state).await?))
     }
 
     async fn decide_scenario(
@@ -276,8 +325,23 @@ impl pb::operator_server::Operator for Services {
 
     async fn list_egress(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::EgressList>, Status> {
         let who = caller(&request, Role::Operator)?;
+        validate_state_filter(&request.get_ref().state, EGRESS_STATES)?;
         let views = self.domain.list_egress(&who, &request.get_ref().state).await?;
         Ok(Response::new(pb::EgressList { requests: views.into_iter().map(egress_view).collect() }))
+    }
+
+    async fn list_grants(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::GrantList>, Status> {
+        let who = caller(&request, Role::Operator)?;
+        validate_state_filter(&request.get_ref().state, GRANT_STATES)?;
+        let grants = self.domain.list_grants(&who, &request.get_ref().state).await?;
+        Ok(Response::new(pb::GrantList { grants: grants.into_iter().map(grant_view).collect() }))
+    }
+
+    async fn change_grant(&self, request: Request<pb::ChangeGrantRequest>) -> Result<Response<pb::GrantView>, Status> {
+        let who = caller(&request, Role::Operator)?;
+        let request = request.into_inner();
+        let action: GrantAction = json_enum("action", &request.action, "suspend, resume, terminate")?;
+        Ok(Response::new(grant_view(self.domain.change_grant(&who, &request.grant_id, action, &request.reason).await?)))
     }
 
     async fn decide_egress(&self, request: Request<pb::DecideRequest>) -> Result<Response<pb::EgressView>, Status> {

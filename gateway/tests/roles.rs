@@ -29,6 +29,12 @@ async fn call(rpc: &str, channel: Channel) -> Code {
             .submit_scenario(pb::SubmitScenarioRequest { application_json: "{}".into() })
             .await
             .map(drop),
+        "Developer.ListScenarios" => {
+            DeveloperClient::new(channel).list_scenarios(pb::ListRequest { state: String::new() }).await.map(drop)
+        }
+        "Developer.GetEgress" => {
+            DeveloperClient::new(channel).get_egress(pb::GetEgressRequest { egress_id: "e-404".into() }).await.map(drop)
+        }
         "Developer.UploadModule" => DeveloperClient::new(channel)
             .upload_module(tokio_stream::iter(vec![pb::ModuleChunk { grant_id: "g-404".into(), data: vec![0; 8] }]))
             .await
@@ -71,6 +77,17 @@ async fn call(rpc: &str, channel: Channel) -> Code {
             .decide_egress(pb::DecideRequest { id: "e-404".into(), approve: false, reason: "no".into() })
             .await
             .map(drop),
+        "Operator.ListGrants" => {
+            OperatorClient::new(channel).list_grants(pb::ListRequest { state: String::new() }).await.map(drop)
+        }
+        "Operator.ChangeGrant" => OperatorClient::new(channel)
+            .change_grant(pb::ChangeGrantRequest {
+                grant_id: "g-404".into(),
+                action: "suspend".into(),
+                reason: "test".into(),
+            })
+            .await
+            .map(drop),
         "Regulator.LatestCheckpoint" => {
             RegulatorClient::new(channel).latest_checkpoint(pb::CheckpointRequest {}).await.map(drop)
         }
@@ -98,19 +115,23 @@ async fn call(rpc: &str, channel: Channel) -> Code {
 }
 
 /// Every RPC of the API and the role its service is for.
-const MATRIX: [(&str, Role); 17] = [
+const MATRIX: [(&str, Role); 21] = [
     ("Provider.RegisterDataset", Role::Provider),
     ("Developer.SubmitScenario", Role::Developer),
+    ("Developer.ListScenarios", Role::Developer),
     ("Developer.UploadModule", Role::Developer),
     ("Developer.RunJob", Role::Developer),
     ("Developer.GetJob", Role::Developer),
     ("Developer.CancelJob", Role::Developer),
     ("Developer.RequestEgress", Role::Developer),
+    ("Developer.GetEgress", Role::Developer),
     ("Developer.GetRelease", Role::Developer),
     ("Operator.ListScenarios", Role::Operator),
     ("Operator.DecideScenario", Role::Operator),
     ("Operator.ListEgress", Role::Operator),
     ("Operator.DecideEgress", Role::Operator),
+    ("Operator.ListGrants", Role::Operator),
+    ("Operator.ChangeGrant", Role::Operator),
     ("Regulator.LatestCheckpoint", Role::Regulator),
     ("Regulator.ExportAudit", Role::Regulator),
     ("Regulator.AuditEntries", Role::Regulator),

@@ -84,6 +84,7 @@ pub(crate) struct HostState {
     mode: Mode,
     params: String,
     deadline: Instant,
+    pub(crate) cancel: crate::host::CancelFlag,
     memory: Option<Memory>,
     alloc: Option<TypedFunc<i32, i32>>,
     results: Vec<(GovernedResult, usize)>,
@@ -109,22 +110,21 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
+    /// The state of `job` running against `session` until `deadline`.
     pub(crate) fn new(
         session: Arc<GovernedSession>,
         tokio: tokio::runtime::Handle,
-        limits: JobLimits,
-        mode: Mode,
-        params: &str,
-        seed: u64,
+        job: &crate::host::JobSpec<'_>,
         deadline: Instant,
     ) -> Self {
         Self {
             session,
             tokio,
-            limits,
-            mode,
-            params: params.to_string(),
+            limits: job.grant.application.limits,
+            mode: job.mode,
+            params: job.params.to_string(),
             deadline,
+            cancel: job.cancel.clone(),
             memory: None,
             alloc: None,
             results: Vec::new(),
@@ -132,7 +132,7 @@ impl HostState {
             log: Vec::new(),
             queries: Vec::new(),
             last_error: String::new(),
-            random_state: seed,
+            random_state: job.seed,
             memory_refused: false,
             table_refused: false,
             limit_hit: None,
@@ -223,6 +223,16 @@ fn timed<T>(caller: &mut HostCaller<'_>, call: impl FnOnce(&mut HostCaller<'_>) 
 fn fail(caller: &mut HostCaller<'_>, code: i64, message: String) -> i64 {
     caller.data_mut().last_error = message;
     code
+}
+
+/// Resolves with the reason once `cancel` is set; polled while a query runs.
+async fn cancelled(cancel: &crate::host::CancelFlag) -> String {
+    loop {
+        if let Some(reason) = cancel.reason() {
+            return reason;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 fn hit_limit(caller: &mut HostCaller<'_>, limit: &'static str, detail: String) -> wasmtime::Error {
@@ -338,9 +348,23 @@ fn query(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i6
     let (session, tokio, mode) = (state.session.clone(), state.tokio.clone(), state.mode);
     let remaining = state.deadline.saturating_duration_since(Instant::now());
     let wall_clock_ms = state.limits.wall_clock_ms;
-    let Ok(outcome) = tokio.block_on(async { tokio::time::timeout(remaining, session.query(&sql)).await }) else {
-        let detail = format!("deadline of {wall_clock_ms} ms passed during a query");
-        return Err(hit_limit(caller, "wall_clock", detail));
+    let cancel = state.cancel.clone();
+    let stopped = tokio.block_on(async {
+        tokio::select! {
+            outcome = tokio::time::timeout(remaining, session.query(&sql)) => outcome.map_err(|_| None),
+            reason = cancelled(&cancel) => Err(Some(reason)),
+        }
+    });
+    let outcome = match stopped {
+        Ok(outcome) => outcome,
+        Err(None) => {
+            let detail = format!("deadline of {wall_clock_ms} ms passed during a query");
+            return Err(hit_limit(caller, "wall_clock", detail));
+        }
+        Err(Some(reason)) => {
+            caller.data_mut().limit_hit = Some(RuntimeError::Cancelled(reason));
+            return Err(wasmtime::Error::new(LimitTrap));
+        }
     };
     let state = caller.data_mut();
     match outcome {

@@ -150,6 +150,28 @@ pub struct JobReport {
     pub failure: Option<RuntimeError>,
 }
 
+/// A switch that stops a running job from another thread: the guest traps at its next epoch
+/// check (within [`CANCEL_CHECK_TICKS`] ticks) and a query in flight is abandoned. Clones share
+/// the switch.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<std::sync::Mutex<Option<String>>>);
+
+impl CancelFlag {
+    /// Stops the job; `why` says by whom (it becomes the job's error).
+    pub fn cancel(&self, why: &str) {
+        let mut reason = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        reason.get_or_insert_with(|| why.to_string());
+    }
+
+    /// Why the job was cancelled, if it was.
+    pub fn reason(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// Epoch ticks between two checks of the cancel flag and the wall-clock deadline (50 ms).
+pub const CANCEL_CHECK_TICKS: u64 = 5;
+
 /// What to run: a module, under a grant (whose limits apply), over the grant's tables, in a mode.
 #[derive(Debug, Clone, Copy)]
 pub struct JobSpec<'a> {
@@ -165,6 +187,8 @@ pub struct JobSpec<'a> {
     pub params: &'a str,
     /// Seed of the deterministic randomness the guest sees.
     pub seed: u64,
+    /// Stops the job when set from another thread.
+    pub cancel: &'a CancelFlag,
 }
 
 /// The host: one wasmtime engine, its linker, and the compiled modules.
@@ -326,7 +350,7 @@ impl Runtime {
             }
         };
         let deadline = started + Duration::from_millis(limits.wall_clock_ms);
-        let state = HostState::new(session, tokio, limits, job.mode, job.params, job.seed, deadline);
+        let state = HostState::new(session, tokio, job, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
         let outcome = self.instantiate_and_run(&mut store, job.module, &limits, deadline);
@@ -352,11 +376,24 @@ impl Runtime {
         if self.fuel_metering {
             store.set_fuel(limits.fuel).map_err(internal)?;
         }
-        // The same deadline the queries run against, counted from the job's start.
-        let left_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
-        let ticks = left_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // The same deadline the queries run against, counted from the job's start; checked,
+        // with the cancel flag, every few ticks.
+        let ticks_left = move || {
+            let left_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
+            left_ms.div_ceil(EPOCH_TICK.as_millis() as u64)
+        };
+        store.set_epoch_deadline(ticks_left().clamp(1, CANCEL_CHECK_TICKS));
+        store.epoch_deadline_callback(move |mut context| {
+            let cancelled = context.data().cancel.reason();
+            if let Some(reason) = cancelled {
+                context.data_mut().limit_hit = Some(RuntimeError::Cancelled(reason));
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
+            match ticks_left() {
+                0 => Ok(wasmtime::UpdateDeadline::Interrupt),
+                left => Ok(wasmtime::UpdateDeadline::Continue(left.min(CANCEL_CHECK_TICKS))),
+            }
+        });
         let instantiating = Instant::now();
         let instance = pre.instantiate(&mut *store).map_err(|error| trap_to_error(store, error))?;
         let memory = instance.get_memory(&mut *store, "memory");

@@ -18,7 +18,7 @@ pub mod subject_sketch;
 
 pub use abi::ABI_VERSION;
 pub use governed::{DomainTable, GovernedResult, GovernedSession, Mode};
-pub use host::{JobOutput, JobReport, JobSpec, Metering, ModuleInfo, QueryRecord, Runtime, RuntimeConfig};
+pub use host::{CancelFlag, JobOutput, JobReport, JobSpec, Metering, ModuleInfo, QueryRecord, Runtime, RuntimeConfig};
 
 use unseen_policy::Refusal;
 
@@ -53,6 +53,10 @@ pub enum RuntimeError {
     /// The module gave up (returned non-zero, exited) or failed in a way the host cannot type.
     #[error("module failed: {0}")]
     ModuleFailed(String),
+    /// The job was stopped from outside (its developer cancelled it, or its grant was
+    /// suspended or terminated); the text says by whom.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
     /// A bug or an environment problem in the domain itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -72,7 +76,8 @@ impl RuntimeError {
                 | Self::LimitExceeded { .. }
                 | Self::InvalidModule(_)
                 | Self::InvalidQuery(_)
-                | Self::Trapped(_),
+                | Self::Trapped(_)
+                | Self::Cancelled(_),
                 Mode::Production,
             ) => self.to_string(),
             (Self::Query(_), Mode::Production) => {

@@ -1,0 +1,265 @@
+//! What every client command shares: where the gateway is, who is calling, how a refusal is
+//! explained, and how progress and results are shown.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use serde::Serialize;
+use tonic::transport::Channel;
+use unseen_gateway::TlsMaterial;
+use unseen_gateway::identity::{Principal, Role, principal_from_pem};
+
+/// The gateway an address defaults to: `unseen serve` on the same machine.
+pub const DEFAULT_SERVER: &str = "127.0.0.1:7443";
+
+/// How a client command reaches the domain; every option may come from the environment.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The gateway, `host:port`; the server certificate must name the host.
+    #[arg(long, env = "UNSEEN_SERVER", default_value = DEFAULT_SERVER, global = true)]
+    pub server: String,
+    /// Your identity: the certificate path without its extension (`pki/greenfin-developer-analyst`
+    /// reads `.pem` and `.key`), as `unseen init` or `unseen identity issue` wrote it.
+    #[arg(long, env = "UNSEEN_IDENTITY", global = true)]
+    pub identity: Option<PathBuf>,
+    /// The domain's CA certificate [default: `ca.pem` beside the identity].
+    #[arg(long, env = "UNSEEN_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// The domain's Ed25519 public key (hex, or a file holding it) that releases and audit
+    /// checkpoints must verify under [default: `domain.pub` beside the CA certificate].
+    #[arg(long, env = "UNSEEN_DOMAIN_KEY", global = true)]
+    pub domain_key: Option<String>,
+    /// Print JSON instead of text, for programs.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// A connection to the gateway as one principal.
+pub struct Client {
+    /// The channel the role clients are built on.
+    pub channel: Channel,
+    /// Who the certificate says the caller is.
+    pub principal: Principal,
+    /// The address dialled.
+    pub server: String,
+    /// Where the CA certificate was read from (a domain key may sit beside it).
+    ca_path: PathBuf,
+    /// The `--domain-key` option, if given.
+    domain_key: Option<String>,
+    /// JSON output was asked for.
+    pub json: bool,
+}
+
+impl ClientArgs {
+    fn identity_paths(&self) -> Result<(PathBuf, PathBuf, PathBuf)> {
+        let stem = self.identity.as_ref().ok_or_else(|| {
+            anyhow!(
+                "no identity: pass --identity PATH (or set UNSEEN_IDENTITY) to the certificate `unseen init` wrote \
+                 for you, e.g. --identity domain/pki/greenfin-developer-analyst"
+            )
+        })?;
+        let stem = match stem.extension().and_then(|extension| extension.to_str()) {
+            Some("pem" | "key") => stem.with_extension(""),
+            _ => stem.clone(),
+        };
+        let cert = with_suffix(&stem, "pem");
+        let key = with_suffix(&stem, "key");
+        let ca = match &self.ca {
+            Some(ca) => ca.clone(),
+            None => stem.parent().unwrap_or(Path::new(".")).join("ca.pem"),
+        };
+        Ok((cert, key, ca))
+    }
+}
+
+impl ClientArgs {
+    /// The domain key releases and checkpoints must verify under: `--domain-key` (hex or a
+    /// file), else `domain.pub` beside the CA certificate. None when neither is there.
+    pub fn trusted_domain_key(&self) -> Result<Option<[u8; 32]>> {
+        let ca = match &self.ca {
+            Some(ca) => Some(ca.clone()),
+            None => self.identity_paths().ok().map(|(_, _, ca)| ca),
+        };
+        trusted_key(self.domain_key.as_deref(), ca.as_deref())
+    }
+}
+
+fn trusted_key(option: Option<&str>, ca_path: Option<&Path>) -> Result<Option<[u8; 32]>> {
+    let text = match option {
+        Some(value) if Path::new(value).is_file() => read_text(Path::new(value), "the domain key")?,
+        Some(value) => value.to_string(),
+        None => {
+            let Some(ca_path) = ca_path else { return Ok(None) };
+            let beside = ca_path.parent().unwrap_or(Path::new(".")).join("domain.pub");
+            if !beside.is_file() {
+                return Ok(None);
+            }
+            read_text(&beside, "the domain key")?
+        }
+    };
+    Ok(Some(crate::verify::public_key(&text).context("the domain key")?))
+}
+
+/// `path` with `.suffix` appended (not replacing a dot already in a file name like `acme.cn-…`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut text = path.as_os_str().to_owned();
+    text.push(".");
+    text.push(suffix);
+    PathBuf::from(text)
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+impl Client {
+    /// Reads the identity and connects; the caller's role must be `role` (a client-side check
+    /// that gives a clearer message than the gateway's PERMISSION_DENIED).
+    pub async fn connect(args: &ClientArgs, role: Role, command: &str) -> Result<Self> {
+        Self::connect_as(args, &[role], command).await
+    }
+
+    /// [`Client::connect`] for a command more than one role may run.
+    pub async fn connect_as(args: &ClientArgs, roles: &[Role], command: &str) -> Result<Self> {
+        let (cert_path, key_path, ca_path) = args.identity_paths()?;
+        let cert_pem = read_text(&cert_path, "the identity certificate")?;
+        let key_pem = read_text(&key_path, "the identity key")?;
+        let ca_pem = read_text(&ca_path, "the domain CA certificate (set it with --ca)")?;
+        let principal = principal_from_pem(&cert_pem).with_context(|| format!("reading {}", cert_path.display()))?;
+        if !roles.contains(&principal.role) {
+            let needed: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+            bail!(
+                "`unseen {command}` is for the {} role; your identity {} holds the {} role. \
+                 Use an identity of that role (--identity).",
+                needed.join(" or "),
+                principal,
+                principal.role
+            );
+        }
+        let tls = TlsMaterial { ca_pem, cert_pem, key_pem };
+        let channel = unseen_gateway::connect(&args.server, &tls).await.map_err(|error| {
+            anyhow!(
+                "cannot reach the gateway at {}: {error:#}. Is `unseen serve` running there, and is --server right?",
+                args.server
+            )
+        })?;
+        Ok(Self {
+            channel,
+            principal,
+            server: args.server.clone(),
+            ca_path,
+            domain_key: args.domain_key.clone(),
+            json: args.json,
+        })
+    }
+
+    /// The domain key releases and checkpoints must verify under (see
+    /// [`ClientArgs::trusted_domain_key`]).
+    pub fn domain_key(&self) -> Result<Option<[u8; 32]>> {
+        trusted_key(self.domain_key.as_deref(), Some(&self.ca_path))
+    }
+
+    /// Explains a refusal from the gateway: what it said, and what to do about it.
+    pub fn refused(&self, what: &str, status: tonic::Status) -> anyhow::Error {
+        use tonic::Code;
+        let message = status.message();
+        let hint = match status.code() {
+            Code::PermissionDenied => format!(" (you are {})", self.principal),
+            Code::Unauthenticated => {
+                " (the gateway did not accept your certificate: check --identity and that it was issued by this \
+                 domain's CA)"
+                    .to_string()
+            }
+            Code::Unavailable => {
+                format!(" (the gateway at {} is not answering: is `unseen serve` running?)", self.server)
+            }
+            Code::DeadlineExceeded => " (the gateway took too long; try again)".to_string(),
+            _ => String::new(),
+        };
+        anyhow!("{what} refused: {message}{hint}")
+    }
+}
+
+/// Something a command prints: its text for people, its JSON for programs.
+pub fn emit<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        let text = text();
+        if !text.is_empty() {
+            println!("{}", text.trim_end());
+        }
+    }
+    Ok(())
+}
+
+/// A one-line progress display on standard error, shown only to a person at a terminal (never
+/// with `--json`, never into a pipe or a log).
+pub struct Progress {
+    enabled: bool,
+    started: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    pub fn new(json: bool) -> Self {
+        Self { enabled: !json && std::io::stderr().is_terminal(), started: Instant::now(), shown: false }
+    }
+
+    /// Replaces the line with `text` and the time since the start.
+    pub fn show(&mut self, text: &str) {
+        if self.enabled {
+            let seconds = self.started.elapsed().as_secs_f64();
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "\r\x1b[2K{text} ({seconds:.1} s)");
+            let _ = stderr.flush();
+            self.shown = true;
+        }
+    }
+
+    /// A bar for `done` of `total` bytes.
+    pub fn bytes(&mut self, label: &str, done: u64, total: u64) {
+        if self.enabled {
+            const WIDTH: u64 = 24;
+            let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH) as usize;
+            let bar = format!("{}{}", "█".repeat(filled), "·".repeat(WIDTH as usize - filled));
+            self.show(&format!("{label} {bar} {} / {}", mebibytes(done), mebibytes(total)));
+        }
+    }
+
+    /// Clears the line.
+    pub fn finish(&mut self) {
+        if self.shown {
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "\r\x1b[2K");
+            let _ = stderr.flush();
+            self.shown = false;
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
+}
+
+/// The name an enum has on the wire: its serde name (`important`, `person`, `subject`).
+pub fn wire_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|value| value.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// A JSON field that holds JSON text, embedded as a value (or as the text if it does not parse).
+pub fn embedded_json(text: &str) -> serde_json::Value {
+    if text.is_empty() {
+        return serde_json::Value::Null;
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
+}

@@ -1,0 +1,359 @@
+//! `unseen init`, `unseen serve` and `unseen identity issue`: an operator's commands for the
+//! domain directory itself.
+//!
+//! A domain directory holds `domain.json` (name, listen address, store, worker limits), `pki/`
+//! (the CA, the server certificate, the client identities and `domain.pub`) and `state/` (the
+//! domain's keys, data, modules, outputs, releases, audit log and, by default, the SQLite
+//! metadata store).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use unseen_gateway::identity::{CertificateAuthority, Principal, Role, write_client_identity, write_domain_pki};
+use unseen_gateway::{Domain, DomainOptions, TlsMaterial};
+
+use crate::client::{DEFAULT_SERVER, emit};
+
+/// The file in a domain directory that says how to serve it.
+const CONFIG_FILE: &str = "domain.json";
+
+/// How a domain is served; written by `unseen init`, read by `unseen serve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DomainConfig {
+    /// The domain's name: the audit log's origin and the checkpoint key name.
+    pub name: String,
+    /// The address the gateway listens on.
+    pub listen: String,
+    /// A PostgreSQL URL for the metadata store; absent keeps it in `state/metadata.sqlite`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_url: Option<String>,
+    /// Jobs running at once in the domain (0: the default).
+    #[serde(default)]
+    pub workers: usize,
+    /// Jobs one organisation may run at once (0: the default).
+    #[serde(default)]
+    pub jobs_per_organisation: usize,
+}
+
+/// Create a domain directory: a CA (or your own), the server certificate, the domain signing
+/// key and one client identity per `--principal`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  \
+    unseen init ./domain --name huzhou.unseen \\\n    \
+    --principal provider:huzhou-data-bureau:registrar \\\n    \
+    --principal developer:greenfin-analytics:analyst \\\n    \
+    --principal operator:huzhou-data-group:reviewer \\\n    \
+    --principal regulator:zhejiang-cac:inspector\n  \
+    unseen serve ./domain")]
+pub struct InitArgs {
+    /// The directory to create (it must not hold a domain yet).
+    dir: PathBuf,
+    /// The domain's name, e.g. `huzhou.unseen`: the origin of its audit checkpoints.
+    #[arg(long)]
+    name: String,
+    /// A client identity to issue, `ROLE:ORGANISATION:NAME` (role: provider, developer,
+    /// operator or regulator); repeat for more.
+    #[arg(long = "principal", value_name = "ROLE:ORGANISATION:NAME")]
+    principals: Vec<String>,
+    /// A host name or IP address the server certificate is also valid for (it always is for
+    /// `localhost` and `127.0.0.1`); repeat for more.
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// The address `unseen serve` listens on.
+    #[arg(long, default_value = DEFAULT_SERVER)]
+    listen: String,
+    /// Keep the metadata in PostgreSQL (`postgres://user:password@host/db`) instead of SQLite.
+    #[arg(long)]
+    metadata_url: Option<String>,
+    /// Your own CA certificate (PEM) to issue from, instead of a new CA; needs --ca-key.
+    #[arg(long, requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+    /// The private key (unencrypted PKCS#8 PEM) of --ca-cert.
+    #[arg(long, requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Serve a domain directory's gateway (mTLS) until interrupted (Ctrl-C or SIGTERM).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The domain directory `unseen init` created.
+    dir: PathBuf,
+    /// Listen here instead of the address in `domain.json` (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Use this metadata store instead of the one in `domain.json`.
+    #[arg(long, env = "UNSEEN_METADATA_URL")]
+    metadata_url: Option<String>,
+    /// Jobs running at once in the domain.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Jobs one organisation may run at once.
+    #[arg(long)]
+    jobs_per_organisation: Option<usize>,
+    /// Announce the address as one JSON line (for programs that start the server).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Issue a client identity from the domain's CA (needs `pki/ca.key`).
+#[derive(Debug, Args)]
+pub struct IdentityIssueArgs {
+    /// The domain directory.
+    dir: PathBuf,
+    /// `ROLE:ORGANISATION:NAME`, e.g. `developer:greenfin-analytics:analyst`.
+    #[arg(long = "principal", value_name = "ROLE:ORGANISATION:NAME", required = true)]
+    principals: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct IdentityFile {
+    principal: String,
+    role: String,
+    cert: String,
+    key: String,
+}
+
+#[derive(Debug, Serialize)]
+struct InitReport {
+    dir: String,
+    name: String,
+    listen: String,
+    ca_cert: String,
+    /// Absent when the operator brought their own CA.
+    ca_key: Option<String>,
+    server_cert: String,
+    domain_public_key: String,
+    identities: Vec<IdentityFile>,
+}
+
+/// `ROLE:ORGANISATION:NAME` → a principal.
+fn parse_principal(text: &str) -> Result<Principal> {
+    let mut parts = text.splitn(3, ':');
+    let (Some(role), Some(organisation), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("--principal \"{text}\" is not ROLE:ORGANISATION:NAME, e.g. developer:greenfin-analytics:analyst");
+    };
+    let role: Role = role.trim().parse().map_err(|_| {
+        anyhow!("--principal \"{text}\": \"{role}\" is not a role; use provider, developer, operator or regulator")
+    })?;
+    if organisation.trim().is_empty() || name.trim().is_empty() {
+        bail!("--principal \"{text}\": the organisation and the name must not be empty");
+    }
+    Ok(Principal { organisation: organisation.trim().into(), name: name.trim().into(), role })
+}
+
+fn identity_file(principal: &Principal, paths: &unseen_gateway::identity::PemPaths) -> IdentityFile {
+    IdentityFile {
+        principal: principal.to_string(),
+        role: principal.role.as_str().into(),
+        cert: paths.cert.display().to_string(),
+        key: paths.key.display().to_string(),
+    }
+}
+
+/// Runs `unseen init`.
+pub fn init(args: InitArgs) -> Result<ExitCode> {
+    let principals = args.principals.iter().map(|text| parse_principal(text)).collect::<Result<Vec<_>>>()?;
+    if args.dir.join(CONFIG_FILE).exists() {
+        bail!("{} already holds a domain ({CONFIG_FILE} exists); choose an empty directory", args.dir.display());
+    }
+    if args.name.trim().is_empty() || args.name.chars().any(char::is_whitespace) {
+        bail!("--name \"{}\" must be one word without spaces, e.g. huzhou.unseen", args.name);
+    }
+    let (authority, own_ca) = match (&args.ca_cert, &args.ca_key) {
+        (Some(cert), Some(key)) => {
+            let read =
+                |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
+            (CertificateAuthority::from_pem(&read(cert)?, &read(key)?)?, true)
+        }
+        _ => (CertificateAuthority::generate(&format!("{} domain CA", args.name))?, false),
+    };
+    let hosts: Vec<&str> = args.hosts.iter().map(String::as_str).collect();
+    let pki_dir = args.dir.join("pki");
+    let pki = write_domain_pki(&pki_dir, &authority, &hosts, &principals)?;
+    if own_ca {
+        // The operator keeps their CA key; the domain directory holds only the certificate.
+        std::fs::remove_file(&pki.ca_key).with_context(|| format!("removing {}", pki.ca_key.display()))?;
+    }
+
+    // Opening the domain once creates its signing key, metadata store and audit log.
+    let state = args.dir.join("state");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let options = DomainOptions { metadata_url: args.metadata_url.clone(), ..DomainOptions::default() };
+    let public_key = runtime.block_on(async {
+        let domain = Domain::open_with(&state, &args.name, &options).await?;
+        Ok::<_, anyhow::Error>(hex::encode(domain.public_key()))
+    })?;
+    std::fs::write(pki_dir.join("domain.pub"), format!("{public_key}\n"))?;
+    let config = DomainConfig {
+        name: args.name.clone(),
+        listen: args.listen.clone(),
+        metadata_url: args.metadata_url.clone(),
+        workers: 0,
+        jobs_per_organisation: 0,
+    };
+    std::fs::write(args.dir.join(CONFIG_FILE), serde_json::to_vec_pretty(&config)?)?;
+
+    let report = InitReport {
+        dir: args.dir.display().to_string(),
+        name: args.name.clone(),
+        listen: args.listen.clone(),
+        ca_cert: pki.ca_cert.display().to_string(),
+        ca_key: (!own_ca).then(|| pki.ca_key.display().to_string()),
+        server_cert: pki.server.cert.display().to_string(),
+        domain_public_key: public_key,
+        identities: pki.identities.iter().map(|(principal, paths)| identity_file(principal, paths)).collect(),
+    };
+    emit(args.json, &report, || {
+        let mut text = format!("created domain \"{}\" in {}\n", report.name, report.dir);
+        text += &format!("  CA certificate   {}\n", report.ca_cert);
+        match &report.ca_key {
+            Some(key) => text += &format!("  CA key           {key}  (keep it offline: it mints identities)\n"),
+            None => text += "  CA key           kept by you (your own CA)\n",
+        }
+        text += &format!("  server cert      {}\n", report.server_cert);
+        text +=
+            &format!("  domain key       {}  (releases and checkpoints verify under it)\n", report.domain_public_key);
+        for identity in &report.identities {
+            text += &format!("  identity         {:<44} {}\n", identity.principal, identity.cert);
+        }
+        text += &format!("\nnext: unseen serve {}", report.dir);
+        if report.identities.is_empty() {
+            text += &format!("\n      unseen identity issue {} --principal developer:ORGANISATION:NAME", report.dir);
+        }
+        text
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_config(dir: &Path) -> Result<DomainConfig> {
+    let path = dir.join(CONFIG_FILE);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!("reading {}: is {} a domain directory made by `unseen init`?", path.display(), dir.display())
+    })?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a domain configuration", path.display()))
+}
+
+fn read_pem(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Runs `unseen serve` until Ctrl-C or SIGTERM.
+pub fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let config = read_config(&args.dir)?;
+    let listen = args.listen.clone().unwrap_or(config.listen.clone());
+    let address: std::net::SocketAddr =
+        listen.parse().with_context(|| format!("listen address \"{listen}\" is not host:port with an IP address"))?;
+    let pki = args.dir.join("pki");
+    let tls = TlsMaterial {
+        ca_pem: read_pem(&pki.join("ca.pem"))?,
+        cert_pem: read_pem(&pki.join("server.pem"))?,
+        key_pem: read_pem(&pki.join("server.key"))?,
+    };
+    let options = DomainOptions {
+        metadata_url: args.metadata_url.clone().or(config.metadata_url.clone()),
+        workers: args.workers.unwrap_or(config.workers),
+        jobs_per_organisation: args.jobs_per_organisation.unwrap_or(config.jobs_per_organisation),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let domain = Arc::new(
+            Domain::open_with(&args.dir.join("state"), &config.name, &options)
+                .await
+                .with_context(|| format!("opening the domain in {}", args.dir.join("state").display()))?,
+        );
+        let server = unseen_gateway::serve(domain.clone(), address, &tls).await?;
+        let store = if options.metadata_url.is_some() { "PostgreSQL" } else { "SQLite" };
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "domain": config.name,
+                    "address": server.address.to_string(),
+                    "domain_public_key": hex::encode(domain.public_key()),
+                    "metadata": store,
+                })
+            );
+        } else {
+            println!(
+                "unseen: domain \"{}\" serving on {} (mTLS; metadata in {store}); Ctrl-C stops it",
+                config.name, server.address
+            );
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        shutdown_signal().await?;
+        eprintln!("unseen: stopping; requests in flight finish first");
+        server.shutdown().await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// Runs `unseen identity issue`.
+pub fn issue(args: IdentityIssueArgs) -> Result<ExitCode> {
+    let principals = args.principals.iter().map(|text| parse_principal(text)).collect::<Result<Vec<_>>>()?;
+    read_config(&args.dir)?;
+    let pki = args.dir.join("pki");
+    let key_path = pki.join("ca.key");
+    if !key_path.exists() {
+        bail!(
+            "{} is absent: this domain uses your own CA; issue identities with it (the client certificate's \
+             O is the organisation, OU the role, CN the name)",
+            key_path.display()
+        );
+    }
+    let authority = CertificateAuthority::from_pem(&read_pem(&pki.join("ca.pem"))?, &read_pem(&key_path)?)?;
+    let mut issued = Vec::new();
+    for principal in &principals {
+        let paths = write_client_identity(&pki, &authority, principal)?;
+        issued.push(identity_file(principal, &paths));
+    }
+    emit(args.json, &issued, || {
+        issued.iter().map(|identity| format!("issued {:<44} {}\n", identity.principal, identity.cert)).collect()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_principal;
+    use unseen_gateway::identity::Role;
+
+    #[test]
+    fn principals_are_role_organisation_name_and_bad_ones_say_what_is_wrong() {
+        let principal = parse_principal("developer:greenfin-analytics:analyst:2").expect("parses");
+        assert_eq!(principal.role, Role::Developer);
+        assert_eq!(principal.organisation, "greenfin-analytics");
+        assert_eq!(principal.name, "analyst:2");
+        let error = parse_principal("auditor:x:y").expect_err("no such role").to_string();
+        assert!(error.contains("\"auditor\" is not a role"), "{error}");
+        assert!(
+            parse_principal("developer:acme").expect_err("two parts").to_string().contains("ROLE:ORGANISATION:NAME")
+        );
+        assert!(parse_principal("developer: :y").is_err());
+    }
+}

@@ -1,0 +1,987 @@
+//! The workflow's client commands over the gateway's gRPC API, one group per object: datasets
+//! (provider), scenarios (developer and operator), modules, jobs, egress requests and releases.
+//! Each command says what happened and what comes next; `--json` prints the same as one
+//! document.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use tokio_stream::StreamExt;
+use unseen_gateway::identity::Role;
+use unseen_policy::{ColumnSpec, ColumnTag, DatasetVersion, Grade, ReviewReport, ScenarioApplication, SubjectKind};
+use unseen_proto::v1 as pb;
+use unseen_proto::v1::developer_client::DeveloperClient;
+use unseen_proto::v1::operator_client::OperatorClient;
+use unseen_proto::v1::provider_client::ProviderClient;
+
+use crate::client::{Client, ClientArgs, Progress, embedded_json, emit, wire_name};
+
+/// Exit status of `job run --wait` and `job show --wait` when the job did not succeed.
+const EXIT_JOB_DID_NOT_SUCCEED: u8 = 4;
+/// Exit status of egress commands: the output waits for an operator.
+const EXIT_AWAITING_OPERATOR: u8 = 10;
+/// Exit status of egress commands: the output may not leave (blocked or rejected).
+const EXIT_NOT_RELEASED: u8 = 11;
+/// Module bytes per upload message.
+const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
+/// Longest one `GetJob` call waits before the client asks again.
+const WAIT_SLICE_MS: u32 = 10_000;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn developer(client: &Client) -> DeveloperClient<tonic::transport::Channel> {
+    let limit = unseen_gateway::server::MAX_MESSAGE_BYTES;
+    DeveloperClient::new(client.channel.clone()).max_encoding_message_size(limit).max_decoding_message_size(limit)
+}
+
+fn operator(client: &Client) -> OperatorClient<tonic::transport::Channel> {
+    OperatorClient::new(client.channel.clone()).max_decoding_message_size(unseen_gateway::server::MAX_MESSAGE_BYTES)
+}
+
+/// An operator's decision on one object, with the reason the audit log keeps (责任可究).
+#[derive(Debug, Args)]
+struct Decision {
+    /// The object's id (`s-…`, `e-…`, `g-…`).
+    id: String,
+    /// Why: what you checked. The audit log keeps it; on a rejection the developer sees it.
+    #[arg(long)]
+    reason: String,
+}
+
+// ------------------------------------------------------------------------------------ datasets
+
+/// Datasets (数据资源): a provider registers a new immutable version.
+#[derive(Debug, Args)]
+pub struct DatasetArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: DatasetCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DatasetCommand {
+    /// Register a Parquet file as the next version of a dataset; the domain derives its
+    /// desensitised sample. Column tags come from --catalog or from --column.
+    #[command(after_help = "Examples:\n  \
+        unseen dataset register try/enterprise.parquet --catalog try/catalog.json\n  \
+        unseen dataset register kwh.parquet --name electricity --grade important --subject-kind enterprise \\\n    \
+        --column uscc=subject --column month=public --column kwh=sensitive")]
+    Register {
+        /// The data, a Parquet file.
+        file: PathBuf,
+        /// The dataset's name, which is also the table modules query [default: the file's stem].
+        #[arg(long)]
+        name: Option<String>,
+        /// A catalog (JSON list of dataset versions, as `unseen check --write-example` writes)
+        /// whose entry of this name gives the grade, subject kind and column tags.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Grade (分类分级): general, important or core.
+        #[arg(long, conflicts_with = "catalog")]
+        grade: Option<String>,
+        /// What the subject column identifies: person or enterprise.
+        #[arg(long, conflicts_with = "catalog")]
+        subject_kind: Option<String>,
+        /// A column and its tag, `NAME=TAG` (subject, identifier, quasi, sensitive, public);
+        /// repeat for every column.
+        #[arg(long = "column", value_name = "NAME=TAG", conflicts_with = "catalog")]
+        columns: Vec<String>,
+    },
+}
+
+/// Runs `unseen dataset …`.
+pub fn dataset(args: DatasetArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let client = Client::connect(&args.client, Role::Provider, "dataset register").await?;
+        match args.command {
+            DatasetCommand::Register { file, name, catalog, grade, subject_kind, columns } => {
+                let name = match name {
+                    Some(name) => name,
+                    None => file
+                        .file_stem()
+                        .and_then(|stem| stem.to_str())
+                        .ok_or_else(|| anyhow!("give the dataset a --name"))?
+                        .to_string(),
+                };
+                let spec = match &catalog {
+                    Some(catalog) => catalog_entry(catalog, &name)?,
+                    None => spec_from_options(&name, grade.as_deref(), subject_kind.as_deref(), &columns)?,
+                };
+                let parquet = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                if !parquet.starts_with(b"PAR1") {
+                    bail!("{} is not a Parquet file; convert it first (the domain stores Parquet)", file.display());
+                }
+                let mut progress = Progress::new(client.json);
+                progress.show(&format!("registering {name} ({:.1} MiB)", parquet.len() as f64 / 1_048_576.0));
+                let reply = ProviderClient::new(client.channel.clone())
+                    .max_encoding_message_size(unseen_gateway::server::MAX_MESSAGE_BYTES)
+                    .register_dataset(pb::RegisterDatasetRequest {
+                        name: spec.name.clone(),
+                        grade: wire_name(&spec.grade),
+                        subject_kind: spec.subject_kind.as_ref().map(wire_name).unwrap_or_default(),
+                        columns: spec
+                            .columns
+                            .iter()
+                            .map(|column| pb::ColumnTag { name: column.name.clone(), tag: wire_name(&column.tag) })
+                            .collect(),
+                        parquet,
+                    })
+                    .await
+                    .map_err(|status| client.refused(&format!("registering {name}"), status))?
+                    .into_inner();
+                progress.finish();
+                let value = json!({
+                    "dataset": reply.dataset, "content_hash": reply.content_hash,
+                    "rows": reply.rows, "sample_rows": reply.sample_rows,
+                });
+                emit(client.json, &value, || {
+                    format!(
+                        "registered {}: {} rows (sample {} rows), sha256 {}",
+                        reply.dataset, reply.rows, reply.sample_rows, reply.content_hash
+                    )
+                })?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn catalog_entry(catalog: &Path, name: &str) -> Result<DatasetVersion> {
+    let entries: Vec<DatasetVersion> =
+        serde_json::from_slice(&std::fs::read(catalog).with_context(|| format!("reading {}", catalog.display()))?)
+            .with_context(|| format!("{} is not a list of dataset versions", catalog.display()))?;
+    let names: Vec<String> = entries.iter().map(|entry| entry.name.clone()).collect();
+    entries.into_iter().find(|entry| entry.name == name).ok_or_else(|| {
+        anyhow!("{} has no dataset \"{name}\" (it has {}); pass --name", catalog.display(), names.join(", "))
+    })
+}
+
+fn parse_wire<T: serde::de::DeserializeOwned>(what: &str, value: &str, allowed: &str) -> Result<T> {
+    serde_json::from_value(Value::String(value.to_string()))
+        .map_err(|_| anyhow!("{what} \"{value}\" is not one of {allowed}"))
+}
+
+fn spec_from_options(
+    name: &str,
+    grade: Option<&str>,
+    subject_kind: Option<&str>,
+    columns: &[String],
+) -> Result<DatasetVersion> {
+    let grade: Grade = parse_wire("--grade", grade.unwrap_or("general"), "general, important, core")?;
+    let subject_kind: Option<SubjectKind> =
+        subject_kind.map(|kind| parse_wire("--subject-kind", kind, "person, enterprise")).transpose()?;
+    if columns.is_empty() {
+        bail!("say how each column is tagged with --column NAME=TAG, or take the tags from --catalog");
+    }
+    let columns = columns
+        .iter()
+        .map(|text| {
+            let (column, tag) = text
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--column \"{text}\" is not NAME=TAG, e.g. kwh=sensitive"))?;
+            let tag: ColumnTag = parse_wire(
+                &format!("the tag of column {column}"),
+                tag.trim(),
+                "subject, identifier, quasi, sensitive, public",
+            )?;
+            Ok(ColumnSpec { name: column.trim().to_string(), tag })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(DatasetVersion {
+        name: name.to_string(),
+        version: 0,
+        provider: String::new(),
+        grade,
+        content_hash: String::new(),
+        subject_kind,
+        columns,
+    })
+}
+
+// ----------------------------------------------------------------------------------- scenarios
+
+/// Scenarios (应用场景): developers apply, operators approve them into grants.
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: ScenarioCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ScenarioCommand {
+    /// Submit a scenario application (JSON) for an operator to decide (developer).
+    Submit {
+        /// The application: purpose, datasets with columns and access modes, outputs.
+        file: PathBuf,
+    },
+    /// Scenarios with their state and grant: all of them for an operator, your own for a
+    /// developer.
+    List {
+        /// Only those in this state: submitted, approved or rejected.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// One scenario, with its application.
+    Show {
+        /// The scenario id (`s-…`).
+        id: String,
+    },
+    /// Approve a submitted scenario; its application is frozen into a grant (operator).
+    Approve(Decision),
+    /// Reject a submitted scenario (operator).
+    Reject(Decision),
+}
+
+fn scenario_json(view: &pb::ScenarioView) -> Value {
+    json!({
+        "scenario_id": view.scenario_id, "developer": view.developer, "state": view.state,
+        "reason": view.reason, "grant_id": view.grant_id,
+        "application": embedded_json(&view.application_json),
+    })
+}
+
+fn scenario_line(view: &pb::ScenarioView) -> String {
+    let purpose = serde_json::from_str::<ScenarioApplication>(&view.application_json)
+        .map(|application| application.title)
+        .unwrap_or_default();
+    let grant = if view.grant_id.is_empty() { String::new() } else { format!(" → grant {}", view.grant_id) };
+    let reason = if view.state == "rejected" { format!(" ({})", view.reason) } else { String::new() };
+    format!("{:<8} {:<10} {:<24} {purpose}{grant}{reason}", view.scenario_id, view.state, view.developer)
+}
+
+async fn list_scenarios(client: &Client, state: &str) -> Result<Vec<pb::ScenarioView>> {
+    let request = pb::ListRequest { state: state.to_string() };
+    let reply = match client.principal.role {
+        Role::Operator => operator(client).list_scenarios(request).await,
+        _ => developer(client).list_scenarios(request).await,
+    };
+    Ok(reply.map_err(|status| client.refused("listing scenarios", status))?.into_inner().scenarios)
+}
+
+/// Runs `unseen scenario …`.
+pub fn scenario(args: ScenarioArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        match args.command {
+            ScenarioCommand::Submit { file } => {
+                let client = Client::connect(&args.client, Role::Developer, "scenario submit").await?;
+                let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                let application: ScenarioApplication = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a scenario application", file.display()))?;
+                let reply = developer(&client)
+                    .submit_scenario(pb::SubmitScenarioRequest {
+                        application_json: serde_json::to_string(&application)?,
+                    })
+                    .await
+                    .map_err(|status| client.refused("the scenario", status))?
+                    .into_inner();
+                let value = json!({ "scenario_id": reply.scenario_id, "state": reply.state });
+                emit(client.json, &value, || {
+                    format!(
+                        "scenario {} submitted: \"{}\"\nnext: an operator decides it (unseen scenario approve {0}); \
+                         see its state with `unseen scenario list`",
+                        reply.scenario_id, application.title
+                    )
+                })?;
+            }
+            ScenarioCommand::List { state } => {
+                let client =
+                    Client::connect_as(&args.client, &[Role::Developer, Role::Operator], "scenario list").await?;
+                let scenarios = list_scenarios(&client, state.as_deref().unwrap_or("")).await?;
+                let value: Vec<Value> = scenarios.iter().map(scenario_json).collect();
+                emit(client.json, &value, || {
+                    if scenarios.is_empty() {
+                        return "no scenarios".into();
+                    }
+                    scenarios.iter().map(|view| scenario_line(view) + "\n").collect()
+                })?;
+            }
+            ScenarioCommand::Show { id } => {
+                let client =
+                    Client::connect_as(&args.client, &[Role::Developer, Role::Operator], "scenario show").await?;
+                let scenarios = list_scenarios(&client, "").await?;
+                let view = scenarios
+                    .iter()
+                    .find(|view| view.scenario_id == id)
+                    .ok_or_else(|| anyhow!("scenario {id} not found"))?;
+                emit(client.json, &scenario_json(view), || {
+                    let application =
+                        serde_json::to_string_pretty(&embedded_json(&view.application_json)).unwrap_or_default();
+                    format!("{}\n{application}", scenario_line(view))
+                })?;
+            }
+            ScenarioCommand::Approve(decision) => decide_scenario(&args.client, &decision, true).await?,
+            ScenarioCommand::Reject(decision) => decide_scenario(&args.client, &decision, false).await?,
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn decide_scenario(args: &ClientArgs, decision: &Decision, approve: bool) -> Result<()> {
+    let (id, reason) = (decision.id.as_str(), decision.reason.as_str());
+    let verb = if approve { "approve" } else { "reject" };
+    let client = Client::connect(args, Role::Operator, &format!("scenario {verb}")).await?;
+    let reply = operator(&client)
+        .decide_scenario(pb::DecideRequest { id: id.to_string(), approve, reason: reason.to_string() })
+        .await
+        .map_err(|status| client.refused(&format!("deciding scenario {id}"), status))?
+        .into_inner();
+    let value = json!({
+        "scenario_id": reply.scenario_id, "state": reply.state,
+        "grant_id": reply.grant_id, "grant_hash": reply.grant_hash,
+    });
+    emit(client.json, &value, || {
+        if approve {
+            format!("scenario {} approved → grant {} (sha256 {})", reply.scenario_id, reply.grant_id, reply.grant_hash)
+        } else {
+            format!("scenario {} rejected: {reason}", reply.scenario_id)
+        }
+    })
+}
+
+// -------------------------------------------------------------------------------------- grants
+
+/// Grants (授权): an operator suspends, resumes or terminates them.
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: GrantCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum GrantCommand {
+    /// Grants with their state: active, suspended, expired or terminated.
+    List {
+        /// Only those in this state.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Stop a grant's work until it is resumed: its jobs stop, nothing new runs or leaves.
+    Suspend(Decision),
+    /// Let a suspended grant's work go on.
+    Resume(Decision),
+    /// End a grant for good: its jobs stop, its pending egress requests are rejected and its
+    /// held outputs deleted. Releases already made and the audit log stay.
+    Terminate(Decision),
+}
+
+fn grant_json(view: &pb::GrantView) -> Value {
+    json!({
+        "grant_id": view.grant_id, "scenario_id": view.scenario_id, "developer": view.developer,
+        "state": view.state, "grant_hash": view.grant_hash,
+        "expires_at_unix_ms": view.expires_at_unix_ms, "reason": view.reason,
+    })
+}
+
+fn grant_line(view: &pb::GrantView) -> String {
+    let reason = if view.reason.is_empty() { String::new() } else { format!(" ({})", view.reason) };
+    format!(
+        "{:<8} {:<11} {:<24} scenario {:<8} expires {}{reason}",
+        view.grant_id,
+        view.state,
+        view.developer,
+        view.scenario_id,
+        crate::audit_client::utc(view.expires_at_unix_ms)
+    )
+}
+
+/// Runs `unseen grant …`.
+pub fn grant(args: GrantArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let client = Client::connect(&args.client, Role::Operator, "grant").await?;
+        let (id, action, reason) = match args.command {
+            GrantCommand::List { state } => {
+                let grants = operator(&client)
+                    .list_grants(pb::ListRequest { state: state.unwrap_or_default() })
+                    .await
+                    .map_err(|status| client.refused("listing grants", status))?
+                    .into_inner()
+                    .grants;
+                let value: Vec<Value> = grants.iter().map(grant_json).collect();
+                emit(client.json, &value, || {
+                    if grants.is_empty() {
+                        return "no grants".into();
+                    }
+                    grants.iter().map(|view| grant_line(view) + "\n").collect()
+                })?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            GrantCommand::Suspend(Decision { id, reason }) => (id, "suspend", reason),
+            GrantCommand::Resume(Decision { id, reason }) => (id, "resume", reason),
+            GrantCommand::Terminate(Decision { id, reason }) => (id, "terminate", reason),
+        };
+        let view = operator(&client)
+            .change_grant(pb::ChangeGrantRequest { grant_id: id.clone(), action: action.into(), reason })
+            .await
+            .map_err(|status| client.refused(&format!("grant {id}"), status))?
+            .into_inner();
+        emit(client.json, &grant_json(&view), || grant_line(&view))?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+// ------------------------------------------------------------------------------------- modules
+
+/// Modules (分析模块): a developer uploads WebAssembly bound to a grant.
+#[derive(Debug, Args)]
+pub struct ModuleArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: ModuleCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModuleCommand {
+    /// Upload a module (.wasm) bound to a grant; it is validated and stored by content hash.
+    Upload {
+        /// The module.
+        file: PathBuf,
+        /// The grant it runs under.
+        #[arg(long)]
+        grant: String,
+    },
+}
+
+/// Runs `unseen module …`.
+pub fn module(args: ModuleArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let client = Client::connect(&args.client, Role::Developer, "module upload").await?;
+        match args.command {
+            ModuleCommand::Upload { file, grant } => {
+                let reply = upload(&client, &file, &grant).await?;
+                let value = json!({ "module_hash": reply.module_hash, "size": reply.size, "imports": reply.imports });
+                emit(client.json, &value, || {
+                    format!(
+                        "module {} uploaded ({} bytes) for grant {grant}\nnext: unseen job run --grant {grant} \
+                         --module {0} --sample --wait",
+                        reply.module_hash, reply.size
+                    )
+                })?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn upload(client: &Client, file: &Path, grant: &str) -> Result<pb::UploadModuleReply> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if !bytes.starts_with(b"\0asm") {
+        bail!(
+            "{} is not a WebAssembly module (no \\0asm header); build it with --target wasm32-wasip1",
+            file.display()
+        );
+    }
+    let total = bytes.len() as u64;
+    let label = file.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let chunks: Vec<pb::ModuleChunk> = bytes
+        .chunks(UPLOAD_CHUNK_BYTES)
+        .enumerate()
+        .map(|(index, data)| pb::ModuleChunk {
+            grant_id: if index == 0 { grant.to_string() } else { String::new() },
+            data: data.to_vec(),
+        })
+        .collect();
+    let mut progress = Progress::new(client.json);
+    let mut sent = 0u64;
+    let stream = tokio_stream::iter(chunks).map(move |chunk| {
+        sent += chunk.data.len() as u64;
+        progress.bytes(&format!("uploading {label}"), sent, total);
+        chunk
+    });
+    Ok(developer(client)
+        .upload_module(stream)
+        .await
+        .map_err(|status| client.refused(&format!("uploading {}", file.display()), status))?
+        .into_inner())
+}
+
+// ---------------------------------------------------------------------------------------- jobs
+
+/// Jobs (作业): run a module on the sample or on the real data.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: JobCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobCommand {
+    /// Run a module under a grant: on the desensitised sample (outputs come back at once) or
+    /// on the real data (outputs stay in the domain until an egress request releases them).
+    #[command(after_help = "Examples:\n  \
+        unseen job run --grant g-1 --module green_energy.wasm --sample --wait --out ./sample-out\n  \
+        unseen job run --grant g-1 --module 3f2a…(hash) --production --wait")]
+    Run {
+        /// The grant.
+        #[arg(long)]
+        grant: String,
+        /// The module: its hash, or a .wasm file (uploaded first).
+        #[arg(long)]
+        module: String,
+        /// Run on the desensitised sample (样本).
+        #[arg(long, conflicts_with = "production", required_unless_present = "production")]
+        sample: bool,
+        /// Run on the real data (正式).
+        #[arg(long)]
+        production: bool,
+        /// Text the module reads with `params` (at most 4 KiB), e.g. `month=2026-10`.
+        #[arg(long, default_value = "")]
+        params: String,
+        /// Wait for the job to end and show it.
+        #[arg(long)]
+        wait: bool,
+        /// Write sample-mode outputs into this directory (one file per output).
+        #[arg(long, requires = "wait")]
+        out: Option<PathBuf>,
+    },
+    /// Show a job: state, outputs, queries, metering (and, on the sample, the outputs).
+    Show {
+        /// The job id (`j-…`).
+        id: String,
+        /// Wait up to this many seconds for it to end.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+        /// Write sample-mode outputs into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Cancel a job that is still queued.
+    Cancel {
+        /// The job id.
+        id: String,
+    },
+}
+
+fn job_ended(state: &str) -> bool {
+    !matches!(state, "queued" | "running")
+}
+
+fn job_json(view: &pb::JobView) -> Value {
+    json!({
+        "job_id": view.job_id, "grant_id": view.grant_id, "mode": view.mode, "state": view.state,
+        "error": view.error,
+        "outputs": view.outputs.iter().map(|output| json!({
+            "name": output.name, "kind": output.kind, "rows": output.rows,
+            "suppressed_groups": output.suppressed_groups,
+            "content": if output.content.is_empty() { Value::Null } else {
+                match std::str::from_utf8(&output.content) {
+                    Ok(text) => Value::String(text.to_string()),
+                    Err(_) => json!({ "hex": hex::encode(&output.content) }),
+                }
+            },
+        })).collect::<Vec<_>>(),
+        "queries": view.queries.iter().map(|query| json!({
+            "sql": query.sql, "outcome": query.outcome, "message": query.message,
+            "rows": query.rows, "suppressed_groups": query.suppressed_groups,
+        })).collect::<Vec<_>>(),
+        "guest_log": view.guest_log,
+        "metering": embedded_json(&view.metering_json),
+    })
+}
+
+fn job_text(view: &pb::JobView) -> String {
+    let mut text = format!("job {} ({} run, grant {}): {}\n", view.job_id, view.mode, view.grant_id, view.state);
+    if !view.error.is_empty() {
+        text += &format!("  error: {}\n", view.error);
+    }
+    for query in &view.queries {
+        let detail = if query.outcome == "allowed" {
+            format!("{} rows, {} groups withheld", query.rows, query.suppressed_groups)
+        } else {
+            query.message.clone()
+        };
+        text += &format!("  query {}: {detail}\n", query.outcome);
+    }
+    for output in &view.outputs {
+        text += &format!(
+            "  output \"{}\" ({}): {} rows, {} groups below k withheld by the engine\n",
+            output.name, output.kind, output.rows, output.suppressed_groups
+        );
+        if let Ok(content) = std::str::from_utf8(&output.content) {
+            for line in content.lines().take(6) {
+                text += &format!("    {line}\n");
+            }
+        }
+    }
+    for line in &view.guest_log {
+        text += &format!("  guest log: {line}\n");
+    }
+    if view.mode == "production" && view.state == "succeeded" {
+        for output in &view.outputs {
+            text += &format!("next: unseen egress request {} {}\n", view.job_id, output.name);
+        }
+    }
+    text
+}
+
+/// Asks for the job until it ends (or `deadline` passes), showing its state meanwhile.
+async fn wait_for_job(client: &Client, job_id: &str, deadline: Option<Instant>) -> Result<pb::JobView> {
+    let mut progress = Progress::new(client.json);
+    loop {
+        let remaining = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let wait_ms = remaining.map_or(WAIT_SLICE_MS, |left| (left.as_millis() as u32).min(WAIT_SLICE_MS));
+        let view = developer(client)
+            .get_job(pb::GetJobRequest { job_id: job_id.to_string(), wait_ms })
+            .await
+            .map_err(|status| client.refused(&format!("job {job_id}"), status))?
+            .into_inner();
+        if job_ended(&view.state) || remaining.is_some_and(|left| left.is_zero()) {
+            return Ok(view);
+        }
+        progress.show(&format!("job {job_id}: {}", view.state));
+    }
+}
+
+fn write_outputs(view: &pb::JobView, dir: &Path) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    for output in view.outputs.iter().filter(|output| !output.content.is_empty()) {
+        let extension = if output.kind == "table" { "csv" } else { "bin" };
+        let safe: String =
+            output.name.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let path = dir.join(format!("{safe}.{extension}"));
+        std::fs::write(&path, &output.content).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}
+
+fn show_job(client: &Client, view: &pb::JobView, out: Option<&Path>) -> Result<ExitCode> {
+    let written = match out {
+        Some(dir) => write_outputs(view, dir)?,
+        None => Vec::new(),
+    };
+    let mut value = job_json(view);
+    value["written"] = json!(written);
+    emit(client.json, &value, || {
+        let mut text = job_text(view);
+        for path in &written {
+            text += &format!("wrote {path}\n");
+        }
+        text
+    })?;
+    Ok(if !job_ended(&view.state) || view.state == "succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_JOB_DID_NOT_SUCCEED)
+    })
+}
+
+/// Runs `unseen job …`.
+pub fn job(args: JobArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let client = Client::connect(&args.client, Role::Developer, "job").await?;
+        match args.command {
+            JobCommand::Run { grant, module, sample, production: _, params, wait, out } => {
+                let module_hash = if Path::new(&module).is_file() {
+                    let reply = upload(&client, Path::new(&module), &grant).await?;
+                    if !client.json {
+                        eprintln!("uploaded {module} as module {}", reply.module_hash);
+                    }
+                    reply.module_hash
+                } else if module.len() == 64 && module.chars().all(|c| c.is_ascii_hexdigit()) {
+                    module
+                } else {
+                    bail!("--module \"{module}\" is neither a .wasm file nor a module hash (64 hex digits)");
+                };
+                let mode = if sample { "sample" } else { "production" };
+                let reply = developer(&client)
+                    .run_job(pb::RunJobRequest {
+                        grant_id: grant.clone(),
+                        module_hash: module_hash.clone(),
+                        mode: mode.into(),
+                        params,
+                    })
+                    .await
+                    .map_err(|status| client.refused("the job", status))?
+                    .into_inner();
+                if !wait {
+                    let value = json!({ "job_id": reply.job_id, "state": reply.state, "module_hash": module_hash });
+                    emit(client.json, &value, || {
+                        format!("job {} {}\nnext: unseen job show {0} --wait 60", reply.job_id, reply.state)
+                    })?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let view = wait_for_job(&client, &reply.job_id, None).await?;
+                show_job(&client, &view, out.as_deref())
+            }
+            JobCommand::Show { id, wait, out } => {
+                let view = match wait {
+                    Some(seconds) => {
+                        wait_for_job(&client, &id, Some(Instant::now() + Duration::from_secs(seconds))).await?
+                    }
+                    None => developer(&client)
+                        .get_job(pb::GetJobRequest { job_id: id.clone(), wait_ms: 0 })
+                        .await
+                        .map_err(|status| client.refused(&format!("job {id}"), status))?
+                        .into_inner(),
+                };
+                show_job(&client, &view, out.as_deref())
+            }
+            JobCommand::Cancel { id } => {
+                let view = developer(&client)
+                    .cancel_job(pb::CancelJobRequest { job_id: id.clone() })
+                    .await
+                    .map_err(|status| client.refused(&format!("cancelling job {id}"), status))?
+                    .into_inner();
+                emit(client.json, &job_json(&view), || format!("job {} {}", view.job_id, view.state))?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+// -------------------------------------------------------------------------------------- egress
+
+/// Egress requests (出域申请): the reviewer's rules, then an operator where the grant says so.
+#[derive(Debug, Args)]
+pub struct EgressArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: EgressCommand,
+}
+
+#[derive(Debug, Subcommand)]
+#[command(after_help = "Exit status: 0 released, 10 awaiting an operator, 11 blocked or rejected, 1 error.")]
+enum EgressCommand {
+    /// Ask for a production job's output to leave the domain; prints the review report
+    /// (developer).
+    Request {
+        /// The job id.
+        job: String,
+        /// The output's name.
+        output: String,
+    },
+    /// One of your egress requests (developer).
+    Show {
+        /// The egress request id (`e-…`).
+        id: String,
+        /// Wait up to this many seconds for an operator's decision.
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+    },
+    /// Egress requests, e.g. those awaiting a decision (operator).
+    List {
+        /// Only those in this state: auto_released, awaiting_operator, approved, rejected or
+        /// blocked.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Approve an egress request awaiting an operator; the domain signs a release (operator).
+    Approve(Decision),
+    /// Reject an egress request awaiting an operator (operator).
+    Reject(Decision),
+}
+
+fn egress_json(view: &pb::EgressView) -> Value {
+    json!({
+        "egress_id": view.egress_id, "job_id": view.job_id, "output_name": view.output_name,
+        "state": view.state, "release_id": view.release_id, "reason": view.reason,
+        "report": embedded_json(&view.report_json),
+    })
+}
+
+fn egress_line(view: &pb::EgressView) -> String {
+    let release = if view.release_id.is_empty() { String::new() } else { format!(" → release {}", view.release_id) };
+    let reason = if view.reason.is_empty() { String::new() } else { format!(" ({})", view.reason) };
+    format!(
+        "{:<8} {:<18} job {:<8} output \"{}\"{release}{reason}",
+        view.egress_id, view.state, view.job_id, view.output_name
+    )
+}
+
+fn egress_text(view: &pb::EgressView) -> String {
+    let mut text = String::new();
+    if let Ok(report) = serde_json::from_str::<ReviewReport>(&view.report_json) {
+        text += &report.render();
+        text += "\n";
+    }
+    text += &egress_line(view);
+    text += "\n";
+    text += &match view.state.as_str() {
+        "auto_released" | "approved" => format!("next: unseen release get {} --out ./release", view.release_id),
+        "awaiting_operator" => format!(
+            "next: an operator decides it (unseen egress approve {0}); follow it with `unseen egress show {0} --wait 600`",
+            view.egress_id
+        ),
+        _ => "this output may not leave the domain as it is; the report says which rule stopped it".to_string(),
+    };
+    text
+}
+
+fn egress_exit(state: &str) -> ExitCode {
+    match state {
+        "auto_released" | "approved" => ExitCode::SUCCESS,
+        "awaiting_operator" => ExitCode::from(EXIT_AWAITING_OPERATOR),
+        _ => ExitCode::from(EXIT_NOT_RELEASED),
+    }
+}
+
+/// Runs `unseen egress …`.
+pub fn egress(args: EgressArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        match args.command {
+            EgressCommand::Request { job, output } => {
+                let client = Client::connect(&args.client, Role::Developer, "egress request").await?;
+                let mut progress = Progress::new(client.json);
+                progress.show(&format!("reviewing output \"{output}\" of job {job}"));
+                let view = developer(&client)
+                    .request_egress(pb::RequestEgressRequest { job_id: job.clone(), output_name: output.clone() })
+                    .await
+                    .map_err(|status| client.refused(&format!("egress of \"{output}\" from job {job}"), status))?
+                    .into_inner();
+                progress.finish();
+                emit(client.json, &egress_json(&view), || egress_text(&view))?;
+                Ok(egress_exit(&view.state))
+            }
+            EgressCommand::Show { id, wait } => {
+                let client = Client::connect(&args.client, Role::Developer, "egress show").await?;
+                let deadline = wait.map(|seconds| Instant::now() + Duration::from_secs(seconds));
+                let mut progress = Progress::new(client.json);
+                let view = loop {
+                    let view = developer(&client)
+                        .get_egress(pb::GetEgressRequest { egress_id: id.clone() })
+                        .await
+                        .map_err(|status| client.refused(&format!("egress request {id}"), status))?
+                        .into_inner();
+                    let waiting =
+                        view.state == "awaiting_operator" && deadline.is_some_and(|deadline| Instant::now() < deadline);
+                    if !waiting {
+                        break view;
+                    }
+                    progress.show(&format!("egress request {id}: awaiting an operator"));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                };
+                progress.finish();
+                emit(client.json, &egress_json(&view), || egress_text(&view))?;
+                Ok(egress_exit(&view.state))
+            }
+            EgressCommand::List { state } => {
+                let client = Client::connect(&args.client, Role::Operator, "egress list").await?;
+                let views = operator(&client)
+                    .list_egress(pb::ListRequest { state: state.unwrap_or_default() })
+                    .await
+                    .map_err(|status| client.refused("listing egress requests", status))?
+                    .into_inner()
+                    .requests;
+                let value: Vec<Value> = views.iter().map(egress_json).collect();
+                emit(client.json, &value, || {
+                    if views.is_empty() {
+                        return "no egress requests".into();
+                    }
+                    views.iter().map(|view| egress_line(view) + "\n").collect()
+                })?;
+                Ok(ExitCode::SUCCESS)
+            }
+            EgressCommand::Approve(decision) => decide_egress(&args.client, &decision, true).await,
+            EgressCommand::Reject(decision) => decide_egress(&args.client, &decision, false).await,
+        }
+    })
+}
+
+async fn decide_egress(args: &ClientArgs, decision: &Decision, approve: bool) -> Result<ExitCode> {
+    let (id, reason) = (decision.id.as_str(), decision.reason.as_str());
+    let verb = if approve { "approve" } else { "reject" };
+    let client = Client::connect(args, Role::Operator, &format!("egress {verb}")).await?;
+    let view = operator(&client)
+        .decide_egress(pb::DecideRequest { id: id.to_string(), approve, reason: reason.to_string() })
+        .await
+        .map_err(|status| client.refused(&format!("deciding egress request {id}"), status))?
+        .into_inner();
+    emit(client.json, &egress_json(&view), || egress_line(&view))?;
+    Ok(egress_exit(&view.state))
+}
+
+// ------------------------------------------------------------------------------------ releases
+
+/// Releases (出域结果): signed bundles of what left the domain.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: ReleaseCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseCommand {
+    /// Download a release bundle (data.csv, manifest.json, manifest.sig, domain.pub) and
+    /// verify it under the domain key (developer).
+    Get {
+        /// The release id (`r-…`).
+        id: String,
+        /// The directory to write the bundle into [default: ./release-<id>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify a bundle directory offline under the domain key.
+    Verify {
+        /// The bundle directory.
+        dir: PathBuf,
+    },
+}
+
+/// Runs `unseen release …`.
+pub fn release(args: ReleaseArgs) -> Result<ExitCode> {
+    match args.command {
+        ReleaseCommand::Get { id, out } => runtime()?.block_on(async {
+            let client = Client::connect(&args.client, Role::Developer, "release get").await?;
+            let bundle = developer(&client)
+                .get_release(pb::GetReleaseRequest { release_id: id.clone() })
+                .await
+                .map_err(|status| client.refused(&format!("release {id}"), status))?
+                .into_inner();
+            let (key, key_source) = match client.domain_key()? {
+                Some(key) => (key, "the domain key you hold"),
+                None => (
+                    bundle
+                        .domain_public_key
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| anyhow!("the bundle's key is not 32 bytes"))?,
+                    "the key inside the bundle only (pass --domain-key to check it against the domain's)",
+                ),
+            };
+            let manifest = unseen_gateway::verify_release(&bundle.manifest, &bundle.signature, &bundle.data, &key)
+                .context("the release does not verify; do not use it")?;
+            let dir = out.unwrap_or_else(|| PathBuf::from(format!("release-{id}")));
+            crate::demo::write_bundle(&dir, &bundle)?;
+            let value =
+                json!({ "release_id": id, "dir": dir.display().to_string(), "verified": true, "manifest": manifest });
+            emit(client.json, &value, || {
+                format!(
+                    "release {id}: output \"{}\" of grant {}, approved by {}\nverified under {key_source}\nwrote {}",
+                    manifest.output,
+                    manifest.grant_id,
+                    manifest.approver,
+                    dir.display()
+                )
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        ReleaseCommand::Verify { dir } => {
+            let key = match args.client.trusted_domain_key()? {
+                Some(key) => hex::encode(key),
+                None => bail!(
+                    "give the domain key with --domain-key (hex or a file): the bundle's own domain.pub proves \
+                     nothing about who signed it"
+                ),
+            };
+            crate::verify::run(crate::verify::VerifyCommand::Release { dir, public_key: key, json: args.client.json })
+        }
+    }
+}

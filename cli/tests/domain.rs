@@ -1,0 +1,276 @@
+//! A domain run the way its people run it: `unseen init` and `unseen serve` as real processes,
+//! and every role's work done with the client commands over mTLS — then the server is killed
+//! with SIGKILL, restarted, and what was acknowledged is still there.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const PROVIDER: &str = "provider:huzhou-data-bureau:registrar";
+const DEVELOPER: &str = "developer:greenfin-analytics:analyst";
+const OPERATOR: &str = "operator:huzhou-data-group:reviewer";
+const REGULATOR: &str = "regulator:zhejiang-cac:inspector";
+
+/// A running `unseen serve`; killed when dropped.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(domain: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_unseen"))
+            .args(["serve", domain.to_str().expect("a UTF-8 path"), "--listen", "127.0.0.1:0", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start unseen serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("the announcement");
+        let announced: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("serve announces itself as JSON, got {line:?}"));
+        let address = announced["address"].as_str().expect("an address").to_string();
+        Self { child, address }
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The identity files `unseen init` wrote for a principal, as the path without extension.
+fn identity(domain: &Path, principal: &str) -> PathBuf {
+    let parts: Vec<&str> = principal.splitn(3, ':').collect();
+    let [role, organisation, name] = parts[..] else { panic!("{principal} is not ROLE:ORGANISATION:NAME") };
+    domain.join("pki").join(format!("{organisation}-{role}-{name}"))
+}
+
+struct Domain {
+    dir: PathBuf,
+    server: String,
+    work: PathBuf,
+}
+
+impl Domain {
+    /// Runs `unseen ARGS` as `principal` against the server.
+    fn run(&self, principal: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_unseen"))
+            .args(args)
+            .env("UNSEEN_SERVER", &self.server)
+            .env("UNSEEN_IDENTITY", identity(&self.dir, principal))
+            .current_dir(&self.work)
+            .output()
+            .expect("run unseen")
+    }
+
+    /// Runs with `--json`, expects `status`, returns the document.
+    fn json(&self, principal: &str, args: &[&str], status: i32) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let output = self.run(principal, &args);
+        assert_eq!(
+            output.status.code(),
+            Some(status),
+            "unseen {}: stdout {} stderr {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("one JSON document, got {}", String::from_utf8_lossy(&output.stdout)))
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn every_role_works_through_the_command_line_and_a_killed_server_loses_nothing_acknowledged() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("domain");
+    let work = scratch.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+
+    // The operator creates the domain with one identity per role.
+    let init = Command::new(env!("CARGO_BIN_EXE_unseen"))
+        .args(["init", dir.to_str().unwrap(), "--name", "cli-test.unseen", "--json"])
+        .args(["--principal", PROVIDER, "--principal", DEVELOPER, "--principal", OPERATOR, "--principal", REGULATOR])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", text(&init));
+    let created: serde_json::Value = serde_json::from_slice(&init.stdout).unwrap();
+    assert_eq!(created["identities"].as_array().unwrap().len(), 4);
+    let domain_key = created["domain_public_key"].as_str().unwrap().to_string();
+    assert_eq!(std::fs::read_to_string(dir.join("pki/domain.pub")).unwrap().trim(), domain_key);
+    // A second init over it is refused instead of replacing the domain's keys.
+    let again = Command::new(env!("CARGO_BIN_EXE_unseen"))
+        .args(["init", dir.to_str().unwrap(), "--name", "other"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).contains("already holds a domain"), "{}", text(&again));
+
+    let server = Server::start(&dir);
+    let domain = Domain { dir: dir.clone(), server: server.address.clone(), work: work.clone() };
+
+    // Example data, catalog, application and module, as a developer would try them.
+    let example = work.join("try");
+    let written = domain.run(DEVELOPER, &["check", "--write-example", example.to_str().unwrap()]);
+    assert!(written.status.success(), "{}", text(&written));
+    let catalog = example.join("catalog.json");
+    for dataset in ["population", "enterprise", "electricity"] {
+        let file = example.join(format!("{dataset}.parquet"));
+        let registered = domain.json(
+            PROVIDER,
+            &["dataset", "register", file.to_str().unwrap(), "--catalog", catalog.to_str().unwrap()],
+            0,
+        );
+        assert_eq!(registered["dataset"], format!("{dataset}@v1"));
+        assert!(registered["sample_rows"].as_u64().unwrap() < registered["rows"].as_u64().unwrap());
+    }
+
+    // Developer applies; the developer's list shows it submitted; the operator approves.
+    let submitted =
+        domain.json(DEVELOPER, &["scenario", "submit", example.join("application.json").to_str().unwrap()], 0);
+    let scenario = submitted["scenario_id"].as_str().unwrap().to_string();
+    let mine = domain.json(DEVELOPER, &["scenario", "list"], 0);
+    assert_eq!(mine[0]["state"], "submitted");
+    // A developer may not approve its own scenario: the CLI names the role it needs.
+    let self_approval = domain.run(DEVELOPER, &["scenario", "approve", &scenario, "--reason", "mine"]);
+    assert_eq!(self_approval.status.code(), Some(1));
+    assert!(text(&self_approval).contains("is for the operator role"), "{}", text(&self_approval));
+    let pending = domain.json(OPERATOR, &["scenario", "list", "--state", "submitted"], 0);
+    assert_eq!(pending.as_array().unwrap().len(), 1);
+    let approved = domain.json(OPERATOR, &["scenario", "approve", &scenario, "--reason", "matches 绿色能源"], 0);
+    let grant = approved["grant_id"].as_str().unwrap().to_string();
+    assert_eq!(domain.json(DEVELOPER, &["scenario", "list"], 0)[0]["grant_id"], grant.as_str());
+    // A typo in a filter is an error that lists the states, not an empty list.
+    let typo = domain.run(OPERATOR, &["scenario", "list", "--state", "aproved"]);
+    assert!(text(&typo).contains("submitted, approved, rejected"), "{}", text(&typo));
+
+    // Sample run: the module file is uploaded first, outputs come back and are written out.
+    let module = example.join("green_energy.wasm");
+    let out = work.join("sample-out");
+    let sample = domain.json(
+        DEVELOPER,
+        &[
+            "job",
+            "run",
+            "--grant",
+            &grant,
+            "--module",
+            module.to_str().unwrap(),
+            "--sample",
+            "--wait",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert_eq!(sample["state"], "succeeded");
+    let written = sample["written"].as_array().unwrap();
+    assert!(!written.is_empty());
+    let sample_csv = std::fs::read_to_string(written[0].as_str().unwrap()).unwrap();
+    assert!(sample_csv.lines().count() > 1, "{sample_csv}");
+
+    // Production run with the uploaded module's hash; outputs stay in the domain.
+    let uploaded = domain.json(DEVELOPER, &["module", "upload", module.to_str().unwrap(), "--grant", &grant], 0);
+    let module_hash = uploaded["module_hash"].as_str().unwrap().to_string();
+    let production = domain.json(
+        DEVELOPER,
+        &["job", "run", "--grant", &grant, "--module", &module_hash, "--production", "--wait"],
+        0,
+    );
+    let job = production["job_id"].as_str().unwrap().to_string();
+    assert_eq!(production["state"], "succeeded");
+    assert!(production["outputs"][0]["content"].is_null(), "production outputs never come back directly");
+    let output = production["outputs"][0]["name"].as_str().unwrap().to_string();
+
+    // Egress: the reviewer's report, then the operator (exit 10 while it waits).
+    let egress = domain.json(DEVELOPER, &["egress", "request", &job, &output], 10);
+    assert_eq!(egress["state"], "awaiting_operator");
+    assert!(egress["report"]["rules"].as_array().unwrap().iter().any(|rule| rule["rule"] == "threshold"));
+    let egress_id = egress["egress_id"].as_str().unwrap().to_string();
+    let waiting = domain.json(OPERATOR, &["egress", "list", "--state", "awaiting_operator"], 0);
+    assert_eq!(waiting[0]["egress_id"], egress_id.as_str());
+    let decided = domain.json(OPERATOR, &["egress", "approve", &egress_id, "--reason", "aggregates only"], 0);
+    let release = decided["release_id"].as_str().unwrap().to_string();
+    assert_eq!(domain.json(DEVELOPER, &["egress", "show", &egress_id], 0)["release_id"], release.as_str());
+
+    // The developer downloads the release and it verifies under the domain key from init.
+    let bundle = work.join("bundle");
+    let fetched = domain.json(DEVELOPER, &["release", "get", &release, "--out", bundle.to_str().unwrap()], 0);
+    assert_eq!(fetched["verified"], true);
+    let verified = domain.json(
+        DEVELOPER,
+        &["release", "verify", bundle.to_str().unwrap(), "--domain-key", dir.join("pki/domain.pub").to_str().unwrap()],
+        0,
+    );
+    assert_eq!(verified["verified"], true);
+
+    // The regulator: entries about the release, an inclusion proof, a checkpoint kept for later.
+    let about = domain.json(REGULATOR, &["audit", "show", &release], 0);
+    let index = about[0]["index"].as_u64().unwrap();
+    let proved = domain.json(REGULATOR, &["audit", "prove", &index.to_string()], 0);
+    assert_eq!(proved["verified"], true);
+    let saved = work.join("checkpoint.note");
+    domain.json(REGULATOR, &["audit", "checkpoint", "--save", saved.to_str().unwrap()], 0);
+    let tail = domain.json(REGULATOR, &["audit", "tail", "-n", "3"], 0);
+    assert_eq!(tail.as_array().unwrap().len(), 3);
+
+    // SIGKILL the server and start it again: everything acknowledged is still there.
+    server.kill();
+    let server = Server::start(&dir);
+    let domain = Domain { dir: dir.clone(), server: server.address.clone(), work: work.clone() };
+    assert_eq!(domain.json(DEVELOPER, &["job", "show", &job], 0)["state"], "succeeded");
+    let again = work.join("bundle-again");
+    domain.json(DEVELOPER, &["release", "get", &release, "--out", again.to_str().unwrap()], 0);
+    assert_eq!(std::fs::read(again.join("data.csv")).unwrap(), std::fs::read(bundle.join("data.csv")).unwrap());
+    let consistent = domain.json(REGULATOR, &["audit", "prove", "--since", saved.to_str().unwrap()], 0);
+    assert_eq!(consistent["verified"], true);
+    let export = work.join("audit.json");
+    domain.json(REGULATOR, &["audit", "export", "--out", export.to_str().unwrap()], 0);
+    let offline =
+        domain.json(REGULATOR, &["audit", "verify", export.to_str().unwrap(), "--public-key", &domain_key], 0);
+    assert_eq!(offline["verified"], true);
+
+    // The wrong key is caught: a checkpoint that does not verify is not trusted.
+    let wrong_key = "11".repeat(32);
+    let untrusted = domain.run(REGULATOR, &["audit", "tail", "--domain-key", &wrong_key]);
+    assert_eq!(untrusted.status.code(), Some(1));
+    assert!(text(&untrusted).contains("does not verify under the domain key"), "{}", text(&untrusted));
+    drop(server);
+
+    // With the server gone, a client says what to check.
+    let unreachable = domain.run(DEVELOPER, &["job", "show", &job]);
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(text(&unreachable).contains("`unseen serve` running"), "{}", text(&unreachable));
+}
+
+#[test]
+fn init_issues_more_identities_later_and_refuses_to_overwrite_one() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("domain");
+    let unseen = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_unseen")).args(args).output().unwrap();
+    let init = unseen(&["init", dir.to_str().unwrap(), "--name", "issue.unseen", "--host", "gateway.example"]);
+    assert!(init.status.success(), "{}", text(&init));
+    assert!(text(&init).contains("unseen identity issue"), "a domain without identities says how to add one");
+    let issued = unseen(&["identity", "issue", dir.to_str().unwrap(), "--principal", DEVELOPER, "--json"]);
+    assert!(issued.status.success(), "{}", text(&issued));
+    assert!(identity(&dir, DEVELOPER).with_extension("pem").exists());
+    let twice = unseen(&["identity", "issue", dir.to_str().unwrap(), "--principal", DEVELOPER]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(text(&twice).contains("already exists"), "{}", text(&twice));
+    let bad = unseen(&["identity", "issue", dir.to_str().unwrap(), "--principal", "auditor:x:y"]);
+    assert!(text(&bad).contains("\"auditor\" is not a role"), "{}", text(&bad));
+}
