@@ -441,6 +441,7 @@ impl Domain {
             },
         };
         domain.mark_interrupted_jobs().await?;
+        domain.finish_interrupted_releases().await?;
         Ok(domain)
     }
 
@@ -473,6 +474,80 @@ impl Domain {
                 decision: "interrupted".into(),
                 reason: message,
             })?;
+        }
+        Ok(())
+    }
+
+    /// Egress requests whose release was decided (approved by an operator, or passed for
+    /// automatic release) but not finished when the domain stopped: the decision is in the log,
+    /// so the release is finished now, by the principal who decided it. A release whose bundle
+    /// and row were written but not yet linked to its request is linked (and logged if its log
+    /// entry was lost), never signed twice.
+    async fn finish_interrupted_releases(&self) -> Result<(), GatewayError> {
+        let stranded = self
+            .store
+            .fetch(
+                "SELECT id, state FROM egress WHERE state IN ('approved', 'auto_released') AND release_id = '' \
+                 ORDER BY created_ms",
+                &[],
+            )
+            .await?;
+        for egress in stranded {
+            let egress_id = egress["id"].as_str();
+            let decision_action = if egress["state"] == "approved" { "egress.approve" } else { "egress.review" };
+            let decided_by = self
+                .audit
+                .raw_entries_about(egress_id)?
+                .iter()
+                .rev()
+                .filter_map(|raw| Entry::from_canonical_bytes(&raw.bytes).ok())
+                .find(|entry| entry.action == decision_action)
+                .ok_or_else(|| {
+                    GatewayError::Internal(format!(
+                        "egress request {egress_id} is {} but the log has no {decision_action} entry for it",
+                        egress["state"]
+                    ))
+                })?;
+            let who = Principal {
+                organisation: decided_by.organisation.clone(),
+                name: decided_by.principal.clone(),
+                role: decided_by.role.parse().map_err(|_| {
+                    GatewayError::Internal(format!("the log names an unknown role \"{}\"", decided_by.role))
+                })?,
+            };
+            let written =
+                self.store.fetch("SELECT id FROM releases WHERE egress_id = $1", &[Param::Text(egress_id)]).await?;
+            match written.first() {
+                Some(release) => {
+                    let release_id = release["id"].as_str();
+                    self.store
+                        .execute(
+                            "UPDATE egress SET release_id = $1 WHERE id = $2",
+                            &[Param::Text(release_id), Param::Text(egress_id)],
+                        )
+                        .await?;
+                    if self.audit.raw_entries_about(release_id)?.is_empty() {
+                        self.record(
+                            &who,
+                            "release.sign",
+                            "release",
+                            release_id,
+                            None,
+                            None,
+                            "released",
+                            "signed before the domain stopped; linked to its request on restart",
+                        )?;
+                    }
+                }
+                None => {
+                    let approver = if egress["state"] == "approved" {
+                        format!("{}@{}", who.name, who.organisation)
+                    } else {
+                        "auto".to_string()
+                    };
+                    self.release(&who, egress_id, &approver).await?;
+                }
+            }
         }
         Ok(())
     }

@@ -162,6 +162,12 @@ impl pb::developer_server::Developer for Services {
         request: Request<pb::SubmitScenarioRequest>,
     ) -> Result<Response<pb::SubmitScenarioReply>, Status> {
         let who = caller(&request, Role::Developer)?;
+        let size = request.get_ref().application_json.len();
+        if size > MAX_APPLICATION_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "application_json is {size} bytes; at most {MAX_APPLICATION_BYTES} are accepted"
+            )));
+        }
         let application: ScenarioApplication =
             serde_json::from_str(&request.get_ref().application_json).map_err(|error| {
                 Status::invalid_argument(format!("application_json is not a scenario application: {error}"))
@@ -195,6 +201,7 @@ impl pb::developer_server::Developer for Services {
         if grant_id.is_empty() {
             return Err(Status::invalid_argument("the first chunk must name the grant_id the module is bound to"));
         }
+        object_id("grant_id", &grant_id, 'g', "a grant")?;
         let info = self.domain.upload_module(&who, &grant_id, bytes).await?;
         Ok(Response::new(pb::UploadModuleReply {
             module_hash: info.hash,
@@ -206,6 +213,8 @@ impl pb::developer_server::Developer for Services {
     async fn run_job(&self, request: Request<pb::RunJobRequest>) -> Result<Response<pb::RunJobReply>, Status> {
         let who = caller(&request, Role::Developer)?;
         let request = request.into_inner();
+        object_id("grant_id", &request.grant_id, 'g', "a grant")?;
+        module_hash(&request.module_hash)?;
         let mode: Mode = json_enum("mode", &request.mode, "sample, production")?;
         let job_id = self.domain.run_job(&who, &request.grant_id, &request.module_hash, mode, &request.params).await?;
         Ok(Response::new(pb::RunJobReply { job_id, state: "queued".into() }))
@@ -214,6 +223,7 @@ impl pb::developer_server::Developer for Services {
     async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::JobView>, Status> {
         let who = caller(&request, Role::Developer)?;
         let request = request.into_inner();
+        object_id("job_id", &request.job_id, 'j', "a job")?;
         let wait = Duration::from_millis(u64::from(request.wait_ms.min(MAX_WAIT_MS)));
         Ok(Response::new(job_view(self.domain.job(&who, &request.job_id, wait).await?)))
     }
@@ -221,6 +231,7 @@ impl pb::developer_server::Developer for Services {
     async fn cancel_job(&self, request: Request<pb::CancelJobRequest>) -> Result<Response<pb::JobView>, Status> {
         let who = caller(&request, Role::Developer)?;
         let request = request.into_inner();
+        object_id("job_id", &request.job_id, 'j', "a job")?;
         Ok(Response::new(job_view(self.domain.cancel_job(&who, &request.job_id).await?)))
     }
 
@@ -230,11 +241,14 @@ impl pb::developer_server::Developer for Services {
     ) -> Result<Response<pb::EgressView>, Status> {
         let who = caller(&request, Role::Developer)?;
         let request = request.into_inner();
+        object_id("job_id", &request.job_id, 'j', "a job")?;
+        bounded_text("output_name", &request.output_name, MAX_NAME_CHARS, true)?;
         Ok(Response::new(egress_view(self.domain.request_egress(&who, &request.job_id, &request.output_name).await?)))
     }
 
     async fn get_egress(&self, request: Request<pb::GetEgressRequest>) -> Result<Response<pb::EgressView>, Status> {
         let who = caller(&request, Role::Developer)?;
+        object_id("egress_id", &request.get_ref().egress_id, 'e', "an egress request")?;
         Ok(Response::new(egress_view(self.domain.egress(&who, &request.get_ref().egress_id).await?)))
     }
 
@@ -243,6 +257,7 @@ impl pb::developer_server::Developer for Services {
         request: Request<pb::GetReleaseRequest>,
     ) -> Result<Response<pb::ReleaseBundle>, Status> {
         let who = caller(&request, Role::Developer)?;
+        object_id("release_id", &request.get_ref().release_id, 'r', "a release")?;
         let bundle = self.domain.release_bundle(&who, &request.get_ref().release_id).await?;
         Ok(Response::new(pb::ReleaseBundle {
             release_id: bundle.id,
@@ -271,6 +286,61 @@ impl Services {
             })
             .collect();
         Ok(pb::ScenarioList { scenarios })
+    }
+}
+
+/// Longest reason an operator may give (characters).
+const MAX_REASON_CHARS: usize = 2_000;
+/// Longest scenario application (bytes of JSON).
+const MAX_APPLICATION_BYTES: usize = 1024 * 1024;
+/// Longest output or object name (characters).
+const MAX_NAME_CHARS: usize = 128;
+
+/// An object id as the domain issues them, `<prefix>-<number>` (`j-12`), so a malformed one is
+/// answered INVALID_ARGUMENT naming the field, before any lookup.
+fn object_id(field: &str, value: &str, prefix: char, what: &str) -> Result<(), Status> {
+    let well_formed = value.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('-')).is_some_and(|number| {
+        !number.is_empty() && number.len() <= 18 && number.bytes().all(|byte| byte.is_ascii_digit())
+    });
+    if well_formed {
+        return Ok(());
+    }
+    Err(Status::invalid_argument(format!(
+        "{field} \"{}\" is not {what} id ({prefix}-<number>, e.g. {prefix}-1)",
+        shortened(value)
+    )))
+}
+
+/// A module's content hash: 64 lowercase hex digits.
+fn module_hash(value: &str) -> Result<(), Status> {
+    if value.len() == 64 && value.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
+        return Ok(());
+    }
+    Err(Status::invalid_argument(format!(
+        "module_hash \"{}\" is not a module hash (64 lowercase hex digits, as UploadModule returned it)",
+        shortened(value)
+    )))
+}
+
+/// Free text with an upper bound on its length (and, when `required`, not blank).
+fn bounded_text(field: &str, value: &str, max_chars: usize, required: bool) -> Result<(), Status> {
+    if required && value.trim().is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is empty")));
+    }
+    let chars = value.chars().count();
+    if chars > max_chars {
+        return Err(Status::invalid_argument(format!(
+            "{field} has {chars} characters; at most {max_chars} are accepted"
+        )));
+    }
+    Ok(())
+}
+
+/// The first characters of a value for an error message, so a huge field is not echoed.
+fn shortened(value: &str) -> String {
+    match value.char_indices().nth(40) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_string(),
     }
 }
 
@@ -306,6 +376,8 @@ impl pb::operator_server::Operator for Services {
     ) -> Result<Response<pb::DecideScenarioReply>, Status> {
         let who = caller(&request, Role::Operator)?;
         let request = request.into_inner();
+        object_id("id", &request.id, 's', "a scenario")?;
+        bounded_text("reason", &request.reason, MAX_REASON_CHARS, !request.approve)?;
         let grant = self.domain.decide_scenario(&who, &request.id, request.approve, &request.reason).await?;
         Ok(Response::new(match grant {
             Some(grant) => pb::DecideScenarioReply {
@@ -340,6 +412,8 @@ impl pb::operator_server::Operator for Services {
     async fn change_grant(&self, request: Request<pb::ChangeGrantRequest>) -> Result<Response<pb::GrantView>, Status> {
         let who = caller(&request, Role::Operator)?;
         let request = request.into_inner();
+        object_id("grant_id", &request.grant_id, 'g', "a grant")?;
+        bounded_text("reason", &request.reason, MAX_REASON_CHARS, true)?;
         let action: GrantAction = json_enum("action", &request.action, "suspend, resume, terminate")?;
         Ok(Response::new(grant_view(self.domain.change_grant(&who, &request.grant_id, action, &request.reason).await?)))
     }
@@ -347,6 +421,8 @@ impl pb::operator_server::Operator for Services {
     async fn decide_egress(&self, request: Request<pb::DecideRequest>) -> Result<Response<pb::EgressView>, Status> {
         let who = caller(&request, Role::Operator)?;
         let request = request.into_inner();
+        object_id("id", &request.id, 'e', "an egress request")?;
+        bounded_text("reason", &request.reason, MAX_REASON_CHARS, !request.approve)?;
         Ok(Response::new(egress_view(
             self.domain.decide_egress(&who, &request.id, request.approve, &request.reason).await?,
         )))
@@ -381,6 +457,7 @@ impl pb::regulator_server::Regulator for Services {
     ) -> Result<Response<pb::AuditEntriesReply>, Status> {
         let who = caller(&request, Role::Regulator)?;
         let request = request.into_inner();
+        bounded_text("object_id", &request.object_id, MAX_NAME_CHARS, false)?;
         let (entries, size) = self.domain.audit_entries(&who, request.start, request.end, &request.object_id)?;
         let entries = entries
             .into_iter()

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,39 +42,13 @@ async fn child(dir: &std::path::Path) -> ! {
     }
 }
 
-/// The child process, killed however the test ends.
-struct ChildDomain(std::process::Child);
-
-impl Drop for ChildDomain {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_running_when_the_domain_is_killed_is_marked_interrupted_and_the_domain_serves_on() {
     if let Some(dir) = std::env::var_os(CHILD) {
         child(std::path::Path::new(&dir)).await;
     }
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let process = Command::new(std::env::current_exe().expect("the test binary"))
-        .args([TEST, "--exact", "--nocapture"])
-        .env(CHILD, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the child domain");
-    let mut process = ChildDomain(process);
-    let stdout = process.0.stdout.take().expect("piped");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix(MARKER) {
-                let _ = sender.send(rest.to_string());
-            }
-        }
-    });
+    let (mut process, receiver) = common::spawn_child(TEST, CHILD, dir.path(), MARKER);
     let started = Instant::now();
     let running = receiver.recv_timeout(Duration::from_secs(300)).expect("the child's job starts running");
     let (grant_id, job_id) = running.split_once(' ').expect("grant and job");

@@ -61,3 +61,44 @@ pub async fn green_energy_job(domain: &Arc<Domain>, developer: &Principal, grant
     assert_eq!(finished.state, "succeeded", "{}", finished.error);
     job
 }
+
+/// A domain in a child process (this test binary run again), killed however the test ends.
+#[allow(dead_code, reason = "each test binary compiles this module; not every one starts a child")]
+pub struct ChildDomain(pub std::process::Child);
+
+impl Drop for ChildDomain {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `test` of this binary again as a child with `env` set to `dir`; the lines it prints
+/// that start with `marker` arrive, without the marker, on the receiver.
+#[allow(dead_code, reason = "each test binary compiles this module; not every one starts a child")]
+pub fn spawn_child(
+    test: &str,
+    env: &str,
+    dir: &Path,
+    marker: &'static str,
+) -> (ChildDomain, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let process = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([test, "--exact", "--nocapture"])
+        .env(env, dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the child domain");
+    let mut process = ChildDomain(process);
+    let stdout = process.0.stdout.take().expect("piped");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(marker) {
+                let _ = sender.send(rest.to_string());
+            }
+        }
+    });
+    (process, receiver)
+}

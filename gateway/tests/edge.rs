@@ -1,0 +1,168 @@
+//! Request validation at the edge: malformed ids, hashes, enum values, filters and oversized
+//! text are answered INVALID_ARGUMENT with the field named, before the workflow looks anything
+//! up, and the gateway serves the next request.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::principal;
+use tonic::Code;
+use unseen_gateway::identity::{CertificateAuthority, Role};
+use unseen_gateway::{Domain, TlsMaterial};
+use unseen_proto::v1 as pb;
+use unseen_proto::v1::developer_client::DeveloperClient;
+use unseen_proto::v1::operator_client::OperatorClient;
+use unseen_proto::v1::regulator_client::RegulatorClient;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_requests_are_refused_at_the_edge_naming_the_field() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let domain = Arc::new(Domain::open(dir.path(), "edge.domain").await.expect("the domain opens"));
+    let authority = CertificateAuthority::generate("edge test CA").expect("a CA");
+    let server_pem = authority.issue_server(&["127.0.0.1"]).expect("a server certificate");
+    let server_tls =
+        TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: server_pem.cert_pem, key_pem: server_pem.key_pem };
+    let server =
+        unseen_gateway::serve(domain, "127.0.0.1:0".parse().expect("address"), &server_tls).await.expect("serve");
+    let address = server.address.to_string();
+    let channel = |role: Role| {
+        let pem = authority.issue_client(&principal(&format!("org-{}", role.as_str()), role)).expect("an identity");
+        let tls = TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem };
+        let address = address.clone();
+        async move { unseen_gateway::connect(&address, &tls).await.expect("connect") }
+    };
+    let mut developer = DeveloperClient::new(channel(Role::Developer).await);
+    let mut operator = OperatorClient::new(channel(Role::Operator).await);
+    let mut regulator = RegulatorClient::new(channel(Role::Regulator).await);
+    let huge = "x".repeat(100_000);
+
+    let cases: Vec<(&str, Result<(), tonic::Status>, &str)> = vec![
+        (
+            "RunJob with a path for a grant",
+            developer
+                .run_job(pb::RunJobRequest {
+                    grant_id: "../g-1".into(),
+                    module_hash: "a".repeat(64),
+                    mode: "sample".into(),
+                    params: String::new(),
+                })
+                .await
+                .map(drop),
+            "grant_id",
+        ),
+        (
+            "RunJob with a short hash",
+            developer
+                .run_job(pb::RunJobRequest {
+                    grant_id: "g-1".into(),
+                    module_hash: "abc".into(),
+                    mode: "sample".into(),
+                    params: String::new(),
+                })
+                .await
+                .map(drop),
+            "module_hash",
+        ),
+        (
+            "RunJob in an unknown mode",
+            developer
+                .run_job(pb::RunJobRequest {
+                    grant_id: "g-1".into(),
+                    module_hash: "a".repeat(64),
+                    mode: "turbo".into(),
+                    params: String::new(),
+                })
+                .await
+                .map(drop),
+            "mode",
+        ),
+        (
+            "GetJob with SQL for an id",
+            developer.get_job(pb::GetJobRequest { job_id: "j-1' OR '1'='1".into(), wait_ms: 0 }).await.map(drop),
+            "job_id",
+        ),
+        (
+            "RequestEgress with a huge output name",
+            developer
+                .request_egress(pb::RequestEgressRequest { job_id: "j-1".into(), output_name: huge.clone() })
+                .await
+                .map(drop),
+            "output_name",
+        ),
+        (
+            "GetEgress with a release id",
+            developer.get_egress(pb::GetEgressRequest { egress_id: "r-1".into() }).await.map(drop),
+            "egress_id",
+        ),
+        (
+            "GetRelease with an empty id",
+            developer.get_release(pb::GetReleaseRequest { release_id: String::new() }).await.map(drop),
+            "release_id",
+        ),
+        (
+            "ListScenarios with a misspelt state",
+            developer.list_scenarios(pb::ListRequest { state: "aproved".into() }).await.map(drop),
+            "state",
+        ),
+        (
+            "DecideScenario rejecting without a reason",
+            operator
+                .decide_scenario(pb::DecideRequest { id: "s-1".into(), approve: false, reason: " ".into() })
+                .await
+                .map(drop),
+            "reason",
+        ),
+        (
+            "DecideEgress with a 100,000-character reason",
+            operator
+                .decide_egress(pb::DecideRequest { id: "e-1".into(), approve: true, reason: huge.clone() })
+                .await
+                .map(drop),
+            "reason",
+        ),
+        (
+            "ChangeGrant with an unknown action",
+            operator
+                .change_grant(pb::ChangeGrantRequest {
+                    grant_id: "g-1".into(),
+                    action: "pause".into(),
+                    reason: "x".into(),
+                })
+                .await
+                .map(drop),
+            "action",
+        ),
+        (
+            "ListEgress with an unknown state",
+            operator.list_egress(pb::ListRequest { state: "released".into() }).await.map(drop),
+            "state",
+        ),
+        (
+            "AuditEntries about a huge object id",
+            regulator
+                .audit_entries(pb::AuditEntriesRequest { start: 0, end: 0, object_id: huge.clone() })
+                .await
+                .map(drop),
+            "object_id",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, result, field) in cases {
+        match result {
+            Err(status) if status.code() == Code::InvalidArgument && status.message().starts_with(field) => {
+                assert!(
+                    status.message().len() < 300,
+                    "{case}: the message does not echo the input: {}",
+                    status.message()
+                );
+            }
+            other => failures.push(format!("{case}: expected INVALID_ARGUMENT about {field}, got {other:?}")),
+        }
+    }
+    // Well-formed requests for things that do not exist are NOT_FOUND, and the gateway serves on.
+    let missing = developer.get_job(pb::GetJobRequest { job_id: "j-404".into(), wait_ms: 0 }).await;
+    assert_eq!(missing.map(drop).map_err(|status| status.code()), Err(Code::NotFound));
+    server.shutdown().await.expect("shutdown");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
