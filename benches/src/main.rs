@@ -11,16 +11,17 @@ use serde::Serialize;
 
 mod audit_suite;
 mod egress_suite;
+mod gateway_suite;
 mod query_suite;
 mod runtime_suite;
 
-const SUITES: &[&str] = &["query", "runtime", "audit", "egress"];
+const SUITES: &[&str] = &["query", "runtime", "audit", "egress", "gateway"];
 
 /// Runs unseen's benchmarks beside their baselines and prints ratios.
 #[derive(Debug, Parser)]
 #[command(name = "unseen-benches")]
 pub(crate) struct Args {
-    /// Suites to run (default: all). Known: query, runtime, audit, egress.
+    /// Suites to run (default: all). Known: query, runtime, audit, egress, gateway.
     suites: Vec<String>,
     /// One JSON object per line instead of a table.
     #[arg(long)]
@@ -40,6 +41,10 @@ pub(crate) struct Args {
     /// Entries of the tree the audit suite proves inclusion and consistency in.
     #[arg(long, default_value_t = 10_000_000)]
     audit_entries: usize,
+    /// Job submissions per store of the gateway suite (64 clients share them). PostgreSQL is
+    /// measured when UNSEEN_BENCH_POSTGRES_URL (or UNSEEN_TEST_POSTGRES_URL) is set.
+    #[arg(long, default_value_t = 5_000)]
+    gateway_submissions: usize,
 }
 
 /// One measured figure beside its baseline.
@@ -89,6 +94,7 @@ fn main() -> Result<()> {
             "runtime" => runtime_suite::run(&args, runtime.handle().clone())?,
             "audit" => audit_suite::run(&args)?,
             "egress" => egress_suite::run(&args, &runtime)?,
+            "gateway" => gateway_suite::run(&args)?,
             _ => unreachable!("checked above"),
         };
         for measurement in measurements {
