@@ -1064,11 +1064,12 @@ impl Domain {
             Mode::Sample => "sample",
             Mode::Production => "production",
         };
-        let job_id = self.store.next_id("j").await?;
-        self.store
-            .execute(
+        let job_id = self
+            .store
+            .insert_with_next_id(
+                "j",
                 "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, params, state, created_ms) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7)",
-                &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Text(params), Param::Int(now_ms())],
+                &[Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Text(params), Param::Int(now_ms())],
             )
             .await?;
         self.record(

@@ -5,6 +5,7 @@
 //! creates a database of its own and drops it afterwards. Without the variable they are
 //! skipped with a message — except under `CI=true`, where a skipped backend is a failure.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -116,6 +117,38 @@ async fn ids_are_sequential_per_kind_and_unique_under_concurrency() {
         ids.sort_by_key(|id| id[2..].parse::<u32>().expect("numbered"));
         let expected: Vec<String> = (1..=64).map(|n| format!("j-{n}")).collect();
         assert_eq!(ids, expected, "64 concurrent ids, none repeated or skipped");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_and_its_row_commit_together_and_a_failed_insert_uses_up_no_id() {
+    on_both("insert_with_id", async |store: &Store| {
+        let insert = "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES ($1, $2, $3, $4, $5)";
+        let tasks: Vec<_> = (0..32)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let egress = format!("e-{n}");
+                    let params = [Param::Text(&egress), Param::Text("dev"), Param::Text("/d"), Param::Int(n)];
+                    store.insert_with_next_id("r", insert, &params).await.expect("insert")
+                })
+            })
+            .collect();
+        let mut ids = BTreeSet::new();
+        for task in tasks {
+            ids.insert(task.await.expect("task"));
+        }
+        assert_eq!(ids.len(), 32, "concurrent inserts take distinct ids");
+        for id in &ids {
+            store.fetch_one("SELECT * FROM releases WHERE id = $1", &[Param::Text(id)], id).await.expect("its row");
+        }
+        // A NOT NULL violation rolls the counter back with the row.
+        let failed = store
+            .insert_with_next_id("r", "INSERT INTO releases (id, egress_id) VALUES ($1, $2)", &[Param::Text("e-x")])
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(store.next_id("r").await.expect("id"), "r-33", "the failed insert used up no id");
     })
     .await;
 }
