@@ -1179,14 +1179,13 @@ impl Domain {
     /// Stops every job of `grant_id`: queued ones are cancelled, running ones told to stop.
     /// The number of jobs stopped.
     async fn stop_jobs_of_grant(&self, grant_id: &str, why: &str) -> Result<usize, GatewayError> {
-        let queued = self
+        let mut stopped = self
             .store
-            .fetch("SELECT id FROM jobs WHERE grant_id = $1 AND state = 'queued'", &[Param::Text(grant_id)])
-            .await?;
-        let mut stopped = 0;
-        for job in queued {
-            stopped += usize::from(self.cancel_queued(&job["id"], why).await?);
-        }
+            .execute(
+                "UPDATE jobs SET state = 'cancelled', error = $1, developer_error = $1 WHERE grant_id = $2 AND state = 'queued'",
+                &[Param::Text(why), Param::Text(grant_id)],
+            )
+            .await? as usize;
         let running = self.running_jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (grant, flag) in running.values() {
             if grant == grant_id {

@@ -20,6 +20,20 @@ use sqlx::migrate::Migrator;
 
 use crate::GatewayError;
 
+/// Binds `params` in order to the query's next placeholders.
+fn bind<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    params: &[Param<'_>],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for param in params {
+        query = match param {
+            Param::Text(text) => query.bind(text.to_string()),
+            Param::Int(value) => query.bind(*value),
+        };
+    }
+    query
+}
+
 /// Takes the next value of a counter, creating it at 1.
 const NEXT_ID_SQL: &str = "INSERT INTO counters (name, value) VALUES ($1, 1) ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value";
 
@@ -133,39 +147,20 @@ impl Store {
         let row = sqlx::query(NEXT_ID_SQL).bind(prefix).fetch_one(&mut *transaction).await?;
         let value: i64 = row.try_get("value")?;
         let id = format!("{prefix}-{value}");
-        let mut query = sqlx::query(sql).bind(id.clone());
-        for param in params {
-            query = match param {
-                Param::Text(text) => query.bind(text.to_string()),
-                Param::Int(value) => query.bind(*value),
-            };
-        }
-        query.execute(&mut *transaction).await?;
+        bind(sqlx::query(sql).bind(id.clone()), params).execute(&mut *transaction).await?;
         transaction.commit().await?;
         Ok(id)
     }
 
     /// Runs one statement with text and integer parameters (`$1`, `$2` … in order).
     pub async fn execute(&self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, GatewayError> {
-        let mut query = sqlx::query(sql);
-        for param in params {
-            query = match param {
-                Param::Text(text) => query.bind(text.to_string()),
-                Param::Int(value) => query.bind(*value),
-            };
-        }
+        let query = bind(sqlx::query(sql), params);
         Ok(query.execute(&self.pool).await?.rows_affected())
     }
 
     /// Fetches rows as text maps.
     pub async fn fetch(&self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Record>, GatewayError> {
-        let mut query = sqlx::query(sql);
-        for param in params {
-            query = match param {
-                Param::Text(text) => query.bind(text.to_string()),
-                Param::Int(value) => query.bind(*value),
-            };
-        }
+        let query = bind(sqlx::query(sql), params);
         let rows = query.fetch_all(&self.pool).await?;
         let mut records = Vec::with_capacity(rows.len());
         for row in rows {
