@@ -381,6 +381,14 @@ impl AuditLog {
         self.len() == 0
     }
 
+    /// Whether an entry with exactly these canonical bytes is on disk: compares leaf hashes in
+    /// memory, newest first, reading nothing from disk.
+    pub fn contains(&self, entry: &Entry) -> Result<bool, AuditError> {
+        let leaf = merkle::leaf_hash(&entry.canonical_bytes());
+        let state = self.lock()?;
+        Ok(state.tree.leaves()[..state.durable as usize].iter().rev().any(|known| *known == leaf))
+    }
+
     /// The leaf hashes of the entries on disk.
     fn durable_leaves(&self) -> Result<Vec<Hash>, AuditError> {
         let state = self.lock()?;
@@ -591,6 +599,19 @@ mod tests {
 
     fn new_signer() -> DomainSigner {
         DomainSigner::from_pkcs8("test.domain", &DomainSigner::generate_pkcs8().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn contains_finds_exactly_the_appended_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        for i in 0..5 {
+            log.append(&entry(i)).unwrap();
+        }
+        assert!(log.contains(&entry(0)).unwrap() && log.contains(&entry(4)).unwrap());
+        assert!(!log.contains(&entry(5)).unwrap());
+        let changed = Entry { reason: "ok.".into(), ..entry(2) };
+        assert!(!log.contains(&changed).unwrap(), "one changed field is another entry");
     }
 
     /// The worked example of `docs/audit-format.md`, entry `i`.

@@ -26,7 +26,7 @@ use unseen_runtime::{CancelFlag, DomainTable, JobReport, JobSpec, Mode, Runtime,
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
-use crate::store::{Param, Store};
+use crate::store::{Param, Store, Transaction};
 
 /// The operating system's random generator as the noise source of differential privacy.
 #[derive(Debug)]
@@ -321,6 +321,35 @@ pub fn verify_release(
     Ok(parsed)
 }
 
+/// An audit entry: `who` did `action` to an object, with the decision and why. It is logged
+/// in the transaction that makes the change it records; only a decision that changes nothing
+/// stored (a refused upload) is appended on its own.
+#[allow(clippy::too_many_arguments)]
+fn audit_entry(
+    who: &Principal,
+    action: &str,
+    object_kind: &str,
+    object_id: &str,
+    object_hash: Option<String>,
+    grant: Option<String>,
+    decision: &str,
+    reason: impl Into<String>,
+) -> Entry {
+    Entry {
+        time_unix_ms: now_ms(),
+        organisation: who.organisation.clone(),
+        principal: who.name.clone(),
+        role: who.role.as_str().to_string(),
+        action: action.to_string(),
+        object_kind: object_kind.to_string(),
+        object_id: object_id.to_string(),
+        object_hash,
+        grant,
+        decision: decision.to_string(),
+        reason: reason.into(),
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
 }
@@ -440,8 +469,11 @@ impl Domain {
                 jobs => jobs.min(MAX_WORKERS),
             },
         };
+        // First the log catches up with the store; the steps after it read the log.
+        domain.append_pending_entries().await?;
         domain.mark_interrupted_jobs().await?;
         domain.finish_interrupted_releases().await?;
+        domain.finish_interrupted_terminations().await?;
         Ok(domain)
     }
 
@@ -455,13 +487,14 @@ impl Domain {
             .await?;
         for job in stranded {
             let message = format!("interrupted: the domain stopped while the job was {}; run it again", job["state"]);
-            self.store
+            let mut transaction = self.store.begin().await?;
+            transaction
                 .execute(
                     "UPDATE jobs SET state = 'interrupted', error = $1, developer_error = $1 WHERE id = $2",
                     &[Param::Text(&message), Param::Text(&job["id"])],
                 )
                 .await?;
-            self.audit.append(&Entry {
+            transaction.log(Entry {
                 time_unix_ms: now_ms(),
                 organisation: self.name.clone(),
                 principal: "domain".into(),
@@ -473,16 +506,17 @@ impl Domain {
                 grant: Some(job["grant_id"].clone()),
                 decision: "interrupted".into(),
                 reason: message,
-            })?;
+            });
+            self.commit(transaction).await?;
         }
         Ok(())
     }
 
     /// Egress requests whose release was decided (approved by an operator, or passed for
-    /// automatic release) but not finished when the domain stopped: the decision is in the log,
-    /// so the release is finished now, by the principal who decided it. A release whose bundle
-    /// and row were written but not yet linked to its request is linked (and logged if its log
-    /// entry was lost), never signed twice.
+    /// automatic release) but not made when the domain stopped: the decision is in the log (it
+    /// committed with the decision), so the release is made now, by the principal who decided
+    /// it. A release's row, its link to the request and its log entry commit together, so a
+    /// release is never made twice.
     async fn finish_interrupted_releases(&self) -> Result<(), GatewayError> {
         let stranded = self
             .store
@@ -495,61 +529,54 @@ impl Domain {
         for egress in stranded {
             let egress_id = egress["id"].as_str();
             let decision_action = if egress["state"] == "approved" { "egress.approve" } else { "egress.review" };
-            let decided_by = self
-                .audit
-                .raw_entries_about(egress_id)?
-                .iter()
-                .rev()
-                .filter_map(|raw| Entry::from_canonical_bytes(&raw.bytes).ok())
-                .find(|entry| entry.action == decision_action)
-                .ok_or_else(|| {
-                    GatewayError::Internal(format!(
-                        "egress request {egress_id} is {} but the log has no {decision_action} entry for it",
-                        egress["state"]
-                    ))
-                })?;
-            let who = Principal {
-                organisation: decided_by.organisation.clone(),
-                name: decided_by.principal.clone(),
-                role: decided_by.role.parse().map_err(|_| {
-                    GatewayError::Internal(format!("the log names an unknown role \"{}\"", decided_by.role))
-                })?,
+            let who = self.logged_actor(egress_id, decision_action)?;
+            let approver = if egress["state"] == "approved" {
+                format!("{}@{}", who.name, who.organisation)
+            } else {
+                "auto".into()
             };
-            let written =
-                self.store.fetch("SELECT id FROM releases WHERE egress_id = $1", &[Param::Text(egress_id)]).await?;
-            match written.first() {
-                Some(release) => {
-                    let release_id = release["id"].as_str();
-                    self.store
-                        .execute(
-                            "UPDATE egress SET release_id = $1 WHERE id = $2",
-                            &[Param::Text(release_id), Param::Text(egress_id)],
-                        )
-                        .await?;
-                    if self.audit.raw_entries_about(release_id)?.is_empty() {
-                        self.record(
-                            &who,
-                            "release.sign",
-                            "release",
-                            release_id,
-                            None,
-                            None,
-                            "released",
-                            "signed before the domain stopped; linked to its request on restart",
-                        )?;
-                    }
-                }
-                None => {
-                    let approver = if egress["state"] == "approved" {
-                        format!("{}@{}", who.name, who.organisation)
-                    } else {
-                        "auto".to_string()
-                    };
-                    self.release(&who, egress_id, &approver).await?;
-                }
-            }
+            self.release(&who, egress_id, &approver).await?;
         }
         Ok(())
+    }
+
+    /// Grants terminated while the domain stopped before their held outputs were deleted: the
+    /// deletion is finished now.
+    async fn finish_interrupted_terminations(&self) -> Result<(), GatewayError> {
+        let unfinished = self
+            .store
+            .fetch(
+                "SELECT DISTINCT grants.id, grants.reason FROM grants JOIN jobs ON jobs.grant_id = grants.id \
+                 JOIN outputs ON outputs.job_id = jobs.id WHERE grants.state = 'terminated'",
+                &[],
+            )
+            .await?;
+        for grant in unfinished {
+            let who = self.logged_actor(&grant["id"], "grant.terminate")?;
+            let why = format!("grant {} terminated by the operator: {}", grant["id"], grant["reason"]);
+            self.close_grant_outputs(&who, &grant["id"], &why).await?;
+        }
+        Ok(())
+    }
+
+    /// The principal whose latest `action` on `object_id` the log records.
+    fn logged_actor(&self, object_id: &str, action: &str) -> Result<Principal, GatewayError> {
+        let entry = self
+            .audit
+            .raw_entries_about(object_id)?
+            .iter()
+            .rev()
+            .filter_map(|raw| Entry::from_canonical_bytes(&raw.bytes).ok())
+            .find(|entry| entry.action == action)
+            .ok_or_else(|| GatewayError::Internal(format!("the log has no {action} entry for {object_id}")))?;
+        Ok(Principal {
+            organisation: entry.organisation,
+            name: entry.principal,
+            role: entry
+                .role
+                .parse()
+                .map_err(|_| GatewayError::Internal(format!("the log names an unknown role \"{}\"", entry.role)))?,
+        })
     }
 
     /// The domain's Ed25519 public key (releases and checkpoints verify under it).
@@ -562,32 +589,43 @@ impl Domain {
         &self.name
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        who: &Principal,
-        action: &str,
-        object_kind: &str,
-        object_id: &str,
-        object_hash: Option<String>,
-        grant: Option<String>,
-        decision: &str,
-        reason: impl Into<String>,
+    /// Commits `transaction` and appends the entries it logged. The entries were committed
+    /// with the changes, so if the domain stops before they are appended, the next open
+    /// appends them ([`Domain::append_pending_entries`]).
+    async fn commit(&self, transaction: Transaction<'_>) -> Result<(), GatewayError> {
+        for (key, entry) in transaction.commit().await? {
+            self.audit.append(&entry)?;
+            self.store.settle(key);
+        }
+        Ok(())
+    }
+
+    /// Appends the entries whose changes committed but which the domain stopped before
+    /// appending (each once: an entry already in the log is not appended again).
+    async fn append_pending_entries(&self) -> Result<(), GatewayError> {
+        for (key, bytes) in self.store.pending_entries().await? {
+            let entry = Entry::from_canonical_bytes(&bytes)?;
+            if !self.audit.contains(&entry)? {
+                self.audit.append(&entry)?;
+            }
+            self.store.settle(key);
+        }
+        self.store.delete_settled().await
+    }
+
+    /// Runs a decision's state change, whose `sql` names the state it leaves: if no row is
+    /// in that state any more, another decision on the object came first and this one fails.
+    async fn change_state(
+        transaction: &mut Transaction<'_>,
+        (kind, id): (&str, &str),
+        sql: &'static str,
+        params: &[Param<'_>],
     ) -> Result<(), GatewayError> {
-        let entry = Entry {
-            time_unix_ms: now_ms(),
-            organisation: who.organisation.clone(),
-            principal: who.name.clone(),
-            role: who.role.as_str().to_string(),
-            action: action.to_string(),
-            object_kind: object_kind.to_string(),
-            object_id: object_id.to_string(),
-            object_hash,
-            grant,
-            decision: decision.to_string(),
-            reason: reason.into(),
-        };
-        self.audit.append(&entry)?;
+        if transaction.execute(sql, params).await? == 0 {
+            return Err(GatewayError::FailedPrecondition(format!(
+                "{kind} {id} was decided by someone else meanwhile; look at it again"
+            )));
+        }
         Ok(())
     }
 
@@ -664,7 +702,8 @@ impl Domain {
                 .await?;
         let json =
             serde_json::to_string(&dataset).map_err(|error| GatewayError::internal("encoding a dataset", error))?;
-        self.store
+        let mut transaction = self.store.begin().await?;
+        transaction
             .execute(
                 "INSERT INTO datasets (id, name, version, json, path, sample_path, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
@@ -678,7 +717,7 @@ impl Domain {
                 ],
             )
             .await?;
-        self.record(
+        transaction.log(audit_entry(
             who,
             "dataset.register",
             "dataset",
@@ -687,7 +726,8 @@ impl Domain {
             None,
             "registered",
             format!("{} rows, sample {} rows", stats.source_rows, stats.sample_rows),
-        )?;
+        ));
+        self.commit(transaction).await?;
         Ok((dataset, stats.source_rows, stats.sample_rows))
     }
 
@@ -718,16 +758,17 @@ impl Domain {
             datasets.push(self.dataset(&request.dataset).await?.0);
         }
         application.validate(|id| datasets.iter().find(|dataset| dataset.id() == id))?;
-        let id = self.store.next_id("s").await?;
         let json = serde_json::to_string(&application)
             .map_err(|error| GatewayError::internal("encoding a scenario", error))?;
-        self.store
+        let mut transaction = self.store.begin().await?;
+        let id = transaction.next_id("s").await?;
+        transaction
             .execute(
                 "INSERT INTO scenarios (id, developer, state, application_json, created_ms) VALUES ($1, $2, 'submitted', $3, $4)",
                 &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(&json), Param::Int(now_ms())],
             )
             .await?;
-        self.record(
+        transaction.log(audit_entry(
             who,
             "scenario.submit",
             "scenario",
@@ -736,7 +777,8 @@ impl Domain {
             None,
             "submitted",
             application.title.clone(),
-        )?;
+        ));
+        self.commit(transaction).await?;
         Ok(id)
     }
 
@@ -788,37 +830,51 @@ impl Domain {
             if reason.trim().is_empty() {
                 return Err(GatewayError::InvalidInput("a rejection needs a reason".into()));
             }
-            self.store
-                .execute(
-                    "UPDATE scenarios SET state = 'rejected', reason = $1 WHERE id = $2",
-                    &[Param::Text(reason), Param::Text(scenario_id)],
-                )
-                .await?;
-            self.record(who, "scenario.reject", "scenario", scenario_id, None, None, "rejected", reason)?;
+            let mut transaction = self.store.begin().await?;
+            Self::change_state(
+                &mut transaction,
+                ("scenario", scenario_id),
+                "UPDATE scenarios SET state = 'rejected', reason = $1 WHERE id = $2 AND state = 'submitted'",
+                &[Param::Text(reason), Param::Text(scenario_id)],
+            )
+            .await?;
+            transaction.log(audit_entry(
+                who,
+                "scenario.reject",
+                "scenario",
+                scenario_id,
+                None,
+                None,
+                "rejected",
+                reason,
+            ));
+            self.commit(transaction).await?;
             return Ok(None);
         }
         let application: ScenarioApplication = serde_json::from_str(&row["application_json"])
             .map_err(|error| GatewayError::internal("decoding a scenario", error))?;
         let mut key = [0u8; 32];
         SystemRandom::new().fill(&mut key).map_err(|_| GatewayError::Internal("drawing a grant key".into()))?;
-        let grant_id = self.store.next_id("g").await?;
+        let mut transaction = self.store.begin().await?;
+        let grant_id = transaction.next_id("g").await?;
         let grant =
             Grant::freeze(grant_id.clone(), scenario_id.to_string(), application, who.name.clone(), now_ms(), key);
         let hash = grant.hash();
         let json = serde_json::to_string(&grant).map_err(|error| GatewayError::internal("encoding a grant", error))?;
-        self.store
+        transaction
             .execute(
                 "INSERT INTO grants (id, scenario_id, developer, json, hash, state, created_ms) VALUES ($1, $2, $3, $4, $5, 'active', $6)",
                 &[Param::Text(&grant_id), Param::Text(scenario_id), Param::Text(&row["developer"]), Param::Text(&json), Param::Text(&hash), Param::Int(now_ms())],
             )
             .await?;
-        self.store
-            .execute(
-                "UPDATE scenarios SET state = 'approved', reason = $1, grant_id = $2 WHERE id = $3",
-                &[Param::Text(reason), Param::Text(&grant_id), Param::Text(scenario_id)],
-            )
-            .await?;
-        self.record(
+        Self::change_state(
+            &mut transaction,
+            ("scenario", scenario_id),
+            "UPDATE scenarios SET state = 'approved', reason = $1, grant_id = $2 WHERE id = $3 AND state = 'submitted'",
+            &[Param::Text(reason), Param::Text(&grant_id), Param::Text(scenario_id)],
+        )
+        .await?;
+        transaction.log(audit_entry(
             who,
             "scenario.approve",
             "grant",
@@ -827,7 +883,8 @@ impl Domain {
             Some(grant_id.clone()),
             "approved",
             reason,
-        )?;
+        ));
+        self.commit(transaction).await?;
         Ok(Some(grant))
     }
 
@@ -883,29 +940,52 @@ impl Domain {
                 action.past_tense()
             )));
         }
-        // The state changes first, so no new work starts while the old is being stopped.
-        self.store
-            .execute(
-                "UPDATE grants SET state = $1, reason = $2 WHERE id = $3",
-                &[Param::Text(to), Param::Text(reason), Param::Text(grant_id)],
-            )
-            .await?;
-        let why = format!("grant {grant_id} {} by the operator: {reason}", action.past_tense());
-        let mut detail = reason.to_string();
-        if action != GrantAction::Resume {
-            let stopped = self.stop_jobs_of_grant(grant_id, &why).await?;
-            detail = format!("{reason} ({stopped} jobs stopped)");
-        }
-        if action == GrantAction::Terminate {
-            let (rejected, deleted) = self.close_grant_outputs(grant_id, &why).await?;
-            detail = format!("{detail}; {rejected} egress requests rejected, {deleted} held outputs deleted");
-        }
         let verb = match action {
             GrantAction::Suspend => "grant.suspend",
             GrantAction::Resume => "grant.resume",
             GrantAction::Terminate => "grant.terminate",
         };
-        self.record(who, verb, "grant", grant_id, Some(row["hash"].clone()), Some(grant_id.to_string()), to, detail)?;
+        let why = format!("grant {grant_id} {} by the operator: {reason}", action.past_tense());
+        // The state changes first, so no new work starts while the old is being stopped; its
+        // queued jobs are cancelled in the same commit.
+        let mut transaction = self.store.begin().await?;
+        Self::change_state(
+            &mut transaction,
+            ("grant", grant_id),
+            "UPDATE grants SET state = $1, reason = $2 WHERE id = $3 AND state = $4",
+            &[Param::Text(to), Param::Text(reason), Param::Text(grant_id), Param::Text(&row["state"])],
+        )
+        .await?;
+        let mut detail = reason.to_string();
+        if action != GrantAction::Resume {
+            let cancelled = transaction
+                .execute(
+                    "UPDATE jobs SET state = 'cancelled', error = $1, developer_error = $1 WHERE grant_id = $2 AND state = 'queued'",
+                    &[Param::Text(&why), Param::Text(grant_id)],
+                )
+                .await?;
+            let running = self.running_jobs_of(grant_id).len();
+            detail = format!("{reason} ({cancelled} queued jobs cancelled, {running} running jobs stopped)");
+        }
+        transaction.log(audit_entry(
+            who,
+            verb,
+            "grant",
+            grant_id,
+            Some(row["hash"].clone()),
+            Some(grant_id.to_string()),
+            to,
+            detail,
+        ));
+        self.commit(transaction).await?;
+        if action != GrantAction::Resume {
+            for flag in self.running_jobs_of(grant_id) {
+                flag.cancel(&why);
+            }
+        }
+        if action == GrantAction::Terminate {
+            self.close_grant_outputs(who, grant_id, &why).await?;
+        }
         let row = self
             .store
             .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
@@ -914,8 +994,9 @@ impl Domain {
     }
 
     /// On termination: rejects the grant's egress requests awaiting an operator and deletes
-    /// its held outputs and review candidates (files and rows). Returns (rejected, deleted).
-    async fn close_grant_outputs(&self, grant_id: &str, why: &str) -> Result<(usize, usize), GatewayError> {
+    /// its held outputs and review candidates, files first, then rows with the log entry (so a
+    /// crash in between leaves rows that the next open finishes deleting).
+    async fn close_grant_outputs(&self, who: &Principal, grant_id: &str, why: &str) -> Result<(), GatewayError> {
         // Running jobs were told to stop; wait for them so none writes an output afterwards.
         let started = tokio::time::Instant::now();
         while self
@@ -928,14 +1009,6 @@ impl Domain {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let rejected = self
-            .store
-            .execute(
-                "UPDATE egress SET state = 'rejected', reason = $1 WHERE state = 'awaiting_operator' AND job_id IN \
-                 (SELECT id FROM jobs WHERE grant_id = $2)",
-                &[Param::Text(why), Param::Text(grant_id)],
-            )
-            .await?;
         let outputs = self
             .store
             .fetch(
@@ -957,13 +1030,31 @@ impl Domain {
         for candidate in &candidates {
             remove_if_present(&self.dir.join("egress").join(format!("{}.parquet", candidate["id"])))?;
         }
-        self.store
+        let mut transaction = self.store.begin().await?;
+        let rejected = transaction
+            .execute(
+                "UPDATE egress SET state = 'rejected', reason = $1 WHERE state = 'awaiting_operator' AND job_id IN \
+                 (SELECT id FROM jobs WHERE grant_id = $2)",
+                &[Param::Text(why), Param::Text(grant_id)],
+            )
+            .await?;
+        transaction
             .execute(
                 "DELETE FROM outputs WHERE job_id IN (SELECT id FROM jobs WHERE grant_id = $1)",
                 &[Param::Text(grant_id)],
             )
             .await?;
-        Ok((rejected as usize, outputs.len()))
+        transaction.log(audit_entry(
+            who,
+            "grant.purge",
+            "grant",
+            grant_id,
+            None,
+            Some(grant_id.to_string()),
+            "deleted",
+            format!("{} held outputs deleted, {rejected} egress requests awaiting an operator rejected", outputs.len()),
+        ));
+        self.commit(transaction).await
     }
 
     async fn grant_for(&self, who: &Principal, grant_id: &str) -> Result<Grant, GatewayError> {
@@ -1000,7 +1091,7 @@ impl Domain {
         let (info, bytes) = match validation {
             Ok(ok) => ok,
             Err(error) => {
-                self.record(
+                self.audit.append(&audit_entry(
                     who,
                     "module.upload",
                     "module",
@@ -1009,19 +1100,20 @@ impl Domain {
                     Some(grant_id.to_string()),
                     "refused",
                     error.to_string(),
-                )?;
+                ))?;
                 return Err(error.into());
             }
         };
         let path = self.dir.join("modules").join(format!("{}.wasm", info.hash));
         write_atomically(&path, &bytes)?;
-        self.store
+        let mut transaction = self.store.begin().await?;
+        transaction
             .execute(
                 "INSERT INTO modules (hash, developer, grant_id, size, path, created_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT(hash, grant_id) DO NOTHING",
                 &[Param::Text(&info.hash), Param::Text(&who.organisation), Param::Text(grant_id), Param::Int(info.size as i64), Param::Text(&path.to_string_lossy()), Param::Int(now_ms())],
             )
             .await?;
-        self.record(
+        transaction.log(audit_entry(
             who,
             "module.upload",
             "module",
@@ -1030,7 +1122,8 @@ impl Domain {
             Some(grant_id.to_string()),
             "accepted",
             format!("{} bytes", info.size),
-        )?;
+        ));
+        self.commit(transaction).await?;
         Ok(info)
     }
 
@@ -1064,15 +1157,17 @@ impl Domain {
             Mode::Sample => "sample",
             Mode::Production => "production",
         };
-        let job_id = self
-            .store
-            .insert_with_next_id(
-                "j",
+        // The id, the row and the log entry in one commit (one fsync); a failed insert uses
+        // up no id.
+        let mut transaction = self.store.begin().await?;
+        let job_id = transaction.next_id("j").await?;
+        transaction
+            .execute(
                 "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, params, state, created_ms) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7)",
-                &[Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Text(params), Param::Int(now_ms())],
+                &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Text(params), Param::Int(now_ms())],
             )
             .await?;
-        self.record(
+        transaction.log(audit_entry(
             who,
             "job.submit",
             "job",
@@ -1081,7 +1176,8 @@ impl Domain {
             Some(grant_id.to_string()),
             "queued",
             if params.is_empty() { mode_name.to_string() } else { format!("{mode_name}; params: {params}") },
-        )?;
+        ));
+        self.commit(transaction).await?;
         let mut tables = Vec::new();
         for dataset_id in grant.datasets() {
             let (dataset, path, sample_path) = self.dataset(dataset_id).await?;
@@ -1135,10 +1231,28 @@ impl Domain {
             .await?;
         Self::require_owner(who, &row, &format!("job {job_id}"))?;
         let why = "cancelled by the developer";
-        if self.cancel_queued(job_id, why).await? {
-            self.record(who, "job.cancel", "job", job_id, None, Some(row["grant_id"].clone()), "cancelled", why)?;
+        let mut transaction = self.store.begin().await?;
+        let cancelled = transaction
+            .execute(
+                "UPDATE jobs SET state = 'cancelled', error = $1, developer_error = $1 WHERE id = $2 AND state = 'queued'",
+                &[Param::Text(why), Param::Text(job_id)],
+            )
+            .await?;
+        if cancelled > 0 {
+            transaction.log(audit_entry(
+                who,
+                "job.cancel",
+                "job",
+                job_id,
+                None,
+                Some(row["grant_id"].clone()),
+                "cancelled",
+                why,
+            ));
+            self.commit(transaction).await?;
             return self.job(who, job_id, Duration::ZERO).await;
         }
+        drop(transaction);
         if !self.cancel_running(job_id, why) {
             let state =
                 self.store.fetch_one("SELECT state FROM jobs WHERE id = $1", &[Param::Text(job_id)], "job").await?;
@@ -1147,21 +1261,18 @@ impl Domain {
                 state["state"]
             )));
         }
-        self.record(who, "job.cancel", "job", job_id, None, Some(row["grant_id"].clone()), "cancelling", why)?;
+        self.audit.append(&audit_entry(
+            who,
+            "job.cancel",
+            "job",
+            job_id,
+            None,
+            Some(row["grant_id"].clone()),
+            "cancelling",
+            why,
+        ))?;
         // The guest stops at its next check; the job's own record says `cancelled` then.
         self.job(who, job_id, CANCEL_WAIT).await
-    }
-
-    /// Marks a queued job cancelled; false when it is not queued (any more).
-    async fn cancel_queued(&self, job_id: &str, why: &str) -> Result<bool, GatewayError> {
-        let cancelled = self
-            .store
-            .execute(
-                "UPDATE jobs SET state = 'cancelled', error = $1, developer_error = $1 WHERE id = $2 AND state = 'queued'",
-                &[Param::Text(why), Param::Text(job_id)],
-            )
-            .await?;
-        Ok(cancelled > 0)
     }
 
     /// Sets the cancel switch of a claimed job; false when the job is not running here.
@@ -1176,24 +1287,10 @@ impl Domain {
         }
     }
 
-    /// Stops every job of `grant_id`: queued ones are cancelled, running ones told to stop.
-    /// The number of jobs stopped.
-    async fn stop_jobs_of_grant(&self, grant_id: &str, why: &str) -> Result<usize, GatewayError> {
-        let mut stopped = self
-            .store
-            .execute(
-                "UPDATE jobs SET state = 'cancelled', error = $1, developer_error = $1 WHERE grant_id = $2 AND state = 'queued'",
-                &[Param::Text(why), Param::Text(grant_id)],
-            )
-            .await? as usize;
+    /// The cancel switches of `grant_id`'s jobs running here.
+    fn running_jobs_of(&self, grant_id: &str) -> Vec<CancelFlag> {
         let running = self.running_jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (grant, flag) in running.values() {
-            if grant == grant_id {
-                flag.cancel(why);
-                stopped += 1;
-            }
-        }
-        Ok(stopped)
+        running.values().filter(|(grant, _)| grant == grant_id).map(|(_, flag)| flag.clone()).collect()
     }
 
     async fn execute_job(&self, who: &Principal, job: QueuedJob) -> Result<(), GatewayError> {
@@ -1249,9 +1346,11 @@ impl Domain {
         })
         .await
         .map_err(|error| GatewayError::internal("running a job", error))?;
+        // The job's outcome, its outputs and every runtime decision commit together.
+        let mut transaction = self.store.begin().await?;
         for query in &report.queries {
             if query.outcome != "allowed" {
-                self.record(
+                transaction.log(audit_entry(
                     who,
                     "query.refuse",
                     "job",
@@ -1260,10 +1359,10 @@ impl Domain {
                     Some(grant.id.clone()),
                     "refused",
                     query.message.clone().unwrap_or_default(),
-                )?;
+                ));
             } else if query.suppressed_groups > 0 {
                 // A runtime decision in its own right: groups the module never saw.
-                self.record(
+                transaction.log(audit_entry(
                     who,
                     "query.suppress",
                     "job",
@@ -1272,7 +1371,7 @@ impl Domain {
                     Some(grant.id.clone()),
                     "suppressed",
                     format!("{} groups below the grant's threshold withheld from the module", query.suppressed_groups),
-                )?;
+                ));
             }
         }
         let out_dir = self.dir.join("outputs").join(job_id);
@@ -1296,7 +1395,7 @@ impl Domain {
             write_atomically(&path, &bytes)?;
             let lineage = serde_json::to_string(&output.lineage)
                 .map_err(|error| GatewayError::internal("encoding lineage", error))?;
-            self.store
+            transaction
                 .execute(
                     "INSERT INTO outputs (job_id, name, kind, path, lineage_json, rows) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, name) DO UPDATE SET kind = excluded.kind, path = excluded.path, lineage_json = excluded.lineage_json, rows = excluded.rows",
                     &[Param::Text(job_id), Param::Text(&output.name), Param::Text(kind), Param::Text(&path.to_string_lossy()), Param::Text(&lineage), Param::Int(rows as i64)],
@@ -1336,7 +1435,7 @@ impl Domain {
             metering: report.metering.clone(),
         };
         let json = serde_json::to_string(&view).map_err(|error| GatewayError::internal("encoding a job", error))?;
-        self.store
+        transaction
             .execute(
                 "UPDATE jobs SET state = $1, error = $2, developer_error = $3, report_json = $4 WHERE id = $5",
                 &[
@@ -1348,7 +1447,7 @@ impl Domain {
                 ],
             )
             .await?;
-        self.record(
+        transaction.log(audit_entry(
             who,
             "job.finish",
             "job",
@@ -1357,8 +1456,8 @@ impl Domain {
             Some(grant.id.clone()),
             state,
             if error.is_empty() { format!("{} outputs", kept.len()) } else { error },
-        )?;
-        Ok(())
+        ));
+        self.commit(transaction).await
     }
 
     /// The job as `who` may see it, waiting up to `wait` for it to finish.
@@ -1477,7 +1576,8 @@ impl Domain {
         };
         let report_json =
             serde_json::to_string(&report).map_err(|error| GatewayError::internal("encoding a report", error))?;
-        self.store
+        let mut transaction = self.store.begin().await?;
+        transaction
             .execute(
                 "INSERT INTO egress (id, developer, job_id, output_name, state, report_json, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(job_id), Param::Text(output_name), Param::Text(state), Param::Text(&report_json), Param::Int(now_ms())],
@@ -1485,7 +1585,7 @@ impl Domain {
             .await?;
         if report.epsilon_charged > 0.0 {
             let budget = grant.application.disclosure.privacy.as_ref().map_or(0.0, |privacy| privacy.epsilon_budget);
-            self.record(
+            transaction.log(audit_entry(
                 who,
                 "privacy.charge",
                 "egress",
@@ -1499,15 +1599,14 @@ impl Domain {
                     grant.id,
                     epsilon_spent + report.epsilon_charged
                 ),
-            )?;
+            ));
         }
-        drop(_reviewing);
         let reason = if report.outcome == Outcome::Blocked {
             format!("blocked by {}", report.blocking_rules().join(", "))
         } else {
             format!("{} cells suppressed", report.cells_suppressed)
         };
-        self.record(
+        transaction.log(audit_entry(
             who,
             "egress.review",
             "egress",
@@ -1516,7 +1615,9 @@ impl Domain {
             Some(grant.id.clone()),
             state,
             reason,
-        )?;
+        ));
+        self.commit(transaction).await?;
+        drop(_reviewing);
         if report.outcome == Outcome::Released {
             self.release(who, &id, "auto").await?;
         }
@@ -1651,25 +1752,22 @@ impl Domain {
                     grant["id"], grant["state"]
                 )));
             }
-            self.store
-                .execute(
-                    "UPDATE egress SET state = 'approved', reason = $1 WHERE id = $2",
-                    &[Param::Text(reason), Param::Text(egress_id)],
-                )
-                .await?;
-            self.record(who, "egress.approve", "egress", egress_id, None, None, "approved", reason)?;
+        } else if reason.trim().is_empty() {
+            return Err(GatewayError::InvalidInput("a rejection needs a reason".into()));
+        }
+        let (state, action) = if approve { ("approved", "egress.approve") } else { ("rejected", "egress.reject") };
+        let mut transaction = self.store.begin().await?;
+        Self::change_state(
+            &mut transaction,
+            ("egress request", egress_id),
+            "UPDATE egress SET state = $1, reason = $2 WHERE id = $3 AND state = 'awaiting_operator'",
+            &[Param::Text(state), Param::Text(reason), Param::Text(egress_id)],
+        )
+        .await?;
+        transaction.log(audit_entry(who, action, "egress", egress_id, None, None, state, reason));
+        self.commit(transaction).await?;
+        if approve {
             self.release(who, egress_id, &format!("{}@{}", who.name, who.organisation)).await?;
-        } else {
-            if reason.trim().is_empty() {
-                return Err(GatewayError::InvalidInput("a rejection needs a reason".into()));
-            }
-            self.store
-                .execute(
-                    "UPDATE egress SET state = 'rejected', reason = $1 WHERE id = $2",
-                    &[Param::Text(reason), Param::Text(egress_id)],
-                )
-                .await?;
-            self.record(who, "egress.reject", "egress", egress_id, None, None, "rejected", reason)?;
         }
         self.egress(who, egress_id).await
     }
@@ -1746,7 +1844,9 @@ impl Domain {
         write_atomically(&dir.join("report.json"), egress["report_json"].as_bytes())?;
         write_atomically(&dir.join("manifest.sig"), signature.as_ref())?;
         write_atomically(&dir.join("manifest.json"), &manifest_bytes)?;
-        self.store
+        // The release's row, its link to the request and its log entry commit together.
+        let mut transaction = self.store.begin().await?;
+        transaction
             .execute(
                 "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES ($1, $2, $3, $4, $5)",
                 &[
@@ -1758,13 +1858,13 @@ impl Domain {
                 ],
             )
             .await?;
-        self.store
+        transaction
             .execute(
                 "UPDATE egress SET release_id = $1 WHERE id = $2",
                 &[Param::Text(&release_id), Param::Text(egress_id)],
             )
             .await?;
-        self.record(
+        transaction.log(audit_entry(
             who,
             "release.sign",
             "release",
@@ -1773,7 +1873,8 @@ impl Domain {
             Some(grant.id.clone()),
             "released",
             approver,
-        )?;
+        ));
+        self.commit(transaction).await?;
         Ok(release_id)
     }
 

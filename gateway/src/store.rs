@@ -18,6 +18,9 @@ use sqlx::Row;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 
+use unseen_audit::Entry;
+use unseen_policy::sha256_hex;
+
 use crate::GatewayError;
 
 /// Binds `params` in order to the query's next placeholders.
@@ -48,6 +51,8 @@ const MAX_CONNECTIONS: u32 = 8;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Keys of pending audit entries now in the log, whose rows the next commit deletes.
+    settled: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// Which database a store runs on.
@@ -114,7 +119,7 @@ impl Store {
             GatewayError::Unavailable(format!("cannot open the metadata store: {}", redact(url, &error.to_string())))
         })?;
         MIGRATOR.run(&pool).await.map_err(|error| GatewayError::internal("migrating the metadata store", error))?;
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, settled: Default::default() })
     }
 
     /// Closes every connection (waits for those in use).
@@ -134,22 +139,33 @@ impl Store {
         Ok(format!("{prefix}-{value}"))
     }
 
-    /// Takes the next id of `prefix` and runs `sql` with it as `$1` (`params` follow as `$2` …)
-    /// in one transaction: one commit (one fsync) instead of two, and an insert that fails
-    /// uses up no id.
-    pub async fn insert_with_next_id(
-        &self,
-        prefix: &str,
-        sql: &'static str,
-        params: &[Param<'_>],
-    ) -> Result<String, GatewayError> {
-        let mut transaction = self.pool.begin().await?;
-        let row = sqlx::query(NEXT_ID_SQL).bind(prefix).fetch_one(&mut *transaction).await?;
-        let value: i64 = row.try_get("value")?;
-        let id = format!("{prefix}-{value}");
-        bind(sqlx::query(sql).bind(id.clone()), params).execute(&mut *transaction).await?;
-        transaction.commit().await?;
-        Ok(id)
+    /// Begins a transaction: its statements and its audit entries commit together.
+    pub async fn begin(&self) -> Result<Transaction<'_>, GatewayError> {
+        Ok(Transaction { store: self, inner: self.pool.begin().await?, entries: Vec::new() })
+    }
+
+    /// Audit entries that were committed with their state change but may not be in the log yet
+    /// (the domain stopped in between): their keys and canonical bytes, oldest first.
+    pub async fn pending_entries(&self) -> Result<Vec<(String, Vec<u8>)>, GatewayError> {
+        let rows = self.fetch("SELECT key, entry FROM audit_pending ORDER BY created_ms, key", &[]).await?;
+        Ok(rows.into_iter().map(|row| (row["key"].clone(), row["entry"].clone().into_bytes())).collect())
+    }
+
+    /// Notes that the pending entry `key` is in the log; its row goes with the next commit.
+    pub fn settle(&self, key: String) {
+        lock(&self.settled).push(key);
+    }
+
+    /// Deletes the pending rows of every settled entry now.
+    pub async fn delete_settled(&self) -> Result<(), GatewayError> {
+        let keys = std::mem::take(&mut *lock(&self.settled));
+        for key in &keys {
+            if let Err(error) = self.execute("DELETE FROM audit_pending WHERE key = $1", &[Param::Text(key)]).await {
+                lock(&self.settled).extend(keys);
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// Runs one statement with text and integer parameters (`$1`, `$2` … in order).
@@ -185,6 +201,75 @@ impl Store {
             .into_iter()
             .next()
             .ok_or_else(|| GatewayError::NotFound(format!("{what} not found")))
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A transaction on the store. The audit entries it logs are written to `audit_pending` in the
+/// same commit, so a state change and the record of it are never separated by a crash: the
+/// domain appends them to the log after the commit, and again on its next open if it stopped
+/// before that (skipping any already in the log).
+pub struct Transaction<'s> {
+    store: &'s Store,
+    inner: sqlx::Transaction<'static, sqlx::Any>,
+    entries: Vec<(String, Entry)>,
+}
+
+impl Transaction<'_> {
+    /// The next id of a kind, taken in this transaction: an id a failed transaction took is
+    /// not used up.
+    pub async fn next_id(&mut self, prefix: &str) -> Result<String, GatewayError> {
+        let row = sqlx::query(NEXT_ID_SQL).bind(prefix).fetch_one(&mut *self.inner).await?;
+        let value: i64 = row.try_get("value")?;
+        Ok(format!("{prefix}-{value}"))
+    }
+
+    /// Runs one statement; the number of rows it changed.
+    pub async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, GatewayError> {
+        Ok(bind(sqlx::query(sql), params).execute(&mut *self.inner).await?.rows_affected())
+    }
+
+    /// Logs `entry` with this transaction's changes.
+    pub fn log(&mut self, entry: Entry) {
+        let key = sha256_hex(&entry.canonical_bytes());
+        self.entries.push((key, entry));
+    }
+
+    /// Commits the statements and the pending entries (and forgets the pending rows of entries
+    /// that reached the log since the last commit); the entries to append to the log, with
+    /// their keys.
+    pub async fn commit(self) -> Result<Vec<(String, Entry)>, GatewayError> {
+        let store = self.store;
+        let settled = std::mem::take(&mut *lock(&store.settled));
+        let result = self.write_pending_and_commit(&settled).await;
+        if result.is_err() {
+            lock(&store.settled).extend(settled);
+        }
+        result
+    }
+
+    async fn write_pending_and_commit(mut self, settled: &[String]) -> Result<Vec<(String, Entry)>, GatewayError> {
+        for key in settled {
+            self.execute("DELETE FROM audit_pending WHERE key = $1", &[Param::Text(key)]).await?;
+        }
+        for (key, entry) in &self.entries {
+            let bytes = String::from_utf8(entry.canonical_bytes())
+                .map_err(|error| GatewayError::internal("encoding an audit entry", error))?;
+            bind(
+                sqlx::query(
+                    "INSERT INTO audit_pending (key, entry, created_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+                ),
+                &[Param::Text(key), Param::Text(&bytes), Param::Int(entry.time_unix_ms)],
+            )
+            .execute(&mut *self.inner)
+            .await?;
+        }
+        self.inner.commit().await?;
+        Ok(self.entries)
     }
 }
 

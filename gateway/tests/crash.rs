@@ -121,13 +121,28 @@ async fn a_domain_killed_anywhere_in_the_workflow_keeps_what_it_acknowledged_and
                 other => panic!("round {round}: request {} is {other}", view.id),
             }
         }
-        // The log is whole: its export verifies and every release has its entry.
+        // The log is whole: its export verifies, holds no entry twice, and every state the
+        // store shows has the entry that records how it got there.
         let export = domain.export_audit(&regulator).expect("export");
         let key: [u8; 32] = key.as_slice().try_into().expect("32 bytes");
         unseen_audit::verify_export(&export, &key).unwrap_or_else(|error| panic!("round {round}: {error}"));
+        let logged: BTreeSet<(String, String)> =
+            export.entries.iter().map(|entry| (entry.object_id.clone(), entry.action.clone())).collect();
+        let distinct: BTreeSet<_> = export.leaf_hashes.iter().collect();
+        assert_eq!(distinct.len(), export.leaf_hashes.len(), "round {round}: an entry was appended twice");
         for (release, _) in &releases {
-            let (entries, _) = domain.audit_entries(&regulator, 0, 0, release).expect("entries");
-            assert!(!entries.is_empty(), "round {round}: release {release} has no log entry");
+            assert!(logged.contains(&(release.clone(), "release.sign".into())), "round {round}: {release} unlogged");
+        }
+        for job in &jobs {
+            for action in ["job.submit", "job.finish"] {
+                assert!(logged.contains(&(job.clone(), action.into())), "round {round}: {job} has no {action}");
+            }
+        }
+        for view in domain.list_egress(&operator, "").await.expect("requests") {
+            assert!(logged.contains(&(view.id.clone(), "egress.review".into())), "round {round}: {} unlogged", view.id);
+            if view.state == "approved" {
+                assert!(logged.contains(&(view.id.clone(), "egress.approve".into())), "round {round}: {}", view.id);
+            }
         }
         eprintln!(
             "round {round}: killed after {} acknowledged steps; {} releases so far",
@@ -136,4 +151,54 @@ async fn a_domain_killed_anywhere_in_the_workflow_keeps_what_it_acknowledged_and
         );
     }
     assert!(releases.len() >= 2, "the rounds got as far as releases: {releases:?}");
+}
+
+/// The window the kills above rarely hit, made certain: a change committed with its entry, and
+/// the domain gone before it appended the entry. The next open appends it, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_committed_with_its_change_reaches_the_log_when_the_domain_reopens() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let regulator = principal("regulator", Role::Regulator);
+    let before = {
+        let domain = Domain::open(dir.path(), NAME).await.expect("the domain opens");
+        common::register_energy_data(&domain, dir.path(), 50, 1).await;
+        domain.checkpoint(&regulator).expect("checkpoint").1
+    };
+    // What `Domain::commit` does up to the append, on the domain's own store.
+    let store = unseen_gateway::store::Store::open(&dir.path().join("metadata.sqlite")).await.expect("the store");
+    let mut transaction = store.begin().await.expect("begin");
+    transaction
+        .execute(
+            "UPDATE datasets SET sample_path = sample_path WHERE id = $1",
+            &[unseen_gateway::store::Param::Text("enterprise@v1")],
+        )
+        .await
+        .expect("update");
+    let entry = unseen_audit::Entry {
+        time_unix_ms: 1_764_000_000_000,
+        organisation: "bureau".into(),
+        principal: "someone".into(),
+        role: "provider".into(),
+        action: "dataset.touch".into(),
+        object_kind: "dataset".into(),
+        object_id: "enterprise@v1".into(),
+        object_hash: None,
+        grant: None,
+        decision: "touched".into(),
+        reason: "committed, never appended".into(),
+    };
+    transaction.log(entry.clone());
+    transaction.commit().await.expect("commit");
+    store.close().await;
+
+    for reopening in 0..2 {
+        let domain = Domain::open(dir.path(), NAME).await.expect("the domain reopens");
+        let (entries, size) = domain.audit_entries(&regulator, 0, 0, "enterprise@v1").expect("entries");
+        let found: Vec<_> = entries
+            .iter()
+            .filter(|raw| unseen_audit::Entry::from_canonical_bytes(&raw.bytes).expect("entry") == entry)
+            .collect();
+        assert_eq!(found.len(), 1, "reopening {reopening}: the entry is in the log exactly once");
+        assert_eq!(size, before + 1, "reopening {reopening}: nothing else was added");
+    }
 }

@@ -121,18 +121,47 @@ async fn ids_are_sequential_per_kind_and_unique_under_concurrency() {
     .await;
 }
 
+/// An audit entry about `object_id`.
+fn entry_about(object_id: &str) -> unseen_audit::Entry {
+    unseen_audit::Entry {
+        time_unix_ms: 1_764_000_000_000,
+        organisation: "city".into(),
+        principal: "op".into(),
+        role: "operator".into(),
+        action: "release.sign".into(),
+        object_kind: "release".into(),
+        object_id: object_id.into(),
+        object_hash: None,
+        grant: None,
+        decision: "released".into(),
+        reason: "发布".into(),
+    }
+}
+
+/// Takes an id and inserts a release row with it, logging an entry, in one transaction.
+async fn insert_release(
+    store: &Store,
+    egress: &str,
+    sql: &'static str,
+) -> Result<String, unseen_gateway::GatewayError> {
+    let mut transaction = store.begin().await?;
+    let id = transaction.next_id("r").await?;
+    transaction.execute(sql, &[Param::Text(&id), Param::Text(egress), Param::Text("dev"), Param::Text("/d")]).await?;
+    transaction.log(entry_about(&id));
+    let logged = transaction.commit().await?;
+    assert_eq!(logged.len(), 1);
+    Ok(id)
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn an_id_and_its_row_commit_together_and_a_failed_insert_uses_up_no_id() {
-    on_both("insert_with_id", async |store: &Store| {
-        let insert = "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES ($1, $2, $3, $4, $5)";
+async fn an_id_its_row_and_its_log_entry_commit_together_and_a_failed_insert_leaves_nothing() {
+    on_both("transaction", async |store: &Store| {
+        const INSERT: &str =
+            "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES ($1, $2, $3, $4, 7)";
         let tasks: Vec<_> = (0..32)
             .map(|n| {
                 let store = store.clone();
-                tokio::spawn(async move {
-                    let egress = format!("e-{n}");
-                    let params = [Param::Text(&egress), Param::Text("dev"), Param::Text("/d"), Param::Int(n)];
-                    store.insert_with_next_id("r", insert, &params).await.expect("insert")
-                })
+                tokio::spawn(async move { insert_release(&store, &format!("e-{n}"), INSERT).await.expect("insert") })
             })
             .collect();
         let mut ids = BTreeSet::new();
@@ -143,12 +172,23 @@ async fn an_id_and_its_row_commit_together_and_a_failed_insert_uses_up_no_id() {
         for id in &ids {
             store.fetch_one("SELECT * FROM releases WHERE id = $1", &[Param::Text(id)], id).await.expect("its row");
         }
-        // A NOT NULL violation rolls the counter back with the row.
-        let failed = store
-            .insert_with_next_id("r", "INSERT INTO releases (id, egress_id) VALUES ($1, $2)", &[Param::Text("e-x")])
-            .await;
+        let pending = store.pending_entries().await.expect("pending");
+        assert_eq!(pending.len(), 32, "every committed entry is pending until it is settled");
+        let decoded = unseen_audit::Entry::from_canonical_bytes(&pending[0].1).expect("canonical bytes");
+        assert_eq!(decoded.reason, "发布", "the entry round-trips byte for byte");
+
+        // A NOT NULL violation rolls back the counter, the row and the entry together.
+        let failed = insert_release(store, "e-x", "INSERT INTO releases (id, egress_id) VALUES ($1, $2)").await;
         assert!(failed.is_err());
         assert_eq!(store.next_id("r").await.expect("id"), "r-33", "the failed insert used up no id");
+        assert_eq!(store.pending_entries().await.expect("pending").len(), 32, "and left no pending entry");
+
+        // Settled entries' rows go with the next commit.
+        for (key, _) in pending.into_iter().take(30) {
+            store.settle(key);
+        }
+        insert_release(store, "e-y", INSERT).await.expect("insert");
+        assert_eq!(store.pending_entries().await.expect("pending").len(), 3, "30 settled and deleted, 1 new");
     })
     .await;
 }
