@@ -7,6 +7,7 @@ mod check;
 mod client;
 mod demo;
 mod domain_dir;
+mod import_data;
 mod verify;
 mod workflow;
 
@@ -43,6 +44,8 @@ enum Command {
     Scenario(workflow::ScenarioArgs),
     /// Grants: list, suspend, resume or terminate (授权).
     Grant(workflow::GrantArgs),
+    /// Imported tables: a developer's own data for its grant, approved by an operator (社会数据).
+    Import(import_data::ImportArgs),
     /// Modules: upload WebAssembly bound to a grant.
     Module(workflow::ModuleArgs),
     /// Jobs: run a module on the sample or the real data, follow, cancel.
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Dataset(args) => workflow::dataset(args),
         Command::Scenario(args) => workflow::scenario(args),
         Command::Grant(args) => workflow::grant(args),
+        Command::Import(args) => import_data::run(args),
         Command::Module(args) => workflow::module(args),
         Command::Job(args) => workflow::job(args),
         Command::Egress(args) => workflow::egress(args),

@@ -27,31 +27,31 @@ const EXIT_AWAITING_OPERATOR: u8 = 10;
 /// Exit status of egress commands: the output may not leave (blocked or rejected).
 const EXIT_NOT_RELEASED: u8 = 11;
 /// Module bytes per upload message.
-const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
+pub(crate) const UPLOAD_CHUNK_BYTES: usize = 256 * 1024;
 /// Longest one `GetJob` call waits before the client asks again.
 const WAIT_SLICE_MS: u32 = 10_000;
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
-fn developer(client: &Client) -> DeveloperClient<tonic::transport::Channel> {
+pub(crate) fn developer(client: &Client) -> DeveloperClient<tonic::transport::Channel> {
     let limit = unseen_gateway::server::MAX_MESSAGE_BYTES;
     DeveloperClient::new(client.channel.clone()).max_encoding_message_size(limit).max_decoding_message_size(limit)
 }
 
-fn operator(client: &Client) -> OperatorClient<tonic::transport::Channel> {
+pub(crate) fn operator(client: &Client) -> OperatorClient<tonic::transport::Channel> {
     OperatorClient::new(client.channel.clone()).max_decoding_message_size(unseen_gateway::server::MAX_MESSAGE_BYTES)
 }
 
 /// An operator's decision on one object, with the reason the audit log keeps (责任可究).
 #[derive(Debug, Args)]
-struct Decision {
-    /// The object's id (`s-…`, `e-…`, `g-…`).
-    id: String,
+pub(crate) struct Decision {
+    /// The object's id (`s-…`, `e-…`, `g-…`, `i-…`).
+    pub(crate) id: String,
     /// Why: what you checked. The audit log keeps it; on a rejection the developer sees it.
     #[arg(long)]
-    reason: String,
+    pub(crate) reason: String,
 }
 
 // ------------------------------------------------------------------------------------ datasets
@@ -102,22 +102,9 @@ pub fn dataset(args: DatasetArgs) -> Result<ExitCode> {
         let client = Client::connect(&args.client, Role::Provider, "dataset register").await?;
         match args.command {
             DatasetCommand::Register { file, name, catalog, grade, subject_kind, columns } => {
-                let name = match name {
-                    Some(name) => name,
-                    None => file
-                        .file_stem()
-                        .and_then(|stem| stem.to_str())
-                        .ok_or_else(|| anyhow!("give the dataset a --name"))?
-                        .to_string(),
-                };
-                let spec = match &catalog {
-                    Some(catalog) => catalog_entry(catalog, &name)?,
-                    None => spec_from_options(&name, grade.as_deref(), subject_kind.as_deref(), &columns)?,
-                };
-                let parquet = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-                if !parquet.starts_with(b"PAR1") {
-                    bail!("{} is not a Parquet file; convert it first (the domain stores Parquet)", file.display());
-                }
+                let tags = TableTags { name, catalog, grade, subject_kind, columns };
+                let (spec, parquet) = tagged_table(&file, tags)?;
+                let name = spec.name.clone();
                 let mut progress = Progress::new(client.json);
                 progress.show(&format!("registering {name} ({:.1} MiB)", parquet.len() as f64 / 1_048_576.0));
                 let reply = ProviderClient::new(client.channel.clone())
@@ -151,6 +138,37 @@ pub fn dataset(args: DatasetArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// How a command line names and tags a table it sends: a name (default: the file's stem) and
+/// the tags, from a catalog or from options.
+pub(crate) struct TableTags {
+    pub(crate) name: Option<String>,
+    pub(crate) catalog: Option<PathBuf>,
+    pub(crate) grade: Option<String>,
+    pub(crate) subject_kind: Option<String>,
+    pub(crate) columns: Vec<String>,
+}
+
+/// The table's catalog entry as `tags` state it, and its Parquet bytes.
+pub(crate) fn tagged_table(file: &Path, tags: TableTags) -> Result<(DatasetVersion, Vec<u8>)> {
+    let name = match tags.name {
+        Some(name) => name,
+        None => file
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .ok_or_else(|| anyhow!("give the table a --name"))?
+            .to_string(),
+    };
+    let spec = match &tags.catalog {
+        Some(catalog) => catalog_entry(catalog, &name)?,
+        None => spec_from_options(&name, tags.grade.as_deref(), tags.subject_kind.as_deref(), &tags.columns)?,
+    };
+    let parquet = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    if !parquet.starts_with(b"PAR1") {
+        bail!("{} is not a Parquet file; convert it first (the domain takes Parquet)", file.display());
+    }
+    Ok((spec, parquet))
 }
 
 fn catalog_entry(catalog: &Path, name: &str) -> Result<DatasetVersion> {
@@ -370,8 +388,9 @@ enum GrantCommand {
     Suspend(Decision),
     /// Let a suspended grant's work go on.
     Resume(Decision),
-    /// End a grant for good: its jobs stop, its pending egress requests are rejected and its
-    /// held outputs deleted. Releases already made and the audit log stay.
+    /// End a grant for good: its jobs stop, its pending egress requests are rejected, its
+    /// held outputs deleted and its imported tables destroyed. Releases already made and the
+    /// audit log stay.
     Terminate(Decision),
 }
 

@@ -183,6 +183,24 @@ fn every_role_works_through_the_command_line_and_a_killed_server_loses_nothing_a
     let sample_csv = std::fs::read_to_string(written[0].as_str().unwrap()).unwrap();
     assert!(sample_csv.lines().count() > 1, "{sample_csv}");
 
+    // The developer imports its own table for the grant (社会数据); the operator approves it.
+    let own = example.join("enterprise.parquet");
+    let mut import_args = vec!["import", "submit", own.to_str().unwrap(), "--grant", &grant, "--name", "my_firms"];
+    import_args.extend(["--subject-kind", "enterprise", "--column", "uscc=subject", "--column", "name=identifier"]);
+    for column in ["industry=public", "district=public", "employees=sensitive", "registered_capital=sensitive"] {
+        import_args.extend(["--column", column]);
+    }
+    let imported = domain.json(DEVELOPER, &import_args, 0);
+    assert_eq!((imported["state"].as_str(), imported["dataset"].as_str()), (Some("submitted"), Some("my_firms@v1")));
+    let import = imported["import_id"].as_str().unwrap().to_string();
+    let untagged = domain.run(DEVELOPER, &["import", "submit", own.to_str().unwrap(), "--grant", &grant]);
+    assert_eq!(untagged.status.code(), Some(1));
+    assert!(text(&untagged).contains("--column NAME=TAG"), "{}", text(&untagged));
+    let queue = domain.json(OPERATOR, &["import", "list", "--state", "submitted"], 0);
+    assert_eq!(queue[0]["columns"].as_array().unwrap().len(), 6);
+    domain.json(OPERATOR, &["import", "approve", &import, "--reason", "customer list, consent on file"], 0);
+    assert_eq!(domain.json(DEVELOPER, &["import", "list"], 0)[0]["state"], "approved");
+
     // Production run with the uploaded module's hash; outputs stay in the domain.
     let uploaded = domain.json(DEVELOPER, &["module", "upload", module.to_str().unwrap(), "--grant", &grant], 0);
     let module_hash = uploaded["module_hash"].as_str().unwrap().to_string();
@@ -233,6 +251,7 @@ fn every_role_works_through_the_command_line_and_a_killed_server_loses_nothing_a
     let server = Server::start(&dir);
     let domain = Domain { dir: dir.clone(), server: server.address.clone(), work: work.clone() };
     assert_eq!(domain.json(DEVELOPER, &["job", "show", &job], 0)["state"], "succeeded");
+    assert_eq!(domain.json(DEVELOPER, &["import", "list", "--state", "approved"], 0)[0]["import_id"], import.as_str());
     let again = work.join("bundle-again");
     domain.json(DEVELOPER, &["release", "get", &release, "--out", again.to_str().unwrap()], 0);
     assert_eq!(std::fs::read(again.join("data.csv")).unwrap(), std::fs::read(bundle.join("data.csv")).unwrap());

@@ -28,6 +28,10 @@ use crate::GatewayError;
 use crate::identity::{Principal, Role};
 use crate::store::{Param, Store, Transaction};
 
+mod imports;
+use imports::JobImport;
+pub use imports::{IMPORT_STATES, ImportView, MAX_IMPORT_BYTES};
+
 /// The operating system's random generator as the noise source of differential privacy.
 #[derive(Debug)]
 pub struct SystemBits(SystemRandom);
@@ -191,8 +195,11 @@ fn remove_if_present(path: &Path) -> Result<(), GatewayError> {
 /// A job accepted and waiting for its blocking thread: everything `execute_job` needs.
 struct QueuedJob {
     id: String,
+    /// The approved grant with the job's imports joined ([`Grant::with_imports`]).
     grant: Grant,
     tables: Vec<DomainTable>,
+    /// Approved imports, decrypted when the job is claimed.
+    imports: Vec<JobImport>,
     module_path: String,
     mode: Mode,
     params: String,
@@ -275,6 +282,10 @@ pub struct ReleaseManifest {
     pub grant_sha256: String,
     /// Dataset versions read, with content hashes.
     pub datasets: Vec<(String, String)>,
+    /// The developer's own imported tables the job read (社会数据): `i-N name@vN` and content
+    /// hash. Absent when there were none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<(String, String)>,
     /// Hex SHA-256 of the review report.
     pub report_sha256: String,
     /// Who approved: `auto` or the operator.
@@ -389,6 +400,27 @@ fn parquet_bytes(table: &RecordBatch) -> Result<Vec<u8>, GatewayError> {
     Ok(buffer)
 }
 
+/// Every tagged column is in `table` and every column of `table` is tagged.
+fn check_tagged_columns(dataset: &DatasetVersion, table: &RecordBatch) -> Result<(), GatewayError> {
+    for column in &dataset.columns {
+        if table.schema().index_of(&column.name).is_err() {
+            return Err(GatewayError::InvalidInput(format!(
+                "column \"{}\" is tagged but not in the Parquet file",
+                column.name
+            )));
+        }
+    }
+    for field in table.schema().fields() {
+        if dataset.tag_of(field.name()).is_none() {
+            return Err(GatewayError::InvalidInput(format!(
+                "column \"{}\" of the Parquet file has no tag; every column needs one",
+                field.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn read_parquet(bytes: Vec<u8>) -> Result<RecordBatch, GatewayError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
         .map_err(|error| GatewayError::InvalidInput(format!("not a readable Parquet file: {error}")))?;
@@ -421,7 +453,9 @@ impl Domain {
 
     /// [`Domain::open`] with options (a PostgreSQL metadata store, for production).
     pub async fn open_with(dir: &Path, name: &str, options: &DomainOptions) -> Result<Self, GatewayError> {
-        for sub in ["keys", "datasets", "samples", "modules", "outputs", "egress", "releases", "audit"] {
+        for sub in
+            ["keys/imports", "datasets", "samples", "modules", "outputs", "egress", "releases", "audit", "imports"]
+        {
             std::fs::create_dir_all(dir.join(sub)).map_err(io("creating the domain directory"))?;
         }
         let random = SystemRandom::new();
@@ -474,6 +508,7 @@ impl Domain {
         domain.mark_interrupted_jobs().await?;
         domain.finish_interrupted_releases().await?;
         domain.finish_interrupted_terminations().await?;
+        domain.sweep_import_files().await?;
         Ok(domain)
     }
 
@@ -540,14 +575,15 @@ impl Domain {
         Ok(())
     }
 
-    /// Grants terminated while the domain stopped before their held outputs were deleted: the
-    /// deletion is finished now.
+    /// Grants terminated while the domain stopped before their held outputs were deleted and
+    /// their imported tables destroyed: that is finished now.
     async fn finish_interrupted_terminations(&self) -> Result<(), GatewayError> {
         let unfinished = self
             .store
             .fetch(
-                "SELECT DISTINCT grants.id, grants.reason FROM grants JOIN jobs ON jobs.grant_id = grants.id \
-                 JOIN outputs ON outputs.job_id = jobs.id WHERE grants.state = 'terminated'",
+                "SELECT id, reason FROM grants WHERE state = 'terminated' AND (\
+                 id IN (SELECT jobs.grant_id FROM jobs JOIN outputs ON outputs.job_id = jobs.id) OR \
+                 id IN (SELECT grant_id FROM imports WHERE state IN ('submitted', 'approved')))",
                 &[],
             )
             .await?;
@@ -676,23 +712,7 @@ impl Domain {
             columns: registration.columns,
         };
         dataset.validate()?;
-        let table = read_parquet(parquet.clone())?;
-        for column in &dataset.columns {
-            if table.schema().index_of(&column.name).is_err() {
-                return Err(GatewayError::InvalidInput(format!(
-                    "column \"{}\" is tagged but not in the Parquet file",
-                    column.name
-                )));
-            }
-        }
-        for field in table.schema().fields() {
-            if dataset.tag_of(field.name()).is_none() {
-                return Err(GatewayError::InvalidInput(format!(
-                    "column \"{}\" of the Parquet file has no tag; every column needs one",
-                    field.name()
-                )));
-            }
-        }
+        check_tagged_columns(&dataset, &read_parquet(parquet.clone())?)?;
         let id = dataset.id();
         let path = self.dir.join("datasets").join(format!("{content_hash}.parquet"));
         write_atomically(&path, &parquet)?;
@@ -993,9 +1013,10 @@ impl Domain {
         grant_view(&row)
     }
 
-    /// On termination: rejects the grant's egress requests awaiting an operator and deletes
-    /// its held outputs and review candidates, files first, then rows with the log entry (so a
-    /// crash in between leaves rows that the next open finishes deleting).
+    /// On termination: rejects the grant's egress requests awaiting an operator, deletes its
+    /// held outputs and review candidates and destroys its imported tables (key and
+    /// ciphertext), files first, then rows with the log entries (so a crash in between leaves
+    /// rows that the next open finishes).
     async fn close_grant_outputs(&self, who: &Principal, grant_id: &str, why: &str) -> Result<(), GatewayError> {
         // Running jobs were told to stop; wait for them so none writes an output afterwards.
         let started = tokio::time::Instant::now();
@@ -1030,7 +1051,26 @@ impl Domain {
         for candidate in &candidates {
             remove_if_present(&self.dir.join("egress").join(format!("{}.parquet", candidate["id"])))?;
         }
+        let destroyed = self.destroy_grant_imports(grant_id).await?;
         let mut transaction = self.store.begin().await?;
+        for import_id in &destroyed {
+            transaction
+                .execute(
+                    "UPDATE imports SET state = 'destroyed', reason = $1 WHERE id = $2",
+                    &[Param::Text(why), Param::Text(import_id)],
+                )
+                .await?;
+            transaction.log(audit_entry(
+                who,
+                "import.destroy",
+                "import",
+                import_id,
+                None,
+                Some(grant_id.to_string()),
+                "destroyed",
+                format!("key and encrypted table destroyed: {why}"),
+            ));
+        }
         let rejected = transaction
             .execute(
                 "UPDATE egress SET state = 'rejected', reason = $1 WHERE state = 'awaiting_operator' AND job_id IN \
@@ -1052,7 +1092,11 @@ impl Domain {
             None,
             Some(grant_id.to_string()),
             "deleted",
-            format!("{} held outputs deleted, {rejected} egress requests awaiting an operator rejected", outputs.len()),
+            format!(
+                "{} held outputs deleted, {rejected} egress requests awaiting an operator rejected, {} imported tables destroyed",
+                outputs.len(),
+                destroyed.len()
+            ),
         ));
         self.commit(transaction).await
     }
@@ -1145,6 +1189,10 @@ impl Domain {
             )));
         }
         let grant = self.grant_for(who, grant_id).await?;
+        let imports = self.approved_imports(grant_id).await?;
+        let datasets: Vec<DatasetVersion> = imports.iter().map(|import| import.dataset.clone()).collect();
+        let job_grant = grant.with_imports(&datasets)?;
+        let import_ids: Vec<&str> = imports.iter().map(|import| import.id.as_str()).collect();
         let module = self
             .store
             .fetch_one(
@@ -1163,8 +1211,8 @@ impl Domain {
         let job_id = transaction.next_id("j").await?;
         transaction
             .execute(
-                "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, params, state, created_ms) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7)",
-                &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Text(params), Param::Int(now_ms())],
+                "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, params, state, imports, created_ms) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)",
+                &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Text(params), Param::Text(&import_ids.join(",")), Param::Int(now_ms())],
             )
             .await?;
         transaction.log(audit_entry(
@@ -1175,7 +1223,16 @@ impl Domain {
             Some(module_hash.to_string()),
             Some(grant_id.to_string()),
             "queued",
-            if params.is_empty() { mode_name.to_string() } else { format!("{mode_name}; params: {params}") },
+            [
+                mode_name.to_string(),
+                if params.is_empty() { String::new() } else { format!("params: {params}") },
+                if import_ids.is_empty() { String::new() } else { format!("imports: {}", import_ids.join(", ")) },
+            ]
+            .iter()
+            .filter(|part| !part.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; "),
         ));
         self.commit(transaction).await?;
         let mut tables = Vec::new();
@@ -1187,8 +1244,9 @@ impl Domain {
         let who = who.clone();
         let job = QueuedJob {
             id: job_id.clone(),
-            grant,
+            grant: job_grant,
             tables,
+            imports,
             module_path: module["path"].clone(),
             mode,
             params: params.to_string(),
@@ -1231,28 +1289,9 @@ impl Domain {
             .await?;
         Self::require_owner(who, &row, &format!("job {job_id}"))?;
         let why = "cancelled by the developer";
-        let mut transaction = self.store.begin().await?;
-        let cancelled = transaction
-            .execute(
-                "UPDATE jobs SET state = 'cancelled', error = $1, developer_error = $1 WHERE id = $2 AND state = 'queued'",
-                &[Param::Text(why), Param::Text(job_id)],
-            )
-            .await?;
-        if cancelled > 0 {
-            transaction.log(audit_entry(
-                who,
-                "job.cancel",
-                "job",
-                job_id,
-                None,
-                Some(row["grant_id"].clone()),
-                "cancelled",
-                why,
-            ));
-            self.commit(transaction).await?;
+        if self.end_queued_job(who, (job_id, &row["grant_id"]), ("cancelled", "job.cancel"), why).await? {
             return self.job(who, job_id, Duration::ZERO).await;
         }
-        drop(transaction);
         if !self.cancel_running(job_id, why) {
             let state =
                 self.store.fetch_one("SELECT state FROM jobs WHERE id = $1", &[Param::Text(job_id)], "job").await?;
@@ -1294,7 +1333,7 @@ impl Domain {
     }
 
     async fn execute_job(&self, who: &Principal, job: QueuedJob) -> Result<(), GatewayError> {
-        let QueuedJob { id, grant, tables, module_path, mode, params } = job;
+        let QueuedJob { id, grant, mut tables, imports, module_path, mode, params } = job;
         let job_id = id.as_str();
         // The switch is in place before the claim, so a job is never running without one.
         let cancel = CancelFlag::default();
@@ -1302,9 +1341,48 @@ impl Domain {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(id.clone(), (grant.id.clone(), cancel.clone()));
-        let outcome = self.claim_and_run(who, job_id, grant, tables, module_path, mode, params, cancel).await;
+        // Imported tables are decrypted for the job and removed when it ends, however it ends.
+        let work = self.dir.join("work").join(job_id);
+        let outcome = match self.open_imports(&imports, &work, mode).await {
+            Ok(Ok(decrypted)) => {
+                tables.extend(decrypted);
+                self.claim_and_run(who, job_id, grant, tables, module_path, mode, params, cancel).await
+            }
+            // The import was destroyed after the job was queued: it cannot start.
+            Ok(Err(gone)) => {
+                self.end_queued_job(who, (job_id, &grant.id), ("failed", "job.finish"), &gone).await.map(drop)
+            }
+            Err(error) => Err(error),
+        };
         self.running_jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(job_id);
+        if work.exists() {
+            std::fs::remove_dir_all(&work).map_err(io("removing a job's decrypted imports"))?;
+        }
         outcome
+    }
+
+    /// Ends `job` (id and grant) while it is still `queued`, in `state` with `why`, logged as
+    /// `action` in the same commit; false when it had left `queued` meanwhile.
+    async fn end_queued_job(
+        &self,
+        who: &Principal,
+        (job_id, grant_id): (&str, &str),
+        (state, action): (&str, &str),
+        why: &str,
+    ) -> Result<bool, GatewayError> {
+        let mut transaction = self.store.begin().await?;
+        let ended = transaction
+            .execute(
+                "UPDATE jobs SET state = $1, error = $2, developer_error = $2 WHERE id = $3 AND state = 'queued'",
+                &[Param::Text(state), Param::Text(why), Param::Text(job_id)],
+            )
+            .await?;
+        if ended == 0 {
+            return Ok(false);
+        }
+        transaction.log(audit_entry(who, action, "job", job_id, None, Some(grant_id.to_string()), state, why));
+        self.commit(transaction).await?;
+        Ok(true)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1821,6 +1899,16 @@ impl Domain {
             let (dataset, _, _) = self.dataset(dataset_id).await?;
             datasets.push((dataset_id.to_string(), dataset.content_hash));
         }
+        let mut imports = Vec::new();
+        for import_id in job["imports"].split(',').filter(|id| !id.is_empty()) {
+            let row = self
+                .store
+                .fetch_one("SELECT json FROM imports WHERE id = $1", &[Param::Text(import_id)], "import")
+                .await?;
+            let dataset: DatasetVersion = serde_json::from_str(&row["json"])
+                .map_err(|error| GatewayError::internal("decoding an import", error))?;
+            imports.push((format!("{import_id} {}", dataset.id()), dataset.content_hash));
+        }
         let release_id = self.store.next_id("r").await?;
         let manifest = ReleaseManifest {
             release_id: release_id.clone(),
@@ -1831,6 +1919,7 @@ impl Domain {
             grant_id: grant.id.clone(),
             grant_sha256: grant.hash(),
             datasets,
+            imports,
             report_sha256: sha256_hex(egress["report_json"].as_bytes()),
             approver: approver.to_string(),
             released_at_unix_ms: now_ms(),

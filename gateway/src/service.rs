@@ -11,7 +11,10 @@ use unseen_proto::v1 as pb;
 use unseen_runtime::Mode;
 
 use crate::GatewayError;
-use crate::domain::{DatasetRegistration, Domain, EgressView, GrantAction, GrantView, JobView};
+use crate::domain::{
+    DatasetRegistration, Domain, EgressView, GrantAction, GrantView, IMPORT_STATES, ImportView, JobView,
+    MAX_IMPORT_BYTES,
+};
 use crate::identity::{Principal, Role, principal_from_certificate};
 
 /// Largest module upload accepted, bytes.
@@ -122,6 +125,47 @@ fn egress_view(view: EgressView) -> pb::EgressView {
     }
 }
 
+/// A table's name, subject kind and column tags as a request states them.
+fn registration(
+    name: String,
+    grade: Grade,
+    subject_kind: &str,
+    tags: Vec<pb::ColumnTag>,
+) -> Result<DatasetRegistration, Status> {
+    let subject_kind: Option<SubjectKind> = if subject_kind.is_empty() {
+        None
+    } else {
+        Some(json_enum("subject_kind", subject_kind, "person, enterprise")?)
+    };
+    let mut columns = Vec::with_capacity(tags.len());
+    for column in tags {
+        let tag: ColumnTag = json_enum("tag", &column.tag, "subject, identifier, quasi, sensitive, public")?;
+        columns.push(ColumnSpec { name: column.name, tag });
+    }
+    Ok(DatasetRegistration { name, grade, subject_kind, columns })
+}
+
+fn import_view(view: ImportView) -> pb::ImportView {
+    pb::ImportView {
+        import_id: view.id,
+        developer: view.developer,
+        grant_id: view.grant_id,
+        dataset: view.dataset.id(),
+        content_hash: view.dataset.content_hash,
+        subject_kind: view.dataset.subject_kind.map(|kind| kind.as_str().to_string()).unwrap_or_default(),
+        columns: view
+            .dataset
+            .columns
+            .into_iter()
+            .map(|column| pb::ColumnTag { name: column.name, tag: column.tag.as_str().into() })
+            .collect(),
+        rows: view.rows,
+        bytes: view.bytes,
+        state: view.state,
+        reason: view.reason,
+    }
+}
+
 #[tonic::async_trait]
 impl pb::provider_server::Provider for Services {
     async fn register_dataset(
@@ -131,20 +175,10 @@ impl pb::provider_server::Provider for Services {
         let who = caller(&request, Role::Provider)?;
         let request = request.into_inner();
         let grade: Grade = json_enum("grade", &request.grade, "general, important, core")?;
-        let subject_kind: Option<SubjectKind> = if request.subject_kind.is_empty() {
-            None
-        } else {
-            Some(json_enum("subject_kind", &request.subject_kind, "person, enterprise")?)
-        };
-        let mut columns = Vec::with_capacity(request.columns.len());
-        for column in request.columns {
-            let tag: ColumnTag = json_enum("tag", &column.tag, "subject, identifier, quasi, sensitive, public")?;
-            columns.push(ColumnSpec { name: column.name, tag });
-        }
         if request.parquet.is_empty() {
             return Err(Status::invalid_argument("parquet is empty: send the dataset's Parquet file"));
         }
-        let registration = DatasetRegistration { name: request.name, grade, subject_kind, columns };
+        let registration = registration(request.name, grade, &request.subject_kind, request.columns)?;
         let (dataset, rows, sample_rows) = self.domain.register_dataset(&who, registration, request.parquet).await?;
         Ok(Response::new(pb::RegisterDatasetReply {
             dataset: dataset.id(),
@@ -267,9 +301,51 @@ impl pb::developer_server::Developer for Services {
             domain_public_key: bundle.public_key,
         }))
     }
+
+    async fn import_data(
+        &self,
+        request: Request<Streaming<pb::ImportChunk>>,
+    ) -> Result<Response<pb::ImportView>, Status> {
+        let who = caller(&request, Role::Developer)?;
+        let mut stream = request.into_inner();
+        let Some(first) = stream.message().await? else {
+            return Err(Status::invalid_argument(
+                "no chunks: the first chunk names the grant, the table and its columns",
+            ));
+        };
+        object_id("grant_id", &first.grant_id, 'g', "a grant")?;
+        bounded_text("name", &first.name, MAX_NAME_CHARS, true)?;
+        let grant_id = first.grant_id;
+        let registration = registration(first.name, Grade::General, &first.subject_kind, first.columns)?;
+        let mut parquet = first.data;
+        while let Some(chunk) = stream.message().await? {
+            if parquet.len() + chunk.data.len() > MAX_IMPORT_BYTES {
+                return Err(Status::invalid_argument(format!(
+                    "the table exceeds the {MAX_IMPORT_BYTES}-byte import limit"
+                )));
+            }
+            parquet.extend_from_slice(&chunk.data);
+        }
+        if parquet.is_empty() {
+            return Err(Status::invalid_argument("the table is empty: send its Parquet file in the chunks' data"));
+        }
+        Ok(Response::new(import_view(self.domain.import_data(&who, &grant_id, registration, parquet).await?)))
+    }
+
+    async fn list_imports(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ImportList>, Status> {
+        let who = caller(&request, Role::Developer)?;
+        Ok(Response::new(self.imports(&who, &request.get_ref().state).await?))
+    }
 }
 
 impl Services {
+    /// Imports `who` may see (all for operators, their own for developers).
+    async fn imports(&self, who: &Principal, state: &str) -> Result<pb::ImportList, Status> {
+        validate_state_filter(state, IMPORT_STATES)?;
+        let views = self.domain.list_imports(who, state).await?;
+        Ok(pb::ImportList { imports: views.into_iter().map(import_view).collect() })
+    }
+
     /// Scenarios `who` may see (all for operators, their own for developers).
     async fn scenarios(&self, who: &Principal, state: &str) -> Result<pb::ScenarioList, Status> {
         validate_state_filter(state, SCENARIO_STATES)?;
@@ -416,6 +492,21 @@ impl pb::operator_server::Operator for Services {
         bounded_text("reason", &request.reason, MAX_REASON_CHARS, true)?;
         let action: GrantAction = json_enum("action", &request.action, "suspend, resume, terminate")?;
         Ok(Response::new(grant_view(self.domain.change_grant(&who, &request.grant_id, action, &request.reason).await?)))
+    }
+
+    async fn list_imports(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ImportList>, Status> {
+        let who = caller(&request, Role::Operator)?;
+        Ok(Response::new(self.imports(&who, &request.get_ref().state).await?))
+    }
+
+    async fn decide_import(&self, request: Request<pb::DecideRequest>) -> Result<Response<pb::ImportView>, Status> {
+        let who = caller(&request, Role::Operator)?;
+        let request = request.into_inner();
+        object_id("id", &request.id, 'i', "an imported table")?;
+        bounded_text("reason", &request.reason, MAX_REASON_CHARS, !request.approve)?;
+        Ok(Response::new(import_view(
+            self.domain.decide_import(&who, &request.id, request.approve, &request.reason).await?,
+        )))
     }
 
     async fn decide_egress(&self, request: Request<pb::DecideRequest>) -> Result<Response<pb::EgressView>, Status> {

@@ -139,6 +139,46 @@ async fn malformed_requests_are_refused_at_the_edge_naming_the_field() {
             "state",
         ),
         (
+            "ImportData for a path instead of a grant",
+            developer
+                .import_data(tokio_stream::iter(vec![pb::ImportChunk {
+                    grant_id: "/etc/g-1".into(),
+                    name: "customers".into(),
+                    data: b"PAR1".to_vec(),
+                    ..Default::default()
+                }]))
+                .await
+                .map(drop),
+            "grant_id",
+        ),
+        (
+            "ImportData with an unknown tag",
+            developer
+                .import_data(tokio_stream::iter(vec![pb::ImportChunk {
+                    grant_id: "g-1".into(),
+                    name: "customers".into(),
+                    columns: vec![pb::ColumnTag { name: "uscc".into(), tag: "secret".into() }],
+                    data: b"PAR1".to_vec(),
+                    ..Default::default()
+                }]))
+                .await
+                .map(drop),
+            "tag",
+        ),
+        (
+            "ListImports with an unknown state",
+            developer.list_imports(pb::ListRequest { state: "deleted".into() }).await.map(drop),
+            "state",
+        ),
+        (
+            "DecideImport with a scenario id",
+            operator
+                .decide_import(pb::DecideRequest { id: "s-1".into(), approve: true, reason: String::new() })
+                .await
+                .map(drop),
+            "id",
+        ),
+        (
             "AuditEntries about a huge object id",
             regulator
                 .audit_entries(pb::AuditEntriesRequest { start: 0, end: 0, object_id: huge.clone() })

@@ -63,6 +63,25 @@ async fn call(rpc: &str, channel: Channel) -> Code {
             .get_release(pb::GetReleaseRequest { release_id: "r-404".into() })
             .await
             .map(drop),
+        "Developer.ImportData" => DeveloperClient::new(channel)
+            .import_data(tokio_stream::iter(vec![pb::ImportChunk {
+                grant_id: "g-404".into(),
+                name: "customers".into(),
+                data: vec![0; 8],
+                ..Default::default()
+            }]))
+            .await
+            .map(drop),
+        "Developer.ListImports" => {
+            DeveloperClient::new(channel).list_imports(pb::ListRequest { state: String::new() }).await.map(drop)
+        }
+        "Operator.ListImports" => {
+            OperatorClient::new(channel).list_imports(pb::ListRequest { state: String::new() }).await.map(drop)
+        }
+        "Operator.DecideImport" => OperatorClient::new(channel)
+            .decide_import(pb::DecideRequest { id: "i-404".into(), approve: false, reason: "no".into() })
+            .await
+            .map(drop),
         "Operator.ListScenarios" => {
             OperatorClient::new(channel).list_scenarios(pb::ListRequest { state: String::new() }).await.map(drop)
         }
@@ -115,7 +134,7 @@ async fn call(rpc: &str, channel: Channel) -> Code {
 }
 
 /// Every RPC of the API and the role its service is for.
-const MATRIX: [(&str, Role); 21] = [
+const MATRIX: [(&str, Role); 25] = [
     ("Provider.RegisterDataset", Role::Provider),
     ("Developer.SubmitScenario", Role::Developer),
     ("Developer.ListScenarios", Role::Developer),
@@ -126,12 +145,16 @@ const MATRIX: [(&str, Role); 21] = [
     ("Developer.RequestEgress", Role::Developer),
     ("Developer.GetEgress", Role::Developer),
     ("Developer.GetRelease", Role::Developer),
+    ("Developer.ImportData", Role::Developer),
+    ("Developer.ListImports", Role::Developer),
     ("Operator.ListScenarios", Role::Operator),
     ("Operator.DecideScenario", Role::Operator),
     ("Operator.ListEgress", Role::Operator),
     ("Operator.DecideEgress", Role::Operator),
     ("Operator.ListGrants", Role::Operator),
     ("Operator.ChangeGrant", Role::Operator),
+    ("Operator.ListImports", Role::Operator),
+    ("Operator.DecideImport", Role::Operator),
     ("Regulator.LatestCheckpoint", Role::Regulator),
     ("Regulator.ExportAudit", Role::Regulator),
     ("Regulator.AuditEntries", Role::Regulator),

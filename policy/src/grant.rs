@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AccessMode, DatasetVersion, Grade, JobLimits, PolicyError, sha256_hex};
+use crate::{AccessMode, ColumnTag, DatasetVersion, Grade, JobLimits, PolicyError, sha256_hex};
 
 /// Longest validity a grant may have: three years (seed 001/002).
 pub const MAX_VALIDITY_DAYS: u32 = 3 * 366;
@@ -24,6 +24,15 @@ pub struct DatasetRequest {
     /// (`district = '吴兴区'`); every other row is invisible to the module. None: all rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_filter: Option<String>,
+}
+
+/// How a job may use a column of its developer's own imported data: as it is, except for keys
+/// (`subject`, `identifier`), which only join.
+pub fn imported_column_mode(tag: ColumnTag) -> AccessMode {
+    match tag {
+        ColumnTag::Subject | ColumnTag::Identifier => AccessMode::JoinOnly,
+        ColumnTag::Quasi | ColumnTag::Sensitive | ColumnTag::Public => AccessMode::Visible,
+    }
 }
 
 /// Longest row filter a grant may carry.
@@ -337,6 +346,11 @@ pub struct Grant {
     pub expires_at_unix_ms: i64,
     /// Key for pseudonymisation tokens, unique to this grant (hex).
     pub pseudonym_key_hex: String,
+    /// The developer's own imported tables a job's grant was extended with
+    /// ([`Grant::with_imports`]), by `name@vN`; never part of an approved grant (so its hash is
+    /// unchanged).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<String>,
 }
 
 impl Grant {
@@ -359,6 +373,7 @@ impl Grant {
             approved_at_unix_ms: now_unix_ms,
             expires_at_unix_ms,
             pseudonym_key_hex: hex::encode(pseudonym_key),
+            imports: Vec::new(),
         }
     }
 
@@ -405,6 +420,40 @@ impl Grant {
     /// The declared output called `name`, if any.
     pub fn output(&self, name: &str) -> Option<&OutputSpec> {
         self.application.outputs.iter().find(|output| output.name == name)
+    }
+
+    /// The grant a job runs under once its developer's approved imports (social data, seed 002
+    /// art. 13) join the granted datasets. Imported columns are `visible`, except `subject` and
+    /// `identifier` columns, which are `join_only`: the developer's own keys serve to join
+    /// with public data, never to be printed. The approved contract is unchanged; releases cite
+    /// [`Grant::hash`] of the grant as approved.
+    pub fn with_imports(&self, imports: &[DatasetVersion]) -> Result<Grant, PolicyError> {
+        let mut grant = self.clone();
+        for import in imports {
+            let taken = grant.application.datasets.iter().any(|request| {
+                request.dataset.rsplit_once('@').map_or(request.dataset.as_str(), |(name, _)| name) == import.name
+            });
+            if taken {
+                return Err(PolicyError::invalid(
+                    "imports",
+                    format!(
+                        "imported dataset {} has the name of a dataset grant {} already covers; modules could not tell them apart",
+                        import.id(),
+                        self.id
+                    ),
+                ));
+            }
+            let columns =
+                import.columns.iter().map(|column| (column.name.clone(), imported_column_mode(column.tag))).collect();
+            grant.application.datasets.push(DatasetRequest { dataset: import.id(), columns, row_filter: None });
+            grant.imports.push(import.id());
+        }
+        Ok(grant)
+    }
+
+    /// Whether `dataset` (`name@vN`) is one of the developer's imported tables, not granted data.
+    pub fn is_import(&self, dataset: &str) -> bool {
+        self.imports.iter().any(|import| import == dataset)
     }
 
     /// Whether the grant may be used at `now_unix_ms`.
@@ -460,6 +509,28 @@ mod tests {
         assert!(error.to_string().contains("core"), "{error}");
         let general = dataset(Grade::General);
         assert_eq!(application().validate(|_| Some(&general)), Ok(()));
+    }
+
+    #[test]
+    fn imports_join_the_job_grant_with_their_keys_join_only_and_the_contract_unchanged() {
+        let grant = Grant::freeze("g-1".into(), "s-1".into(), application(), "op".into(), 0, [7; 32]);
+        let mut customers = dataset(Grade::General);
+        customers.name = "customers".into();
+        customers.columns.push(ColumnSpec { name: "phone".into(), tag: ColumnTag::Identifier });
+        customers.columns.push(ColumnSpec { name: "segment".into(), tag: ColumnTag::Public });
+        let job_grant = grant.with_imports(std::slice::from_ref(&customers)).unwrap();
+        assert_eq!(job_grant.mode("customers@v1", "person_id"), AccessMode::JoinOnly);
+        assert_eq!(job_grant.mode("customers@v1", "phone"), AccessMode::JoinOnly);
+        assert_eq!(job_grant.mode("customers@v1", "district"), AccessMode::Visible);
+        assert_eq!(job_grant.mode("customers@v1", "segment"), AccessMode::Visible);
+        assert!(job_grant.is_import("customers@v1") && !job_grant.is_import("population@v1"));
+        assert_eq!(job_grant.mode("population@v1", "person_id"), grant.mode("population@v1", "person_id"));
+        assert_eq!(grant.mode("customers@v1", "segment"), AccessMode::Denied, "the approved grant is untouched");
+        assert_eq!(grant.with_imports(&[]).unwrap().hash(), grant.hash());
+        // An import named like a granted dataset would shadow it.
+        let shadow = dataset(Grade::General);
+        let error = grant.with_imports(&[shadow]).unwrap_err().to_string();
+        assert!(error.contains("population@v1") && error.contains("g-1"), "{error}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub use catalog::{ColumnSpec, ColumnTag, DatasetVersion, Grade, SubjectKind};
 pub use error::PolicyError;
 pub use grant::{
     DatasetRequest, DisclosureParams, Grant, MAX_DOMINANCE_N, NkRule, OutputSpec, PrivacyParams, ScenarioApplication,
+    imported_column_mode,
 };
 pub use limits::JobLimits;
 pub use review::{

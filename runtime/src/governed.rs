@@ -349,7 +349,11 @@ impl GovernedSession {
             sketches: Vec::new(),
         };
 
-        if walker.subject_kinds.is_empty() || !contains_aggregate(&plan) {
+        let aggregates = contains_aggregate(&plan);
+        if !aggregates {
+            walker.refuse_imported_lookup()?;
+        }
+        if walker.subject_kinds.is_empty() || !aggregates {
             return Ok((plan, lineage));
         }
         let plan = walker.add_contributors(&plan)?.ok_or_else(|| {
@@ -504,6 +508,26 @@ impl Walker<'_> {
         });
         self.index.insert((table.to_string(), column.to_string()), self.sources.len() - 1);
         Ok(self.sources.len() - 1)
+    }
+
+    /// A query without an aggregate may not read the developer's imported tables together
+    /// with granted data: the developer chose the import's keys, so the granted rows they
+    /// pick out would be a lookup of those subjects (as a join to literals would be). Inside
+    /// an aggregate the contributors are counted and small groups withheld.
+    fn refuse_imported_lookup(&self) -> Result<(), RuntimeError> {
+        let grant = &self.session.grant;
+        let imported = self.sources.iter().find(|source| grant.is_import(&source.column.dataset));
+        let granted = self.sources.iter().find(|source| !grant.is_import(&source.column.dataset));
+        if let (Some(imported), Some(granted)) = (imported, granted) {
+            return Err(refusal(
+                "imported_lookup",
+                &format!(
+                    "imported table {} meets dataset {} of grant {} only inside an aggregate: rows picked by your own keys would single out those subjects; GROUP BY and aggregate, so that contributors are counted",
+                    imported.column.dataset, granted.column.dataset, grant.id
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn decide(&self, source: usize, usage: &Usage) -> Result<(), RuntimeError> {

@@ -2,6 +2,7 @@
 //!
 //! - `calls=N`: N host-call round trips (`unseen.last_error` with no error pending)
 //! - `sql=…`: runs the query and streams every batch through guest memory
+//! - `emit=NAME` (with `sql`): emits the query's result as output NAME instead
 //! - `kernel=R` (R > 0): keeps the batches instead and runs the group-sum kernel R times over
 //!   them (columns 0 and 1)
 //!
@@ -34,6 +35,9 @@ fn probe(ctx: &mut Context) -> Result<(), Error> {
     }
     let Some(sql) = ctx.param("sql")? else { return Ok(()) };
     let result = ctx.sql(&sql)?;
+    if let Some(output) = ctx.param("emit")? {
+        return ctx.emit(&output, &result);
+    }
     let repeats = number(ctx, "kernel")?;
     if repeats == 0 {
         // Streaming, as most modules read: each batch is dropped before the next arrives, so
