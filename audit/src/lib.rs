@@ -316,33 +316,55 @@ impl AuditLog {
 
     /// Appends an entry and returns its index once it is on disk.
     pub fn append(&self, entry: &Entry) -> Result<u64, AuditError> {
-        let bytes = entry.canonical_bytes();
-        let length =
-            u32::try_from(bytes.len()).map_err(|_| AuditError::InvalidInput("entry larger than 4 GiB".into()))?;
-        let leaf = merkle::leaf_hash(&bytes);
-        let mut record = Vec::with_capacity(bytes.len() + 36);
-        record.extend_from_slice(&length.to_be_bytes());
-        record.extend_from_slice(&bytes);
-        record.extend_from_slice(&leaf);
+        let indexes = self.append_all(std::slice::from_ref(entry))?;
+        indexes.first().copied().ok_or_else(|| AuditError::Corrupt("an append returned no index".into()))
+    }
+
+    /// Appends entries in order and returns their indexes once all are on disk: one wait for
+    /// one fsync (shared with concurrent appends) however many there are.
+    pub fn append_all(&self, entries: &[Entry]) -> Result<Vec<u64>, AuditError> {
+        let mut records = Vec::new();
+        let mut lengths = Vec::with_capacity(entries.len());
+        let mut leaves = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let bytes = entry.canonical_bytes();
+            let length =
+                u32::try_from(bytes.len()).map_err(|_| AuditError::InvalidInput("entry larger than 4 GiB".into()))?;
+            let leaf = merkle::leaf_hash(&bytes);
+            records.extend_from_slice(&length.to_be_bytes());
+            records.extend_from_slice(&bytes);
+            records.extend_from_slice(&leaf);
+            lengths.push(bytes.len() as u64 + 36);
+            leaves.push(leaf);
+        }
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
 
         let mut state = self.lock()?;
         refuse_if_failed(&state)?;
         let offset = state.end;
-        if let Err(error) = write_at_end(&mut state.file, offset, &record) {
-            // Cut whatever part of the record reached the file, so the next append does not
+        if let Err(error) = write_at_end(&mut state.file, offset, &records) {
+            // Cut whatever part of the records reached the file, so the next append does not
             // land after garbage; if even that fails, stop accepting appends.
             if let Err(cut) = state.file.set_len(offset) {
                 state.failed = Some(format!("a failed append could not be cut back: {cut}"));
             }
             return Err(AuditError::Io { context: format!("appending to {}", self.path.display()), source: error });
         }
-        state.end = offset + record.len() as u64;
-        state.offsets.push(offset);
-        state.tree.push(leaf);
-        let index = state.tree.len() - 1;
+        let mut indexes = Vec::with_capacity(entries.len());
+        let mut at = offset;
+        for (length, leaf) in lengths.into_iter().zip(leaves) {
+            state.offsets.push(at);
+            state.tree.push(leaf);
+            indexes.push(state.tree.len() - 1);
+            at += length;
+        }
+        state.end = at;
+        let last = state.tree.len() - 1;
         loop {
-            if state.durable > index {
-                return Ok(index);
+            if state.durable > last {
+                return Ok(indexes);
             }
             refuse_if_failed(&state)?;
             if state.syncing {
@@ -612,6 +634,23 @@ mod tests {
         assert!(!log.contains(&entry(5)).unwrap());
         let changed = Entry { reason: "ok.".into(), ..entry(2) };
         assert!(!log.contains(&changed).unwrap(), "one changed field is another entry");
+    }
+
+    #[test]
+    fn entries_appended_together_are_in_order_on_disk_after_one_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        log.append(&entry(0)).unwrap();
+        let syncs = log.syncs();
+        let batch: Vec<Entry> = (1..=20).map(entry).collect();
+        assert_eq!(log.append_all(&batch).unwrap(), (1..=20).collect::<Vec<u64>>());
+        assert_eq!(log.syncs(), syncs + 1, "one fsync for the whole batch");
+        assert!(log.append_all(&[]).unwrap().is_empty());
+        let root = log.root();
+        drop(log);
+        let log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        assert_eq!((log.len(), log.root()), (21, root));
+        assert_eq!(log.entry(7).unwrap(), entry(7));
     }
 
     /// The worked example of `docs/audit-format.md`, entry `i`.

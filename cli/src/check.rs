@@ -218,7 +218,7 @@ fn read_grant(path: &Path) -> Result<Grant> {
 
 /// The grant's datasets from `dir`: `catalog.json` plus a Parquet (or CSV, converted into
 /// `scratch`) file per dataset.
-async fn domain_tables(dir: &Path, grant: &Grant, scratch: &Path) -> Result<Vec<DomainTable>> {
+pub(crate) async fn domain_tables(dir: &Path, grant: &Grant, scratch: &Path) -> Result<Vec<DomainTable>> {
     let catalog_path = dir.join("catalog.json");
     let catalog: Vec<DatasetVersion> = serde_json::from_slice(
         &std::fs::read(&catalog_path).with_context(|| format!("reading {}", catalog_path.display()))?,

@@ -7,6 +7,7 @@ mod check;
 mod client;
 mod demo;
 mod domain_dir;
+mod draft;
 mod import_data;
 mod verify;
 mod workflow;

@@ -253,6 +253,36 @@ enum ScenarioCommand {
         /// The scenario id (`s-…`).
         id: String,
     },
+    /// Draft an application from the queries you plan to run, offline: the datasets, columns
+    /// and narrowest access modes they need, and one output per query. The domain's own
+    /// engine plans each query; edit the title, purpose, disclosure and limits, then submit.
+    #[command(after_help = "Examples:\n  \
+        unseen check --write-example ./try\n  \
+        unseen scenario draft --data ./try --out ./try/draft.json --title \"Green energy\" \\\n    \
+        --sql \"SELECT e.industry, SUM(u.kwh) AS total_kwh FROM electricity u JOIN enterprise e ON u.uscc = e.uscc GROUP BY e.industry\" \\\n    \
+        --output kwh_by_industry")]
+    Draft {
+        /// The data to plan against: a directory with `catalog.json` and a `<dataset>.parquet`
+        /// (or `.csv`) per dataset — a sample, or `unseen check --write-example`'s files.
+        #[arg(long)]
+        data: PathBuf,
+        /// A query you plan to run; repeat for each.
+        #[arg(long = "sql", required = true)]
+        queries: Vec<String>,
+        /// The output each query's result is released as, in the order of --sql
+        /// [default: result_1, result_2, …].
+        #[arg(long = "output")]
+        outputs: Vec<String>,
+        /// The application's short title.
+        #[arg(long, default_value = "TODO: a short title")]
+        title: String,
+        /// What the outputs are for, in your words (the operator reads it).
+        #[arg(long, default_value = "TODO: what the outputs are for and who receives them")]
+        purpose: String,
+        /// Write the application here (JSON) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Approve a submitted scenario; its application is frozen into a grant (operator).
     Approve(Decision),
     /// Reject a submitted scenario (operator).
@@ -335,6 +365,11 @@ pub fn scenario(args: ScenarioArgs) -> Result<ExitCode> {
                         serde_json::to_string_pretty(&embedded_json(&view.application_json)).unwrap_or_default();
                     format!("{}\n{application}", scenario_line(view))
                 })?;
+            }
+            ScenarioCommand::Draft { data, queries, outputs, title, purpose, out } => {
+                let json = args.client.json;
+                let request = crate::draft::DraftRequest { data, queries, outputs, title, purpose, out, json };
+                crate::draft::draft(request).await?;
             }
             ScenarioCommand::Approve(decision) => decide_scenario(&args.client, &decision, true).await?,
             ScenarioCommand::Reject(decision) => decide_scenario(&args.client, &decision, false).await?,

@@ -78,3 +78,78 @@ fn check_reviews_a_query_refuses_a_forbidden_one_and_says_so_in_its_exit_status(
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no column \"contributors\""));
 }
+
+#[test]
+fn a_drafted_application_asks_for_the_narrowest_modes_and_is_enough_for_its_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = dir.path().join("try");
+    let written = unseen(&["check", "--write-example", example.to_str().unwrap()], dir.path());
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    let data = example.to_str().unwrap();
+    let draft = dir.path().join("draft.json");
+    let by_district = "SELECT e.industry, e.district, SUM(u.kwh) AS total_kwh FROM electricity u \
+                       JOIN enterprise e ON u.uscc = e.uscc GROUP BY e.industry, e.district";
+    let large_firms = "SELECT COUNT(*) AS firms FROM enterprise WHERE employees > 100";
+    let drafted = unseen(
+        &[
+            "scenario",
+            "draft",
+            "--data",
+            data,
+            "--sql",
+            by_district,
+            "--output",
+            "kwh_by_industry_district",
+            "--sql",
+            large_firms,
+            "--title",
+            "Green energy",
+            "--out",
+            draft.to_str().unwrap(),
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert!(drafted.status.success(), "{}", String::from_utf8_lossy(&drafted.stderr));
+    let application: serde_json::Value = serde_json::from_slice(&std::fs::read(&draft).unwrap()).unwrap();
+    let modes = |dataset: &str| {
+        application["datasets"].as_array().unwrap().iter().find(|request| request["dataset"] == dataset).unwrap()
+            ["columns"]
+            .clone()
+    };
+    assert_eq!(modes("electricity@v1"), serde_json::json!({"kwh": "aggregate_only", "uscc": "join_only"}));
+    assert_eq!(
+        modes("enterprise@v1"),
+        serde_json::json!({"district": "visible", "employees": "filter_only", "industry": "visible", "uscc": "join_only"})
+    );
+    assert!(
+        application["datasets"].as_array().unwrap().iter().all(|request| request["dataset"] != "population@v1"),
+        "datasets no query reads are not asked for"
+    );
+    let outputs = &application["outputs"];
+    assert_eq!(outputs[0]["name"], "kwh_by_industry_district");
+    assert_eq!(outputs[0]["columns"], serde_json::json!(["industry", "district", "total_kwh"]));
+    assert_eq!(
+        (outputs[1]["name"].as_str(), &outputs[1]["columns"]),
+        (Some("result_2"), &serde_json::json!(["firms"]))
+    );
+    let why = json(&drafted)["columns"].clone();
+    let kwh = why.as_array().unwrap().iter().find(|choice| choice["column"] == "kwh").unwrap();
+    assert_eq!(kwh["uses"], serde_json::json!(["in sum() in query 1"]));
+
+    // The draft is exactly enough: each query passes the engine under it.
+    for (sql, output) in [(by_district, "kwh_by_industry_district"), (large_firms, "result_2")] {
+        let checked = unseen(
+            &["check", "--grant", draft.to_str().unwrap(), "--data", data, "--sql", sql, "--output", output, "--json"],
+            dir.path(),
+        );
+        assert_ne!(checked.status.code(), Some(12), "{}", String::from_utf8_lossy(&checked.stdout));
+    }
+    // A query no grant could allow is named, not drafted.
+    let nested = "SELECT industry, COUNT(*) AS firms FROM enterprise WHERE uscc IN (SELECT uscc FROM electricity) \
+                  GROUP BY industry";
+    let refused = unseen(&["scenario", "draft", "--data", data, "--sql", nested], dir.path());
+    assert_eq!(refused.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("query 1 would be refused under any grant"), "{message}");
+}

@@ -2,50 +2,17 @@
 //! and every role's work done with the client commands over mTLS — then the server is killed
 //! with SIGKILL, restarted, and what was acknowledged is still there.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
+
+mod common;
+
+use common::Server;
 
 const PROVIDER: &str = "provider:huzhou-data-bureau:registrar";
 const DEVELOPER: &str = "developer:greenfin-analytics:analyst";
 const OPERATOR: &str = "operator:huzhou-data-group:reviewer";
 const REGULATOR: &str = "regulator:zhejiang-cac:inspector";
-
-/// A running `unseen serve`; killed when dropped.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    fn start(domain: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_unseen"))
-            .args(["serve", domain.to_str().expect("a UTF-8 path"), "--listen", "127.0.0.1:0", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start unseen serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("the announcement");
-        let announced: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("serve announces itself as JSON, got {line:?}"));
-        let address = announced["address"].as_str().expect("an address").to_string();
-        Self { child, address }
-    }
-
-    /// SIGKILL: no shutdown path runs.
-    fn kill(mut self) {
-        self.child.kill().expect("kill");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The identity files `unseen init` wrote for a principal, as the path without extension.
 fn identity(domain: &Path, principal: &str) -> PathBuf {

@@ -53,6 +53,10 @@ pub struct Store {
     backend: Backend,
     /// Keys of pending audit entries now in the log, whose rows the next commit deletes.
     settled: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// SQLite has one writer at a time, and a writer that finds the file locked sleeps in
+    /// growing steps (up to 100 ms) before it retries: writers queue here instead, in order,
+    /// so none sleeps. None for PostgreSQL, which locks rows, not the database.
+    writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Which database a store runs on.
@@ -119,7 +123,8 @@ impl Store {
             GatewayError::Unavailable(format!("cannot open the metadata store: {}", redact(url, &error.to_string())))
         })?;
         MIGRATOR.run(&pool).await.map_err(|error| GatewayError::internal("migrating the metadata store", error))?;
-        Ok(Self { pool, backend, settled: Default::default() })
+        let writer = (backend == Backend::Sqlite).then(Default::default);
+        Ok(Self { pool, backend, settled: Default::default(), writer })
     }
 
     /// Closes every connection (waits for those in use).
@@ -134,6 +139,7 @@ impl Store {
 
     /// The next id of a kind: `s-1`, `g-1`, `j-1` …
     pub async fn next_id(&self, prefix: &str) -> Result<String, GatewayError> {
+        let _writing = self.write_turn().await;
         let row = sqlx::query(NEXT_ID_SQL).bind(prefix).fetch_one(&self.pool).await?;
         let value: i64 = row.try_get("value")?;
         Ok(format!("{prefix}-{value}"))
@@ -141,7 +147,16 @@ impl Store {
 
     /// Begins a transaction: its statements and its audit entries commit together.
     pub async fn begin(&self) -> Result<Transaction<'_>, GatewayError> {
-        Ok(Transaction { store: self, inner: self.pool.begin().await?, entries: Vec::new() })
+        let writing = self.write_turn().await;
+        Ok(Transaction { store: self, inner: self.pool.begin().await?, entries: Vec::new(), _writing: writing })
+    }
+
+    /// Waits for this process's turn to write (SQLite); at once for PostgreSQL.
+    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.writer {
+            Some(writer) => Some(std::sync::Arc::clone(writer).lock_owned().await),
+            None => None,
+        }
     }
 
     /// Audit entries that were committed with their state change but may not be in the log yet
@@ -170,6 +185,7 @@ impl Store {
 
     /// Runs one statement with text and integer parameters (`$1`, `$2` … in order).
     pub async fn execute(&self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, GatewayError> {
+        let _writing = self.write_turn().await;
         let query = bind(sqlx::query(sql), params);
         Ok(query.execute(&self.pool).await?.rows_affected())
     }
@@ -217,6 +233,8 @@ pub struct Transaction<'s> {
     store: &'s Store,
     inner: sqlx::Transaction<'static, sqlx::Any>,
     entries: Vec<(String, Entry)>,
+    /// The store's write turn, held until the transaction commits or is dropped.
+    _writing: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Transaction<'_> {

@@ -148,9 +148,44 @@ pub fn decide(mode: AccessMode, usage: &Usage, column: &str, dataset: &str, gran
     Err(Refusal { rule: format!("access_mode.{}", mode.as_str()), message })
 }
 
+/// The narrowest access mode that allows every one of `usages` of a column, for drafting an
+/// application from the queries a developer plans to run: the first of `join_only`,
+/// `filter_only`, `aggregate_only` and `visible` under which [`decide`] allows them all.
+pub fn least_mode(usages: &[Usage]) -> AccessMode {
+    [AccessMode::JoinOnly, AccessMode::FilterOnly, AccessMode::AggregateOnly]
+        .into_iter()
+        .find(|&mode| usages.iter().all(|usage| decide(mode, usage, "", "", "").is_ok()))
+        .unwrap_or(AccessMode::Visible)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_least_mode_allows_exactly_what_the_queries_do() {
+        let sum = Usage::Aggregate { function: "sum".into(), argument: Argument::Column };
+        let count = Usage::Aggregate { function: "count".into(), argument: Argument::Column };
+        let max = Usage::Aggregate { function: "max".into(), argument: Argument::Column };
+        let selective = Usage::Aggregate { function: "sum".into(), argument: Argument::Selective };
+        let cases: [(&[Usage], AccessMode); 9] = [
+            (&[Usage::Join], AccessMode::JoinOnly),
+            (&[Usage::Join, count.clone()], AccessMode::JoinOnly),
+            (&[Usage::Filter], AccessMode::FilterOnly),
+            (std::slice::from_ref(&sum), AccessMode::AggregateOnly),
+            (&[sum.clone(), count], AccessMode::AggregateOnly),
+            (&[max], AccessMode::Visible),
+            (&[selective], AccessMode::Visible),
+            (&[Usage::Join, Usage::Filter], AccessMode::Visible),
+            (&[sum.clone(), Usage::GroupBy], AccessMode::Visible),
+        ];
+        for (usages, mode) in cases {
+            assert_eq!(least_mode(usages), mode, "{usages:?}");
+            for usage in usages {
+                assert!(decide(mode, usage, "c", "d@v1", "g-1").is_ok(), "{mode:?} must allow {usage:?}");
+            }
+        }
+    }
 
     #[test]
     fn join_only_cannot_be_projected_and_says_so() {

@@ -16,7 +16,7 @@ pub mod noise;
 pub mod review;
 pub mod sketch;
 
-pub use access::{AccessMode, Argument, Refusal, Usage};
+pub use access::{AccessMode, Argument, Refusal, Usage, least_mode};
 pub use catalog::{ColumnSpec, ColumnTag, DatasetVersion, Grade, SubjectKind};
 pub use error::PolicyError;
 pub use grant::{

@@ -176,6 +176,8 @@ struct Walker<'a> {
     subject_kinds: BTreeSet<SubjectKind>,
     /// Largest-contributions columns the host added to the outermost aggregate.
     measures: Vec<Measure>,
+    /// Every use of a source column the walk judged, in order (for drafting applications).
+    used: std::cell::RefCell<Vec<(usize, Usage)>>,
 }
 
 /// A hidden largest-contributions column and the output columns computed from its aggregate.
@@ -277,6 +279,24 @@ impl GovernedSession {
     /// Plans `sql` and checks it against the grant; returns the plan to run (extended with
     /// contributor counts where needed) and the lineage of its visible columns.
     pub async fn check(&self, sql: &str) -> Result<(LogicalPlan, OutputLineage), RuntimeError> {
+        self.check_recording(sql, None).await
+    }
+
+    /// Checks `sql` like [`GovernedSession::check`] and returns every use it makes of a
+    /// source column (project, group, join, filter, order, aggregate) and its output columns:
+    /// under a grant where every column is `visible`, what `policy::least_mode` needs to
+    /// draft the narrowest application for the query.
+    pub async fn column_usages(&self, sql: &str) -> Result<(Vec<(SourceColumn, Usage)>, Vec<String>), RuntimeError> {
+        let mut used = Vec::new();
+        let (_, lineage) = self.check_recording(sql, Some(&mut used)).await?;
+        Ok((used, lineage.columns.into_iter().map(|column| column.name).collect()))
+    }
+
+    async fn check_recording(
+        &self,
+        sql: &str,
+        record: Option<&mut Vec<(SourceColumn, Usage)>>,
+    ) -> Result<(LogicalPlan, OutputLineage), RuntimeError> {
         let state = self.context.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement =
@@ -316,6 +336,7 @@ impl GovernedSession {
             index: BTreeMap::new(),
             subject_kinds: BTreeSet::new(),
             measures: Vec::new(),
+            used: std::cell::RefCell::new(Vec::new()),
         };
         let fields = walker.walk(&plan)?;
         for (position, field) in fields.iter().enumerate() {
@@ -323,6 +344,10 @@ impl GovernedSession {
             for &source in &field.raw {
                 walker.decide(source, &Usage::Project).map_err(|refusal| with_context(refusal, &name))?;
             }
+        }
+        if let Some(record) = record {
+            let used = walker.used.take();
+            record.extend(used.into_iter().map(|(source, usage)| (walker.sources[source].column.clone(), usage)));
         }
 
         let mut lineage = OutputLineage {
@@ -531,6 +556,7 @@ impl Walker<'_> {
     }
 
     fn decide(&self, source: usize, usage: &Usage) -> Result<(), RuntimeError> {
+        self.used.borrow_mut().push((source, usage.clone()));
         let source = &self.sources[source];
         decide(source.mode, usage, &source.column.column, &source.column.dataset, &self.session.grant.id)
             .map_err(RuntimeError::Refused)
