@@ -339,12 +339,14 @@ fn write_example(dir: &Path) -> Result<()> {
     let population = unseen_samples::data::population(3_000, 7);
     let enterprises = unseen_samples::data::enterprises(2_000, 7);
     let electricity = unseen_samples::data::electricity(&enterprises, 12, 7);
+    let insurance = unseen_samples::data::social_insurance(&population, &enterprises, 12, 7);
     let catalog = vec![
         unseen_samples::scenarios::population(),
         unseen_samples::scenarios::enterprise(),
         unseen_samples::scenarios::electricity(),
+        unseen_samples::scenarios::social_insurance(),
     ];
-    for (dataset, batch) in catalog.iter().zip([&population, &enterprises, &electricity]) {
+    for (dataset, batch) in catalog.iter().zip([&population, &enterprises, &electricity, &insurance]) {
         let path = dir.join(format!("{}.parquet", dataset.name));
         unseen_samples::data::write_parquet(batch, &path).with_context(|| format!("writing {}", path.display()))?;
     }

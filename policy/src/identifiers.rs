@@ -141,6 +141,15 @@ pub fn luhn_valid(digits: &str) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// The digit that makes `digits` followed by it pass the Luhn check; None unless `digits` is
+/// all ASCII digits.
+pub fn luhn_check_digit(digits: &str) -> Option<u8> {
+    if !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    (b'0'..=b'9').find(|&check| luhn_valid(&format!("{digits}{}", char::from(check))))
+}
+
 /// Whether `s` is a bank card number: 13–19 digits passing Luhn.
 pub fn is_bank_card(s: &str) -> bool {
     (13..=19).contains(&s.len()) && luhn_valid(s)
@@ -352,6 +361,18 @@ impl IdentifierSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_luhn_check_digit_completes_a_valid_number() {
+        assert_eq!(luhn_check_digit("7992739871"), Some(b'3'), "the textbook example 79927398713");
+        for prefix in ["62284800000000000", "621700123456789012", "4"] {
+            let check = char::from(luhn_check_digit(prefix).unwrap());
+            assert!(luhn_valid(&format!("{prefix}{check}")), "{prefix}{check}");
+            let wrong = char::from(b'0' + (check as u8 - b'0' + 1) % 10);
+            assert!(!luhn_valid(&format!("{prefix}{wrong}")), "{prefix}{wrong}");
+        }
+        assert_eq!(luhn_check_digit("12a"), None);
+    }
 
     #[test]
     fn identifier_sets_find_whole_and_embedded_values() {

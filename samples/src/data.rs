@@ -1,6 +1,8 @@
 //! Deterministic synthetic public datasets of a Huzhou-like city: a population register, an
-//! enterprise register and monthly electricity use. Fake, but with checksum-valid identifiers,
-//! skewed realistic distributions, and small groups (so threshold rules have work to do).
+//! enterprise register, monthly electricity use and monthly social-insurance contributions
+//! (社保缴费). Fake, but with checksum-valid identifiers (resident ID, USCC, mobile, bank card),
+//! skewed realistic distributions, correlations between registers, and small groups (so
+//! threshold rules have work to do).
 //!
 //! The same seed always gives the same bytes.
 
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray, Float64Array, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
-use unseen_policy::identifiers::{resident_id_check_char, uscc_check_char};
+use unseen_policy::identifiers::{luhn_check_digit, resident_id_check_char, uscc_check_char};
 
 /// Why synthetic data could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +269,101 @@ pub fn electricity(enterprises: &RecordBatch, months: u32, seed: u64) -> RecordB
     .expect("columns match the schema")
 }
 
+/// Monthly contribution bases of Zhejiang's social insurance, yuan: the floor and ceiling.
+const CONTRIBUTION_BASE: (f64, f64) = (4_462.0, 24_930.0);
+/// Pension contributions, employer and employee together, as a share of the base.
+const PENSION_RATE: f64 = 0.24;
+/// Mobile prefixes (China Mobile, Unicom, Telecom).
+const MOBILE_PREFIXES: &[&str] = &["134", "135", "138", "139", "150", "158", "186", "187", "133", "153", "177", "189"];
+/// Debit card BINs of large banks.
+const CARD_BINS: &[&str] = &["621700", "622848", "621226", "622202", "621483", "623668"];
+
+/// The columns of [`social_insurance`] as they are generated.
+#[derive(Default)]
+struct ContributionRows {
+    person_ids: Vec<String>,
+    mobiles: Vec<String>,
+    bank_cards: Vec<String>,
+    employers: Vec<String>,
+    months: Vec<String>,
+    bases: Vec<f64>,
+    pensions: Vec<f64>,
+}
+
+/// Monthly social-insurance contributions (社保缴费) of the working-age people of `population`
+/// who are employed by one of `enterprises`: `person_id` (subject), `mobile` and `bank_card`
+/// (identifiers: an 11-digit mobile, a Luhn-valid 19-digit debit card), `employer_uscc`,
+/// `month`, `contribution_base` and `pension_paid` (yuan). About three in four people born
+/// 1965–2004 are employed, each by an enterprise drawn in proportion to its employees; bases
+/// follow the employer's industry (higher in IT and chemicals, lower in retail and catering),
+/// clamped to the provincial floor and ceiling, with a raise each January.
+pub fn social_insurance(population: &RecordBatch, enterprises: &RecordBatch, months: u32, seed: u64) -> RecordBatch {
+    let mut random = Random::new(seed, 4);
+    let people = population.column(0).as_string::<i32>();
+    let birth_years = population.column(4).as_primitive::<Int32Type>();
+    let usccs = enterprises.column(0).as_string::<i32>();
+    let industries = enterprises.column(2).as_string::<i32>();
+    let staff = enterprises.column(4).as_primitive::<Int32Type>();
+    // Employers drawn in proportion to their staff: cumulative head counts.
+    let mut cumulative = Vec::with_capacity(usccs.len());
+    let mut total = 0u64;
+    for row in 0..usccs.len() {
+        total += u64::from(staff.value(row).max(1).unsigned_abs());
+        cumulative.push(total);
+    }
+    let mut rows = ContributionRows::default();
+    for row in 0..people.len() {
+        let year = birth_years.value(row);
+        if !(1965..=2004).contains(&year) || random.below(4) == 0 || total == 0 {
+            continue;
+        }
+        let pick = random.below(total);
+        let employer = cumulative.partition_point(|&count| count <= pick);
+        let pay_level = match INDUSTRIES.iter().position(|(name, _, _)| *name == industries.value(employer)) {
+            Some(6) | Some(7) => 1.6,
+            Some(2) | Some(5) => 0.8,
+            _ => 1.0,
+        };
+        let base = 7_000.0 * pay_level * (0.35 * random.normal()).exp();
+        let mobile = format!("{}{:08}", random.pick(MOBILE_PREFIXES), random.below(100_000_000));
+        let first18 = format!("{}{:012}", random.pick(CARD_BINS), random.below(1_000_000_000_000));
+        let card = format!("{first18}{}", luhn_check_digit(&first18).map(char::from).unwrap_or('0'));
+        for month in 0..months {
+            let raised = base * (1.0 + 0.04 * f64::from(month / 12));
+            let month_base = raised.clamp(CONTRIBUTION_BASE.0, CONTRIBUTION_BASE.1).round();
+            rows.person_ids.push(people.value(row).to_string());
+            rows.mobiles.push(mobile.clone());
+            rows.bank_cards.push(card.clone());
+            rows.employers.push(usccs.value(employer).to_string());
+            rows.months.push(format!("{}-{:02}", 2025 + month / 12, month % 12 + 1));
+            rows.bases.push(month_base);
+            rows.pensions.push((month_base * PENSION_RATE * 100.0).round() / 100.0);
+        }
+    }
+    let schema = Schema::new(vec![
+        Field::new("person_id", DataType::Utf8, false),
+        Field::new("mobile", DataType::Utf8, false),
+        Field::new("bank_card", DataType::Utf8, false),
+        Field::new("employer_uscc", DataType::Utf8, false),
+        Field::new("month", DataType::Utf8, false),
+        Field::new("contribution_base", DataType::Float64, false),
+        Field::new("pension_paid", DataType::Float64, false),
+    ]);
+    RecordBatch::try_new(
+        Arc::new(schema),
+        vec![
+            Arc::new(StringArray::from(rows.person_ids)),
+            Arc::new(StringArray::from(rows.mobiles)),
+            Arc::new(StringArray::from(rows.bank_cards)),
+            Arc::new(StringArray::from(rows.employers)),
+            Arc::new(StringArray::from(rows.months)),
+            Arc::new(Float64Array::from(rows.bases)),
+            Arc::new(Float64Array::from(rows.pensions)),
+        ],
+    )
+    .expect("columns match the schema")
+}
+
 /// Writes `batch` as one Parquet file.
 pub fn write_parquet(batch: &RecordBatch, path: &Path) -> Result<(), DataError> {
     let file =
@@ -301,6 +398,51 @@ mod tests {
         assert!((0..usccs.len()).all(|row| is_valid_uscc(usccs.value(row))));
         assert_eq!(usccs.iter().flatten().collect::<HashSet<_>>().len(), 2_000);
         assert_eq!(electricity(&firms, 12, 5).num_rows(), 24_000);
+    }
+
+    #[test]
+    fn social_insurance_ties_working_age_people_to_real_employers_with_valid_contacts() {
+        use unseen_policy::identifiers::{is_bank_card, is_mobile, luhn_valid};
+        let people = population(3_000, 9);
+        let firms = enterprises(500, 9);
+        let insurance = social_insurance(&people, &firms, 12, 9);
+        assert_eq!(insurance, social_insurance(&people, &firms, 12, 9), "deterministic");
+        assert_eq!(insurance.num_rows() % 12, 0, "twelve months per insured person");
+        let insured = insurance.num_rows() / 12;
+        let working_age = people
+            .column(4)
+            .as_primitive::<Int32Type>()
+            .iter()
+            .flatten()
+            .filter(|year| (1965..=2004).contains(year))
+            .count();
+        assert!(insured * 10 > working_age * 6 && insured * 10 < working_age * 9, "{insured} of {working_age} insured");
+        let known_people: HashSet<&str> = people.column(0).as_string::<i32>().iter().flatten().collect();
+        let known_firms: HashSet<&str> = firms.column(0).as_string::<i32>().iter().flatten().collect();
+        let (ids, mobiles, cards, employers) = (
+            insurance.column(0).as_string::<i32>(),
+            insurance.column(1).as_string::<i32>(),
+            insurance.column(2).as_string::<i32>(),
+            insurance.column(3).as_string::<i32>(),
+        );
+        let bases = insurance.column(5).as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+        for row in 0..insurance.num_rows() {
+            assert!(known_people.contains(ids.value(row)) && known_firms.contains(employers.value(row)));
+            assert!(is_mobile(mobiles.value(row)), "{}", mobiles.value(row));
+            assert!(is_bank_card(cards.value(row)) && luhn_valid(cards.value(row)), "{}", cards.value(row));
+            assert!((CONTRIBUTION_BASE.0..=CONTRIBUTION_BASE.1).contains(&bases.value(row)));
+        }
+        // Larger employers insure more people: the largest tenth of firms by staff insure
+        // more than a tenth of the people.
+        let mut by_staff: Vec<(i32, &str)> = (0..firms.num_rows())
+            .map(|row| {
+                (firms.column(4).as_primitive::<Int32Type>().value(row), firms.column(0).as_string::<i32>().value(row))
+            })
+            .collect();
+        by_staff.sort_unstable_by(|a, b| b.cmp(a));
+        let largest: HashSet<&str> = by_staff.iter().take(firms.num_rows() / 10).map(|(_, uscc)| *uscc).collect();
+        let at_largest = (0..insurance.num_rows()).filter(|&row| largest.contains(employers.value(row))).count();
+        assert!(at_largest * 10 > insurance.num_rows() * 3, "{at_largest} of {} rows", insurance.num_rows());
     }
 
     #[test]

@@ -65,6 +65,25 @@ pub fn electricity() -> DatasetVersion {
     )
 }
 
+/// Monthly social-insurance contributions (社保缴费) as their provider tags them: the contact
+/// details are identifiers; the employer, like the month, only narrows who a row is about.
+pub fn social_insurance() -> DatasetVersion {
+    dataset(
+        "social_insurance",
+        Grade::Important,
+        SubjectKind::Person,
+        &[
+            ("person_id", ColumnTag::Subject),
+            ("mobile", ColumnTag::Identifier),
+            ("bank_card", ColumnTag::Identifier),
+            ("employer_uscc", ColumnTag::Quasi),
+            ("month", ColumnTag::Public),
+            ("contribution_base", ColumnTag::Sensitive),
+            ("pension_paid", ColumnTag::Sensitive),
+        ],
+    )
+}
+
 /// Green energy (绿色能源): electricity use by industry and district. Keys join-only, kWh
 /// aggregate-only, threshold k = 10, releases reviewed by an operator.
 pub fn green_energy() -> ScenarioApplication {
