@@ -9,6 +9,8 @@ use std::process::Command;
 /// The module crates in `samples/modules/` (each a `cdylib`; `kernels` is a library they use).
 const MODULES: &[&str] = &[
     "green-energy",
+    "population-report",
+    "energy-model",
     "hostile-id-dump",
     "bench-probe",
     "red-team",

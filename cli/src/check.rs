@@ -213,7 +213,8 @@ fn read_grant(path: &Path) -> Result<Grant> {
     }
     let application: ScenarioApplication = serde_json::from_str(&text)
         .with_context(|| format!("{} is neither a grant nor a scenario application (JSON)", path.display()))?;
-    Ok(Grant::freeze("g-check".into(), "s-check".into(), application, "unseen check".into(), 0, [0; 32]))
+    // Refusals name the grant: here, the application file the developer is drafting.
+    Ok(Grant::freeze(path.display().to_string(), "s-check".into(), application, "unseen check".into(), 0, [0; 32]))
 }
 
 /// The grant's datasets from `dir`: `catalog.json` plus a Parquet (or CSV, converted into

@@ -1624,14 +1624,16 @@ impl Domain {
             )));
         }
         let grant = self.grant_for(who, &job["grant_id"]).await?;
-        let output = self
-            .store
-            .fetch_one(
-                "SELECT * FROM outputs WHERE job_id = $1 AND name = $2",
-                &[Param::Text(job_id), Param::Text(output_name)],
-                &format!("output \"{output_name}\" of job {job_id}"),
-            )
-            .await?;
+        let outputs =
+            self.store.fetch("SELECT * FROM outputs WHERE job_id = $1 ORDER BY name", &[Param::Text(job_id)]).await?;
+        let Some(output) = outputs.iter().find(|output| output["name"] == output_name) else {
+            let names: Vec<&str> = outputs.iter().map(|output| output["name"].as_str()).collect();
+            return Err(GatewayError::NotFound(if names.is_empty() {
+                format!("job {job_id} emitted no outputs, so there is no \"{output_name}\" to release")
+            } else {
+                format!("job {job_id} has no output \"{output_name}\"; its outputs are: {}", names.join(", "))
+            }));
+        };
         let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
         let identifiers = self.identifier_set(&grant).await?;
         let _reviewing = self.review_lock.lock().await;

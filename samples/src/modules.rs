@@ -10,6 +10,13 @@ macro_rules! module {
 /// Green energy (绿色能源): electricity use by industry and district — the legitimate analysis.
 pub const GREEN_ENERGY: &[u8] = module!("green_energy");
 
+/// Population statistics report (统计分析报告): residents by district, sex and age band.
+pub const POPULATION_REPORT: &[u8] = module!("population_report");
+
+/// A fitted model (kWh against staff over industry × district groups) emitted as an artifact,
+/// which always takes the operator-review path.
+pub const ENERGY_MODEL: &[u8] = module!("energy_model");
+
 /// A hostile module that tries to emit raw resident ID numbers, as a table and as an artifact.
 pub const HOSTILE_ID_DUMP: &[u8] = module!("hostile_id_dump");
 
@@ -36,6 +43,8 @@ pub const RED_TEAM_CLOCK: &[u8] = module!("red_team_clock");
 pub fn all() -> &'static [(&'static str, &'static [u8])] {
     &[
         ("green-energy", GREEN_ENERGY),
+        ("population-report", POPULATION_REPORT),
+        ("energy-model", ENERGY_MODEL),
         ("hostile-id-dump", HOSTILE_ID_DUMP),
         ("bench-probe", BENCH_PROBE),
         ("red-team", RED_TEAM),

@@ -123,6 +123,50 @@ pub fn green_energy() -> ScenarioApplication {
     }
 }
 
+/// Population statistics report (统计分析报告): residents by district, sex and age band.
+/// Birth years are visible so that the report can band them; identifiers are not granted.
+pub fn population_report() -> ScenarioApplication {
+    ScenarioApplication {
+        title: "Population statistics by district, sex and age band".into(),
+        purpose: "Annual statistical report of the resident population (统计分析报告)".into(),
+        developer: "city-statistics-institute".into(),
+        datasets: vec![DatasetRequest {
+            dataset: "population@v1".into(),
+            columns: BTreeMap::from([
+                ("district".into(), AccessMode::Visible),
+                ("sex".into(), AccessMode::Visible),
+                ("birth_year".into(), AccessMode::Visible),
+            ]),
+            row_filter: None,
+        }],
+        outputs: vec![OutputSpec {
+            name: "residents_by_district_sex_age".into(),
+            columns: vec!["district".into(), "sex".into(), "age_band".into(), "residents".into()],
+            max_rows: 500,
+        }],
+        disclosure: DisclosureParams { threshold_k: 10, auto_release: true, ..Default::default() },
+        validity_days: 365,
+        limits: Default::default(),
+    }
+}
+
+/// Energy model: kWh against staff, fitted by the module over industry × district aggregates
+/// and released as an artifact (the coefficients), which an operator always reviews.
+pub fn energy_model() -> ScenarioApplication {
+    let mut application = green_energy();
+    application.title = "Electricity use against head count, by industry and district".into();
+    application.purpose = "Fit a planning model of electricity use per employee (绿色能源)".into();
+    if let Some(enterprise) = application.datasets.iter_mut().find(|request| request.dataset == "enterprise@v1") {
+        enterprise.columns.insert("employees".into(), AccessMode::AggregateOnly);
+    }
+    application.outputs = vec![OutputSpec {
+        name: "kwh_model".into(),
+        columns: vec!["intercept".into(), "slope".into(), "groups".into()],
+        max_rows: 1,
+    }];
+    application
+}
+
 /// Resident verification (数据核验): reads `id_card` and `name` inside the domain to match
 /// applicants; only match counts are meant to leave. The demo's hostile module abuses it.
 pub fn resident_verification() -> ScenarioApplication {
