@@ -21,7 +21,7 @@ pub struct ClientArgs {
     /// The gateway, `host:port`; the server certificate must name the host.
     #[arg(long, env = "UNSEEN_SERVER", default_value = DEFAULT_SERVER, global = true)]
     pub server: String,
-    /// Your identity: the certificate path without its extension (`pki/greenfin-developer-analyst`
+    /// Your identity: the certificate path without its extension (`pki/greenfin-analytics-developer-analyst`
     /// reads `.pem` and `.key`), as `unseen init` or `unseen identity issue` wrote it.
     #[arg(long, env = "UNSEEN_IDENTITY", global = true)]
     pub identity: Option<PathBuf>,
@@ -58,7 +58,7 @@ impl ClientArgs {
         let stem = self.identity.as_ref().ok_or_else(|| {
             anyhow!(
                 "no identity: pass --identity PATH (or set UNSEEN_IDENTITY) to the certificate `unseen init` wrote \
-                 for you, e.g. --identity domain/pki/greenfin-developer-analyst"
+                 for you, without its extension: DOMAIN/pki/ORGANISATION-ROLE-NAME (list DOMAIN/pki to see them)"
             )
         })?;
         let stem = match stem.extension().and_then(|extension| extension.to_str()) {

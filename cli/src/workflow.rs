@@ -859,13 +859,15 @@ fn egress_line(view: &pb::EgressView) -> String {
 }
 
 fn egress_text(view: &pb::EgressView) -> String {
-    let mut text = String::new();
+    // The request's state first: the report's own verdict was the reviewer's, before any
+    // operator decided.
+    let mut text = egress_line(view);
+    text += "\n";
     if let Ok(report) = serde_json::from_str::<ReviewReport>(&view.report_json) {
+        text += "the reviewer's report:\n";
         text += &report.render();
         text += "\n";
     }
-    text += &egress_line(view);
-    text += "\n";
     text += &match view.state.as_str() {
         "auto_released" | "approved" => format!("next: unseen release get {} --out ./release", view.release_id),
         "awaiting_operator" => format!(
