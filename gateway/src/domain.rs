@@ -400,6 +400,18 @@ fn parquet_bytes(table: &RecordBatch) -> Result<Vec<u8>, GatewayError> {
     Ok(buffer)
 }
 
+/// What a job submission's log entry says: the mode, then the parameters and imports if any.
+fn submission_detail(mode: &str, params: &str, imports: &[&str]) -> String {
+    let mut detail = mode.to_string();
+    if !params.is_empty() {
+        detail += &format!("; params: {params}");
+    }
+    if !imports.is_empty() {
+        detail += &format!("; imports: {}", imports.join(", "));
+    }
+    detail
+}
+
 /// Every tagged column is in `table` and every column of `table` is tagged.
 fn check_tagged_columns(dataset: &DatasetVersion, table: &RecordBatch) -> Result<(), GatewayError> {
     for column in &dataset.columns {
@@ -1239,16 +1251,7 @@ impl Domain {
             Some(module_hash.to_string()),
             Some(grant_id.to_string()),
             "queued",
-            [
-                mode_name.to_string(),
-                if params.is_empty() { String::new() } else { format!("params: {params}") },
-                if import_ids.is_empty() { String::new() } else { format!("imports: {}", import_ids.join(", ")) },
-            ]
-            .iter()
-            .filter(|part| !part.is_empty())
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("; "),
+            submission_detail(mode_name, params, &import_ids),
         ));
         self.commit(transaction).await?;
         let mut tables = Vec::new();

@@ -230,6 +230,9 @@ async fn files_no_held_import_names_are_removed_when_the_domain_opens() {
     // job's decrypted copy.
     std::fs::write(dir.path().join("imports/00ff.sealed"), b"orphan").expect("write");
     std::fs::write(dir.path().join("keys/imports/00ff.key"), [1u8; 32]).expect("write");
+    // A re-import's interrupted write beside a held table, named after its token.
+    let held = files_in(&dir.path().join("imports")).pop().expect("the held table");
+    std::fs::write(held.with_extension("partial"), b"half a table").expect("write");
     std::fs::create_dir_all(dir.path().join("work/j-9")).expect("mkdir");
     std::fs::write(dir.path().join("work/j-9/i-1.parquet"), b"PAR1").expect("write");
     let domain = Domain::open(dir.path(), "sweep.domain").await.expect("the domain reopens");

@@ -176,8 +176,9 @@ struct Walker<'a> {
     subject_kinds: BTreeSet<SubjectKind>,
     /// Largest-contributions columns the host added to the outermost aggregate.
     measures: Vec<Measure>,
-    /// Every use of a source column the walk judged, in order (for drafting applications).
-    used: std::cell::RefCell<Vec<(usize, Usage)>>,
+    /// Every use of a source column the walk judged, in order, when asked for (drafting
+    /// applications); None when checking queries, so the check records nothing.
+    used: Option<std::cell::RefCell<Vec<(usize, Usage)>>>,
 }
 
 /// A hidden largest-contributions column and the output columns computed from its aggregate.
@@ -336,7 +337,7 @@ impl GovernedSession {
             index: BTreeMap::new(),
             subject_kinds: BTreeSet::new(),
             measures: Vec::new(),
-            used: std::cell::RefCell::new(Vec::new()),
+            used: record.is_some().then(Default::default),
         };
         let fields = walker.walk(&plan)?;
         for (position, field) in fields.iter().enumerate() {
@@ -345,8 +346,8 @@ impl GovernedSession {
                 walker.decide(source, &Usage::Project).map_err(|refusal| with_context(refusal, &name))?;
             }
         }
-        if let Some(record) = record {
-            let used = walker.used.take();
+        if let (Some(record), Some(used)) = (record, walker.used.take()) {
+            let used = used.into_inner();
             record.extend(used.into_iter().map(|(source, usage)| (walker.sources[source].column.clone(), usage)));
         }
 
@@ -556,7 +557,9 @@ impl Walker<'_> {
     }
 
     fn decide(&self, source: usize, usage: &Usage) -> Result<(), RuntimeError> {
-        self.used.borrow_mut().push((source, usage.clone()));
+        if let Some(used) = &self.used {
+            used.borrow_mut().push((source, usage.clone()));
+        }
         let source = &self.sources[source];
         decide(source.mode, usage, &source.column.column, &source.column.dataset, &self.session.grant.id)
             .map_err(RuntimeError::Refused)

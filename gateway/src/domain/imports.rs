@@ -118,13 +118,21 @@ fn unseal(key: &[u8], sealed: &str, mut bytes: Vec<u8>) -> Result<Vec<u8>, Strin
     Ok(body)
 }
 
-/// Overwrites a key file with zeros on disk before removing it, so the key is not left in
-/// the file's old blocks; then removes the ciphertext.
+/// Overwrites a key file with zeros in place and syncs it before removing it, so the key is
+/// not left in the file's blocks (writing a new file and renaming it over would free the old
+/// blocks with the key still in them); then removes the ciphertext.
 fn destroy_sealed(dir: &Path, sealed: &str) -> Result<(), GatewayError> {
+    use std::io::Write;
     let (data, key) = sealed_paths(dir, sealed);
-    if key.exists() {
-        write_atomically(&key, &[0u8; 32])?;
-        remove_if_present(&key)?;
+    match std::fs::OpenOptions::new().write(true).open(&key) {
+        Ok(mut file) => {
+            let length = file.metadata().map_err(io("reading an import key's size"))?.len();
+            file.write_all(&vec![0u8; length as usize]).map_err(io("overwriting an import key"))?;
+            file.sync_all().map_err(io("syncing an overwritten import key"))?;
+            remove_if_present(&key)?;
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(GatewayError::internal("opening an import key to destroy it", error)),
     }
     remove_if_present(&data)
 }
@@ -417,7 +425,12 @@ impl Domain {
             for entry in std::fs::read_dir(self.dir.join(sub)).map_err(io("listing imported tables"))? {
                 let path = entry.map_err(io("listing imported tables"))?.path();
                 let stem = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default().to_string();
-                if !held.contains(&stem) {
+                let finished =
+                    matches!(path.extension().and_then(|extension| extension.to_str()), Some("sealed" | "key"));
+                if !finished {
+                    // A write a crash interrupted (`.partial`).
+                    remove_if_present(&path)?;
+                } else if !held.contains(&stem) {
                     destroy_sealed(&self.dir, &stem)?;
                     remove_if_present(&path)?;
                 }
