@@ -11,6 +11,7 @@ const MODULES: &[&str] = &[
     "green-energy",
     "population-report",
     "energy-model",
+    "enterprise-verification",
     "hostile-id-dump",
     "bench-probe",
     "red-team",

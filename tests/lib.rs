@@ -66,6 +66,7 @@ pub fn grant(id: &str, columns: &[(&str, &str, AccessMode)], outputs: &[(&str, &
                 name: (*name).into(),
                 columns: columns.iter().map(|c| (*c).into()).collect(),
                 max_rows: 10_000,
+                verification: None,
             })
             .collect(),
         disclosure: DisclosureParams { threshold_k: 10, auto_release: true, ..Default::default() },

@@ -137,11 +137,13 @@ fn review_cells(args: &Args) -> Result<Vec<Measurement>> {
         suppression_rule: None,
         withheld_keys: Vec::new(),
         sketches: Vec::new(),
+        verification: None,
     };
     let spec = OutputSpec {
         name: "cells".into(),
         columns: ["district", "industry", "total_kwh", "n"].map(String::from).to_vec(),
         max_rows: rows as u64,
+        verification: None,
     };
     let cells = (rows * 2) as f64;
     let mut measurements = Vec::new();
@@ -208,8 +210,12 @@ fn review_differencing(args: &Args) -> Result<Vec<Measurement>> {
             Arc::new(Int64Array::from(vec![150; DIFFERENCING_ROWS])),
         ],
     )?;
-    let spec =
-        OutputSpec { name: "by_district".into(), columns: vec!["district".into(), "n".into()], max_rows: 10_000 };
+    let spec = OutputSpec {
+        name: "by_district".into(),
+        columns: vec!["district".into(), "n".into()],
+        max_rows: 10_000,
+        verification: None,
+    };
     let disclosure = DisclosureParams { secondary_suppression: false, p_percent: 0, ..Default::default() };
     let grant = grant(vec![spec], disclosure, Vec::new());
     let pairs = (DIFFERENCING_ROWS * DIFFERENCING_ROWS + DIFFERENCING_ROWS * (DIFFERENCING_ROWS - 1) / 2) as f64;
@@ -263,7 +269,12 @@ fn content_scan(args: &Args) -> Result<Vec<Measurement>> {
     let bytes: usize = texts.iter().map(String::len).sum();
     let schema = Arc::new(Schema::new(vec![Field::new("text", DataType::Utf8, false)]));
     let table = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(texts.clone()))])?;
-    let spec = OutputSpec { name: "notes".into(), columns: vec!["text".into()], max_rows: SCANNED_CELLS as u64 };
+    let spec = OutputSpec {
+        name: "notes".into(),
+        columns: vec!["text".into()],
+        max_rows: SCANNED_CELLS as u64,
+        verification: None,
+    };
     let grant = grant(vec![spec], DisclosureParams::default(), Vec::new());
     let lineage = OutputLineage {
         columns: vec![ColumnLineage { name: "text".into(), sources: vec![], aggregated: false }],
@@ -418,6 +429,7 @@ async fn unseen_crosstab(
         name: "crosstab".into(),
         columns: ["row", "col", "total"].map(String::from).to_vec(),
         max_rows: 1000,
+        verification: None,
     };
     let disclosure = DisclosureParams { secondary_suppression: false, ..Default::default() };
     let grant = grant(vec![spec], disclosure.clone(), vec![request]);

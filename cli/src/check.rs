@@ -77,6 +77,16 @@ pub struct CheckArgs {
     /// command (and a domain's client commands) on.
     #[arg(long, value_name = "DIR")]
     write_example: Option<PathBuf>,
+    /// People in the example's population register (from 10 thousand to 10 million and more).
+    #[arg(long, value_name = "N", default_value_t = 3_000, requires = "write_example")]
+    example_people: usize,
+    /// Enterprises in the example's enterprise register.
+    #[arg(long, value_name = "N", default_value_t = 2_000, requires = "write_example")]
+    example_enterprises: usize,
+    /// Months of electricity use and social-insurance contributions in the example
+    /// (rows: enterprises × months, and about 0.4 × people × months).
+    #[arg(long, value_name = "N", default_value_t = 12, requires = "write_example")]
+    example_months: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,7 +110,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
 
 async fn check(args: CheckArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.write_example {
-        write_example(dir)?;
+        write_example(dir, args.example_people, args.example_enterprises, args.example_months)?;
         println!(
             "wrote example data, catalog.json, grant.json, application.json and green_energy.wasm into {}",
             dir.display()
@@ -330,17 +340,25 @@ fn computed_lineage(table: RecordBatch, contributors: &str) -> Result<(RecordBat
         suppression_rule: None,
         withheld_keys: Vec::new(),
         sketches: Vec::new(),
+        verification: None,
     };
     Ok((output_table, lineage))
 }
 
-/// Synthetic example data, the catalog and the green-energy grant.
-fn write_example(dir: &Path) -> Result<()> {
+/// Synthetic example data of the given sizes, the catalog and the green-energy grant.
+fn write_example(dir: &Path, people: usize, enterprises: usize, months: u32) -> Result<()> {
+    if people == 0 || enterprises == 0 || months == 0 {
+        bail!("--example-people, --example-enterprises and --example-months must be at least 1");
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let population = unseen_samples::data::population(3_000, 7);
-    let enterprises = unseen_samples::data::enterprises(2_000, 7);
-    let electricity = unseen_samples::data::electricity(&enterprises, 12, 7);
-    let insurance = unseen_samples::data::social_insurance(&population, &enterprises, 12, 7);
+    let mut progress = crate::client::Progress::new(false);
+    progress.show(&format!("generating {people} people and {enterprises} enterprises…"));
+    let population = unseen_samples::data::population(people, 7);
+    let enterprises = unseen_samples::data::enterprises(enterprises, 7);
+    progress.show(&format!("generating {months} months of electricity use and social insurance…"));
+    let electricity = unseen_samples::data::electricity(&enterprises, months, 7);
+    let insurance = unseen_samples::data::social_insurance(&population, &enterprises, months, 7);
+    progress.show("writing Parquet files…");
     let catalog = vec![
         unseen_samples::scenarios::population(),
         unseen_samples::scenarios::enterprise(),

@@ -120,7 +120,7 @@ pub async fn draft(request: DraftRequest) -> Result<()> {
             uses.entry((source.dataset, source.column)).or_default().push((usage, number));
         }
         let name = request.outputs.get(index).cloned().unwrap_or_else(|| format!("result_{number}"));
-        outputs.push(OutputSpec { name, columns, max_rows: DRAFT_MAX_ROWS });
+        outputs.push(OutputSpec { name, columns, max_rows: DRAFT_MAX_ROWS, verification: None });
     }
 
     let mut choices = Vec::new();

@@ -703,7 +703,7 @@ fn write_outputs(view: &pb::JobView, dir: &Path) -> Result<Vec<String>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut written = Vec::new();
     for output in view.outputs.iter().filter(|output| !output.content.is_empty()) {
-        let extension = if output.kind == "table" { "csv" } else { "bin" };
+        let extension = if output.kind == "artifact" { "bin" } else { "csv" };
         let safe: String =
             output.name.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
         let path = dir.join(format!("{safe}.{extension}"));

@@ -153,3 +153,42 @@ fn a_drafted_application_asks_for_the_narrowest_modes_and_is_enough_for_its_quer
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("query 1 would be refused under any grant"), "{message}");
 }
+
+/// Rows of a Parquet file, from its footer.
+fn parquet_rows(path: &Path) -> i64 {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = std::fs::File::open(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    SerializedFileReader::new(file).expect("a Parquet file").metadata().file_metadata().num_rows()
+}
+
+#[test]
+fn the_example_data_comes_in_the_sizes_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = dir.path().join("big");
+    let written = unseen(
+        &[
+            "check",
+            "--write-example",
+            example.to_str().unwrap(),
+            "--example-people",
+            "20000",
+            "--example-enterprises",
+            "1500",
+            "--example-months",
+            "2",
+        ],
+        dir.path(),
+    );
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    assert_eq!(parquet_rows(&example.join("population.parquet")), 20_000);
+    assert_eq!(parquet_rows(&example.join("enterprise.parquet")), 1_500);
+    assert_eq!(parquet_rows(&example.join("electricity.parquet")), 3_000);
+    let insured = parquet_rows(&example.join("social_insurance.parquet"));
+    assert!((8_000..=24_000).contains(&insured), "about 0.4 × people × months: {insured}");
+
+    let empty = unseen(&["check", "--write-example", "x", "--example-months", "0"], dir.path());
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("--example-months must be at least 1"), "{empty:?}");
+    let stray = unseen(&["check", "--example-people", "5"], dir.path());
+    assert!(!stray.status.success(), "sizes without --write-example are a usage error");
+}

@@ -16,7 +16,7 @@ use unseen_audit::{AuditLog, DomainSigner, Entry, Export};
 use unseen_policy::identifiers::IdentifierSet;
 use unseen_policy::review::{
     EarlierRelease, ReviewContext, release_noised_table, release_table, released_sketches, review_artifact,
-    review_table,
+    review_table, review_verification,
 };
 use unseen_policy::{
     ColumnSpec, DatasetVersion, Grant, Outcome, OutputKind, OutputLineage, ReviewReport, ScenarioApplication,
@@ -234,7 +234,7 @@ pub struct JobView {
 pub struct OutputSummary {
     /// Output name.
     pub name: String,
-    /// `table` or `artifact`.
+    /// `table`, `artifact` or `verification`.
     pub kind: String,
     /// Rows (tables).
     pub rows: u64,
@@ -1479,17 +1479,19 @@ impl Domain {
         let kept =
             if matches!(report.failure, Some(RuntimeError::Cancelled(_))) { &[][..] } else { &report.outputs[..] };
         for output in kept {
-            let (kind, bytes, rows) = match output.kind {
-                OutputKind::Table => {
+            let kind = output.kind.as_str();
+            let (bytes, rows) = match output.kind {
+                OutputKind::Table | OutputKind::Verification => {
                     let table = output
                         .table
                         .as_ref()
-                        .ok_or_else(|| GatewayError::Internal("table output without a table".into()))?;
-                    ("table", parquet_bytes(table)?, table.num_rows() as u64)
+                        .ok_or_else(|| GatewayError::Internal(format!("{kind} output without a table")))?;
+                    (parquet_bytes(table)?, table.num_rows() as u64)
                 }
-                OutputKind::Artifact => ("artifact", output.artifact.clone().unwrap_or_default(), 0),
+                OutputKind::Artifact => (output.artifact.clone().unwrap_or_default(), 0),
             };
-            let path = out_dir.join(format!("{}.{}", output.name, if kind == "table" { "parquet" } else { "bin" }));
+            let extension = if output.kind == OutputKind::Artifact { "bin" } else { "parquet" };
+            let path = out_dir.join(format!("{}.{extension}", output.name));
             write_atomically(&path, &bytes)?;
             let lineage = serde_json::to_string(&output.lineage)
                 .map_err(|error| GatewayError::internal("encoding lineage", error))?;
@@ -1500,7 +1502,7 @@ impl Domain {
                 )
                 .await?;
             let content = match (mode, output.kind) {
-                (Mode::Sample, OutputKind::Table) => {
+                (Mode::Sample, OutputKind::Table | OutputKind::Verification) => {
                     output.table.as_ref().map(csv_bytes).transpose()?.unwrap_or_default()
                 }
                 (Mode::Sample, OutputKind::Artifact) => bytes,
@@ -1641,13 +1643,26 @@ impl Domain {
         let identifiers = self.identifier_set(&grant).await?;
         let _reviewing = self.review_lock.lock().await;
         let (earlier, epsilon_spent) = self.grant_history(&grant.id).await?;
-        let context = ReviewContext { identifiers: Some(&identifiers), earlier: &earlier, epsilon_spent };
+        let earlier_claims =
+            if output["kind"] == "verification" { self.claims_answered_today(&grant.id).await? } else { Vec::new() };
+        let context = ReviewContext {
+            identifiers: Some(&identifiers),
+            earlier: &earlier,
+            epsilon_spent,
+            earlier_claims: &earlier_claims,
+        };
         let id = self.store.next_id("e").await?;
-        let (report, candidate, sketches) = if output["kind"] == "table" {
+        let (report, candidate, sketches) = if output["kind"] == "artifact" {
+            (review_artifact(&grant, output_name, &bytes, context), None, Vec::new())
+        } else {
             let lineage: OutputLineage = serde_json::from_str(&output["lineage_json"])
                 .map_err(|error| GatewayError::internal("decoding lineage", error))?;
             let table = read_parquet(bytes)?;
-            let report = review_table(&grant, output_name, &table, &lineage, context);
+            let report = if output["kind"] == "verification" {
+                review_verification(&grant, output_name, &table, &lineage, context)
+            } else {
+                review_table(&grant, output_name, &table, &lineage, context)
+            };
             let candidate = if report.outcome == Outcome::Blocked {
                 None
             } else {
@@ -1658,8 +1673,6 @@ impl Domain {
             };
             let sketches = released_sketches(&lineage, &report);
             (report, candidate, sketches)
-        } else {
-            (review_artifact(&grant, output_name, &bytes, context), None, Vec::new())
         };
         if let Some(candidate) = &candidate {
             write_atomically(&self.dir.join("egress").join(format!("{id}.parquet")), &parquet_bytes(candidate)?)?;
@@ -1755,6 +1768,26 @@ impl Domain {
             }
         }
         Ok((earlier, spent))
+    }
+
+    /// The claimed keys (as tokens) of every verification answer requested under `grant` in
+    /// the last 24 hours that may leave or has left: one entry per claim, for the rate limits.
+    async fn claims_answered_today(&self, grant_id: &str) -> Result<Vec<String>, GatewayError> {
+        const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+        let rows = self
+            .store
+            .fetch(
+                "SELECT o.lineage_json AS lineage_json FROM egress e JOIN jobs j ON e.job_id = j.id JOIN outputs o ON o.job_id = e.job_id AND o.name = e.output_name WHERE j.grant_id = $1 AND o.kind = 'verification' AND e.created_ms >= $2 AND e.state NOT IN ('blocked', 'rejected')",
+                &[Param::Text(grant_id), Param::Int(now_ms() - DAY_MS)],
+            )
+            .await?;
+        let mut keys = Vec::new();
+        for row in rows {
+            let lineage: OutputLineage = serde_json::from_str(&row["lineage_json"])
+                .map_err(|error| GatewayError::internal("decoding lineage", error))?;
+            keys.extend(lineage.verification.map(|claims| claims.claim_keys).unwrap_or_default());
+        }
+        Ok(keys)
     }
 
     /// The values of the identifier and subject columns of `grant`'s datasets, built once per
@@ -1900,7 +1933,7 @@ impl Domain {
                 "output",
             )
             .await?;
-        let data = if output["kind"] == "table" {
+        let data = if output["kind"] != "artifact" {
             // The table as reviewed (with its noise, if any), written when the request was made.
             let candidate = self.dir.join("egress").join(format!("{egress_id}.parquet"));
             let table = match std::fs::read(&candidate) {

@@ -47,6 +47,134 @@ pub struct OutputSpec {
     pub columns: Vec<String>,
     /// Most rows a release of it may have.
     pub max_rows: u64,
+    /// Set for a verification output (数据核验): the domain, not the module, writes it, one
+    /// row per claim the module submits. None: a table or artifact the module emits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationSpec>,
+}
+
+impl OutputSpec {
+    /// A table (or artifact) output the module emits.
+    pub fn table(name: &str, columns: &[&str], max_rows: u64) -> Self {
+        Self {
+            name: name.into(),
+            columns: columns.iter().map(|column| (*column).to_string()).collect(),
+            max_rows,
+            verification: None,
+        }
+    }
+
+    /// A verification output answering at most `max_rows` claims per job under `spec`; its
+    /// columns are the ones the domain writes ([`VerificationSpec::columns`]).
+    pub fn verification(name: &str, max_rows: u64, spec: VerificationSpec) -> Self {
+        Self { name: name.into(), columns: spec.columns(), max_rows, verification: Some(spec) }
+    }
+}
+
+/// Column a verification output numbers its claims in (1, 2, … in the order submitted).
+pub const CLAIM_COLUMN: &str = "claim";
+/// Column saying whether a verification output found the claimed key.
+pub const FOUND_COLUMN: &str = "found";
+/// Most fields one verification output may compare.
+pub const MAX_VERIFICATION_FIELDS: usize = 16;
+
+/// What a verification output (数据核验) may check: a developer claims facts about subjects it
+/// names by key (an enterprise's name and district under its credit code), and the domain
+/// answers, per claim and field, only whether the claim matches the granted data. The module
+/// never sees the data or the answers; the answers are rate-limited per grant and per key so
+/// that guessing a value claim by claim stays slow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerificationSpec {
+    /// `name@vN` of the dataset claims are checked against; the application must name it.
+    pub dataset: String,
+    /// The column claims name their subject by (a `subject` or `identifier` column, one row
+    /// per value).
+    pub key: String,
+    /// The columns a claim may state a value for, each answered match or mismatch.
+    pub fields: Vec<String>,
+    /// Most claims the grant may have answered in any 24 hours, over all its jobs.
+    pub claims_per_day: u64,
+    /// Most claims about one key the grant may have answered in any 24 hours; later ones are
+    /// withheld. Default 3.
+    #[serde(default = "default_attempts_per_key")]
+    pub attempts_per_key: u32,
+}
+
+fn default_attempts_per_key() -> u32 {
+    3
+}
+
+impl VerificationSpec {
+    /// The columns of the output the domain writes: `claim`, `found`, then one per field.
+    pub fn columns(&self) -> Vec<String> {
+        [CLAIM_COLUMN, FOUND_COLUMN]
+            .iter()
+            .map(|column| (*column).to_string())
+            .chain(self.fields.iter().cloned())
+            .collect()
+    }
+
+    fn validate(
+        &self,
+        output: &OutputSpec,
+        request: Option<&DatasetRequest>,
+        dataset: &DatasetVersion,
+    ) -> Result<(), PolicyError> {
+        let invalid = |message: String| PolicyError::invalid(format!("outputs.{}.verification", output.name), message);
+        let Some(request) = request else {
+            return Err(invalid(format!("checks {}, which the application does not name in datasets", self.dataset)));
+        };
+        match dataset.tag_of(&self.key) {
+            Some(ColumnTag::Subject | ColumnTag::Identifier) => {}
+            Some(tag) => {
+                return Err(invalid(format!(
+                    "key {} of {} is tagged {}; claims name their subject by a subject or identifier column",
+                    self.key,
+                    self.dataset,
+                    tag.as_str()
+                )));
+            }
+            None => {
+                return Err(PolicyError::NotFound { kind: "column", name: format!("{}.{}", self.dataset, self.key) });
+            }
+        }
+        if self.fields.is_empty() || self.fields.len() > MAX_VERIFICATION_FIELDS {
+            return Err(invalid(format!(
+                "names {} fields; it needs 1 to {MAX_VERIFICATION_FIELDS}",
+                self.fields.len()
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for name in std::iter::once(&self.key).chain(&self.fields) {
+            if !seen.insert(name.as_str()) {
+                return Err(invalid(format!(
+                    "column {name} is named twice (fields must differ from each other and from the key)"
+                )));
+            }
+            if name == CLAIM_COLUMN || name == FOUND_COLUMN {
+                return Err(invalid(format!("column {name} would clash with the output's own \"{name}\" column")));
+            }
+            if dataset.tag_of(name).is_none() {
+                return Err(PolicyError::NotFound { kind: "column", name: format!("{}.{name}", self.dataset) });
+            }
+            if request.columns.get(name) == Some(&AccessMode::Pseudonymised) {
+                return Err(invalid(format!(
+                    "column {name} is pseudonymised in this application; claims are compared with stored values"
+                )));
+            }
+        }
+        if self.claims_per_day == 0 || self.attempts_per_key == 0 {
+            return Err(invalid("claims_per_day and attempts_per_key must be at least 1".into()));
+        }
+        if output.columns != self.columns() {
+            return Err(invalid(format!(
+                "declares columns [{}]; the domain writes [{}]",
+                output.columns.join(", "),
+                self.columns().join(", ")
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Largest n an (n,k)-dominance rule may use: the engine reports this many largest
@@ -324,6 +452,14 @@ impl ScenarioApplication {
             if output.columns.is_empty() {
                 return Err(PolicyError::invalid("outputs", format!("output \"{}\" declares no columns", output.name)));
             }
+            if let Some(verification) = &output.verification {
+                let dataset = catalog(&verification.dataset).ok_or_else(|| PolicyError::NotFound {
+                    kind: "dataset version",
+                    name: verification.dataset.clone(),
+                })?;
+                let request = self.datasets.iter().find(|request| request.dataset == verification.dataset);
+                verification.validate(output, request, dataset)?;
+            }
         }
         Ok(())
     }
@@ -495,7 +631,7 @@ mod tests {
                 columns: BTreeMap::from([("district".to_string(), AccessMode::Visible)]),
                 row_filter: None,
             }],
-            outputs: vec![OutputSpec { name: "by_district".into(), columns: vec!["district".into()], max_rows: 100 }],
+            outputs: vec![OutputSpec::table("by_district", &["district"], 100)],
             disclosure: DisclosureParams::default(),
             validity_days: 365,
             limits: Default::default(),
@@ -561,6 +697,57 @@ mod tests {
         let grant = Grant::freeze("g-1".into(), "s-1".into(), application(), "op".into(), 0, [7; 32]);
         let json = serde_json::to_string(&grant).unwrap();
         assert!(!json.contains("row_filter"), "absent filters are not serialised: {json}");
+        assert!(!json.contains("verification"), "nor absent verification specs: {json}");
+    }
+
+    fn verification(fields: &[&str]) -> VerificationSpec {
+        VerificationSpec {
+            dataset: "population@v1".into(),
+            key: "person_id".into(),
+            fields: fields.iter().map(|field| (*field).to_string()).collect(),
+            claims_per_day: 100,
+            attempts_per_key: 3,
+        }
+    }
+
+    #[test]
+    fn verification_outputs_are_checked_against_the_catalog_and_the_application() {
+        let general = dataset(Grade::General);
+        let valid = |spec: VerificationSpec| {
+            let mut application = application();
+            application.outputs.push(OutputSpec::verification("checks", 50, spec));
+            application.validate(|_| Some(&general))
+        };
+        assert_eq!(valid(verification(&["district"])), Ok(()));
+        assert_eq!(verification(&["district"]).columns(), ["claim", "found", "district"]);
+
+        let mut by_district = verification(&["person_id"]);
+        by_district.key = "district".into();
+        let error = valid(by_district).unwrap_err().to_string();
+        assert!(error.contains("key district of population@v1 is tagged quasi"), "{error}");
+        let error = valid(verification(&[])).unwrap_err().to_string();
+        assert!(error.contains("names 0 fields"), "{error}");
+        let error = valid(verification(&["district", "district"])).unwrap_err().to_string();
+        assert!(error.contains("named twice"), "{error}");
+        let error = valid(verification(&["income"])).unwrap_err().to_string();
+        assert!(error.contains("population@v1.income"), "{error}");
+        let mut elsewhere = verification(&["district"]);
+        elsewhere.dataset = "enterprise@v1".into();
+        let error = valid(elsewhere).unwrap_err().to_string();
+        assert!(error.contains("does not name"), "{error}");
+
+        let mut tokens = application();
+        tokens.datasets[0].columns.insert("district".into(), AccessMode::Pseudonymised);
+        tokens.outputs.push(OutputSpec::verification("checks", 50, verification(&["district"])));
+        let error = tokens.validate(|_| Some(&general)).unwrap_err().to_string();
+        assert!(error.contains("district is pseudonymised"), "{error}");
+
+        let mut hand_written = application();
+        let mut checks = OutputSpec::verification("checks", 50, verification(&["district"]));
+        checks.columns = vec!["claim".into(), "district".into()];
+        hand_written.outputs.push(checks);
+        let error = hand_written.validate(|_| Some(&general)).unwrap_err().to_string();
+        assert!(error.contains("the domain writes [claim, found, district]"), "{error}");
     }
 
     #[test]

@@ -20,13 +20,13 @@ pub use access::{AccessMode, Argument, Refusal, Usage, least_mode};
 pub use catalog::{ColumnSpec, ColumnTag, DatasetVersion, Grade, SubjectKind};
 pub use error::PolicyError;
 pub use grant::{
-    DatasetRequest, DisclosureParams, Grant, MAX_DOMINANCE_N, NkRule, OutputSpec, PrivacyParams, ScenarioApplication,
-    imported_column_mode,
+    CLAIM_COLUMN, DatasetRequest, DisclosureParams, FOUND_COLUMN, Grant, MAX_DOMINANCE_N, NkRule, OutputSpec,
+    PrivacyParams, ScenarioApplication, VerificationSpec, imported_column_mode,
 };
 pub use limits::JobLimits;
 pub use review::{
     ColumnLineage, Contributions, MagnitudeLineage, Outcome, OutputKind, OutputLineage, ReviewReport, RuleOutcome,
-    RuleResult, SourceColumn, SubjectCounts,
+    RuleResult, SourceColumn, SubjectCounts, VerificationLineage,
 };
 
 /// Hex SHA-256 of `bytes`: the content hash every object in a domain is named by.

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use unseen_policy::{JobLimits, OutputKind, OutputLineage};
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter, TypedFunc};
@@ -19,6 +20,7 @@ use wasmtime::{Caller, Linker, Memory, ResourceLimiter, TypedFunc};
 use crate::RuntimeError;
 use crate::governed::{GovernedResult, GovernedSession, Mode};
 use crate::host::{JobOutput, Metering, QueryRecord};
+use crate::verification::ClaimsRefused;
 
 /// The ABI version this host implements.
 pub const ABI_VERSION: i32 = 1;
@@ -39,7 +41,9 @@ const UNSEEN: &str = "unseen";
 const WASI: &str = "wasi_snapshot_preview1";
 /// The contract's own imports.
 const UNSEEN_IMPORTS: &[&str] =
-    &["tables", "params", "query", "result_info", "next_batch", "emit", "emit_artifact", "log", "last_error"];
+    &["tables", "params", "query", "result_info", "next_batch", "emit", "emit_artifact", "verify", "log", "last_error"];
+/// Largest claims batch a module may submit to `verify` (Arrow IPC bytes).
+const MAX_CLAIMS_BYTES: usize = 4 * 1024 * 1024;
 /// The WASI functions the shim answers: those every Rust module for wasm32-wasip1 imports.
 const WASI_SHIM: &[&str] = &["fd_write", "random_get", "environ_get", "environ_sizes_get", "proc_exit"];
 
@@ -456,8 +460,24 @@ fn valid_output_name(name: &str) -> bool {
         && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
 }
 
+/// Refuses a module's own output under a name the grant declares as a verification output,
+/// which only the host writes.
+fn not_verification(caller: &HostCaller<'_>, name: &str) -> Result<(), String> {
+    let grant = &caller.data().session.grant;
+    match grant.output(name) {
+        Some(spec) if spec.verification.is_some() => Err(format!(
+            "output \"{name}\" is a verification output in grant {}; submit claims to it with verify",
+            grant.id
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn emit(caller: &mut HostCaller<'_>, name_ptr: i32, name_len: i32, handle: i32) -> wasmtime::Result<i32> {
-    let name = match output_name(caller, name_ptr, name_len) {
+    let name = match output_name(caller, name_ptr, name_len).and_then(|name| {
+        not_verification(caller, &name)?;
+        Ok(name)
+    }) {
         Ok(name) => name,
         Err(message) => return Ok(fail(caller, ERR_INVALID, message) as i32),
     };
@@ -492,7 +512,10 @@ fn emit_artifact(
     ptr: i32,
     len: i32,
 ) -> wasmtime::Result<i32> {
-    let name = match output_name(caller, name_ptr, name_len) {
+    let name = match output_name(caller, name_ptr, name_len).and_then(|name| {
+        not_verification(caller, &name)?;
+        Ok(name)
+    }) {
         Ok(name) => name,
         Err(message) => return Ok(fail(caller, ERR_INVALID, message) as i32),
     };
@@ -511,6 +534,71 @@ fn emit_artifact(
         lineage: OutputLineage::default(),
     });
     Ok(0)
+}
+
+/// Answers a batch of claims under a verification output; returns how many were answered.
+/// The answers go straight to the output: the module never reads them.
+fn verify(caller: &mut HostCaller<'_>, name_ptr: i32, name_len: i32, ptr: i32, len: i32) -> wasmtime::Result<i64> {
+    let name = match output_name(caller, name_ptr, name_len) {
+        Ok(name) => name,
+        Err(message) => return Ok(fail(caller, ERR_INVALID, message)),
+    };
+    let session = caller.data().session.clone();
+    let Some((spec, max_rows)) =
+        session.grant.output(&name).and_then(|output| output.verification.clone().map(|spec| (spec, output.max_rows)))
+    else {
+        let message =
+            format!("output \"{name}\" is not declared as a verification output in grant {}", session.grant.id);
+        return Ok(fail(caller, ERR_INVALID, message));
+    };
+    if caller.data().outputs.iter().any(|output| output.name == name) {
+        return Ok(fail(caller, ERR_INVALID, format!("output \"{name}\" was already written in this job")));
+    }
+    let claims = match guest_bytes(caller, ptr, len, MAX_CLAIMS_BYTES).and_then(|bytes| decode_ipc(&bytes)) {
+        Ok(claims) => claims,
+        Err(message) => return Ok(fail(caller, ERR_INVALID, format!("claims: {message}"))),
+    };
+    if claims.num_rows() == 0 || claims.num_rows() as u64 > max_rows {
+        let message = format!("{} claims; output \"{name}\" answers 1 to {max_rows} per job", claims.num_rows());
+        return Ok(fail(caller, ERR_INVALID, message));
+    }
+    check_outputs(caller)?;
+    let state = caller.data();
+    let remaining = state.deadline.saturating_duration_since(Instant::now());
+    let wall_clock_ms = state.limits.wall_clock_ms;
+    let answered = state.tokio.block_on(tokio::time::timeout(remaining, session.verify(&spec, &claims)));
+    let answers = match answered {
+        Err(_) => {
+            let detail = format!("deadline of {wall_clock_ms} ms passed while claims were checked");
+            return Err(hit_limit(caller, "wall_clock", detail));
+        }
+        Ok(Err(ClaimsRefused(message))) => return Ok(fail(caller, ERR_INVALID, message)),
+        Ok(Ok(answers)) => answers,
+    };
+    let rows = answers.table.num_rows() as u64;
+    let state = caller.data_mut();
+    state.output_rows += rows;
+    if state.output_rows > state.limits.max_output_rows {
+        let detail = format!("more than {} rows in emitted tables", state.limits.max_output_rows);
+        return Err(hit_limit(caller, "output_rows", detail));
+    }
+    let lineage = OutputLineage { verification: Some(answers.lineage), ..OutputLineage::default() };
+    state.outputs.push(JobOutput {
+        name,
+        kind: OutputKind::Verification,
+        table: Some(answers.table),
+        artifact: None,
+        lineage,
+    });
+    Ok(rows as i64)
+}
+
+/// One Arrow IPC stream from the guest, its batches joined.
+fn decode_ipc(bytes: &[u8]) -> Result<RecordBatch, String> {
+    let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(|error| error.to_string())?;
+    let schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|error| error.to_string())?;
+    concat_batches(&schema, &batches).map_err(|error| error.to_string())
 }
 
 fn log(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i32> {
@@ -618,6 +706,13 @@ pub(crate) fn define_imports(linker: &mut Linker<HostState>) -> wasmtime::Result
         "emit_artifact",
         |mut caller: HostCaller<'_>, name_ptr: i32, name_len: i32, ptr: i32, len: i32| {
             timed(&mut caller, |caller| emit_artifact(caller, name_ptr, name_len, ptr, len))
+        },
+    )?;
+    linker.func_wrap(
+        UNSEEN,
+        "verify",
+        |mut caller: HostCaller<'_>, name_ptr: i32, name_len: i32, ptr: i32, len: i32| {
+            timed(&mut caller, |caller| verify(caller, name_ptr, name_len, ptr, len))
         },
     )?;
     linker.func_wrap(UNSEEN, "log", |mut caller: HostCaller<'_>, ptr: i32, len: i32| {

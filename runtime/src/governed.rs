@@ -100,11 +100,11 @@ pub struct GovernedResult {
 
 /// A DataFusion session holding exactly the tables one grant names.
 pub struct GovernedSession {
-    context: SessionContext,
-    grant: Grant,
+    pub(crate) context: SessionContext,
+    pub(crate) grant: Grant,
     mode: Mode,
     /// Table name → dataset version registered under it.
-    tables: BTreeMap<String, DatasetVersion>,
+    pub(crate) tables: BTreeMap<String, DatasetVersion>,
 }
 
 impl std::fmt::Debug for GovernedSession {
@@ -373,6 +373,7 @@ impl GovernedSession {
             suppression_rule: None,
             withheld_keys: Vec::new(),
             sketches: Vec::new(),
+            verification: None,
         };
 
         let aggregates = contains_aggregate(&plan);

@@ -15,6 +15,7 @@ pub mod largest;
 pub mod pseudonym;
 pub mod sample;
 pub mod subject_sketch;
+pub mod verification;
 
 pub use abi::ABI_VERSION;
 pub use governed::{DomainTable, GovernedResult, GovernedSession, Mode};

@@ -17,6 +17,10 @@ pub const POPULATION_REPORT: &[u8] = module!("population_report");
 /// which always takes the operator-review path.
 pub const ENERGY_MODEL: &[u8] = module!("energy_model");
 
+/// Enterprise verification (数据核验): claims from the job's parameters, answered by the domain
+/// into a verification output; the module reads no column of the register.
+pub const ENTERPRISE_VERIFICATION: &[u8] = module!("enterprise_verification");
+
 /// A hostile module that tries to emit raw resident ID numbers, as a table and as an artifact.
 pub const HOSTILE_ID_DUMP: &[u8] = module!("hostile_id_dump");
 
@@ -45,6 +49,7 @@ pub fn all() -> &'static [(&'static str, &'static [u8])] {
         ("green-energy", GREEN_ENERGY),
         ("population-report", POPULATION_REPORT),
         ("energy-model", ENERGY_MODEL),
+        ("enterprise-verification", ENTERPRISE_VERIFICATION),
         ("hostile-id-dump", HOSTILE_ID_DUMP),
         ("bench-probe", BENCH_PROBE),
         ("red-team", RED_TEAM),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use unseen_policy::{
     AccessMode, ColumnSpec, ColumnTag, DatasetRequest, DatasetVersion, DisclosureParams, Grade, OutputSpec,
-    ScenarioApplication, SubjectKind,
+    ScenarioApplication, SubjectKind, VerificationSpec,
 };
 
 fn dataset(name: &str, grade: Grade, kind: SubjectKind, columns: &[(&str, ColumnTag)]) -> DatasetVersion {
@@ -116,6 +116,7 @@ pub fn green_energy() -> ScenarioApplication {
             name: "kwh_by_industry_district".into(),
             columns: vec!["industry".into(), "district".into(), "total_kwh".into()],
             max_rows: 1_000,
+            verification: None,
         }],
         disclosure: DisclosureParams { threshold_k: 10, auto_release: false, ..Default::default() },
         validity_days: 365,
@@ -143,6 +144,7 @@ pub fn population_report() -> ScenarioApplication {
             name: "residents_by_district_sex_age".into(),
             columns: vec!["district".into(), "sex".into(), "age_band".into(), "residents".into()],
             max_rows: 500,
+            verification: None,
         }],
         disclosure: DisclosureParams { threshold_k: 10, auto_release: true, ..Default::default() },
         validity_days: 365,
@@ -163,8 +165,36 @@ pub fn energy_model() -> ScenarioApplication {
         name: "kwh_model".into(),
         columns: vec!["intercept".into(), "slope".into(), "groups".into()],
         max_rows: 1,
+        verification: None,
     }];
     application
+}
+
+/// Enterprise verification (数据核验): a bank checks what loan applicants say about their
+/// companies — name, district, industry — against the enterprise register. The module may read
+/// no column of the register; the domain answers each claim into a verification output, at
+/// most 200 claims a day and 3 claims about one enterprise a day.
+pub fn enterprise_verification() -> ScenarioApplication {
+    ScenarioApplication {
+        title: "Enterprise verification for loan applications".into(),
+        purpose: "Check applicants' stated company facts against the enterprise register (数据核验); only match or mismatch per claim leaves".into(),
+        developer: "huzhou-rural-bank".into(),
+        datasets: vec![DatasetRequest { dataset: "enterprise@v1".into(), columns: BTreeMap::new(), row_filter: None }],
+        outputs: vec![OutputSpec::verification(
+            "enterprise_checks",
+            50,
+            VerificationSpec {
+                dataset: "enterprise@v1".into(),
+                key: "uscc".into(),
+                fields: vec!["name".into(), "district".into(), "industry".into()],
+                claims_per_day: 200,
+                attempts_per_key: 3,
+            },
+        )],
+        disclosure: DisclosureParams { threshold_k: 10, auto_release: true, ..Default::default() },
+        validity_days: 365,
+        limits: Default::default(),
+    }
 }
 
 /// Resident verification (数据核验): reads `id_card` and `name` inside the domain to match
@@ -184,12 +214,8 @@ pub fn resident_verification() -> ScenarioApplication {
             row_filter: None,
         }],
         outputs: vec![
-            OutputSpec {
-                name: "verification_result".into(),
-                columns: vec!["district".into(), "matched".into()],
-                max_rows: 100,
-            },
-            OutputSpec { name: "verification_notes".into(), columns: vec!["text".into()], max_rows: 1 },
+            OutputSpec::table("verification_result", &["district", "matched"], 100),
+            OutputSpec::table("verification_notes", &["text"], 1),
         ],
         disclosure: DisclosureParams { threshold_k: 10, auto_release: true, ..Default::default() },
         validity_days: 90,

@@ -210,6 +210,23 @@ impl Context {
         abi::emit_artifact(output, bytes)
     }
 
+    /// Submits claims to a verification output (数据核验) and returns how many the domain
+    /// answered. `claims` has a text column named as the output's key (e.g. `uscc`) and text
+    /// columns for some of its declared fields; the domain compares each stated value with the
+    /// granted data and writes the answers to the output itself — `claim` (1, 2, … in the
+    /// order of these rows), `found`, and one true/false per field — for egress review. The
+    /// module does not see the answers.
+    pub fn verify(&mut self, output: &str, claims: &RecordBatch) -> Result<u64, Error> {
+        let guest = |message: String| Error { code: ErrorCode::Guest, message };
+        let mut bytes = Vec::new();
+        let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &claims.schema())
+            .map_err(|error| guest(format!("encoding claims: {error}")))?;
+        writer.write(claims).map_err(|error| guest(format!("encoding claims: {error}")))?;
+        writer.finish().map_err(|error| guest(format!("encoding claims: {error}")))?;
+        drop(writer);
+        abi::verify(output, &bytes)
+    }
+
     /// Writes a line to the guest log: shown at once in sample mode, kept in the domain in
     /// production mode.
     pub fn log(&mut self, message: &str) {
@@ -269,6 +286,7 @@ mod abi {
             pub fn next_batch(handle: i32) -> i64;
             pub fn emit(name_ptr: i32, name_len: i32, handle: i32) -> i32;
             pub fn emit_artifact(name_ptr: i32, name_len: i32, data_ptr: i32, data_len: i32) -> i32;
+            pub fn verify(name_ptr: i32, name_len: i32, claims_ptr: i32, claims_len: i32) -> i64;
             pub fn log(ptr: i32, len: i32) -> i32;
             pub fn last_error() -> i64;
         }
@@ -296,6 +314,9 @@ mod abi {
             -6
         }
         pub unsafe fn emit_artifact(_: i32, _: i32, _: i32, _: i32) -> i32 {
+            -6
+        }
+        pub unsafe fn verify(_: i32, _: i32, _: i32, _: i32) -> i64 {
             -6
         }
         pub unsafe fn log(_: i32, _: i32) -> i32 {
@@ -380,6 +401,19 @@ mod abi {
             )
         };
         if code < 0 { Err(error(i64::from(code))) } else { Ok(()) }
+    }
+
+    pub fn verify(name: &str, claims: &[u8]) -> Result<u64, Error> {
+        // SAFETY: pointers and lengths describe `name` and `claims`, alive for the call.
+        let answered = unsafe {
+            imports::verify(
+                name.as_ptr() as usize as i32,
+                name.len() as i32,
+                claims.as_ptr() as usize as i32,
+                claims.len() as i32,
+            )
+        };
+        if answered < 0 { Err(error(answered)) } else { Ok(answered as u64) }
     }
 
     pub fn log(message: &str) {

@@ -16,6 +16,7 @@ mod content;
 mod differencing;
 mod privacy;
 mod release;
+mod verification;
 
 use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -23,9 +24,10 @@ use serde::{Deserialize, Serialize};
 pub use self::cells::{key_text, nk_rule_sensitive, p_rule_sensitive};
 pub use self::differencing::released_sketches;
 pub use self::release::{release_noised_table, release_table};
+pub use self::verification::review_verification;
 use crate::identifiers::IdentifierSet;
 use crate::sketch::SubjectSketch;
-use crate::{ColumnTag, Grant, SubjectKind};
+use crate::{ColumnTag, Grant, OutputSpec, SubjectKind};
 
 /// How many content findings a report lists; the counts are always complete.
 const MAX_FINDINGS: usize = 50;
@@ -38,6 +40,19 @@ pub enum OutputKind {
     Table,
     /// Bytes the module computed (a model, a chart); always waits for an operator.
     Artifact,
+    /// Answers to a module's claims (数据核验), written by the host: one row per claim.
+    Verification,
+}
+
+impl OutputKind {
+    /// Name as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Table => "table",
+            Self::Artifact => "artifact",
+            Self::Verification => "verification",
+        }
+    }
 }
 
 /// A column of a registered dataset that an output column derives from.
@@ -143,6 +158,18 @@ pub struct OutputLineage {
     /// The subjects of each row, per subject kind, when the grant checks differencing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sketches: Vec<SubjectSketches>,
+    /// For a verification output: what was claimed about whom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationLineage>,
+}
+
+/// The host's record of a verification output's claims, for the rate limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerificationLineage {
+    /// `name@vN` the claims were checked against.
+    pub dataset: String,
+    /// Per output row, the claimed key as a grant-keyed token (never the key itself).
+    pub claim_keys: Vec<String>,
 }
 
 /// The verdict on a whole output.
@@ -350,10 +377,7 @@ impl ReviewReport {
     /// A short rendering an operator can decide from: the verdict, one line per rule, and
     /// the first withheld cells.
     pub fn render(&self) -> String {
-        let kind = match self.kind {
-            OutputKind::Table => "table",
-            OutputKind::Artifact => "artifact",
-        };
+        let kind = self.kind.as_str();
         let mut text = format!(
             "output \"{}\" ({kind}): {} — {} cells, {} suppressed, {} rounded\n",
             self.output,
@@ -388,6 +412,9 @@ pub struct ReviewContext<'a> {
     pub earlier: &'a [EarlierRelease],
     /// ε the grant has spent before this review.
     pub epsilon_spent: f64,
+    /// The key tokens of every claim answered under the grant in the last 24 hours (one per
+    /// claim, repeats kept), for the verification rule's limits.
+    pub earlier_claims: &'a [String],
 }
 
 /// The subjects of the rows of one earlier release of the same grant.
@@ -435,15 +462,32 @@ pub fn review_artifact(grant: &Grant, name: &str, bytes: &[u8], context: ReviewC
     report
 }
 
-fn check_contract(grant: &Grant, name: &str, table: &RecordBatch, report: &mut ReviewReport) {
+/// Checks the output against its declaration; returns the declaration when it is
+/// declared as the kind the report is about.
+fn check_contract<'g>(
+    grant: &'g Grant,
+    name: &str,
+    table: &RecordBatch,
+    report: &mut ReviewReport,
+) -> Option<&'g OutputSpec> {
     let Some(spec) = grant.output(name) else {
         report.push(
             "contract",
             RuleOutcome::Blocked,
             format!("output \"{name}\" is not declared in grant {}", grant.id),
         );
-        return;
+        return None;
     };
+    let verification = report.kind == OutputKind::Verification;
+    if spec.verification.is_some() != verification {
+        let declared = if spec.verification.is_some() { "a verification output" } else { "not a verification output" };
+        report.push(
+            "contract",
+            RuleOutcome::Blocked,
+            format!("output \"{name}\" is {declared} in grant {}; this one is a {}", grant.id, report.kind.as_str()),
+        );
+        return None;
+    }
     let schema = table.schema();
     let actual: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
     if actual != spec.columns.iter().map(String::as_str).collect::<Vec<_>>() {
@@ -460,7 +504,9 @@ fn check_contract(grant: &Grant, name: &str, table: &RecordBatch, report: &mut R
         );
     } else {
         report.push("contract", RuleOutcome::Pass, format!("matches declared output \"{name}\""));
+        return Some(spec);
     }
+    None
 }
 
 fn check_lineage(lineage: &OutputLineage, report: &mut ReviewReport) {

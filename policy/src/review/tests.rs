@@ -21,6 +21,7 @@ fn grant_with(disclosure: DisclosureParams, columns: &[&str]) -> Grant {
             name: "by_district".into(),
             columns: columns.iter().map(|column| column.to_string()).collect(),
             max_rows: 100,
+            verification: None,
         }],
         disclosure,
         validity_days: 30,
@@ -64,6 +65,7 @@ fn aggregated_lineage(counts: Vec<u64>, engine_suppressed: u64) -> OutputLineage
         suppressed_groups: engine_suppressed,
         suppression_rule: Some("threshold k=10".into()),
         withheld_keys: Vec::new(),
+        verification: None,
     }
 }
 
@@ -224,6 +226,7 @@ fn grid_lineage(counts: Vec<u64>, withheld_keys: Vec<Vec<String>>) -> OutputLine
         suppressed_groups: withheld_keys.len() as u64,
         suppression_rule: None,
         withheld_keys,
+        verification: None,
     }
 }
 
@@ -502,4 +505,106 @@ fn privacy_blocks_a_subject_above_the_declared_sensitivity_and_undeclared_measur
     }
     let report = review(&other, &table(&["A", "B"]), &aggregated_lineage(vec![20, 30], 0));
     assert!(report.rule("privacy").expect("ran").figure.contains("no declared sensitivity for [kwh]"));
+}
+
+fn verification_grant(claims_per_day: u64) -> Grant {
+    let mut grant = grant(true);
+    let spec = crate::VerificationSpec {
+        dataset: "e@v1".into(),
+        key: "uscc".into(),
+        fields: vec!["name".into()],
+        claims_per_day,
+        attempts_per_key: 2,
+    };
+    grant.application.outputs.push(OutputSpec::verification("checks", 10, spec));
+    grant
+}
+
+fn verdicts(found: &[bool]) -> RecordBatch {
+    use arrow::array::BooleanArray;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("claim", DataType::Int64, false),
+        Field::new("found", DataType::Boolean, true),
+        Field::new("name", DataType::Boolean, true),
+    ]));
+    let claims: Vec<i64> = (1..=found.len() as i64).collect();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(claims)),
+            Arc::new(BooleanArray::from(found.to_vec())),
+            Arc::new(BooleanArray::from(found.to_vec())),
+        ],
+    )
+    .unwrap()
+}
+
+fn claimed(keys: &[&str]) -> OutputLineage {
+    OutputLineage {
+        verification: Some(VerificationLineage {
+            dataset: "e@v1".into(),
+            claim_keys: keys.iter().map(|key| (*key).to_string()).collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn verification_answers_leave_within_the_grants_daily_limits() {
+    let grant = verification_grant(5);
+    let table = verdicts(&[true, false, true]);
+    let report = review_verification(&grant, "checks", &table, &claimed(&["a", "b", "c"]), ReviewContext::default());
+    assert_eq!(report.outcome, Outcome::Released, "{}", report.render());
+    assert_eq!(report.kind, OutputKind::Verification);
+    let rule = report.rule("verification").expect("ran");
+    assert!(rule.figure.contains("3 claims, 0 earlier in 24 h (claims_per_day=5)"), "{}", rule.figure);
+
+    // Three answered earlier today: three more would make six of five.
+    let earlier: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
+    let context = ReviewContext { earlier_claims: &earlier, ..Default::default() };
+    let report = review_verification(&grant, "checks", &table, &claimed(&["a", "b", "c"]), context);
+    assert_eq!(report.outcome, Outcome::Blocked);
+    let rule = report.rule("verification").expect("ran");
+    assert!(rule.figure.contains("3 claims answered in the last 24 h + 3 > claims_per_day=5"), "{}", rule.figure);
+}
+
+#[test]
+fn guessing_one_keys_value_claim_after_claim_is_cut_off_at_attempts_per_key() {
+    let grant = verification_grant(100);
+    // One key claimed once earlier today and three times now, with three different names: the
+    // second claim now is its last allowed attempt; the rest keep their rows, not their answers.
+    let earlier = vec!["a".to_string()];
+    let context = ReviewContext { earlier_claims: &earlier, ..Default::default() };
+    let table = verdicts(&[true, false, false, true]);
+    let report = review_verification(&grant, "checks", &table, &claimed(&["a", "b", "a", "a"]), context);
+    let rule = report.rule("verification").expect("ran");
+    assert_eq!(rule.outcome, RuleOutcome::Suppressed, "{}", rule.figure);
+    assert!(rule.figure.contains("2 over attempts_per_key=2"), "{}", rule.figure);
+    let withheld: Vec<(usize, &str)> =
+        report.suppressed_cells.iter().map(|cell| (cell.row, cell.column.as_str())).collect();
+    assert_eq!(withheld, [(2, "found"), (2, "name"), (3, "found"), (3, "name")]);
+    assert!(report.suppressed_cells[0].figure.contains("claimed 2 times in 24 h already"));
+    let released = release_table(&report, &table).unwrap();
+    assert_eq!(released.num_rows(), 4, "withheld claims keep their rows");
+    assert_eq!(released.column(0).null_count(), 0, "and their numbers");
+    assert_eq!(released.column(1).null_count(), 2);
+    assert_eq!(released.column(2).null_count(), 2);
+}
+
+#[test]
+fn only_the_domain_writes_a_verification_output() {
+    let grant = verification_grant(100);
+    let table = verdicts(&[true]);
+    // A module's table under the verification output's name: the contract refuses it.
+    let report = review_table(&grant, "checks", &table, &OutputLineage::default(), ReviewContext::default());
+    let rule = report.rule("contract").expect("ran");
+    assert_eq!(rule.outcome, RuleOutcome::Blocked);
+    assert!(rule.figure.contains("is a verification output in grant g-1; this one is a table"), "{}", rule.figure);
+    // Verification answers without the host's record of the claims.
+    let report = review_verification(&grant, "checks", &table, &OutputLineage::default(), ReviewContext::default());
+    assert_eq!(report.outcome, Outcome::Blocked);
+    assert!(report.rule("verification").expect("ran").figure.contains("only the domain writes"));
+    // Under an output declared as a table.
+    let report = review_verification(&grant, "by_district", &table, &claimed(&["a"]), ReviewContext::default());
+    assert!(report.rule("contract").expect("ran").figure.contains("is not a verification output"));
 }

@@ -12,6 +12,8 @@
 //! - `query_flood`: runs queries without end (query count)
 //! - `log_flood`: logs without end (log bytes)
 //! - `trap_mid_query`: reads one batch of a query result, then traps
+//! - `forge_answers`: emits its own table, then its own bytes, under the name of a
+//!   verification output (`output=<name>`), whose answers only the domain may write
 
 use std::hint::black_box;
 
@@ -75,6 +77,14 @@ fn attack(ctx: &mut Context) -> Result<(), Error> {
             let first = result.batches().next();
             ctx.log(&format!("read a first batch: {}", first.is_some()));
             std::process::abort()
+        }
+        "forge_answers" => {
+            let output = ctx.param("output")?.unwrap_or_default();
+            let forged = ctx.sql("SELECT CAST(1 AS BIGINT) AS claim, true AS found, true AS name")?;
+            if let Err(error) = ctx.emit(&output, &forged) {
+                ctx.log(&format!("table refused: {error}"));
+            }
+            ctx.emit_artifact(&output, b"claim,found\n1,true\n")
         }
         other => Err(Error { code: unseen_sdk::ErrorCode::InvalidArgument, message: format!("no attack {other:?}") }),
     }
