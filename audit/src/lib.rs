@@ -39,7 +39,19 @@ pub enum AuditError {
     /// An argument or document is malformed.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The entry's body was pruned under the retention period; its leaf hash is kept.
+    #[error("entry {index} was pruned: entries before {pruned} are kept as leaf hashes only")]
+    Pruned {
+        /// The entry asked for.
+        index: u64,
+        /// Entries before this one have no body any more.
+        pruned: u64,
+    },
 }
+
+/// The length field that opens a pruned log's header instead of a record:
+/// `[0xFFFFFFFF][u64 BE count][count × 32-byte leaf hash]`.
+const PRUNED_MARKER: u32 = u32::MAX;
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> AuditError {
     let context = context.into();
@@ -213,7 +225,8 @@ pub struct RawEntry {
     pub leaf: Hash,
 }
 
-/// An append-only log on disk. Records are `[u32 BE length][entry bytes][32-byte leaf hash]`.
+/// An append-only log on disk. Records are `[u32 BE length][entry bytes][32-byte leaf hash]`,
+/// after an optional header holding the leaf hashes of a pruned prefix (docs/audit-format.md §5).
 ///
 /// Many threads may append at once. An append returns only once its entry is on disk, and
 /// appends that arrive while an fsync is running share the next one (group commit): with many
@@ -225,8 +238,6 @@ pub struct AuditLog {
     path: PathBuf,
     origin: String,
     recovered_torn_bytes: u64,
-    /// A second handle on the file, synced outside the lock while appends go on.
-    sync_handle: File,
     state: Mutex<LogState>,
     synced: Condvar,
 }
@@ -234,6 +245,11 @@ pub struct AuditLog {
 #[derive(Debug)]
 struct LogState {
     file: File,
+    /// A second handle on the file, synced outside the lock while appends go on.
+    sync_handle: std::sync::Arc<File>,
+    /// Entries before this index have only their leaf hash (pruned); `offsets[i]` is entry
+    /// `pruned + i`'s record.
+    pruned: u64,
     /// Every written entry's leaf hash and subtrees; the first `durable` entries are on disk.
     tree: merkle::Tree,
     offsets: Vec<u64>,
@@ -266,6 +282,8 @@ impl AuditLog {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(format!("reading {}", path.display())))?;
         let (mut tree, mut offsets, mut position) = (merkle::Tree::new(), Vec::new(), 0usize);
+        let pruned = read_pruned_header(&bytes, &mut tree)?;
+        position += pruned_header_len(pruned);
         let mut torn = 0u64;
         while position < bytes.len() {
             let record = parse_record(&bytes[position..]);
@@ -291,15 +309,24 @@ impl AuditLog {
             file.set_len(position as u64).map_err(io("cutting a torn audit record"))?;
             file.sync_all().map_err(io("syncing the audit log"))?;
         }
-        let sync_handle = file.try_clone().map_err(io("opening the audit log for syncing"))?;
+        let sync_handle = std::sync::Arc::new(file.try_clone().map_err(io("opening the audit log for syncing"))?);
         let durable = tree.len();
-        let state =
-            LogState { file, tree, offsets, end: position as u64, durable, syncing: false, syncs: 0, failed: None };
+        let state = LogState {
+            file,
+            sync_handle,
+            pruned,
+            tree,
+            offsets,
+            end: position as u64,
+            durable,
+            syncing: false,
+            syncs: 0,
+            failed: None,
+        };
         Ok(Self {
             path,
             origin: origin.to_string(),
             recovered_torn_bytes: torn,
-            sync_handle,
             state: Mutex::new(state),
             synced: Condvar::new(),
         })
@@ -328,8 +355,10 @@ impl AuditLog {
         let mut leaves = Vec::with_capacity(entries.len());
         for entry in entries {
             let bytes = entry.canonical_bytes();
-            let length =
-                u32::try_from(bytes.len()).map_err(|_| AuditError::InvalidInput("entry larger than 4 GiB".into()))?;
+            let length = u32::try_from(bytes.len())
+                .ok()
+                .filter(|&length| length != PRUNED_MARKER)
+                .ok_or_else(|| AuditError::InvalidInput("entry of 4 GiB or more".into()))?;
             let leaf = merkle::leaf_hash(&bytes);
             records.extend_from_slice(&length.to_be_bytes());
             records.extend_from_slice(&bytes);
@@ -375,8 +404,9 @@ impl AuditLog {
             // more appends can queue up for the next round.
             state.syncing = true;
             let target = state.tree.len();
+            let handle = std::sync::Arc::clone(&state.sync_handle);
             drop(state);
-            let result = self.sync_handle.sync_data();
+            let result = handle.sync_data();
             state = self.lock()?;
             state.syncing = false;
             state.syncs += 1;
@@ -422,14 +452,21 @@ impl AuditLog {
         self.lock().map(|state| state.tree.root(state.durable)).unwrap_or_else(|_| merkle::root(&[]))
     }
 
-    /// Entries `[start, end)` as stored, read back from disk and checked against their hashes.
+    /// Entries `[start, end)` as stored, read back from disk and checked against their hashes;
+    /// pruned entries (before [`AuditLog::pruned`]) are left out.
     pub fn raw_entries(&self, start: u64, end: u64) -> Result<Vec<RawEntry>, AuditError> {
         let end = end.min(self.len());
+        let start = start.max(self.pruned());
         (start..end).map(|index| self.raw_entry(index).map(|(bytes, leaf)| RawEntry { index, bytes, leaf })).collect()
     }
 
-    /// Every entry about `object_id`, as [`AuditLog::raw_entries`] gives them. Reads the whole
-    /// log: regulators' lookups, not a hot path.
+    /// Entries before this index were pruned: only their leaf hashes are kept.
+    pub fn pruned(&self) -> u64 {
+        self.lock().map(|state| state.pruned).unwrap_or(0)
+    }
+
+    /// Every entry about `object_id` that was not pruned, as [`AuditLog::raw_entries`] gives
+    /// them. Reads the whole log: regulators' lookups, not a hot path.
     pub fn raw_entries_about(&self, object_id: &str) -> Result<Vec<RawEntry>, AuditError> {
         let mut found = Vec::new();
         for raw in self.raw_entries(0, self.len())? {
@@ -441,13 +478,15 @@ impl AuditLog {
     }
 
     fn raw_entry(&self, index: u64) -> Result<(Vec<u8>, Hash), AuditError> {
-        let (offset, leaf) = {
-            let state = self.lock()?;
-            if index >= state.durable {
-                return Err(AuditError::InvalidInput(format!("no entry {index}")));
-            }
-            (state.offsets[index as usize], state.tree.leaves()[index as usize])
-        };
+        // The lock is held while reading: a prune may replace the file and its offsets.
+        let state = self.lock()?;
+        if index >= state.durable {
+            return Err(AuditError::InvalidInput(format!("no entry {index}")));
+        }
+        if index < state.pruned {
+            return Err(AuditError::Pruned { index, pruned: state.pruned });
+        }
+        let (offset, leaf) = (state.offsets[(index - state.pruned) as usize], state.tree.leaves()[index as usize]);
         let mut file = File::open(&self.path).map_err(io("opening the audit log"))?;
         file.seek(SeekFrom::Start(offset)).map_err(io("seeking the audit log"))?;
         let mut length = [0u8; 4];
@@ -493,19 +532,110 @@ impl AuditLog {
         Ok((sign_checkpoint(&self.origin, size, &root, signer), size))
     }
 
-    /// The log's entries on disk as an export a regulator can verify offline.
+    /// The log's entries on disk (those not pruned) as an export a regulator can verify
+    /// offline.
     pub fn export(&self, signer: &DomainSigner) -> Result<Export, AuditError> {
+        self.export_entries(signer, 0, u64::MAX, true)
+    }
+
+    /// Entries `[start, end)` (clamped to what is on disk and not pruned) as an export: the
+    /// entries, every leaf hash of the log and a checkpoint over all of them, so that the
+    /// range is proven to be exactly those entries at exactly those positions.
+    pub fn export_range(&self, signer: &DomainSigner, start: u64, end: u64) -> Result<Export, AuditError> {
+        self.export_entries(signer, start, end, false)
+    }
+
+    fn export_entries(&self, signer: &DomainSigner, start: u64, end: u64, whole: bool) -> Result<Export, AuditError> {
         let leaves = self.durable_leaves()?;
-        let entries = (0..leaves.len() as u64).map(|index| self.entry(index)).collect::<Result<Vec<_>, _>>()?;
+        let first = start.max(self.pruned());
+        let end = end.min(leaves.len() as u64).max(if whole { first } else { 0 });
+        if first > end || (first == end && !whole) {
+            return Err(AuditError::InvalidInput(format!(
+                "no entries to export in [{start}, {end}): the log has {} entries, {} pruned",
+                leaves.len(),
+                self.pruned()
+            )));
+        }
+        let entries = (first..end).map(|index| self.entry(index)).collect::<Result<Vec<_>, _>>()?;
         Ok(Export {
             origin: self.origin.clone(),
             key_name: signer.name.clone(),
             public_key_hex: hex::encode(signer.public_key()),
+            first,
             entries,
             leaf_hashes: leaves.iter().map(hex::encode).collect(),
             checkpoint: sign_checkpoint(&self.origin, leaves.len() as u64, &merkle::root(&leaves), signer),
         })
     }
+
+    /// Drops the bodies of entries `[0, upto)`, keeping their leaf hashes: every root, proof
+    /// and checkpoint stays as it was, and those entries can no longer be read or exported.
+    /// The log file is rewritten beside itself, synced and renamed over the old one, so a
+    /// crash leaves either log whole. Appends wait meanwhile. Returns how many entries have
+    /// no body now.
+    pub fn prune(&self, upto: u64) -> Result<u64, AuditError> {
+        let mut state = self.lock()?;
+        while state.syncing {
+            state = self.synced.wait(state).map_err(|_| AuditError::Corrupt("audit log lock poisoned".into()))?;
+        }
+        refuse_if_failed(&state)?;
+        if upto > state.durable {
+            return Err(AuditError::InvalidInput(format!("cannot prune {upto} entries of {}", state.durable)));
+        }
+        if upto <= state.pruned {
+            return Ok(state.pruned);
+        }
+        let kept_from = state.offsets.get((upto - state.pruned) as usize).copied().unwrap_or(state.end);
+        let mut kept = vec![0u8; (state.end - kept_from) as usize];
+        state.file.seek(SeekFrom::Start(kept_from)).map_err(io("seeking the audit log"))?;
+        state.file.read_exact(&mut kept).map_err(io("reading the audit log"))?;
+        let mut header = Vec::with_capacity(pruned_header_len(upto));
+        header.extend_from_slice(&PRUNED_MARKER.to_be_bytes());
+        header.extend_from_slice(&upto.to_be_bytes());
+        for leaf in &state.tree.leaves()[..upto as usize] {
+            header.extend_from_slice(leaf);
+        }
+        let partial = self.path.with_extension("log.partial");
+        let mut file = File::create(&partial).map_err(io(format!("creating {}", partial.display())))?;
+        file.write_all(&header).and_then(|()| file.write_all(&kept)).map_err(io("writing the pruned log"))?;
+        file.sync_all().map_err(io("syncing the pruned log"))?;
+        std::fs::rename(&partial, &self.path).map_err(io("replacing the audit log with its pruned copy"))?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir).and_then(|dir| dir.sync_all()).map_err(io("syncing the audit directory"))?;
+        }
+        let file = OpenOptions::new().read(true).write(true).open(&self.path).map_err(io("reopening the audit log"))?;
+        state.sync_handle = std::sync::Arc::new(file.try_clone().map_err(io("reopening the audit log"))?);
+        state.file = file;
+        let dropped = (upto - state.pruned) as usize;
+        let shift = header.len() as u64;
+        state.offsets = state.offsets[dropped..].iter().map(|offset| offset - kept_from + shift).collect();
+        state.end = state.end - kept_from + shift;
+        state.pruned = upto;
+        // Everything written was in the synced copy.
+        state.durable = state.tree.len();
+        self.synced.notify_all();
+        Ok(upto)
+    }
+}
+
+fn pruned_header_len(pruned: u64) -> usize {
+    if pruned == 0 { 0 } else { 12 + 32 * pruned as usize }
+}
+
+/// Reads a pruned log's header into `tree`; returns how many entries it holds (0: none).
+fn read_pruned_header(bytes: &[u8], tree: &mut merkle::Tree) -> Result<u64, AuditError> {
+    if bytes.get(..4) != Some(&PRUNED_MARKER.to_be_bytes()[..]) {
+        return Ok(0);
+    }
+    let count = bytes.get(4..12).and_then(|count| count.try_into().ok()).map(u64::from_be_bytes);
+    let leaves = count.and_then(|count| bytes.get(12..12 + 32 * usize::try_from(count).ok()?));
+    let (Some(count), Some(leaves)) = (count, leaves) else {
+        return Err(AuditError::Corrupt("the pruned log's header is cut short".into()));
+    };
+    for leaf in leaves.chunks_exact(32) {
+        tree.push(leaf.try_into().map_err(|_| AuditError::Corrupt("a pruned leaf hash is not 32 bytes".into()))?);
+    }
+    Ok(count)
 }
 
 fn refuse_if_failed(state: &LogState) -> Result<(), AuditError> {
@@ -535,21 +665,34 @@ pub struct Export {
     pub key_name: String,
     /// The signing key, hex (informational: verify against a key obtained independently).
     pub public_key_hex: String,
-    /// Every entry, in order.
+    /// The index of the first entry included (0 when absent): a range, or a log whose earlier
+    /// entries were pruned.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first: u64,
+    /// Entries `first …`, in order.
     pub entries: Vec<Entry>,
-    /// The leaf hash of every entry, hex, in order: lets a verifier say which entry changed.
+    /// The leaf hash of every entry of the log, hex, in order, whether or not the entry is
+    /// included: they prove the included entries' positions, and name a changed entry.
     pub leaf_hashes: Vec<String>,
-    /// The signed checkpoint covering exactly these entries.
+    /// The signed checkpoint covering every leaf hash.
     pub checkpoint: String,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// What a successful verification established.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedExport {
-    /// Entries covered.
+    /// Entries the checkpoint covers.
     pub size: u64,
     /// The root, hex.
     pub root_hex: String,
+    /// The first entry included.
+    pub first: u64,
+    /// Entries included (`size` for a whole log that was never pruned).
+    pub entries: u64,
 }
 
 /// Verifies an export offline: the checkpoint's signature under `trusted_public_key`, and that
@@ -562,18 +705,20 @@ pub fn verify_export(export: &Export, trusted_public_key: &[u8; 32]) -> Result<V
             checkpoint.origin, export.origin
         )));
     }
-    if checkpoint.size != export.entries.len() as u64 {
+    if checkpoint.size != export.leaf_hashes.len() as u64 {
         return Err(AuditError::Corrupt(format!(
-            "checkpoint covers {} entries, the export has {}",
+            "checkpoint covers {} entries, the export has {} leaf hashes",
             checkpoint.size,
-            export.entries.len()
+            export.leaf_hashes.len()
         )));
     }
-    if export.leaf_hashes.len() != export.entries.len() {
+    let end = export.first.checked_add(export.entries.len() as u64);
+    if end.is_none_or(|end| end > checkpoint.size) {
         return Err(AuditError::Corrupt(format!(
-            "{} leaf hashes for {} entries",
-            export.leaf_hashes.len(),
-            export.entries.len()
+            "entries {}..{} do not fit in the checkpoint's {} entries",
+            export.first,
+            export.first.saturating_add(export.entries.len() as u64),
+            checkpoint.size
         )));
     }
     let mut listed = Vec::with_capacity(export.leaf_hashes.len());
@@ -591,12 +736,18 @@ pub fn verify_export(export: &Export, trusted_public_key: &[u8; 32]) -> Result<V
                 .into(),
         ));
     }
-    for (index, (entry, leaf)) in export.entries.iter().zip(&listed).enumerate() {
-        if merkle::leaf_hash(&entry.canonical_bytes()) != *leaf {
+    for (offset, entry) in export.entries.iter().enumerate() {
+        let index = export.first + offset as u64;
+        if merkle::leaf_hash(&entry.canonical_bytes()) != listed[index as usize] {
             return Err(AuditError::Corrupt(format!("entry {index} is not the entry the checkpoint signed")));
         }
     }
-    Ok(VerifiedExport { size: checkpoint.size, root_hex: hex::encode(root) })
+    Ok(VerifiedExport {
+        size: checkpoint.size,
+        root_hex: hex::encode(root),
+        first: export.first,
+        entries: export.entries.len() as u64,
+    })
 }
 
 #[cfg(test)]
@@ -713,6 +864,70 @@ mod tests {
         assert_eq!((log.len(), log.recovered_torn_bytes()), (1, 6));
         log.append(&entry(2)).unwrap();
         assert_eq!(AuditLog::open(dir.path(), "o").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_range_export_proves_its_entries_positions_in_the_whole_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        for i in 0..10 {
+            log.append(&entry(i)).unwrap();
+        }
+        let signer = new_signer();
+        let export = log.export_range(&signer, 4, 7).unwrap();
+        assert_eq!((export.first, export.entries.len(), export.leaf_hashes.len()), (4, 3, 10));
+        let verified = verify_export(&export, &signer.public_key()).unwrap();
+        assert_eq!((verified.size, verified.first, verified.entries), (10, 4, 3));
+        assert_eq!(export.entries[0], entry(4));
+
+        // Claiming the entries sit elsewhere, or swapping one for another, names the entry.
+        let mut shifted = export.clone();
+        shifted.first = 3;
+        assert!(verify_export(&shifted, &signer.public_key()).unwrap_err().to_string().contains("entry 3"));
+        let mut swapped = export.clone();
+        swapped.entries[1] = entry(8);
+        assert!(verify_export(&swapped, &signer.public_key()).unwrap_err().to_string().contains("entry 5"));
+        let mut overhanging = export.clone();
+        overhanging.first = 8;
+        let error = verify_export(&overhanging, &signer.public_key()).unwrap_err().to_string();
+        assert!(error.contains("entries 8..11 do not fit in the checkpoint's 10 entries"), "{error}");
+        assert!(log.export_range(&signer, 10, 20).is_err(), "an empty range is refused");
+    }
+
+    #[test]
+    fn pruning_drops_old_bodies_and_keeps_every_root_proof_and_later_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        for i in 0..10 {
+            log.append(&entry(i)).unwrap();
+        }
+        let (root, proof) = (log.root(), log.inclusion_proof(2, 10).unwrap());
+        let consistency = log.consistency_proof(3, 10).unwrap();
+        assert_eq!(log.prune(6).unwrap(), 6);
+        assert_eq!((log.len(), log.pruned(), log.root()), (10, 6, root));
+        assert_eq!(log.inclusion_proof(2, 10).unwrap(), proof, "a pruned entry's inclusion is still provable");
+        assert_eq!(log.consistency_proof(3, 10).unwrap(), consistency);
+        assert!(matches!(log.entry(5), Err(AuditError::Pruned { index: 5, pruned: 6 })), "{:?}", log.entry(5));
+        assert_eq!(log.entry(6).unwrap(), entry(6));
+        assert_eq!(log.raw_entries(0, 10).unwrap().first().map(|raw| raw.index), Some(6));
+        assert!(log.contains(&entry(1)).unwrap(), "leaf hashes still recognise old entries");
+        assert_eq!(log.prune(3).unwrap(), 6, "pruning never goes back");
+        assert!(log.prune(11).is_err());
+
+        // Appends go on after a prune, and everything survives a reopen.
+        log.append(&entry(10)).unwrap();
+        let signer = new_signer();
+        let export = log.export(&signer).unwrap();
+        assert_eq!((export.first, export.entries.len()), (6, 5));
+        assert_eq!(verify_export(&export, &signer.public_key()).unwrap().size, 11);
+        let root = log.root();
+        drop(log);
+        let reopened = AuditLog::open(dir.path(), "test.domain").unwrap();
+        assert_eq!((reopened.len(), reopened.pruned(), reopened.root()), (11, 6, root));
+        assert_eq!(reopened.entry(10).unwrap(), entry(10));
+        reopened.append(&entry(11)).unwrap();
+        assert_eq!(AuditLog::open(dir.path(), "test.domain").unwrap().entry(11).unwrap(), entry(11));
+        assert!(!dir.path().join("entries.log.partial").exists());
     }
 
     #[test]

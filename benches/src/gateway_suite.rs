@@ -90,7 +90,7 @@ fn principal(organisation: &str, role: Role) -> Principal {
 
 async fn measure(metadata_url: Option<String>, submissions: usize) -> Result<Figures> {
     let dir = tempfile::tempdir()?;
-    let options = DomainOptions { metadata_url, workers: 1, jobs_per_organisation: 1 };
+    let options = DomainOptions { metadata_url, workers: 1, jobs_per_organisation: 1, ..Default::default() };
     let domain = Arc::new(Domain::open_with(dir.path(), "bench.gateway", &options).await?);
     let developer = principal("bench-analytics", Role::Developer);
     let operator = principal("bench-operator", Role::Operator);

@@ -58,11 +58,27 @@ enum AuditCommand {
         #[arg(long)]
         since: Option<PathBuf>,
     },
-    /// Export the whole log with a signed checkpoint, for offline verification.
+    /// Export the log (or a range of it) with a signed checkpoint, for offline verification.
     Export {
         /// The file to write.
         #[arg(long)]
         out: PathBuf,
+        /// Only entries `START..END` (END excluded), e.g. `100..200`; the export still proves
+        /// where they sit in the whole log.
+        #[arg(long)]
+        range: Option<String>,
+    },
+    /// Prune the bodies of the oldest entries past the retention period (operators; at least
+    /// six months after what they describe is gone). Leaf hashes stay, so every checkpoint and
+    /// proof still verifies; the prune is itself logged.
+    Prune {
+        /// Prune only entries older than this day, `YYYY-MM-DD` (UTC) [default: as far as the
+        /// retention period allows].
+        #[arg(long)]
+        before: Option<String>,
+        /// Why; recorded in the log.
+        #[arg(long)]
+        reason: String,
     },
     /// Verify an export offline (docs/audit-format.md); needs only the file and the domain key.
     Verify {
@@ -91,7 +107,56 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
         });
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let AuditCommand::Prune { before, reason } = &args.command {
+        let before = before.as_deref().map(day_start_unix_ms).transpose()?;
+        return runtime.block_on(prune(&args.client, before, reason));
+    }
     runtime.block_on(online(args))
+}
+
+async fn prune(args: &ClientArgs, before_unix_ms: Option<i64>, reason: &str) -> Result<ExitCode> {
+    let client = Client::connect(args, Role::Operator, "audit prune").await?;
+    let mut rpc = unseen_proto::v1::operator_client::OperatorClient::new(client.channel.clone());
+    let reply = rpc
+        .prune_audit(pb::PruneAuditRequest { before_unix_ms: before_unix_ms.unwrap_or(0), reason: reason.into() })
+        .await
+        .map_err(|status| client.refused("pruning the audit log", status))?
+        .into_inner();
+    let value = json!({
+        "pruned": reply.pruned, "newly_pruned": reply.newly_pruned, "cutoff_unix_ms": reply.cutoff_unix_ms,
+        "retention_days": reply.retention_days, "stopped_at": reply.stopped_at,
+    });
+    emit(client.json, &value, || {
+        format!(
+            "pruned {} entries (entries before #{} now keep only their leaf hashes); cutoff {}, retention {} days; stopped at {}",
+            reply.newly_pruned,
+            reply.pruned,
+            utc(reply.cutoff_unix_ms),
+            reply.retention_days,
+            reply.stopped_at
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Milliseconds since the Unix epoch at 00:00 UTC of `YYYY-MM-DD`.
+fn day_start_unix_ms(text: &str) -> Result<i64> {
+    let invalid = || anyhow!("--before \"{text}\" is not a day as YYYY-MM-DD");
+    let mut parts = text.split('-').map(|part| part.parse::<i64>().map_err(|_| invalid()));
+    let (year, month, day) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(year), Some(month), Some(day), None) => (year?, month?, day?),
+        _ => return Err(invalid()),
+    };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return Err(invalid());
+    }
+    // Days from a civil date (Howard Hinnant's algorithm), the inverse of `utc`.
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Ok((era * 146_097 + day_of_era - 719_468) * 86_400_000)
 }
 
 struct Regulator {
@@ -256,10 +321,11 @@ async fn online(args: AuditArgs) -> Result<ExitCode> {
             })?;
         }
         AuditCommand::Prove { .. } => bail!("name an entry index or --since CHECKPOINT"),
-        AuditCommand::Export { out } => {
+        AuditCommand::Export { out, range } => {
+            let (start, end) = range.as_deref().map(parse_range).transpose()?.unwrap_or((0, 0));
             let reply = regulator
                 .rpc
-                .export_audit(pb::ExportAuditRequest {})
+                .export_audit(pb::ExportAuditRequest { start, end })
                 .await
                 .map_err(|status| regulator.client.refused("the export", status))?
                 .into_inner();
@@ -267,10 +333,15 @@ async fn online(args: AuditArgs) -> Result<ExitCode> {
                 serde_json::from_str(&reply.export_json).context("the gateway's export is not an audit export")?;
             let verified = unseen_audit::verify_export(&export, &regulator.key)?;
             write_file(&out, reply.export_json.as_bytes())?;
-            let value = json!({ "file": out.display().to_string(), "size": verified.size, "root": verified.root_hex });
+            let value = json!({
+                "file": out.display().to_string(), "size": verified.size, "root": verified.root_hex,
+                "first": verified.first, "entries": verified.entries,
+            });
             emit(json, &value, || {
                 format!(
-                    "exported {} entries to {} (verified: root {})\ncheck it anywhere: unseen audit verify {} --public-key {}",
+                    "exported entries #{}..#{} of {} to {} (verified: root {})\ncheck it anywhere: unseen audit verify {} --public-key {}",
+                    verified.first,
+                    verified.first + verified.entries,
                     verified.size,
                     out.display(),
                     verified.root_hex,
@@ -279,7 +350,7 @@ async fn online(args: AuditArgs) -> Result<ExitCode> {
                 )
             })?;
         }
-        AuditCommand::Verify { .. } => unreachable!("verified offline above"),
+        AuditCommand::Verify { .. } | AuditCommand::Prune { .. } => unreachable!("handled before connecting"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -363,10 +434,14 @@ pub(crate) fn utc(unix_ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_range, utc};
+    use super::{day_start_unix_ms, parse_range, utc};
 
     #[test]
     fn times_are_shown_in_utc() {
+        for day in ["1970-01-01", "2000-02-29", "2026-11-25", "2027-03-01"] {
+            assert_eq!(utc(day_start_unix_ms(day).expect("a day")), format!("{day} 00:00:00Z"));
+        }
+        assert!(day_start_unix_ms("2026-13-01").is_err() && day_start_unix_ms("26-11").is_err());
         assert_eq!(utc(0), "1970-01-01 00:00:00Z");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00Z");
         assert_eq!(utc(1_795_651_199_000), "2026-11-25 23:59:59Z");

@@ -419,7 +419,7 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     say.step("Regulator exports the audit log and verifies it offline with the domain's public key");
     let checkpoint = clients.regulator.latest_checkpoint(pb::CheckpointRequest {}).await?.into_inner();
     say.detail(checkpoint.checkpoint.trim_end());
-    let export = clients.regulator.export_audit(pb::ExportAuditRequest {}).await?.into_inner();
+    let export = clients.regulator.export_audit(pb::ExportAuditRequest::default()).await?.into_inner();
     let export_path = dir.join("audit-export.json");
     std::fs::write(&export_path, &export.export_json)?;
     let parsed: unseen_audit::Export = serde_json::from_str(&export.export_json)?;

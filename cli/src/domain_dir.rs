@@ -37,6 +37,10 @@ pub struct DomainConfig {
     /// Jobs one organisation may run at once (0: the default).
     #[serde(default)]
     pub jobs_per_organisation: usize,
+    /// Days audit entries are kept after what they describe is gone before `unseen audit
+    /// prune` may drop their bodies (0: 183, six months, the least allowed).
+    #[serde(default)]
+    pub audit_retention_days: u32,
 }
 
 /// Create a domain directory: a CA (or your own), the server certificate, the domain signing
@@ -200,6 +204,7 @@ pub fn init(args: InitArgs) -> Result<ExitCode> {
         metadata_url: args.metadata_url.clone(),
         workers: 0,
         jobs_per_organisation: 0,
+        audit_retention_days: unseen_gateway::domain::MIN_AUDIT_RETENTION_DAYS,
     };
     std::fs::write(args.dir.join(CONFIG_FILE), serde_json::to_vec_pretty(&config)?)?;
 
@@ -263,6 +268,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         metadata_url: args.metadata_url.clone().or(config.metadata_url.clone()),
         workers: args.workers.unwrap_or(config.workers),
         jobs_per_organisation: args.jobs_per_organisation.unwrap_or(config.jobs_per_organisation),
+        audit_retention_days: config.audit_retention_days,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

@@ -72,10 +72,21 @@ pub fn run(command: VerifyCommand) -> Result<ExitCode> {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "verified": true, "size": verified.size, "root": verified.root_hex })
+                    serde_json::json!({
+                        "verified": true, "size": verified.size, "root": verified.root_hex,
+                        "first": verified.first, "entries": verified.entries,
+                    })
                 );
-            } else {
+            } else if verified.entries == verified.size {
                 println!("audit export verified: {} entries, root {}", verified.size, verified.root_hex);
+            } else {
+                println!(
+                    "audit export verified: entries #{}..#{} of a log of {} (every leaf hash checked), root {}",
+                    verified.first,
+                    verified.first + verified.entries,
+                    verified.size,
+                    verified.root_hex
+                );
             }
         }
     }

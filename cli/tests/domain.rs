@@ -229,6 +229,16 @@ fn every_role_works_through_the_command_line_and_a_killed_server_loses_nothing_a
     let offline =
         domain.json(REGULATOR, &["audit", "verify", export.to_str().unwrap(), "--public-key", &domain_key], 0);
     assert_eq!(offline["verified"], true);
+    let range = work.join("audit-range.json");
+    domain.json(REGULATOR, &["audit", "export", "--out", range.to_str().unwrap(), "--range", "2..7"], 0);
+    let offline = domain.json(REGULATOR, &["audit", "verify", range.to_str().unwrap(), "--public-key", &domain_key], 0);
+    assert_eq!((offline["first"].as_u64(), offline["entries"].as_u64()), (Some(2), Some(5)), "{offline}");
+    // Everything is within the retention period: an operator's prune keeps it all, and says so.
+    let pruned = domain.json(OPERATOR, &["audit", "prune", "--reason", "monthly retention run"], 0);
+    assert_eq!((pruned["newly_pruned"].as_u64(), pruned["retention_days"].as_u64()), (Some(0), Some(183)), "{pruned}");
+    let early = domain.run(OPERATOR, &["audit", "prune", "--before", "2099-01-01", "--reason", "x"]);
+    assert_eq!(early.status.code(), Some(1));
+    assert!(text(&early).contains("within the retention period of 183 days"), "{}", text(&early));
 
     // The wrong key is caught: a checkpoint that does not verify is not trusted.
     let wrong_key = "11".repeat(32);

@@ -29,8 +29,10 @@ use crate::identity::{Principal, Role};
 use crate::store::{Param, Store, Transaction};
 
 mod imports;
+mod retention;
 use imports::JobImport;
 pub use imports::{IMPORT_STATES, ImportView, MAX_IMPORT_BYTES};
+pub use retention::{MIN_AUDIT_RETENTION_DAYS, PruneOutcome};
 
 /// The operating system's random generator as the noise source of differential privacy.
 #[derive(Debug)]
@@ -76,6 +78,8 @@ pub struct Domain {
     running_jobs: std::sync::Mutex<HashMap<String, (String, CancelFlag)>>,
     /// Jobs per organisation at once.
     jobs_per_organisation: usize,
+    /// Days an audit entry is kept after what it describes is gone (at least six months).
+    audit_retention_days: u32,
 }
 
 impl std::fmt::Debug for Domain {
@@ -95,6 +99,9 @@ pub struct DomainOptions {
     /// Jobs one organisation may run at once (0: the default,
     /// [`DEFAULT_JOBS_PER_ORGANISATION`]); the rest wait in `queued`.
     pub jobs_per_organisation: usize,
+    /// Days audit entries are kept after what they describe is gone (0: the least allowed,
+    /// [`MIN_AUDIT_RETENTION_DAYS`]; fewer is refused).
+    pub audit_retention_days: u32,
 }
 
 /// Jobs running at once by default: the runtime's instance pool has 64 slots; a 2-core
@@ -361,7 +368,7 @@ fn audit_entry(
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
 }
 
@@ -514,6 +521,7 @@ impl Domain {
                 0 => DEFAULT_JOBS_PER_ORGANISATION,
                 jobs => jobs.min(MAX_WORKERS),
             },
+            audit_retention_days: retention::retention_days(options.audit_retention_days)?,
         };
         // First the log catches up with the store; the steps after it read the log.
         domain.append_pending_entries().await?;
@@ -2090,5 +2098,12 @@ impl Domain {
     pub fn export_audit(&self, who: &Principal) -> Result<Export, GatewayError> {
         Self::require(who, Role::Regulator)?;
         Ok(self.audit.export(&self.signer)?)
+    }
+
+    /// Entries `[start, end)` of the log as an export with every leaf hash and a signed
+    /// checkpoint, verifiable offline (regulators).
+    pub fn export_audit_range(&self, who: &Principal, start: u64, end: u64) -> Result<Export, GatewayError> {
+        Self::require(who, Role::Regulator)?;
+        Ok(self.audit.export_range(&self.signer, start, end)?)
     }
 }

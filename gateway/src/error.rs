@@ -72,6 +72,8 @@ impl From<unseen_audit::AuditError> for GatewayError {
         match error {
             // A range or proof the log cannot give (beyond its size, an empty range).
             unseen_audit::AuditError::InvalidInput(_) => Self::InvalidInput(format!("audit log: {error}")),
+            // Asked for an entry whose body the retention period let go.
+            unseen_audit::AuditError::Pruned { .. } => Self::FailedPrecondition(format!("audit log: {error}")),
             _ => Self::internal("audit log", error),
         }
     }

@@ -499,6 +499,24 @@ impl pb::operator_server::Operator for Services {
         Ok(Response::new(self.imports(&who, &request.get_ref().state).await?))
     }
 
+    async fn prune_audit(
+        &self,
+        request: Request<pb::PruneAuditRequest>,
+    ) -> Result<Response<pb::PruneAuditReply>, Status> {
+        let who = caller(&request, Role::Operator)?;
+        let request = request.into_inner();
+        bounded_text("reason", &request.reason, MAX_REASON_CHARS, true)?;
+        let before = (request.before_unix_ms != 0).then_some(request.before_unix_ms);
+        let outcome = self.domain.prune_audit(&who, before, &request.reason, crate::domain::now_ms()).await?;
+        Ok(Response::new(pb::PruneAuditReply {
+            pruned: outcome.pruned,
+            newly_pruned: outcome.newly_pruned,
+            cutoff_unix_ms: outcome.cutoff_unix_ms,
+            retention_days: outcome.retention_days,
+            stopped_at: outcome.stopped_at,
+        }))
+    }
+
     async fn decide_import(&self, request: Request<pb::DecideRequest>) -> Result<Response<pb::ImportView>, Status> {
         let who = caller(&request, Role::Operator)?;
         let request = request.into_inner();
@@ -536,7 +554,12 @@ impl pb::regulator_server::Regulator for Services {
         request: Request<pb::ExportAuditRequest>,
     ) -> Result<Response<pb::ExportAuditReply>, Status> {
         let who = caller(&request, Role::Regulator)?;
-        let export = self.domain.export_audit(&who)?;
+        let request = request.into_inner();
+        let export = match (request.start, request.end) {
+            (0, 0) => self.domain.export_audit(&who)?,
+            (start, 0) => self.domain.export_audit_range(&who, start, u64::MAX)?,
+            (start, end) => self.domain.export_audit_range(&who, start, end)?,
+        };
         let export_json = serde_json::to_string(&export)
             .map_err(|error| Status::internal(format!("encoding the export: {error}")))?;
         Ok(Response::new(pb::ExportAuditReply { export_json }))

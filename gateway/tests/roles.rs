@@ -107,11 +107,15 @@ async fn call(rpc: &str, channel: Channel) -> Code {
             })
             .await
             .map(drop),
+        "Operator.PruneAudit" => OperatorClient::new(channel)
+            .prune_audit(pb::PruneAuditRequest { before_unix_ms: 0, reason: "test".into() })
+            .await
+            .map(drop),
         "Regulator.LatestCheckpoint" => {
             RegulatorClient::new(channel).latest_checkpoint(pb::CheckpointRequest {}).await.map(drop)
         }
         "Regulator.ExportAudit" => {
-            RegulatorClient::new(channel).export_audit(pb::ExportAuditRequest {}).await.map(drop)
+            RegulatorClient::new(channel).export_audit(pb::ExportAuditRequest::default()).await.map(drop)
         }
         "Regulator.AuditEntries" => RegulatorClient::new(channel)
             .audit_entries(pb::AuditEntriesRequest { start: 0, end: 1, object_id: String::new() })
@@ -134,7 +138,7 @@ async fn call(rpc: &str, channel: Channel) -> Code {
 }
 
 /// Every RPC of the API and the role its service is for.
-const MATRIX: [(&str, Role); 25] = [
+const MATRIX: [(&str, Role); 26] = [
     ("Provider.RegisterDataset", Role::Provider),
     ("Developer.SubmitScenario", Role::Developer),
     ("Developer.ListScenarios", Role::Developer),
@@ -155,6 +159,7 @@ const MATRIX: [(&str, Role); 25] = [
     ("Operator.ChangeGrant", Role::Operator),
     ("Operator.ListImports", Role::Operator),
     ("Operator.DecideImport", Role::Operator),
+    ("Operator.PruneAudit", Role::Operator),
     ("Regulator.LatestCheckpoint", Role::Regulator),
     ("Regulator.ExportAudit", Role::Regulator),
     ("Regulator.AuditEntries", Role::Regulator),
