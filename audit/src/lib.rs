@@ -272,6 +272,11 @@ impl AuditLog {
     pub fn open(dir: &Path, origin: &str) -> Result<Self, AuditError> {
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         let path = dir.join("entries.log");
+        // A prune cut short by a crash left its copy beside the log, which is whole.
+        let partial = path.with_extension("log.partial");
+        if partial.exists() {
+            std::fs::remove_file(&partial).map_err(io(format!("removing {}", partial.display())))?;
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -927,6 +932,11 @@ mod tests {
         assert_eq!(reopened.entry(10).unwrap(), entry(10));
         reopened.append(&entry(11)).unwrap();
         assert_eq!(AuditLog::open(dir.path(), "test.domain").unwrap().entry(11).unwrap(), entry(11));
+        assert!(!dir.path().join("entries.log.partial").exists());
+        // A prune cut short leaves its copy beside the log: the log opens whole and the copy goes.
+        std::fs::write(dir.path().join("entries.log.partial"), b"half a copy").unwrap();
+        let after_crash = AuditLog::open(dir.path(), "test.domain").unwrap();
+        assert_eq!((after_crash.len(), after_crash.pruned()), (12, 6));
         assert!(!dir.path().join("entries.log.partial").exists());
     }
 

@@ -368,6 +368,27 @@ fn audit_entry(
     }
 }
 
+/// How many cells a review withheld, with the reviewer's own by rule, for the log: `7 cells
+/// suppressed (dominance 2, secondary 3)`. The report itself, with every cell, is hashed into the entry.
+fn suppression_summary(report: &ReviewReport) -> String {
+    let mut by_rule: Vec<(&str, usize)> = Vec::new();
+    for cell in &report.suppressed_cells {
+        match by_rule.iter_mut().find(|(rule, _)| *rule == cell.rule) {
+            Some((_, count)) => *count += 1,
+            None => by_rule.push((&cell.rule, 1)),
+        }
+    }
+    let mut parts: Vec<String> = by_rule.iter().map(|(rule, count)| format!("{rule} {count}")).collect();
+    if !report.suppressed_rows.is_empty() {
+        parts.push(format!("{} rows dropped", report.suppressed_rows.len()));
+    }
+    if parts.is_empty() {
+        format!("{} cells suppressed", report.cells_suppressed)
+    } else {
+        format!("{} cells suppressed ({})", report.cells_suppressed, parts.join(", "))
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
 }
@@ -1725,7 +1746,7 @@ impl Domain {
         let reason = if report.outcome == Outcome::Blocked {
             format!("blocked by {}", report.blocking_rules().join(", "))
         } else {
-            format!("{} cells suppressed", report.cells_suppressed)
+            suppression_summary(&report)
         };
         transaction.log(audit_entry(
             who,

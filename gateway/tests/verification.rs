@@ -66,6 +66,15 @@ async fn answers_leave_on_their_own_and_a_fourth_claim_about_one_enterprise_in_a
     let bundle = domain.release_bundle(&bank, &egress.release_id).await.expect("bundle");
     let data = String::from_utf8(bundle.data).expect("CSV");
     assert_eq!(data.lines().collect::<Vec<_>>(), ["claim,found,name,district,industry", "1,true,true,,", "2,,,,"]);
+    // The log's review entry says how many answers were withheld and by which rule.
+    let regulator = principal("regulator", Role::Regulator);
+    let (about, _) = domain.audit_entries(&regulator, 0, 0, &egress.id).expect("entries");
+    let review = about
+        .iter()
+        .map(|raw| unseen_audit::Entry::from_canonical_bytes(&raw.bytes).expect("an entry"))
+        .find(|entry| entry.action == "egress.review")
+        .expect("a review entry");
+    assert_eq!(review.reason, "4 cells suppressed (verification 4)");
 
     // On the sample, the developer reads the answers at once (against the sample's rows).
     let job =
