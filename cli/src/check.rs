@@ -73,8 +73,9 @@ pub struct CheckArgs {
     #[arg(long)]
     json: bool,
     /// Write synthetic example data, its catalog, the demo's green-energy grant, its scenario
-    /// application and the compiled green-energy module into this directory, to try the
-    /// command (and a domain's client commands) on.
+    /// application and the compiled green-energy module — and the enterprise-verification
+    /// application, module and claims — into this directory, to try the command (and a
+    /// domain's client commands) on.
     #[arg(long, value_name = "DIR")]
     write_example: Option<PathBuf>,
     /// People in the example's population register (from 10 thousand to 10 million and more).
@@ -112,7 +113,7 @@ async fn check(args: CheckArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.write_example {
         write_example(dir, args.example_people, args.example_enterprises, args.example_months)?;
         println!(
-            "wrote example data, catalog.json, grant.json, application.json and green_energy.wasm into {}",
+            "wrote example data, catalog.json, grant.json, application.json and green_energy.wasm (green energy), verification_application.json, enterprise_verification.wasm and claims.csv (data verification) into {}",
             dir.display()
         );
         println!(
@@ -173,7 +174,7 @@ async fn check(args: CheckArgs) -> Result<ExitCode> {
     };
     let context = ReviewContext { identifiers: Some(&identifiers), ..Default::default() };
     let report = review_table(&grant, &output, &table, &lineage, context);
-    let released = match (args.show_release, report.noise.is_empty()) {
+    let released = match (args.show_release && report.outcome != Outcome::Blocked, report.noise.is_empty()) {
         (false, _) => None,
         (true, true) => Some(release_table(&report, &table)?),
         (true, false) => Some(release_noised_table(&report, &table, &mut unseen_gateway::SystemBits::default())?),
@@ -210,6 +211,9 @@ fn finish(args: &CheckArgs, outcome: CheckOutcome, released: Option<&RecordBatch
         if let Some(released) = released {
             let text = datafusion::arrow::util::pretty::pretty_format_batches(std::slice::from_ref(released))?;
             println!("as released:\n{text}");
+        } else if args.show_release && outcome.report.as_ref().is_some_and(|report| report.outcome == Outcome::Blocked)
+        {
+            println!("blocked: nothing of this output would be released");
         }
     }
     Ok(ExitCode::from(code))
@@ -385,5 +389,32 @@ fn write_example(dir: &Path, people: usize, enterprises: usize, months: u32) -> 
         serde_json::to_vec_pretty(&unseen_samples::scenarios::green_energy())?,
     )?;
     std::fs::write(dir.join("green_energy.wasm"), unseen_samples::modules::GREEN_ENERGY)?;
+    // Data verification (数据核验): its application, its module, and three claims to check.
+    std::fs::write(
+        dir.join("verification_application.json"),
+        serde_json::to_vec_pretty(&unseen_samples::scenarios::enterprise_verification())?,
+    )?;
+    std::fs::write(dir.join("enterprise_verification.wasm"), unseen_samples::modules::ENTERPRISE_VERIFICATION)?;
+    std::fs::write(dir.join("claims.csv"), example_claims(&enterprises))?;
     Ok(())
+}
+
+/// Claims about the example's enterprises, as the enterprise-verification module reads them:
+/// the first as registered, the second under a wrong name, a credit code the register lacks.
+fn example_claims(register: &RecordBatch) -> String {
+    let text = |column: &str, row: usize| {
+        register
+            .column_by_name(column)
+            .filter(|values| values.len() > row)
+            .map(|values| values.as_string::<i32>().value(row).to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "uscc,name,district\n{},{},{}\n{},湖州并不存在有限公司,\n91330500MA0000000X,{},\n",
+        text("uscc", 0),
+        text("name", 0),
+        text("district", 0),
+        text("uscc", 1),
+        text("name", 0)
+    )
 }

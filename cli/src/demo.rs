@@ -157,6 +157,7 @@ struct Clients {
     provider: pb::provider_client::ProviderClient<Channel>,
     developer: DeveloperClient<Channel>,
     intruder: DeveloperClient<Channel>,
+    bank: DeveloperClient<Channel>,
     operator: OperatorClient<Channel>,
     regulator: RegulatorClient<Channel>,
 }
@@ -193,6 +194,7 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     let provider = principal("huzhou-data-bureau", "registrar", Role::Provider);
     let developer = principal("greenfin-analytics", "analyst", Role::Developer);
     let intruder = principal("shadow-analytics", "analyst", Role::Developer);
+    let bank = principal("huzhou-rural-bank", "credit-officer", Role::Developer);
     let operator = principal("huzhou-data-group", "reviewer", Role::Operator);
     let regulator = principal("zhejiang-cac", "inspector", Role::Regulator);
 
@@ -215,6 +217,7 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
         intruder: DeveloperClient::new(channel(intruder).await?)
             .max_encoding_message_size(limit)
             .max_decoding_message_size(limit),
+        bank: DeveloperClient::new(channel(bank).await?).max_decoding_message_size(limit),
         operator: OperatorClient::new(channel(operator).await?).max_decoding_message_size(limit),
         regulator: RegulatorClient::new(channel(regulator).await?).max_decoding_message_size(limit),
     };
@@ -278,7 +281,7 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     say.detail(format!("module sha256 {}… accepted", &green_module[..16]));
 
     say.step("Sample mode (样本): the module runs on the desensitised sample; outputs come straight back");
-    let sample = run_job(&mut clients.developer, &green_grant, &green_module, "sample").await?;
+    let sample = run_job(&mut clients.developer, &green_grant, &green_module, "sample", "").await?;
     for output in &sample.outputs {
         report.sample_rows += output.rows;
         let text = String::from_utf8_lossy(&output.content);
@@ -290,7 +293,7 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     }
 
     say.step("Production mode (正式): the same module bytes run on the real data; outputs are held");
-    let production = run_job(&mut clients.developer, &green_grant, &green_module, "production").await?;
+    let production = run_job(&mut clients.developer, &green_grant, &green_module, "production", "").await?;
     for output in &production.outputs {
         say.detail(format!(
             "output \"{}\": {} rows held in the domain, {} groups below k withheld by the engine; guest log withheld ({} lines visible)",
@@ -375,9 +378,11 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
         bundle_dir: bundle_dir.display().to_string(),
     });
 
+    verify_enterprises(&mut clients, &enterprises, &public_key, &dir, &say, &mut report).await?;
+
     say.step("Hostile module, attempt 1: run under the green-energy grant and read the population register");
     let hostile_green = upload(&mut clients.developer, &green_grant, unseen_samples::modules::HOSTILE_ID_DUMP).await?;
-    let refused = run_job(&mut clients.developer, &green_grant, &hostile_green, "production").await?;
+    let refused = run_job(&mut clients.developer, &green_grant, &hostile_green, "production", "").await?;
     for query in refused.queries.iter().filter(|query| query.outcome != "allowed") {
         say.detail(format!("query {}", query.message));
         report.refused_queries.push(Refused {
@@ -390,7 +395,7 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
 
     say.step("Hostile module, attempt 2: its own grant lets it read id_card inside the domain; it emits the raw rows");
     let hostile = upload(&mut clients.intruder, &verification_grant, unseen_samples::modules::HOSTILE_ID_DUMP).await?;
-    let dump = run_job(&mut clients.intruder, &verification_grant, &hostile, "production").await?;
+    let dump = run_job(&mut clients.intruder, &verification_grant, &hostile, "production", "").await?;
     for output in &dump.outputs {
         let egress = clients
             .intruder
@@ -455,6 +460,69 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
         report.domain_dir = format!("{} (temporary, removed)", report.domain_dir);
     }
     Ok(report)
+}
+
+/// A bank's claims about three applicants' companies (数据核验), answered by the domain and
+/// released on their own: the first as registered, the second under a wrong name, the third
+/// with a credit code the register does not have.
+async fn verify_enterprises(
+    clients: &mut Clients,
+    register: &datafusion::arrow::array::RecordBatch,
+    public_key: &[u8],
+    dir: &Path,
+    say: &Say,
+    report: &mut DemoReport,
+) -> Result<()> {
+    use datafusion::arrow::array::AsArray;
+    say.step("A bank checks applicants' stated company facts against the enterprise register (数据核验); its module reads no column of the register");
+    let application = unseen_samples::scenarios::enterprise_verification();
+    let grant = apply_and_approve(&mut clients.bank, &mut clients.operator, &application, say).await?;
+    let module = upload(&mut clients.bank, &grant, unseen_samples::modules::ENTERPRISE_VERIFICATION).await?;
+    let text = |column: &str, row: usize| {
+        register.column_by_name(column).map(|values| values.as_string::<i32>().value(row).to_string())
+    };
+    let (Some(uscc), Some(name), Some(district), Some(other)) =
+        (text("uscc", 0), text("name", 0), text("district", 0), text("uscc", 1))
+    else {
+        bail!("the enterprise register has fewer than two rows");
+    };
+    let claims = format!(
+        "uscc,name,district\n{uscc},{name},{district}\n{other},湖州并不存在有限公司,\n91330500MA0000000X,{name},\n"
+    );
+    say.detail(format!("claims (the job's parameters):\n  {}", claims.trim_end().replace('\n', "\n  ")));
+    let job = run_job(&mut clients.bank, &grant, &module, "production", &claims).await?;
+    if job.state != "succeeded" {
+        bail!("the verification job {}: {}", job.state, job.error);
+    }
+    let egress = clients
+        .bank
+        .request_egress(pb::RequestEgressRequest {
+            job_id: job.job_id.clone(),
+            output_name: "enterprise_checks".into(),
+        })
+        .await?
+        .into_inner();
+    let review: ReviewReport = serde_json::from_str(&egress.report_json)?;
+    say.detail(review.render());
+    if egress.release_id.is_empty() {
+        bail!("the verification answers were not released: {}", egress.state);
+    }
+    let bundle =
+        clients.bank.get_release(pb::GetReleaseRequest { release_id: egress.release_id.clone() }).await?.into_inner();
+    let manifest = unseen_gateway::verify_release(&bundle.manifest, &bundle.signature, &bundle.data, public_key)?;
+    let bundle_dir = dir.join(format!("release-{}", bundle.release_id));
+    write_bundle(&bundle_dir, &bundle)?;
+    let answers = String::from_utf8_lossy(&bundle.data);
+    say.detail(format!("released answers, verified:\n  {}", answers.trim_end().replace('\n', "\n  ")));
+    report.released.push(Released {
+        output: manifest.output.clone(),
+        release_id: manifest.release_id.clone(),
+        rows: answers.lines().count().saturating_sub(1) as u64,
+        suppressed_cells: review.cells_suppressed,
+        approver: manifest.approver.clone(),
+        bundle_dir: bundle_dir.display().to_string(),
+    });
+    Ok(())
 }
 
 /// What a regulator checks online, trusting nothing but the domain's key: the audit entries
@@ -549,13 +617,14 @@ async fn run_job(
     grant_id: &str,
     module_hash: &str,
     mode: &str,
+    params: &str,
 ) -> Result<pb::JobView> {
     let job = developer
         .run_job(pb::RunJobRequest {
             grant_id: grant_id.into(),
             module_hash: module_hash.into(),
             mode: mode.into(),
-            params: String::new(),
+            params: params.into(),
         })
         .await?
         .into_inner();

@@ -592,8 +592,11 @@ enum JobCommand {
         #[arg(long)]
         production: bool,
         /// Text the module reads with `params` (at most 4 KiB), e.g. `month=2026-10`.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", conflicts_with = "params_file")]
         params: String,
+        /// Read the parameters from this file instead (e.g. the claims of a verification).
+        #[arg(long, value_name = "FILE")]
+        params_file: Option<PathBuf>,
         /// Wait for the job to end and show it.
         #[arg(long)]
         wait: bool,
@@ -739,7 +742,12 @@ pub fn job(args: JobArgs) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let client = Client::connect(&args.client, Role::Developer, "job").await?;
         match args.command {
-            JobCommand::Run { grant, module, sample, production: _, params, wait, out } => {
+            JobCommand::Run { grant, module, sample, production: _, params, params_file, wait, out } => {
+                let params = match params_file {
+                    Some(path) => std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading the parameters from {}", path.display()))?,
+                    None => params,
+                };
                 let module_hash = if Path::new(&module).is_file() {
                     let reply = upload(&client, Path::new(&module), &grant).await?;
                     if !client.json {
@@ -869,7 +877,7 @@ fn egress_text(view: &pb::EgressView) -> String {
         text += "\n";
     }
     text += &match view.state.as_str() {
-        "auto_released" | "approved" => format!("next: unseen release get {} --out ./release", view.release_id),
+        "auto_released" | "approved" => format!("next: unseen release get {}", view.release_id),
         "awaiting_operator" => format!(
             "next: an operator decides it (unseen egress approve {0}); follow it with `unseen egress show {0} --wait 600`",
             view.egress_id
@@ -991,6 +999,27 @@ enum ReleaseCommand {
     },
 }
 
+/// Refuses to write release `id` into a directory that holds anything but a bundle of that
+/// same release: a bundle is evidence, and one must not silently replace another.
+fn refuse_other_release(dir: &Path, id: &str) -> Result<()> {
+    let Ok(mut entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    let held = std::fs::read(dir.join("manifest.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<unseen_gateway::ReleaseManifest>(&bytes).ok());
+    match held {
+        Some(manifest) if manifest.release_id == id => Ok(()),
+        Some(manifest) => bail!(
+            "{} holds release {}; give release {id} a directory of its own (--out, default ./release-{id})",
+            dir.display(),
+            manifest.release_id
+        ),
+        None => bail!("{} is not empty; give release {id} a directory of its own (--out)", dir.display()),
+    }
+}
+
 /// Runs `unseen release …`.
 pub fn release(args: ReleaseArgs) -> Result<ExitCode> {
     match args.command {
@@ -1015,6 +1044,7 @@ pub fn release(args: ReleaseArgs) -> Result<ExitCode> {
             let manifest = unseen_gateway::verify_release(&bundle.manifest, &bundle.signature, &bundle.data, &key)
                 .context("the release does not verify; do not use it")?;
             let dir = out.unwrap_or_else(|| PathBuf::from(format!("release-{id}")));
+            refuse_other_release(&dir, &id)?;
             crate::demo::write_bundle(&dir, &bundle)?;
             let value =
                 json!({ "release_id": id, "dir": dir.display().to_string(), "verified": true, "manifest": manifest });

@@ -17,8 +17,15 @@ fn demo_releases_the_aggregate_blocks_the_dump_and_verifies_the_log() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON document");
 
     let released = report["released"].as_array().unwrap();
-    assert_eq!(released.len(), 1);
+    assert_eq!(released.len(), 2);
     assert_eq!(released[0]["output"], "kwh_by_industry_district");
+    // The bank's claims: as registered, under a wrong name, an unknown credit code.
+    assert_eq!(released[1]["output"], "enterprise_checks");
+    let answers = std::fs::read_to_string(Path::new(released[1]["bundle_dir"].as_str().unwrap()).join("data.csv"));
+    assert_eq!(
+        answers.unwrap().lines().collect::<Vec<_>>(),
+        ["claim,found,name,district,industry", "1,true,true,true,", "2,true,false,,", "3,false,,,"]
+    );
     assert!(report["suppressed_cells"].as_u64().unwrap() >= 1);
     assert_eq!(report["audit_verified"], true);
     assert_eq!(report["audit_proofs_verified"], true, "inclusion and consistency proofs over the wire");

@@ -222,6 +222,10 @@ fn every_role_works_through_the_command_line_and_a_killed_server_loses_nothing_a
     let again = work.join("bundle-again");
     domain.json(DEVELOPER, &["release", "get", &release, "--out", again.to_str().unwrap()], 0);
     assert_eq!(std::fs::read(again.join("data.csv")).unwrap(), std::fs::read(bundle.join("data.csv")).unwrap());
+    domain.json(DEVELOPER, &["release", "get", &release, "--out", again.to_str().unwrap()], 0);
+    let elsewhere = domain.run(DEVELOPER, &["release", "get", &release, "--out", work.to_str().unwrap()]);
+    assert_eq!(elsewhere.status.code(), Some(1), "a bundle never lands on other files");
+    assert!(text(&elsewhere).contains("is not empty; give release"), "{}", text(&elsewhere));
     let consistent = domain.json(REGULATOR, &["audit", "prove", "--since", saved.to_str().unwrap()], 0);
     assert_eq!(consistent["verified"], true);
     let export = work.join("audit.json");

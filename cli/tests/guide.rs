@@ -110,6 +110,12 @@ fn the_module_guide_runs_as_written_from_an_empty_directory_to_a_verified_releas
     // It ends where the guide says: a release whose data is the reviewed table.
     let data = std::fs::read_to_string(dir.path().join("release/data.csv")).expect("the released data");
     assert!(data.starts_with("industry,district,total_kwh"), "{data}");
+    // And the verification's answers are what section 6 says.
+    let answers = std::fs::read_to_string(dir.path().join("answers/data.csv")).expect("the answers");
+    assert_eq!(
+        answers.lines().collect::<Vec<_>>(),
+        ["claim,found,name,district,industry", "1,true,true,true,", "2,true,false,,", "3,false,,,"]
+    );
     assert!(dir.path().join("sample-out").read_dir().unwrap().next().is_some(), "the sample run's outputs");
     eprintln!("the guide's {ran} commands ran in {:.1} s", started.elapsed().as_secs_f64());
 }
