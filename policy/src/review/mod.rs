@@ -387,12 +387,12 @@ impl ReviewReport {
             self.cells_rounded
         );
         for rule in &self.rules {
-            text.push_str(&format!("  {:<10} {:<12} {}\n", rule.rule, rule.outcome.as_str(), rule.figure));
+            text.push_str(&format!("  {:<12} {:<12} {}\n", rule.rule, rule.outcome.as_str(), rule.figure));
         }
         const SHOWN: usize = 10;
         let cells = self.suppressed_cells.iter().chain(&self.findings);
         for cell in cells.clone().take(SHOWN) {
-            text.push_str(&format!("    row {:<5} {:<16} {:<10} {}\n", cell.row, cell.column, cell.rule, cell.figure));
+            text.push_str(&format!("    row {:<5} {:<16} {:<12} {}\n", cell.row, cell.column, cell.rule, cell.figure));
         }
         let more = cells.count().saturating_sub(SHOWN);
         if more > 0 {
