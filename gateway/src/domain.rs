@@ -379,6 +379,10 @@ fn suppression_summary(report: &ReviewReport) -> String {
         }
     }
     let mut parts: Vec<String> = by_rule.iter().map(|(rule, count)| format!("{rule} {count}")).collect();
+    let engine = report.engine_suppressed_cells();
+    if engine > 0 {
+        parts.insert(0, format!("withheld by the engine {engine}"));
+    }
     if !report.suppressed_rows.is_empty() {
         parts.push(format!("{} rows dropped", report.suppressed_rows.len()));
     }

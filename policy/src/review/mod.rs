@@ -369,6 +369,12 @@ impl ReviewReport {
         self.rules.iter().filter(|rule| rule.outcome == RuleOutcome::Blocked).map(|rule| rule.rule.as_str()).collect()
     }
 
+    /// Cells of the groups the engine withheld before the module saw the result: the part of
+    /// `cells_suppressed` that `suppressed_cells` does not list.
+    pub fn engine_suppressed_cells(&self) -> u64 {
+        self.cells_suppressed.saturating_sub(self.suppressed_cells.len() as u64)
+    }
+
     /// The result of one rule, if it ran.
     pub fn rule(&self, name: &str) -> Option<&RuleResult> {
         self.rules.iter().find(|rule| rule.rule == name)
@@ -388,6 +394,10 @@ impl ReviewReport {
         );
         for rule in &self.rules {
             text.push_str(&format!("  {:<12} {:<12} {}\n", rule.rule, rule.outcome.as_str(), rule.figure));
+        }
+        let engine = self.engine_suppressed_cells();
+        if engine > 0 {
+            text.push_str(&format!("    {engine} cells of groups the engine withheld before the module saw them\n"));
         }
         const SHOWN: usize = 10;
         let cells = self.suppressed_cells.iter().chain(&self.findings);

@@ -111,6 +111,8 @@ fn rows_below_k_are_withheld_and_engine_groups_are_counted() {
     let report = review(&grant_without, &table(&["a", "b", "c"]), &aggregated_lineage(vec![12, 3, 40], 2));
     assert_eq!(report.suppressed_rows, vec![1]);
     assert_eq!(report.cells_suppressed, 3, "two engine groups and one reviewed row, one measure column each");
+    assert_eq!(report.engine_suppressed_cells(), 2);
+    assert!(report.render().contains("2 cells of groups the engine withheld before the module saw them"));
     assert_eq!(report.rule("threshold").unwrap().outcome, RuleOutcome::Suppressed);
     assert_eq!(report.outcome, Outcome::Released);
     let report = review(&grant(false), &table(&["a"]), &aggregated_lineage(vec![12], 0));
