@@ -71,7 +71,22 @@ enum IdentityCommand {
     Issue(domain_dir::IdentityIssueArgs),
 }
 
+/// A reader who closes the pipe early (`unseen audit tail | head`) ends the command quietly,
+/// with the status a shell gives a process SIGPIPE stopped (141), as other Unix tools do,
+/// instead of a panic from `println!`.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(args),

@@ -192,3 +192,26 @@ fn the_example_data_comes_in_the_sizes_asked_for() {
     let stray = unseen(&["check", "--example-people", "5"], dir.path());
     assert!(!stray.status.success(), "sizes without --write-example are a usage error");
 }
+
+#[test]
+fn a_reader_closing_the_pipe_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = dir.path().join("try");
+    assert!(unseen(&["check", "--write-example", example.to_str().unwrap()], dir.path()).status.success());
+    let sql = "SELECT e.industry, e.district, SUM(u.kwh) AS total_kwh FROM electricity u \
+               JOIN enterprise e ON u.uscc = e.uscc GROUP BY e.industry, e.district";
+    let grant = example.join("grant.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_unseen"))
+        .args(["check", "--grant", grant.to_str().unwrap(), "--data", example.to_str().unwrap(), "--sql", sql])
+        .arg("--show-release")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run unseen");
+    drop(child.stdout.take()); // like `| head -0`: nobody reads
+    let output = child.wait_with_output().expect("the command ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+}
