@@ -245,7 +245,7 @@ pub struct AuditLog {
 #[derive(Debug)]
 struct LogState {
     file: File,
-    /// A second handle on the file, synced outside the lock while appends go on.
+    /// A second handle on the file, synced and read outside the lock while appends go on.
     sync_handle: std::sync::Arc<File>,
     /// Entries before this index have only their leaf hash (pruned); `offsets[i]` is entry
     /// `pruned + i`'s record.
@@ -483,21 +483,25 @@ impl AuditLog {
     }
 
     fn raw_entry(&self, index: u64) -> Result<(Vec<u8>, Hash), AuditError> {
-        // The lock is held while reading: a prune may replace the file and its offsets.
-        let state = self.lock()?;
-        if index >= state.durable {
-            return Err(AuditError::InvalidInput(format!("no entry {index}")));
-        }
-        if index < state.pruned {
-            return Err(AuditError::Pruned { index, pruned: state.pruned });
-        }
-        let (offset, leaf) = (state.offsets[(index - state.pruned) as usize], state.tree.leaves()[index as usize]);
-        let mut file = File::open(&self.path).map_err(io("opening the audit log"))?;
-        file.seek(SeekFrom::Start(offset)).map_err(io("seeking the audit log"))?;
+        use std::os::unix::fs::FileExt;
+        // The offset and the handle are taken together: a prune replaces the file and its
+        // offsets, but the handle keeps the file the offset is into. The read itself runs
+        // without the lock, so appends do not wait for it.
+        let (offset, leaf, file) = {
+            let state = self.lock()?;
+            if index >= state.durable {
+                return Err(AuditError::InvalidInput(format!("no entry {index}")));
+            }
+            if index < state.pruned {
+                return Err(AuditError::Pruned { index, pruned: state.pruned });
+            }
+            let offset = state.offsets[(index - state.pruned) as usize];
+            (offset, state.tree.leaves()[index as usize], std::sync::Arc::clone(&state.sync_handle))
+        };
         let mut length = [0u8; 4];
-        file.read_exact(&mut length).map_err(io("reading the audit log"))?;
+        file.read_exact_at(&mut length, offset).map_err(io("reading the audit log"))?;
         let mut bytes = vec![0u8; u32::from_be_bytes(length) as usize];
-        file.read_exact(&mut bytes).map_err(io("reading the audit log"))?;
+        file.read_exact_at(&mut bytes, offset + 4).map_err(io("reading the audit log"))?;
         if merkle::leaf_hash(&bytes) != leaf {
             return Err(AuditError::Corrupt(format!("entry {index} changed on disk")));
         }

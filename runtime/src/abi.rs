@@ -460,24 +460,22 @@ fn valid_output_name(name: &str) -> bool {
         && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
 }
 
-/// Refuses a module's own output under a name the grant declares as a verification output,
-/// which only the host writes.
-fn not_verification(caller: &HostCaller<'_>, name: &str) -> Result<(), String> {
+/// The name of an output the module writes itself (`emit`, `emit_artifact`): never one the
+/// grant declares as a verification output, which only the host writes.
+fn module_output_name(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> Result<String, String> {
+    let name = output_name(caller, ptr, len)?;
     let grant = &caller.data().session.grant;
-    match grant.output(name) {
+    match grant.output(&name) {
         Some(spec) if spec.verification.is_some() => Err(format!(
             "output \"{name}\" is a verification output in grant {}; submit claims to it with verify",
             grant.id
         )),
-        _ => Ok(()),
+        _ => Ok(name),
     }
 }
 
 fn emit(caller: &mut HostCaller<'_>, name_ptr: i32, name_len: i32, handle: i32) -> wasmtime::Result<i32> {
-    let name = match output_name(caller, name_ptr, name_len).and_then(|name| {
-        not_verification(caller, &name)?;
-        Ok(name)
-    }) {
+    let name = match module_output_name(caller, name_ptr, name_len) {
         Ok(name) => name,
         Err(message) => return Ok(fail(caller, ERR_INVALID, message) as i32),
     };
@@ -512,10 +510,7 @@ fn emit_artifact(
     ptr: i32,
     len: i32,
 ) -> wasmtime::Result<i32> {
-    let name = match output_name(caller, name_ptr, name_len).and_then(|name| {
-        not_verification(caller, &name)?;
-        Ok(name)
-    }) {
+    let name = match module_output_name(caller, name_ptr, name_len) {
         Ok(name) => name,
         Err(message) => return Ok(fail(caller, ERR_INVALID, message) as i32),
     };
