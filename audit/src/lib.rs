@@ -240,7 +240,21 @@ pub struct AuditLog {
     recovered_torn_bytes: u64,
     state: Mutex<LogState>,
     synced: Condvar,
+    /// Which entries are about which object, for lookups by object; built on the first one.
+    objects: Mutex<ObjectIndex>,
 }
+
+/// The indexes of the entries about each object id, over the log's first `upto` entries.
+/// Each lookup first indexes the entries appended since the last, so appends never pay for
+/// it and a lookup reads only what is new, not the whole log.
+#[derive(Debug, Default)]
+struct ObjectIndex {
+    upto: u64,
+    entries: std::collections::HashMap<Box<str>, Vec<u64>>,
+}
+
+/// Entries read from disk per step when a range is read or indexed.
+const READ_CHUNK_ENTRIES: u64 = 65_536;
 
 #[derive(Debug)]
 struct LogState {
@@ -334,6 +348,7 @@ impl AuditLog {
             recovered_torn_bytes: torn,
             state: Mutex::new(state),
             synced: Condvar::new(),
+            objects: Mutex::new(ObjectIndex::default()),
         })
     }
 
@@ -461,8 +476,14 @@ impl AuditLog {
     /// pruned entries (before [`AuditLog::pruned`]) are left out.
     pub fn raw_entries(&self, start: u64, end: u64) -> Result<Vec<RawEntry>, AuditError> {
         let end = end.min(self.len());
-        let start = start.max(self.pruned());
-        (start..end).map(|index| self.raw_entry(index).map(|(bytes, leaf)| RawEntry { index, bytes, leaf })).collect()
+        let mut entries = Vec::with_capacity(end.saturating_sub(start).min(READ_CHUNK_ENTRIES) as usize);
+        let mut from = start.max(self.pruned());
+        while from < end {
+            let to = end.min(from + READ_CHUNK_ENTRIES);
+            entries.extend(self.read_span(from, to)?);
+            from = to;
+        }
+        Ok(entries)
     }
 
     /// Entries before this index were pruned: only their leaf hashes are kept.
@@ -471,41 +492,93 @@ impl AuditLog {
     }
 
     /// Every entry about `object_id` that was not pruned, as [`AuditLog::raw_entries`] gives
-    /// them. Reads the whole log: regulators' lookups, not a hot path.
+    /// them, found in the object index (which first takes in the entries appended since the
+    /// last lookup).
     pub fn raw_entries_about(&self, object_id: &str) -> Result<Vec<RawEntry>, AuditError> {
-        let mut found = Vec::new();
-        for raw in self.raw_entries(0, self.len())? {
-            if Entry::from_canonical_bytes(&raw.bytes)?.object_id == object_id {
-                found.push(raw);
+        let indexes = {
+            let mut objects =
+                self.objects.lock().map_err(|_| AuditError::Corrupt("the object index's lock was poisoned".into()))?;
+            let (pruned, durable) = {
+                let state = self.lock()?;
+                (state.pruned, state.durable)
+            };
+            let mut from = objects.upto.max(pruned);
+            while from < durable {
+                let to = durable.min(from + READ_CHUNK_ENTRIES);
+                let span = match self.read_span(from, to) {
+                    // Pruned meanwhile: what was pruned needs no index.
+                    Err(AuditError::Pruned { pruned, .. }) => {
+                        from = pruned;
+                        continue;
+                    }
+                    span => span?,
+                };
+                for raw in span {
+                    let id = object_id_of(&raw.bytes)?;
+                    match objects.entries.get_mut(id.as_ref()) {
+                        Some(indexes) => indexes.push(raw.index),
+                        None => {
+                            objects.entries.insert(id.into(), vec![raw.index]);
+                        }
+                    }
+                }
+                from = to;
             }
+            objects.upto = durable;
+            objects.entries.get(object_id).cloned().unwrap_or_default()
+        };
+        let pruned = self.pruned();
+        indexes
+            .into_iter()
+            .filter(|&index| index >= pruned)
+            .map(|index| self.raw_entry(index).map(|(bytes, leaf)| RawEntry { index, bytes, leaf }))
+            .collect()
+    }
+
+    /// Entries `[start, end)`, which must be on disk and not pruned, in one read. The offsets
+    /// and the handle are taken together under the lock: a prune replaces the file and its
+    /// offsets, but the handle keeps the file the offsets are into. The read runs without the
+    /// lock, so appends do not wait for it.
+    fn read_span(&self, start: u64, end: u64) -> Result<Vec<RawEntry>, AuditError> {
+        use std::os::unix::fs::FileExt;
+        if start >= end {
+            return Ok(Vec::new());
         }
-        Ok(found)
+        let (first_offset, end_offset, leaves, file) = {
+            let state = self.lock()?;
+            if end > state.durable {
+                return Err(AuditError::InvalidInput(format!("no entry {}", end - 1)));
+            }
+            if start < state.pruned {
+                return Err(AuditError::Pruned { index: start, pruned: state.pruned });
+            }
+            let offset = |index: u64| state.offsets.get((index - state.pruned) as usize).copied().unwrap_or(state.end);
+            let leaves = state.tree.leaves()[start as usize..end as usize].to_vec();
+            (offset(start), offset(end), leaves, std::sync::Arc::clone(&state.sync_handle))
+        };
+        let mut bytes = vec![0u8; (end_offset - first_offset) as usize];
+        file.read_exact_at(&mut bytes, first_offset).map_err(io("reading the audit log"))?;
+        let mut entries = Vec::with_capacity(leaves.len());
+        let mut position = 0usize;
+        for (index, leaf) in (start..end).zip(leaves) {
+            let changed = || AuditError::Corrupt(format!("entry {index} changed on disk"));
+            let (length, _) = parse_record(&bytes[position..]).ok_or_else(changed)?;
+            let body = &bytes[position + 4..position + 4 + length];
+            if merkle::leaf_hash(body) != leaf {
+                return Err(changed());
+            }
+            entries.push(RawEntry { index, bytes: body.to_vec(), leaf });
+            position += 4 + length + 32;
+        }
+        Ok(entries)
     }
 
     fn raw_entry(&self, index: u64) -> Result<(Vec<u8>, Hash), AuditError> {
-        use std::os::unix::fs::FileExt;
-        // The offset and the handle are taken together: a prune replaces the file and its
-        // offsets, but the handle keeps the file the offset is into. The read itself runs
-        // without the lock, so appends do not wait for it.
-        let (offset, leaf, file) = {
-            let state = self.lock()?;
-            if index >= state.durable {
-                return Err(AuditError::InvalidInput(format!("no entry {index}")));
-            }
-            if index < state.pruned {
-                return Err(AuditError::Pruned { index, pruned: state.pruned });
-            }
-            let offset = state.offsets[(index - state.pruned) as usize];
-            (offset, state.tree.leaves()[index as usize], std::sync::Arc::clone(&state.sync_handle))
-        };
-        let mut length = [0u8; 4];
-        file.read_exact_at(&mut length, offset).map_err(io("reading the audit log"))?;
-        let mut bytes = vec![0u8; u32::from_be_bytes(length) as usize];
-        file.read_exact_at(&mut bytes, offset + 4).map_err(io("reading the audit log"))?;
-        if merkle::leaf_hash(&bytes) != leaf {
-            return Err(AuditError::Corrupt(format!("entry {index} changed on disk")));
-        }
-        Ok((bytes, leaf))
+        let raw = self
+            .read_span(index, index + 1)?
+            .pop()
+            .ok_or_else(|| AuditError::InvalidInput(format!("no entry {index}")))?;
+        Ok((raw.bytes, raw.leaf))
     }
 
     /// Reads entry `index` back from disk.
@@ -623,6 +696,14 @@ impl AuditLog {
         // Everything written was in the synced copy.
         state.durable = state.tree.len();
         self.synced.notify_all();
+        // The object index is locked only after the log (lookups take them in that order).
+        drop(state);
+        if let Ok(mut objects) = self.objects.lock() {
+            objects.entries.retain(|_, indexes| {
+                indexes.retain(|&index| index >= upto);
+                !indexes.is_empty()
+            });
+        }
         Ok(upto)
     }
 }
@@ -657,6 +738,18 @@ fn refuse_if_failed(state: &LogState) -> Result<(), AuditError> {
 fn write_at_end(file: &mut File, offset: u64, record: &[u8]) -> std::io::Result<()> {
     file.seek(SeekFrom::Start(offset))?;
     file.write_all(record)
+}
+
+/// The `object_id` of an entry's canonical bytes, without decoding the rest.
+fn object_id_of(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, AuditError> {
+    #[derive(Deserialize)]
+    struct ObjectOnly<'a> {
+        #[serde(borrow)]
+        object_id: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_slice::<ObjectOnly<'_>>(bytes)
+        .map(|entry| entry.object_id)
+        .map_err(|error| AuditError::Corrupt(format!("entry is not canonical JSON: {error}")))
 }
 
 fn parse_record(bytes: &[u8]) -> Option<(usize, Hash)> {
@@ -901,6 +994,52 @@ mod tests {
         let error = verify_export(&overhanging, &signer.public_key()).unwrap_err().to_string();
         assert!(error.contains("entries 8..11 do not fit in the checkpoint's 10 entries"), "{error}");
         assert!(log.export_range(&signer, 10, 20).is_err(), "an empty range is refused");
+    }
+
+    #[test]
+    fn lookups_by_object_take_in_new_entries_and_leave_out_pruned_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        let about = |object: &str, i: i64| Entry { object_id: object.into(), ..entry(i) };
+        // An id JSON must escape is found like any other.
+        let (job, odd) = ("j-1", "任务 \"7\"\\x");
+        for i in 0..6 {
+            log.append(&about(if i % 2 == 0 { job } else { odd }, i)).unwrap();
+        }
+        let indexes =
+            |object: &str| log.raw_entries_about(object).unwrap().iter().map(|raw| raw.index).collect::<Vec<_>>();
+        assert_eq!(indexes(job), [0, 2, 4]);
+        assert_eq!(indexes(odd), [1, 3, 5]);
+        assert!(indexes("j-2").is_empty());
+        // Entries appended after a lookup are found by the next one.
+        log.append_all(&[about(job, 6), about("j-2", 7)]).unwrap();
+        assert_eq!(indexes(job), [0, 2, 4, 6]);
+        assert_eq!(log.raw_entries_about("j-2").unwrap()[0].bytes, about("j-2", 7).canonical_bytes());
+        // Pruned entries are left out; later ones are still found, also by a fresh index.
+        log.prune(3).unwrap();
+        assert_eq!(indexes(job), [4, 6]);
+        drop(log);
+        let reopened = AuditLog::open(dir.path(), "test.domain").unwrap();
+        let found: Vec<u64> = reopened.raw_entries_about(odd).unwrap().iter().map(|raw| raw.index).collect();
+        assert_eq!(found, [3, 5]);
+        assert_eq!(reopened.raw_entries(0, 8).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn a_body_changed_on_disk_is_named_when_a_range_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), "test.domain").unwrap();
+        for i in 0..4 {
+            log.append(&entry(i)).unwrap();
+        }
+        let path = dir.path().join("entries.log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(4).position(|window| window == b"g-2\"").unwrap();
+        bytes[at + 2] = b'3';
+        std::fs::write(&path, &bytes).unwrap();
+        let error = log.raw_entries(0, 4).unwrap_err().to_string();
+        assert!(error.contains("entry 2 changed on disk"), "{error}");
+        assert!(log.raw_entries_about("g-0").unwrap_err().to_string().contains("entry 2 changed on disk"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Suite `audit`: durable appends to the audit log with 1, 16 and 256 concurrent writers
 //! (group commit), beside appending the same records to a plain file with one fsync each; and
-//! inclusion and consistency proofs in a large tree, beside the definition's recomputation.
+//! inclusion and consistency proofs in a large tree, beside the definition's recomputation;
+//! and regulators' lookups of every entry about one object in a large log, beside reading and
+//! decoding the whole log (how lookups were answered before the object index).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -91,6 +93,7 @@ pub fn run(args: &Args) -> Result<Vec<Measurement>> {
     }
     results.push(Measurement::new(SUITE, "fsyncs_per_append_256", "fsync", fsyncs_at_256, "one_each", 1.0));
     results.extend(proofs(args.audit_entries)?);
+    results.extend(lookups(args.audit_log_entries)?);
     Ok(results)
 }
 
@@ -115,7 +118,7 @@ fn proofs(size: usize) -> Result<Vec<Measurement>> {
     }
     let (n, root) = (size as u64, tree.root(size as u64));
     let pick = |sample: usize| (sample as u64).wrapping_mul(2_654_435_761) % n;
-    let label = if size >= 1_000_000 { format!("{}m", size / 1_000_000) } else { format!("{}k", size / 1_000) };
+    let label = size_label(size);
     let prove = median_us(1_001, |sample| {
         std::hint::black_box(tree.inclusion_proof(pick(sample), n));
         Ok(())
@@ -176,5 +179,52 @@ fn proofs(size: usize) -> Result<Vec<Measurement>> {
             "sha256_node",
             node,
         ),
+    ])
+}
+
+/// `10m`, `1m`, `100k`.
+fn size_label(size: usize) -> String {
+    if size >= 1_000_000 { format!("{}m", size / 1_000_000) } else { format!("{}k", size / 1_000) }
+}
+
+/// Entries about one object (ten per object) in a log of `size` entries: the first lookup,
+/// which builds the object index, and the median later one, each beside one pass that reads
+/// and decodes every entry.
+fn lookups(size: usize) -> Result<Vec<Measurement>> {
+    const PER_OBJECT: usize = 10;
+    let dir = tempfile::tempdir()?;
+    let log = AuditLog::open(dir.path(), "bench.domain")?;
+    let about = |i: usize| Entry { object_id: format!("j-{}", i / PER_OBJECT), ..entry(0, i) };
+    for batch in (0..size).collect::<Vec<_>>().chunks(10_000) {
+        log.append_all(&batch.iter().map(|&i| about(i)).collect::<Vec<_>>())?;
+    }
+    let objects = size / PER_OBJECT;
+    let pick = |sample: usize| format!("j-{}", (sample as u64).wrapping_mul(2_654_435_761) % objects as u64);
+    let scan = median_us(3, |sample| {
+        let wanted = pick(sample);
+        let mut found = 0;
+        for raw in log.raw_entries(0, log.len())? {
+            found += usize::from(Entry::from_canonical_bytes(&raw.bytes)?.object_id == wanted);
+        }
+        if found != PER_OBJECT {
+            bail!("the scan found {found} entries about {wanted}");
+        }
+        Ok(())
+    })?;
+    let check = |sample: usize| -> Result<()> {
+        let found = log.raw_entries_about(&pick(sample))?.len();
+        if found != PER_OBJECT {
+            bail!("the lookup found {found} entries about {}", pick(sample));
+        }
+        Ok(())
+    };
+    let started = Instant::now();
+    check(1_000_000)?;
+    let first = started.elapsed().as_secs_f64() * 1e6;
+    let lookup = median_us(1_001, check)?;
+    let label = size_label(size);
+    Ok(vec![
+        Measurement::new(SUITE, &format!("entries_about_first_{label}"), "µs", first, "scan", scan),
+        Measurement::new(SUITE, &format!("entries_about_{label}"), "µs", lookup, "scan", scan),
     ])
 }

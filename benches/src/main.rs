@@ -41,6 +41,9 @@ pub(crate) struct Args {
     /// Entries of the tree the audit suite proves inclusion and consistency in.
     #[arg(long, default_value_t = 10_000_000)]
     audit_entries: usize,
+    /// Entries of the log file the audit suite looks objects up in.
+    #[arg(long, default_value_t = 1_000_000)]
+    audit_log_entries: usize,
     /// Job submissions per store of the gateway suite (64 clients share them). PostgreSQL is
     /// measured when UNSEEN_BENCH_POSTGRES_URL (or UNSEEN_TEST_POSTGRES_URL) is set.
     #[arg(long, default_value_t = 5_000)]

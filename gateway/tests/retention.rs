@@ -76,6 +76,17 @@ async fn bodies_older_than_the_retention_are_pruned_up_to_the_first_live_grant_a
     // Pruning again changes nothing, and the domain reopens on the pruned log.
     let again = domain.prune_audit(&operator, None, "monthly", later).await.expect("prune");
     assert_eq!(again.newly_pruned, 0);
+
+    // A grant also ends when it expires (365 days): six months after that, its entries go too,
+    // though nobody terminated it.
+    let before_expiry = live.expires_at_unix_ms + 100 * DAY_MS;
+    let kept = domain.prune_audit(&operator, None, "monthly", before_expiry).await.expect("prune");
+    assert_eq!(kept.newly_pruned, 0, "{kept:?}");
+    assert!(kept.stopped_at.contains("ended (terminated or expired) less than 183 days ago"), "{kept:?}");
+    let after_expiry = live.expires_at_unix_ms + 184 * DAY_MS;
+    let expired = domain.prune_audit(&operator, None, "monthly", after_expiry).await.expect("prune");
+    assert!(expired.newly_pruned > 0 && !expired.stopped_at.contains("grant"), "{expired:?}");
+    let size = domain.checkpoint(&regulator).expect("a checkpoint").1;
     drop(domain);
     let reopened = Domain::open(dir.path(), "test.domain").await.expect("reopens");
     assert_eq!(reopened.checkpoint(&regulator).expect("checkpoint").1, size);

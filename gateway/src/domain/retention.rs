@@ -45,8 +45,8 @@ pub struct PruneOutcome {
 impl Domain {
     /// Prunes the bodies of the oldest audit entries (operators): those older than
     /// `before_unix_ms` (None: as old as the retention allows), stopping at the first entry
-    /// still within the retention period or about a grant that is live or was terminated
-    /// less than the retention period before `now_unix_ms`. Logs `audit.prune` first, so the
+    /// still within the retention period or about a grant that is live or ended (was
+    /// terminated or expired) less than the retention period before `now_unix_ms`. Logs `audit.prune` first, so the
     /// log never lacks the record of a prune.
     pub async fn prune_audit(
         &self,
@@ -74,11 +74,17 @@ impl Domain {
             .into_iter()
             .map(|raw| Entry::from_canonical_bytes(&raw.bytes).map(|entry| (raw.index, entry)))
             .collect::<Result<Vec<_>, _>>()?;
-        let terminated: HashMap<&str, i64> = entries
-            .iter()
-            .filter(|(_, entry)| entry.action == "grant.terminate")
-            .map(|(_, entry)| (entry.object_id.as_str(), entry.time_unix_ms))
-            .collect();
+        // A grant ends when it is terminated or when it expires, whichever comes first.
+        let mut ended: HashMap<String, i64> = HashMap::new();
+        for row in self.store.fetch("SELECT id, json FROM grants", &[]).await? {
+            let grant: unseen_policy::Grant = serde_json::from_str(&row["json"])
+                .map_err(|error| GatewayError::internal("decoding a grant", error))?;
+            ended.insert(row["id"].clone(), grant.expires_at_unix_ms);
+        }
+        for (_, entry) in entries.iter().filter(|(_, entry)| entry.action == "grant.terminate") {
+            let at = ended.entry(entry.object_id.clone()).or_insert(entry.time_unix_ms);
+            *at = (*at).min(entry.time_unix_ms);
+        }
         let mut upto = from;
         let mut stopped_at = format!("the end of the log ({size} entries)");
         for (index, entry) in &entries {
@@ -88,10 +94,10 @@ impl Domain {
             }
             let grant = entry.grant.as_deref().or((entry.object_kind == "grant").then_some(entry.object_id.as_str()));
             if let Some(grant) = grant
-                && terminated.get(grant).is_none_or(|&at| at > limit)
+                && ended.get(grant).is_none_or(|&at| at > limit)
             {
                 stopped_at = format!(
-                    "entry {index}, about grant {grant}, which is live or was terminated less than {retention_days} days ago"
+                    "entry {index}, about grant {grant}, which is live or ended (terminated or expired) less than {retention_days} days ago"
                 );
                 break;
             }
