@@ -269,6 +269,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         workers: args.workers.unwrap_or(config.workers),
         jobs_per_organisation: args.jobs_per_organisation.unwrap_or(config.jobs_per_organisation),
         audit_retention_days: config.audit_retention_days,
+        hold_jobs: false,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

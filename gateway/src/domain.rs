@@ -78,6 +78,8 @@ pub struct Domain {
     running_jobs: std::sync::Mutex<HashMap<String, (String, CancelFlag)>>,
     /// Jobs per organisation at once.
     jobs_per_organisation: usize,
+    /// Queued jobs wait for a start that never comes ([`DomainOptions::hold_jobs`]).
+    hold_jobs: bool,
     /// Days an audit entry is kept after what it describes is gone (at least six months).
     audit_retention_days: u32,
 }
@@ -102,6 +104,10 @@ pub struct DomainOptions {
     /// Days audit entries are kept after what they describe is gone (0: the least allowed,
     /// [`MIN_AUDIT_RETENTION_DAYS`]; fewer is refused).
     pub audit_retention_days: u32,
+    /// Accept and queue jobs but start none: the submission path alone, as the gateway
+    /// benchmark measures it. Jobs still queued when the domain stops are interrupted on the
+    /// next open, like any queued job.
+    pub hold_jobs: bool,
 }
 
 /// Jobs running at once by default: the runtime's instance pool has 64 slots; a 2-core
@@ -547,6 +553,7 @@ impl Domain {
                 jobs => jobs.min(MAX_WORKERS),
             },
             audit_retention_days: retention::retention_days(options.audit_retention_days)?,
+            hold_jobs: options.hold_jobs,
         };
         // First the log catches up with the store; the steps after it read the log.
         domain.append_pending_entries().await?;
@@ -673,7 +680,7 @@ impl Domain {
     /// Commits `transaction` and appends the entries it logged. The entries were committed
     /// with the changes, so if the domain stops before they are appended, the next open
     /// appends them ([`Domain::append_pending_entries`]).
-    async fn commit(&self, transaction: Transaction<'_>) -> Result<(), GatewayError> {
+    async fn commit(&self, transaction: Transaction) -> Result<(), GatewayError> {
         let (keys, entries): (Vec<String>, Vec<Entry>) = transaction.commit().await?.into_iter().unzip();
         self.append(entries).await?;
         for key in keys {
@@ -712,7 +719,7 @@ impl Domain {
     /// Runs a decision's state change, whose `sql` names the state it leaves: if no row is
     /// in that state any more, another decision on the object came first and this one fails.
     async fn change_state(
-        transaction: &mut Transaction<'_>,
+        transaction: &mut Transaction,
         (kind, id): (&str, &str),
         sql: &'static str,
         params: &[Param<'_>],
@@ -1291,6 +1298,9 @@ impl Domain {
         for dataset_id in grant.datasets() {
             let (dataset, path, sample_path) = self.dataset(dataset_id).await?;
             tables.push(DomainTable { dataset, production_path: path.into(), sample_path: sample_path.into() });
+        }
+        if self.hold_jobs {
+            return Ok(job_id);
         }
         let domain = self.clone();
         let who = who.clone();

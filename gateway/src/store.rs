@@ -53,10 +53,116 @@ pub struct Store {
     backend: Backend,
     /// Keys of pending audit entries now in the log, whose rows the next commit deletes.
     settled: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    /// SQLite has one writer at a time, and a writer that finds the file locked sleeps in
-    /// growing steps (up to 100 ms) before it retries: writers queue here instead, in order,
-    /// so none sleeps. None for PostgreSQL, which locks rows, not the database.
-    writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// The turn to write, and the group of transactions being written ([`Transaction`]).
+    writer: std::sync::Arc<tokio::sync::Mutex<Writer>>,
+    /// Groups committed since the store was opened, for metering group commit.
+    group_commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Write transactions take turns on one connection and commit in groups (group commit): a
+/// transaction runs inside a savepoint of the group's database transaction, and the group
+/// commits — one fsync — once every writer that was waiting when it opened has had its turn.
+/// Each is acknowledged only after that commit.
+///
+/// Why: SQLite has one writer at a time, and a writer that finds the file locked sleeps in
+/// growing steps (up to 100 ms) before it retries, so writers queue here in order instead.
+/// PostgreSQL could write in parallel, but every job submission takes the same id counter
+/// row, which each transaction holds until its commit's fsync; a group takes it once.
+#[derive(Default)]
+struct Writer {
+    group: Option<Group>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let members = self.group.as_ref().map(|group| group.members);
+        f.debug_struct("Writer").field("open_group_members", &members).finish()
+    }
+}
+
+/// Transactions in one group at most. PostgreSQL keeps the ids of 64 subtransactions per
+/// transaction in shared memory; beyond that every snapshot in the server gets slower.
+const MAX_GROUP_MEMBERS: u64 = 64;
+
+/// The open group: a database transaction and the savepoints of its writers.
+struct Group {
+    transaction: sqlx::Transaction<'static, sqlx::Any>,
+    /// Savepoints taken so far (the next is `w{members + 1}`).
+    members: u64,
+    /// The savepoint of a writer that left without committing: rolled back before anything
+    /// else runs in the group.
+    abandoned: Option<u64>,
+    /// Why the group cannot commit (rolling back an abandoned savepoint failed, e.g. because
+    /// the database had already rolled the whole transaction back).
+    broken: Option<String>,
+    /// The group's outcome, once committed or rolled back.
+    outcome: tokio::sync::watch::Sender<Option<Result<(), String>>>,
+}
+
+impl Group {
+    async fn savepoint(&mut self, statement: &str, number: u64) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{statement} w{number}"))).execute(&mut *self.transaction).await?;
+        Ok(())
+    }
+
+    /// Rolls back the savepoint of a writer that left without committing; a failure breaks
+    /// the group.
+    async fn roll_back_abandoned(&mut self) {
+        if let Some(number) = self.abandoned.take() {
+            let undone = match self.savepoint("ROLLBACK TO", number).await {
+                Ok(()) => self.savepoint("RELEASE", number).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = undone {
+                self.broken = Some(format!("undoing an abandoned transaction failed: {error}"));
+            }
+        }
+    }
+}
+
+/// Commits the open group once it has the turn: every writer queued before this task joined
+/// the group meanwhile.
+/// With it, the pending rows of the audit entries that reached the log since the last group
+/// are deleted.
+async fn commit_group(writer: std::sync::Arc<tokio::sync::Mutex<Writer>>, store: Store) {
+    let mut turn = writer.lock_owned().await;
+    let Some(mut group) = turn.group.take() else { return };
+    group.roll_back_abandoned().await;
+    let settled = std::mem::take(&mut *lock(&store.settled));
+    if group.broken.is_none()
+        && let Err(error) = delete_pending(&mut group.transaction, &settled).await
+    {
+        group.broken = Some(format!("deleting settled audit entries failed: {error}"));
+    }
+    let outcome = match group.broken.take() {
+        Some(reason) => {
+            let _ = group.transaction.rollback().await;
+            Err(reason)
+        }
+        None => group.transaction.commit().await.map_err(|error| error.to_string()),
+    };
+    match outcome {
+        Ok(()) => drop(store.group_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        Err(_) => lock(&store.settled).extend(settled),
+    }
+    group.outcome.send_replace(Some(outcome));
+}
+
+/// Deletes the `audit_pending` rows of `keys`, a few hundred to a statement.
+async fn delete_pending(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Any>,
+    keys: &[String],
+) -> Result<(), sqlx::Error> {
+    for chunk in keys.chunks(256) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("DELETE FROM audit_pending WHERE key IN ({})", placeholders.join(", "));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(key.clone());
+        }
+        query.execute(&mut **transaction).await?;
+    }
+    Ok(())
 }
 
 /// Which database a store runs on.
@@ -123,8 +229,13 @@ impl Store {
             GatewayError::Unavailable(format!("cannot open the metadata store: {}", redact(url, &error.to_string())))
         })?;
         MIGRATOR.run(&pool).await.map_err(|error| GatewayError::internal("migrating the metadata store", error))?;
-        let writer = (backend == Backend::Sqlite).then(Default::default);
-        Ok(Self { pool, backend, settled: Default::default(), writer })
+        Ok(Self {
+            pool,
+            backend,
+            settled: Default::default(),
+            writer: Default::default(),
+            group_commits: Default::default(),
+        })
     }
 
     /// Closes every connection (waits for those in use).
@@ -139,23 +250,49 @@ impl Store {
 
     /// The next id of a kind: `s-1`, `g-1`, `j-1` …
     pub async fn next_id(&self, prefix: &str) -> Result<String, GatewayError> {
-        let _writing = self.write_turn().await;
-        let row = sqlx::query(NEXT_ID_SQL).bind(prefix).fetch_one(&self.pool).await?;
-        let value: i64 = row.try_get("value")?;
-        Ok(format!("{prefix}-{value}"))
+        let mut transaction = self.begin().await?;
+        let id = transaction.next_id(prefix).await?;
+        transaction.commit().await?;
+        Ok(id)
     }
 
-    /// Begins a transaction: its statements and its audit entries commit together.
-    pub async fn begin(&self) -> Result<Transaction<'_>, GatewayError> {
-        let writing = self.write_turn().await;
-        Ok(Transaction { store: self, inner: self.pool.begin().await?, entries: Vec::new(), _writing: writing })
+    /// Write groups committed since the store was opened: with many concurrent writers, fewer
+    /// than their transactions.
+    pub fn group_commits(&self) -> u64 {
+        self.group_commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Waits for this process's turn to write (SQLite); at once for PostgreSQL.
-    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match &self.writer {
-            Some(writer) => Some(std::sync::Arc::clone(writer).lock_owned().await),
-            None => None,
+    /// Begins a transaction: its statements and its audit entries commit together, in the
+    /// next group commit. Waits for the turn to write.
+    pub async fn begin(&self) -> Result<Transaction, GatewayError> {
+        loop {
+            let mut turn = std::sync::Arc::clone(&self.writer).lock_owned().await;
+            let group = match turn.group.as_mut() {
+                Some(group) => group,
+                None => {
+                    let transaction = self.pool.begin().await?;
+                    let (outcome, _) = tokio::sync::watch::channel(None);
+                    turn.group = Some(Group { transaction, members: 0, abandoned: None, broken: None, outcome });
+                    // Queued behind every writer waiting now, who join the group first.
+                    tokio::spawn(commit_group(std::sync::Arc::clone(&self.writer), self.clone()));
+                    turn.group.as_mut().ok_or_else(|| GatewayError::Internal("no write group".into()))?
+                }
+            };
+            group.roll_back_abandoned().await;
+            if group.broken.is_none() && group.members < MAX_GROUP_MEMBERS {
+                group.members += 1;
+                let savepoint = group.members;
+                if let Err(error) = group.savepoint("SAVEPOINT", savepoint).await {
+                    group.broken = Some(format!("starting a transaction failed: {error}"));
+                    return Err(error.into());
+                }
+                return Ok(Transaction { turn: Some(turn), savepoint, entries: Vec::new() });
+            }
+            // A full group waits for its commit, a broken one for its rollback; the next
+            // group is a fresh start.
+            let mut outcome = group.outcome.subscribe();
+            drop(turn);
+            let _ = outcome.wait_for(Option::is_some).await;
         }
     }
 
@@ -171,23 +308,18 @@ impl Store {
         lock(&self.settled).push(key);
     }
 
-    /// Deletes the pending rows of every settled entry now.
+    /// Deletes the pending rows of every settled entry now (the next group commit would).
     pub async fn delete_settled(&self) -> Result<(), GatewayError> {
-        let keys = std::mem::take(&mut *lock(&self.settled));
-        for key in &keys {
-            if let Err(error) = self.execute("DELETE FROM audit_pending WHERE key = $1", &[Param::Text(key)]).await {
-                lock(&self.settled).extend(keys);
-                return Err(error);
-            }
-        }
-        Ok(())
+        self.begin().await?.commit().await.map(drop)
     }
 
-    /// Runs one statement with text and integer parameters (`$1`, `$2` … in order).
+    /// Runs one statement with text and integer parameters (`$1`, `$2` … in order), committed
+    /// before it returns.
     pub async fn execute(&self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, GatewayError> {
-        let _writing = self.write_turn().await;
-        let query = bind(sqlx::query(sql), params);
-        Ok(query.execute(&self.pool).await?.rows_affected())
+        let mut transaction = self.begin().await?;
+        let changed = transaction.execute(sql, params).await?;
+        transaction.commit().await?;
+        Ok(changed)
     }
 
     /// Fetches rows as text maps.
@@ -229,26 +361,37 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// same commit, so a state change and the record of it are never separated by a crash: the
 /// domain appends them to the log after the commit, and again on its next open if it stopped
 /// before that (skipping any already in the log).
-pub struct Transaction<'s> {
-    store: &'s Store,
-    inner: sqlx::Transaction<'static, sqlx::Any>,
+///
+/// It runs in a savepoint of the store's write group and holds the turn to write until it
+/// commits; dropped without committing, its savepoint is rolled back.
+pub struct Transaction {
+    /// The turn to write, held until the transaction commits or is dropped.
+    turn: Option<tokio::sync::OwnedMutexGuard<Writer>>,
+    savepoint: u64,
     entries: Vec<(String, Entry)>,
-    /// The store's write turn, held until the transaction commits or is dropped.
-    _writing: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
-impl Transaction<'_> {
+impl Transaction {
+    fn group(&mut self) -> Result<&mut Group, GatewayError> {
+        self.turn
+            .as_mut()
+            .and_then(|turn| turn.group.as_mut())
+            .ok_or_else(|| GatewayError::Internal("a transaction outlived its write group".into()))
+    }
+
     /// The next id of a kind, taken in this transaction: an id a failed transaction took is
     /// not used up.
     pub async fn next_id(&mut self, prefix: &str) -> Result<String, GatewayError> {
-        let row = sqlx::query(NEXT_ID_SQL).bind(prefix).fetch_one(&mut *self.inner).await?;
+        let group = self.group()?;
+        let row = sqlx::query(NEXT_ID_SQL).bind(prefix.to_string()).fetch_one(&mut *group.transaction).await?;
         let value: i64 = row.try_get("value")?;
         Ok(format!("{prefix}-{value}"))
     }
 
     /// Runs one statement; the number of rows it changed.
     pub async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, GatewayError> {
-        Ok(bind(sqlx::query(sql), params).execute(&mut *self.inner).await?.rows_affected())
+        let group = self.group()?;
+        Ok(bind(sqlx::query(sql), params).execute(&mut *group.transaction).await?.rows_affected())
     }
 
     /// Logs `entry` with this transaction's changes.
@@ -257,37 +400,44 @@ impl Transaction<'_> {
         self.entries.push((key, entry));
     }
 
-    /// Commits the statements and the pending entries (and forgets the pending rows of entries
-    /// that reached the log since the last commit); the entries to append to the log, with
-    /// their keys.
-    pub async fn commit(self) -> Result<Vec<(String, Entry)>, GatewayError> {
-        let store = self.store;
-        let settled = std::mem::take(&mut *lock(&store.settled));
-        let result = self.write_pending_and_commit(&settled).await;
-        if result.is_err() {
-            lock(&store.settled).extend(settled);
-        }
-        result
-    }
-
-    async fn write_pending_and_commit(mut self, settled: &[String]) -> Result<Vec<(String, Entry)>, GatewayError> {
-        for key in settled {
-            self.execute("DELETE FROM audit_pending WHERE key = $1", &[Param::Text(key)]).await?;
-        }
-        for (key, entry) in &self.entries {
+    /// Commits the statements and the pending entries with the write group; the entries to
+    /// append to the log, with their keys.
+    pub async fn commit(mut self) -> Result<Vec<(String, Entry)>, GatewayError> {
+        let entries = std::mem::take(&mut self.entries);
+        for (key, entry) in &entries {
             let bytes = String::from_utf8(entry.canonical_bytes())
                 .map_err(|error| GatewayError::internal("encoding an audit entry", error))?;
-            bind(
-                sqlx::query(
-                    "INSERT INTO audit_pending (key, entry, created_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
-                ),
+            self.execute(
+                "INSERT INTO audit_pending (key, entry, created_ms) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
                 &[Param::Text(key), Param::Text(&bytes), Param::Int(entry.time_unix_ms)],
             )
-            .execute(&mut *self.inner)
             .await?;
         }
-        self.inner.commit().await?;
-        Ok(self.entries)
+        // Not released: the group's COMMIT commits every savepoint still open, and only the
+        // newest one is ever rolled back (before anyone else writes), so nesting is harmless.
+        let mut outcome = self.group()?.outcome.subscribe();
+        // The group commits this transaction's changes, and the turn passes on.
+        self.turn = None;
+        let committed = outcome
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| GatewayError::Internal("the write group ended without an outcome".into()))?
+            .clone();
+        match committed {
+            Some(Ok(())) => Ok(entries),
+            Some(Err(error)) => Err(GatewayError::internal("committing to the metadata store", error)),
+            None => Err(GatewayError::Internal("the write group ended without an outcome".into())),
+        }
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        // Left before committing (an error, a refusal, a cancelled request): the next writer
+        // or the group's commit rolls its savepoint back first.
+        if let Some(group) = self.turn.as_mut().and_then(|turn| turn.group.as_mut()) {
+            group.abandoned = Some(self.savepoint);
+        }
     }
 }
 

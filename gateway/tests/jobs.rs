@@ -76,3 +76,29 @@ async fn an_organisation_runs_one_job_at_a_time_others_are_not_held_up_and_jobs_
     wait_while(&domain, green, &third, "running", Duration::from_secs(60)).await;
     assert_eq!(domain.job(green, &second, Duration::ZERO).await.expect("job").state, "cancelled");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_domain_holding_its_jobs_queues_them_and_starts_none_until_reopened() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let developer = principal("green-tech", Role::Developer);
+    let options = DomainOptions { hold_jobs: true, ..DomainOptions::default() };
+    let domain = Arc::new(Domain::open_with(dir.path(), "jobs.domain", &options).await.expect("the domain opens"));
+    common::register_energy_data(&domain, dir.path(), 300, 4).await;
+    let grant = common::granted(&domain, &developer, unseen_samples::scenarios::green_energy()).await;
+    let module = domain
+        .upload_module(&developer, &grant.id, unseen_samples::modules::GREEN_ENERGY.to_vec())
+        .await
+        .expect("upload");
+    let job = domain.run_job(&developer, &grant.id, &module.hash, Mode::Sample, "").await.expect("queued");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(domain.job(&developer, &job, Duration::ZERO).await.expect("job").state, "queued");
+    drop(domain);
+
+    // Opened again, as any domain that stopped with jobs queued: the job is interrupted.
+    let reopened = Arc::new(Domain::open(dir.path(), "jobs.domain").await.expect("reopens"));
+    let view = reopened.job(&developer, &job, Duration::ZERO).await.expect("job");
+    assert_eq!(view.state, "interrupted", "{view:?}");
+    let again = reopened.run_job(&developer, &grant.id, &module.hash, Mode::Sample, "").await.expect("queued");
+    let finished = reopened.job(&developer, &again, Duration::from_secs(120)).await.expect("job");
+    assert_eq!(finished.state, "succeeded", "{}", finished.error);
+}

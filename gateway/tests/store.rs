@@ -194,6 +194,62 @@ async fn an_id_its_row_and_its_log_entry_commit_together_and_a_failed_insert_lea
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn concurrent_transactions_commit_in_groups_and_one_that_fails_or_is_dropped_takes_back_only_itself() {
+    on_both("groups", async |store: &Store| {
+        const INSERT: &str =
+            "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES ($1, $2, $3, $4, 7)";
+        let before = store.group_commits();
+        let tasks: Vec<_> = (0..48)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let egress = format!("e-{n}");
+                    match n % 3 {
+                        0 => Some(insert_release(&store, &egress, INSERT).await.expect("insert")),
+                        // A NOT NULL violation: on PostgreSQL it aborts the whole database
+                        // transaction until its savepoint is rolled back.
+                        1 => {
+                            let sql = "INSERT INTO releases (id, egress_id) VALUES ($1, $2)";
+                            assert!(insert_release(&store, &egress, sql).await.is_err());
+                            None
+                        }
+                        // Dropped after taking an id and inserting, as a refused request is.
+                        _ => {
+                            let mut transaction = store.begin().await.expect("begin");
+                            let id = transaction.next_id("r").await.expect("id");
+                            let params =
+                                [Param::Text(&id), Param::Text(&egress), Param::Text("dev"), Param::Text("/d")];
+                            transaction.execute(INSERT, &params).await.expect("insert");
+                            transaction.log(entry_about(&id));
+                            None
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut committed = BTreeSet::new();
+        for task in tasks {
+            committed.extend(task.await.expect("task"));
+        }
+        let stored: BTreeSet<String> = store
+            .fetch("SELECT id FROM releases", &[])
+            .await
+            .expect("rows")
+            .into_iter()
+            .map(|row| row["id"].clone())
+            .collect();
+        let expected: BTreeSet<String> = (1..=16).map(|n| format!("r-{n}")).collect();
+        assert_eq!((&stored, &committed), (&expected, &expected), "only the committed rows, their ids without gaps");
+        assert_eq!(store.pending_entries().await.expect("pending").len(), 16, "only their log entries");
+        let groups = store.group_commits() - before;
+        assert!((1..16).contains(&groups), "16 concurrent commits shared {groups} group commits");
+        // The store goes on as usual afterwards.
+        assert_eq!(store.next_id("r").await.expect("id"), "r-17");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn rows_round_trip_text_and_large_integers_and_missing_rows_are_named() {
     on_both("rows", async |store: &Store| {
         let big = 1_764_000_000_000i64; // a millisecond timestamp, beyond 32 bits
