@@ -513,8 +513,10 @@ impl AuditLog {
                     }
                     span => span?,
                 };
-                for raw in span {
-                    let id = object_id_of(&raw.bytes)?;
+                // A chunk goes in whole or not at all, so a failed lookup leaves no duplicate
+                // behind for the next one.
+                let ids = span.iter().map(|raw| object_id_of(&raw.bytes)).collect::<Result<Vec<_>, _>>()?;
+                for (raw, id) in span.iter().zip(ids) {
                     match objects.entries.get_mut(id.as_ref()) {
                         Some(indexes) => indexes.push(raw.index),
                         None => {
@@ -522,9 +524,9 @@ impl AuditLog {
                         }
                     }
                 }
+                objects.upto = to;
                 from = to;
             }
-            objects.upto = durable;
             objects.entries.get(object_id).cloned().unwrap_or_default()
         };
         let pruned = self.pruned();

@@ -120,10 +120,9 @@ impl Group {
     }
 }
 
-/// Commits the open group once it has the turn: every writer queued before this task joined
-/// the group meanwhile.
-/// With it, the pending rows of the audit entries that reached the log since the last group
-/// are deleted.
+/// Commits the open group once it has the turn (every writer queued before this task has
+/// joined the group by then), deleting with it the pending rows of the audit entries that
+/// reached the log since the last group.
 async fn commit_group(writer: std::sync::Arc<tokio::sync::Mutex<Writer>>, store: Store) {
     let mut turn = writer.lock_owned().await;
     let Some(mut group) = turn.group.take() else { return };
@@ -272,10 +271,9 @@ impl Store {
                 None => {
                     let transaction = self.pool.begin().await?;
                     let (outcome, _) = tokio::sync::watch::channel(None);
-                    turn.group = Some(Group { transaction, members: 0, abandoned: None, broken: None, outcome });
                     // Queued behind every writer waiting now, who join the group first.
                     tokio::spawn(commit_group(std::sync::Arc::clone(&self.writer), self.clone()));
-                    turn.group.as_mut().ok_or_else(|| GatewayError::Internal("no write group".into()))?
+                    turn.group.insert(Group { transaction, members: 0, abandoned: None, broken: None, outcome })
                 }
             };
             group.roll_back_abandoned().await;

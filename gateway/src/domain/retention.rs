@@ -46,8 +46,8 @@ impl Domain {
     /// Prunes the bodies of the oldest audit entries (operators): those older than
     /// `before_unix_ms` (None: as old as the retention allows), stopping at the first entry
     /// still within the retention period or about a grant that is live or ended (was
-    /// terminated or expired) less than the retention period before `now_unix_ms`. Logs `audit.prune` first, so the
-    /// log never lacks the record of a prune.
+    /// terminated or expired) less than the retention period before `now_unix_ms`. Logs
+    /// `audit.prune` first, so the log never lacks the record of a prune.
     pub async fn prune_audit(
         &self,
         who: &Principal,
