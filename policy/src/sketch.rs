@@ -41,13 +41,23 @@ pub fn subject_key(value: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut words = value.chunks_exact(8);
     for word in &mut words {
-        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-        hash = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        hash = (hash ^ le_word(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
     }
-    let mut tail = [0u8; 8];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    hash = (hash ^ u64::from_le_bytes(tail)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // The last 1–7 bytes as a little-endian word padded with zeros. When the value is at least
+    // one word long they are the top bytes of its last eight, shifted down (no copy).
+    let tail = match words.remainder().len() {
+        0 => 0,
+        rest if value.len() >= 8 => le_word(&value[value.len() - 8..]) >> (8 * (8 - rest)),
+        _ => value.iter().rev().fold(0, |word, &byte| (word << 8) | u64::from(byte)),
+    };
+    hash = (hash ^ tail).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     mix(hash ^ value.len() as u64)
+}
+
+/// Eight bytes (a slice of exactly eight) as a little-endian word.
+#[inline]
+fn le_word(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes.try_into().unwrap_or_default())
 }
 
 /// The splitmix64 finaliser: spreads every input bit over the output.
@@ -72,13 +82,24 @@ pub fn width_for_threshold(k: u64) -> usize {
 struct Cell {
     /// Rows (signed in differences).
     rows: i64,
-    /// Σ rows × key.
-    key_sum: i128,
+    /// Σ rows × key, an i128 kept as its low and high words: with 8-byte alignment a cell is
+    /// 32 bytes, two to a cache line, where an `i128` field would make it 48.
+    key_sum: [u64; 2],
     /// Σ rows × check(key), wrapping.
     check_sum: u64,
 }
 
 impl Cell {
+    #[inline]
+    fn key_sum(&self) -> i128 {
+        (i128::from(self.key_sum[1] as i64) << 64) | i128::from(self.key_sum[0])
+    }
+
+    #[inline]
+    fn set_key_sum(&mut self, sum: i128) {
+        self.key_sum = [sum as u64, (sum >> 64) as u64];
+    }
+
     fn is_empty(&self) -> bool {
         *self == Self::default()
     }
@@ -86,7 +107,7 @@ impl Cell {
     #[inline]
     fn add(&mut self, key: u64, check: u64, rows: i64) {
         self.rows = self.rows.wrapping_add(rows);
-        self.key_sum = self.key_sum.wrapping_add(i128::from(key) * i128::from(rows));
+        self.set_key_sum(self.key_sum().wrapping_add(i128::from(key) * i128::from(rows)));
         self.check_sum = self.check_sum.wrapping_add(check.wrapping_mul(rows as u64));
     }
 
@@ -96,10 +117,11 @@ impl Cell {
             return None;
         }
         let rows = i128::from(self.rows);
-        if self.key_sum.checked_rem(rows)? != 0 {
+        let key_sum = self.key_sum();
+        if key_sum.checked_rem(rows)? != 0 {
             return None;
         }
-        let key = u64::try_from(self.key_sum.checked_div(rows)?).ok()?;
+        let key = u64::try_from(key_sum.checked_div(rows)?).ok()?;
         (self.check_sum == check(key).wrapping_mul(self.rows as u64)).then_some(key)
     }
 }
@@ -161,7 +183,7 @@ impl SubjectSketch {
         self.same_width(other)?;
         for (mine, theirs) in self.cells.iter_mut().zip(&other.cells) {
             mine.rows = mine.rows.wrapping_add(theirs.rows);
-            mine.key_sum = mine.key_sum.wrapping_add(theirs.key_sum);
+            mine.set_key_sum(mine.key_sum().wrapping_add(theirs.key_sum()));
             mine.check_sum = mine.check_sum.wrapping_add(theirs.check_sum);
         }
         Ok(())
@@ -190,10 +212,14 @@ impl SubjectSketch {
             .cells
             .iter()
             .zip(&other.cells)
-            .map(|(mine, theirs)| Cell {
-                rows: mine.rows.wrapping_sub(theirs.rows),
-                key_sum: mine.key_sum.wrapping_sub(theirs.key_sum),
-                check_sum: mine.check_sum.wrapping_sub(theirs.check_sum),
+            .map(|(mine, theirs)| {
+                let mut cell = Cell {
+                    rows: mine.rows.wrapping_sub(theirs.rows),
+                    key_sum: [0; 2],
+                    check_sum: mine.check_sum.wrapping_sub(theirs.check_sum),
+                };
+                cell.set_key_sum(mine.key_sum().wrapping_sub(theirs.key_sum()));
+                cell
             })
             .collect();
         let nonzero = cells.iter().filter(|cell| !cell.is_empty()).count();
@@ -224,15 +250,21 @@ impl SubjectSketch {
 
     /// The encoded form: a format byte, the width (u32 LE), then each cell.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(5 + self.cells.len() * CELL_BYTES);
+        let mut bytes = Vec::new();
+        self.write_bytes(&mut bytes);
+        bytes
+    }
+
+    /// Appends [`Self::to_bytes`] to `bytes`.
+    pub fn write_bytes(&self, bytes: &mut Vec<u8>) {
+        bytes.reserve(5 + self.cells.len() * CELL_BYTES);
         bytes.push(FORMAT);
         bytes.extend_from_slice(&(self.width as u32).to_le_bytes());
         for cell in &self.cells {
             bytes.extend_from_slice(&cell.rows.to_le_bytes());
-            bytes.extend_from_slice(&cell.key_sum.to_le_bytes());
+            bytes.extend_from_slice(&cell.key_sum().to_le_bytes());
             bytes.extend_from_slice(&cell.check_sum.to_le_bytes());
         }
-        bytes
     }
 
     /// Decodes [`Self::to_bytes`]; anything else is refused with what was wrong.
@@ -252,11 +284,13 @@ impl SubjectSketch {
             .map(|cell| {
                 let (rows, rest) = cell.split_at(8);
                 let (key_sum, check_sum) = rest.split_at(16);
-                Cell {
+                let mut cell = Cell {
                     rows: i64::from_le_bytes(rows.try_into().unwrap_or_default()),
-                    key_sum: i128::from_le_bytes(key_sum.try_into().unwrap_or_default()),
+                    key_sum: [0; 2],
                     check_sum: u64::from_le_bytes(check_sum.try_into().unwrap_or_default()),
-                }
+                };
+                cell.set_key_sum(i128::from_le_bytes(key_sum.try_into().unwrap_or_default()));
+                cell
             })
             .collect();
         Ok(Self { width, cells })
@@ -288,6 +322,40 @@ mod tests {
         }
         sketch
     }
+
+    /// The key as first defined (byte-wise tail copy); the fast form must never differ from it,
+    /// because sketches kept with releases are compared with sketches later builds make.
+    fn reference_key(value: &[u8]) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut words = value.chunks_exact(8);
+        for word in &mut words {
+            hash = (hash ^ u64::from_le_bytes(word.try_into().expect("8 bytes")))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .rotate_left(29);
+        }
+        let mut tail = [0u8; 8];
+        tail[..words.remainder().len()].copy_from_slice(words.remainder());
+        hash = (hash ^ u64::from_le_bytes(tail)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        mix(hash ^ value.len() as u64)
+    }
+
+    #[test]
+    fn subject_keys_never_change() {
+        let bytes: Vec<u8> = (0..70u32).map(|i| (i * 37 + 11) as u8 ^ 0xa5).collect();
+        for start in 0..3 {
+            for end in start..bytes.len() {
+                assert_eq!(subject_key(&bytes[start..end]), reference_key(&bytes[start..end]), "{start}..{end}");
+            }
+        }
+        // Pinned: a change here would make every stored sketch incomparable.
+        assert_eq!(subject_key(b""), GOLDEN[0]);
+        assert_eq!(subject_key("91330500MA0000001".as_bytes()), GOLDEN[1]);
+        assert_eq!(subject_key("浙江某某纺织有限公司".as_bytes()), GOLDEN[2]);
+        assert_eq!(subject_key(&7u64.to_le_bytes()), GOLDEN[3]);
+    }
+
+    const GOLDEN: [u64; 4] =
+        [577_409_809_830_185_139, 11_921_634_026_837_090_691, 13_129_751_372_362_775_403, 14_731_905_356_992_812_206];
 
     #[test]
     fn small_differences_are_read_back_exactly() {

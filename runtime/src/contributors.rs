@@ -3,9 +3,10 @@
 //!
 //! A threshold rule needs to know whether a group has at least k distinct subjects, never how
 //! many more. Counting up to k is far cheaper than an exact COUNT(DISTINCT): once a group holds
-//! k distinct subjects its state is frozen and later rows cost one comparison. Subjects are kept
-//! as 64-bit hashes under a fixed seed, so partial states from different partitions merge. A
-//! hash collision can only make two subjects count as one, which errs towards suppression.
+//! k distinct subjects its state is frozen and later rows cost one comparison. Subjects arrive
+//! as their 64-bit keys (the [`crate::subject_key`] column), so partial states from different
+//! partitions merge. A key collision can only make two subjects count as one, which errs
+//! towards suppression. Null keys (rows without a subject) are not counted.
 //!
 //! The function is registered under [`CONTRIBUTORS_FUNCTION`] by the governed session only as
 //! a plan node the host adds; modules cannot call it by name because it is not in the SQL
@@ -16,7 +17,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, UInt64Array};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, UInt64Type};
-use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -26,10 +26,9 @@ use datafusion::logical_expr::{
 /// The name of the contributor counter in plans.
 pub const CONTRIBUTORS_FUNCTION: &str = "unseen_contributors";
 
-/// Fixed so that every partition hashes a subject to the same value.
-const SUBJECT_HASH_SEED: u64 = 0x756e_7365_656e_2d6b;
+use crate::subject_key::key_argument;
 
-/// `unseen_contributors(subject)`: distinct non-null subjects of a group, counted up to `cap`.
+/// `unseen_contributors(subject_key)`: distinct non-null subjects of a group, counted up to `cap`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CappedContributors {
     signature: Signature,
@@ -40,7 +39,7 @@ impl CappedContributors {
     /// A counter that stops at `cap` (the grant's threshold k). A cap below 1 counts to 1.
     pub fn new(cap: u64) -> Self {
         let cap = usize::try_from(cap).unwrap_or(usize::MAX).max(1);
-        Self { signature: Signature::any(1, Volatility::Immutable), cap }
+        Self { signature: Signature::exact(vec![DataType::UInt64], Volatility::Immutable), cap }
     }
 
     /// The counter as an aggregate function a plan can call.
@@ -72,14 +71,14 @@ impl AggregateUDFImpl for CappedContributors {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![Arc::new(Field::new_list(
-            format!("{}_subject_hashes", args.name),
+            format!("{}_subject_keys", args.name),
             Field::new_list_field(DataType::UInt64, false),
             false,
         ))])
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(GroupCounter { subjects: Vec::new(), cap: self.cap, hashes: Vec::new() }))
+        Ok(Box::new(GroupCounter { subjects: Vec::new(), cap: self.cap }))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -87,7 +86,7 @@ impl AggregateUDFImpl for CappedContributors {
     }
 
     fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(GroupsCounter { groups: Vec::new(), cap: self.cap, hashes: Vec::new() }))
+        Ok(Box::new(GroupsCounter { groups: Vec::new(), cap: self.cap }))
     }
 }
 
@@ -99,16 +98,7 @@ fn insert(subjects: &mut Vec<u64>, hash: u64, cap: usize) {
     }
 }
 
-/// Hashes every row of `subjects` into `buffer`, reusing its allocation; the same subject
-/// hashes the same in every partition and in every host function.
-pub(crate) fn hash_subjects<'a>(subjects: &ArrayRef, buffer: &'a mut Vec<u64>) -> Result<&'a [u64]> {
-    buffer.clear();
-    buffer.resize(subjects.len(), 0);
-    create_hashes([subjects], &RandomState::with_seed(SUBJECT_HASH_SEED), buffer)?;
-    Ok(buffer)
-}
-
-/// The subject hashes of each group as a list array, the function's intermediate state.
+/// The subject keys of each group as a list array, the function's intermediate state.
 fn to_state(groups: Vec<Vec<u64>>) -> ArrayRef {
     let lengths = groups.iter().map(Vec::len);
     let offsets = OffsetBuffer::from_lengths(lengths);
@@ -125,19 +115,17 @@ fn count(subjects: &[u64]) -> i64 {
 struct GroupCounter {
     subjects: Vec<u64>,
     cap: usize,
-    hashes: Vec<u64>,
 }
 
 impl Accumulator for GroupCounter {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let Some(subjects) = values.first() else { return internal_err!("{CONTRIBUTORS_FUNCTION} takes one argument") };
-        if self.subjects.len() >= self.cap {
-            return Ok(());
-        }
-        let hashes = hash_subjects(subjects, &mut self.hashes)?;
-        for (row, &hash) in hashes.iter().enumerate() {
-            if subjects.is_valid(row) {
-                insert(&mut self.subjects, hash, self.cap);
+        let keys = key_argument(values, CONTRIBUTORS_FUNCTION)?;
+        for (row, &key) in keys.values().iter().enumerate() {
+            if self.subjects.len() >= self.cap {
+                break;
+            }
+            if keys.is_valid(row) {
+                insert(&mut self.subjects, key, self.cap);
             }
         }
         Ok(())
@@ -148,7 +136,7 @@ impl Accumulator for GroupCounter {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + (self.subjects.capacity() + self.hashes.capacity()) * 8
+        std::mem::size_of_val(self) + self.subjects.capacity() * 8
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -171,7 +159,6 @@ impl Accumulator for GroupCounter {
 struct GroupsCounter {
     groups: Vec<Vec<u64>>,
     cap: usize,
-    hashes: Vec<u64>,
 }
 
 impl GroupsCounter {
@@ -191,21 +178,18 @@ impl GroupsAccumulator for GroupsCounter {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        let Some(subjects) = values.first() else { return internal_err!("{CONTRIBUTORS_FUNCTION} takes one argument") };
+        let keys = key_argument(values, CONTRIBUTORS_FUNCTION)?;
         self.groups.resize_with(total_num_groups, Vec::new);
         // Once every group a batch touches is full, the batch costs one pass over its indices.
         if !self.has_room(group_indices, opt_filter) {
             return Ok(());
         }
-        let mut hashes = std::mem::take(&mut self.hashes);
-        let hashed = hash_subjects(subjects, &mut hashes)?;
-        for (row, (&group, &hash)) in group_indices.iter().zip(hashed).enumerate() {
+        for (row, (&group, &key)) in group_indices.iter().zip(keys.values()).enumerate() {
             let selected = opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row));
-            if selected && subjects.is_valid(row) {
-                insert(&mut self.groups[group], hash, self.cap);
+            if selected && keys.is_valid(row) {
+                insert(&mut self.groups[group], key, self.cap);
             }
         }
-        self.hashes = hashes;
         Ok(())
     }
 
@@ -236,15 +220,14 @@ impl GroupsAccumulator for GroupsCounter {
 
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
         // One row, one group: each row's state holds its own subject, unless filtered or null.
-        let Some(subjects) = values.first() else { return internal_err!("{CONTRIBUTORS_FUNCTION} takes one argument") };
-        let mut hashes = Vec::new();
-        let hashed = hash_subjects(subjects, &mut hashes)?;
-        let groups = hashed
+        let keys = key_argument(values, CONTRIBUTORS_FUNCTION)?;
+        let groups = keys
+            .values()
             .iter()
             .enumerate()
-            .map(|(row, &hash)| {
+            .map(|(row, &key)| {
                 let selected = opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row));
-                if selected && subjects.is_valid(row) { vec![hash] } else { Vec::new() }
+                if selected && keys.is_valid(row) { vec![key] } else { Vec::new() }
             })
             .collect();
         Ok(vec![to_state(groups)])
@@ -254,7 +237,6 @@ impl GroupsAccumulator for GroupsCounter {
         std::mem::size_of_val(self)
             + self.groups.capacity() * std::mem::size_of::<Vec<u64>>()
             + self.groups.iter().map(|subjects| subjects.capacity() * 8).sum::<usize>()
-            + self.hashes.capacity() * 8
     }
 }
 
@@ -263,14 +245,17 @@ mod tests {
     use datafusion::arrow::array::{Int64Array, StringArray};
 
     use super::*;
+    use crate::subject_key::subject_keys;
 
+    /// The key column the host computes for these subjects.
     fn strings(values: &[Option<&str>]) -> ArrayRef {
-        Arc::new(StringArray::from(values.to_vec()))
+        let subjects: ArrayRef = Arc::new(StringArray::from(values.to_vec()));
+        Arc::new(subject_keys(&subjects).expect("keys"))
     }
 
     #[test]
     fn counts_distinct_subjects_per_group_up_to_the_cap() {
-        let mut counter = GroupsCounter { groups: Vec::new(), cap: 3, hashes: Vec::new() };
+        let mut counter = GroupsCounter { groups: Vec::new(), cap: 3 };
         let subjects = strings(&[Some("a"), Some("a"), Some("b"), None, Some("c"), Some("d"), Some("e"), Some("x")]);
         counter.update_batch(&[subjects], &[0, 0, 0, 0, 1, 1, 1, 2], None, 3).unwrap();
         let more = strings(&[Some("f"), Some("b")]);
@@ -282,12 +267,15 @@ mod tests {
 
     #[test]
     fn partial_states_merge_without_double_counting() {
-        let mut left = GroupsCounter { groups: Vec::new(), cap: 10, hashes: Vec::new() };
-        let mut right = GroupsCounter { groups: Vec::new(), cap: 10, hashes: Vec::new() };
-        let ids: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
-        left.update_batch(&[ids], &[0, 0, 0], None, 1).unwrap();
-        right.update_batch(&[Arc::new(Int64Array::from(vec![3, 4])) as ArrayRef], &[0, 0], None, 1).unwrap();
-        let mut merged = GroupsCounter { groups: Vec::new(), cap: 10, hashes: Vec::new() };
+        let mut left = GroupsCounter { groups: Vec::new(), cap: 10 };
+        let mut right = GroupsCounter { groups: Vec::new(), cap: 10 };
+        let ids = |values: Vec<i64>| -> ArrayRef {
+            let ids: ArrayRef = Arc::new(Int64Array::from(values));
+            Arc::new(subject_keys(&ids).expect("keys"))
+        };
+        left.update_batch(&[ids(vec![1, 2, 3])], &[0, 0, 0], None, 1).unwrap();
+        right.update_batch(&[ids(vec![3, 4])], &[0, 0], None, 1).unwrap();
+        let mut merged = GroupsCounter { groups: Vec::new(), cap: 10 };
         merged.merge_batch(&left.state(EmitTo::All).unwrap(), &[0], 1).unwrap();
         merged.merge_batch(&right.state(EmitTo::All).unwrap(), &[0], 1).unwrap();
         let counts = merged.evaluate(EmitTo::All).unwrap();
@@ -296,7 +284,7 @@ mod tests {
 
     #[test]
     fn filtered_rows_do_not_count() {
-        let mut counter = GroupsCounter { groups: Vec::new(), cap: 10, hashes: Vec::new() };
+        let mut counter = GroupsCounter { groups: Vec::new(), cap: 10 };
         let filter = BooleanArray::from(vec![Some(true), Some(false), None]);
         counter.update_batch(&[strings(&[Some("a"), Some("b"), Some("c")])], &[0, 0, 0], Some(&filter), 1).unwrap();
         let counts = counter.evaluate(EmitTo::All).unwrap();
@@ -305,10 +293,10 @@ mod tests {
 
     #[test]
     fn one_group_counter_states_round_trip() {
-        let mut counter = GroupCounter { subjects: Vec::new(), cap: 5, hashes: Vec::new() };
+        let mut counter = GroupCounter { subjects: Vec::new(), cap: 5 };
         counter.update_batch(&[strings(&[Some("a"), Some("b"), Some("a")])]).unwrap();
         let ScalarValue::List(state) = counter.state().unwrap().remove(0) else { panic!("a list state") };
-        let mut merged = GroupCounter { subjects: Vec::new(), cap: 5, hashes: Vec::new() };
+        let mut merged = GroupCounter { subjects: Vec::new(), cap: 5 };
         merged.merge_batch(&[state as ArrayRef]).unwrap();
         merged.update_batch(&[strings(&[Some("c")])]).unwrap();
         assert_eq!(merged.evaluate().unwrap(), ScalarValue::Int64(Some(3)));

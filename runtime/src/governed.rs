@@ -17,7 +17,7 @@ use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
-use datafusion::common::tree_node::TreeNode;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema};
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::utils::split_conjunction;
@@ -40,6 +40,7 @@ use crate::contributors::CappedContributors;
 use crate::granted_table::GrantedTable;
 use crate::largest::LargestContributions;
 use crate::pseudonym::Pseudonymiser;
+use crate::subject_key::SubjectKeys;
 use crate::subject_sketch::{self, SubjectSketcher};
 
 /// Rows and bytes the leaves of an executed plan read from storage, for metering.
@@ -53,10 +54,14 @@ fn scanned(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
     plan.children().into_iter().map(scanned).fold((0, 0), |(rows, bytes), (r, b)| (rows + r, bytes + b))
 }
 
+/// Prefix of every column name the host adds; a module's query may not use it.
+const RESERVED_PREFIX: &str = "__unseen";
 /// Name prefix of the host's hidden contributor columns; never reaches a module.
 const CONTRIBUTORS_PREFIX: &str = "__unseen_contributors_";
 /// Name prefix of subject columns the host carries up through subqueries to count them.
 const CARRIED_SUBJECT_PREFIX: &str = "__unseen_subject_";
+/// Name of the subject key column the host computes under an aggregate, per subject kind.
+const SUBJECT_KEY_PREFIX: &str = "__unseen_subject_key_";
 /// Name prefix of the host's hidden largest-contributions columns; never reaches a module.
 const LARGEST_PREFIX: &str = "__unseen_largest_";
 /// Name prefix of the host's hidden subject-sketch columns; never reaches a module.
@@ -330,6 +335,7 @@ impl GovernedSession {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|_| refusal("statement", "only queries may run in a domain; DDL, DML and statements are refused"))?;
+        refuse_reserved_names(&plan)?;
 
         let mut walker = Walker {
             session: self,
@@ -907,7 +913,7 @@ impl Walker<'_> {
         let rebuilt = match plan {
             LogicalPlan::Aggregate(aggregate) => {
                 let mut input = Arc::clone(&aggregate.input);
-                let mut aggr_expr = aggregate.aggr_expr.clone();
+                let mut subjects = Vec::new();
                 for kind in self.subject_kinds.clone() {
                     let column = match self.subject_field(&input, kind)? {
                         Some(column) => column,
@@ -925,24 +931,39 @@ impl Walker<'_> {
                             column
                         }
                     };
+                    subjects.push((kind, column));
+                }
+                // Each subject is keyed once, under the aggregate, for every host function.
+                let mut exprs: Vec<Expr> = input.schema().columns().into_iter().map(Expr::Column).collect();
+                for (kind, column) in &subjects {
+                    exprs.push(
+                        SubjectKeys::udf()
+                            .call(vec![Expr::Column(column.clone())])
+                            .alias(format!("{SUBJECT_KEY_PREFIX}{}", kind.as_str())),
+                    );
+                }
+                let input = Arc::new(LogicalPlan::Projection(Projection::try_new(exprs, input).map_err(internal)?));
+                let mut aggr_expr = aggregate.aggr_expr.clone();
+                for (kind, _) in subjects {
+                    let key = Expr::Column(Column::from_name(format!("{SUBJECT_KEY_PREFIX}{}", kind.as_str())));
                     let disclosure = &self.session.grant.application.disclosure;
                     aggr_expr.push(
                         CappedContributors::udaf(disclosure.threshold_k)
-                            .call(vec![Expr::Column(column.clone())])
+                            .call(vec![key.clone()])
                             .alias(format!("{CONTRIBUTORS_PREFIX}{}", kind.as_str())),
                     );
                     if disclosure.differencing {
                         aggr_expr.push(
                             SubjectSketcher::udaf(disclosure.threshold_k)
-                                .call(vec![Expr::Column(column.clone())])
+                                .call(vec![key.clone()])
                                 .alias(format!("{SKETCH_PREFIX}{}", kind.as_str())),
                         );
                     }
                     for (position, expr) in aggregate.aggr_expr.iter().enumerate() {
                         let Some((argument, filter)) = magnitude_argument(expr, input.schema()) else { continue };
                         let hidden = format!("{LARGEST_PREFIX}{position}_{}", kind.as_str());
-                        let call = LargestContributions::udaf()
-                            .call(vec![Expr::Column(column.clone()), cast(argument, DataType::Float64)]);
+                        let call =
+                            LargestContributions::udaf().call(vec![key.clone(), cast(argument, DataType::Float64)]);
                         let call = match filter {
                             Some(filter) => call.filter(filter).build().map_err(internal)?,
                             None => call,
@@ -992,6 +1013,28 @@ impl Walker<'_> {
             _ => return Ok(None),
         };
         Ok(Some(rebuilt))
+    }
+}
+
+/// Refuses a query that names a column (an alias, a subquery's output) with the host's
+/// reserved prefix: such a column could pass for the host's hidden contributor count or
+/// subject key.
+fn refuse_reserved_names(plan: &LogicalPlan) -> Result<(), RuntimeError> {
+    let mut reserved = None;
+    plan.apply_with_subqueries(|node| {
+        reserved = node.schema().fields().iter().find(|field| field.name().starts_with(RESERVED_PREFIX)).cloned();
+        Ok(if reserved.is_some() { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    })
+    .map_err(|error| RuntimeError::Internal(error.to_string()))?;
+    match reserved {
+        Some(field) => Err(refusal(
+            "reserved_name",
+            &format!(
+                "column name \"{}\" starts with \"{RESERVED_PREFIX}\", which the host reserves for its own columns; choose another alias",
+                field.name()
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

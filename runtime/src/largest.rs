@@ -6,15 +6,16 @@
 //! company's consumption. Per group the summary keeps the exact total of |value| and, while
 //! the group has at most [`EXACT_SUBJECTS`] subjects — the small groups where dominance bites —
 //! each subject's exact total. A group with more subjects is folded into [`BUCKETS`] buckets by
-//! subject hash, and every later row costs one addition. A bucket's sum is at least the
+//! subject key, and every later row costs one addition. A bucket's sum is at least the
 //! contribution of any subject in it, and the i largest subjects lie in at most i buckets, so
 //! the sum of the i largest reported amounts is never below the sum of the i largest true
 //! contributions. Dominance rules need only the largest and such prefix sums, so judged on
 //! these amounts they err towards suppression, never towards release.
 //!
 //! Contributions are absolute values so that negative rows cannot hide a dominant subject.
-//! Rows without a subject count as one unknown subject (more suppression, never less); rows
-//! without a value contribute nothing. Like the contributor counter this function is added by
+//! Subjects arrive as their keys (the [`crate::subject_key`] column). Rows without a subject
+//! count as one unknown subject (more suppression, never less); rows without a value
+//! contribute nothing. Like the contributor counter this function is added by
 //! the host and is not in the SQL function registry.
 
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, TypeSignature, Volatility,
 };
 
-use crate::contributors::hash_subjects;
+use crate::subject_key::{key_argument, unknown_subject_key};
 
 /// The name of the summary in plans.
 pub const LARGEST_FUNCTION: &str = "unseen_largest_contributions";
@@ -42,7 +43,7 @@ pub const BUCKETS: usize = 32;
 /// most this).
 pub const REPORTED_LARGEST: usize = unseen_policy::MAX_DOMINANCE_N;
 
-/// `unseen_largest_contributions(subject, value)`: per group, the exact total of |value| and
+/// `unseen_largest_contributions(subject_key, value)`: per group, the exact total of |value| and
 /// the largest per-subject totals (exact, or bucket sums whose prefix sums bound the true
 /// ones from above), as a struct `{total, largest}`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -51,9 +52,14 @@ pub struct LargestContributions {
 }
 
 impl LargestContributions {
-    /// The summary as an aggregate function a plan can call with (subject, Float64 value).
+    /// The summary as an aggregate function a plan can call with (subject key, Float64 value).
     pub fn udaf() -> Arc<AggregateUDF> {
-        Arc::new(AggregateUDF::from(Self { signature: Signature::new(TypeSignature::Any(2), Volatility::Immutable) }))
+        Arc::new(AggregateUDF::from(Self {
+            signature: Signature::new(
+                TypeSignature::Exact(vec![DataType::UInt64, DataType::Float64]),
+                Volatility::Immutable,
+            ),
+        }))
     }
 
     /// The struct the function returns.
@@ -101,7 +107,7 @@ impl AggregateUDFImpl for LargestContributions {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(OneGroup { summary: Summary::default(), hashes: Vec::new() }))
+        Ok(Box::new(OneGroup { summary: Summary::default() }))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -109,14 +115,14 @@ impl AggregateUDFImpl for LargestContributions {
     }
 
     fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(AllGroups { groups: Vec::new(), hashes: Vec::new() }))
+        Ok(Box::new(AllGroups { groups: Vec::new() }))
     }
 }
 
 /// One group's contributions: exact per subject, or folded into buckets.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Summary {
-    /// Subject hashes while exact (at most [`EXACT_SUBJECTS`]); empty once bucketed.
+    /// Subject keys while exact (at most [`EXACT_SUBJECTS`]); empty once bucketed.
     subjects: Vec<u64>,
     /// Each subject's total |value| (parallel to `subjects`), or the [`BUCKETS`] bucket sums.
     amounts: Vec<f64>,
@@ -126,7 +132,7 @@ struct Summary {
     total: f64,
 }
 
-/// A subject's bucket: high bits of its hash, independent of the low bits hash tables use.
+/// A subject's bucket: high bits of its key.
 #[inline]
 fn bucket(subject: u64) -> usize {
     (subject >> 40) as usize % BUCKETS
@@ -189,12 +195,16 @@ impl Summary {
     }
 }
 
-fn arguments(values: &[ArrayRef]) -> Result<(&ArrayRef, &Float64Array)> {
-    let [subjects, amounts] = values else { return internal_err!("{LARGEST_FUNCTION} takes (subject, value)") };
+/// Each row's subject key (the unknown subject's for a null) and its value.
+fn arguments(values: &[ArrayRef]) -> Result<(impl Iterator<Item = u64> + '_, &Float64Array)> {
+    let [_, amounts] = values else { return internal_err!("{LARGEST_FUNCTION} takes (subject key, value)") };
+    let keys = key_argument(values, LARGEST_FUNCTION)?;
     let Some(amounts) = amounts.as_primitive_opt::<Float64Type>() else {
         return internal_err!("{LARGEST_FUNCTION} takes a Float64 value, got {}", amounts.data_type());
     };
-    Ok((subjects, amounts))
+    let unknown = unknown_subject_key();
+    let keys = keys.values().iter().enumerate().map(move |(row, &key)| if keys.is_valid(row) { key } else { unknown });
+    Ok((keys, amounts))
 }
 
 fn list<T>(rows: impl Iterator<Item = Vec<T>>, item: DataType, values: impl Fn(Vec<T>) -> ArrayRef) -> ArrayRef {
@@ -256,16 +266,14 @@ fn for_each_state(states: &[ArrayRef], mut merge: impl FnMut(usize, &[u64], &[f6
 #[derive(Debug)]
 struct OneGroup {
     summary: Summary,
-    hashes: Vec<u64>,
 }
 
 impl Accumulator for OneGroup {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let (subjects, amounts) = arguments(values)?;
-        let hashes = hash_subjects(subjects, &mut self.hashes)?;
-        for (row, &hash) in hashes.iter().enumerate() {
+        let (keys, amounts) = arguments(values)?;
+        for (row, key) in keys.enumerate() {
             if amounts.is_valid(row) {
-                self.summary.add(hash, amounts.value(row).abs());
+                self.summary.add(key, amounts.value(row).abs());
             }
         }
         Ok(())
@@ -277,7 +285,7 @@ impl Accumulator for OneGroup {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.summary.subjects.capacity() * 16 + self.hashes.capacity() * 8
+        std::mem::size_of_val(self) + self.summary.subjects.capacity() * 16
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
@@ -297,7 +305,6 @@ impl Accumulator for OneGroup {
 /// The summaries of every group of a GROUP BY.
 struct AllGroups {
     groups: Vec<Summary>,
-    hashes: Vec<u64>,
 }
 
 impl GroupsAccumulator for AllGroups {
@@ -308,17 +315,14 @@ impl GroupsAccumulator for AllGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        let (subjects, amounts) = arguments(values)?;
+        let (keys, amounts) = arguments(values)?;
         self.groups.resize_with(total_num_groups, Summary::default);
-        let mut hashes = std::mem::take(&mut self.hashes);
-        let hashed = hash_subjects(subjects, &mut hashes)?;
-        for (row, (&group, &hash)) in group_indices.iter().zip(hashed).enumerate() {
+        for (row, (&group, key)) in group_indices.iter().zip(keys).enumerate() {
             let selected = opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row));
             if selected && amounts.is_valid(row) {
-                self.groups[group].add(hash, amounts.value(row).abs());
+                self.groups[group].add(key, amounts.value(row).abs());
             }
         }
-        self.hashes = hashes;
         Ok(())
     }
 
@@ -338,17 +342,14 @@ impl GroupsAccumulator for AllGroups {
     }
 
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
-        let (subjects, amounts) = arguments(values)?;
-        let mut hashes = Vec::new();
-        let hashed = hash_subjects(subjects, &mut hashes)?;
-        let summaries = hashed
-            .iter()
+        let (keys, amounts) = arguments(values)?;
+        let summaries = keys
             .enumerate()
-            .map(|(row, &hash)| {
+            .map(|(row, key)| {
                 let mut summary = Summary::default();
                 let selected = opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row));
                 if selected && amounts.is_valid(row) {
-                    summary.add(hash, amounts.value(row).abs());
+                    summary.add(key, amounts.value(row).abs());
                 }
                 summary
             })
@@ -360,7 +361,6 @@ impl GroupsAccumulator for AllGroups {
         std::mem::size_of_val(self)
             + self.groups.capacity() * std::mem::size_of::<Summary>()
             + self.groups.iter().map(|summary| summary.subjects.capacity() * 16).sum::<usize>()
-            + self.hashes.capacity() * 8
     }
 }
 
@@ -371,9 +371,12 @@ mod tests {
     use datafusion::arrow::array::StringArray;
 
     use super::*;
+    use crate::subject_key::subject_keys;
 
+    /// The key column the host computes for these subjects.
     fn subjects(values: &[&str]) -> ArrayRef {
-        Arc::new(StringArray::from(values.to_vec()))
+        let subjects: ArrayRef = Arc::new(StringArray::from(values.to_vec()));
+        Arc::new(subject_keys(&subjects).expect("keys"))
     }
 
     fn amounts(values: &[Option<f64>]) -> ArrayRef {
@@ -391,7 +394,7 @@ mod tests {
 
     #[test]
     fn small_groups_are_exact_per_subject_not_per_row() {
-        let mut groups = AllGroups { groups: Vec::new(), hashes: Vec::new() };
+        let mut groups = AllGroups { groups: Vec::new() };
         // Group 0: company a has three monthly rows (one negative), b one, c none (null value).
         let values = [
             subjects(&["a", "a", "b", "a", "c", "x"]),
@@ -429,7 +432,7 @@ mod tests {
     }
 
     fn summarise(rows: &[(String, f64)]) -> AllGroups {
-        let mut groups = AllGroups { groups: Vec::new(), hashes: Vec::new() };
+        let mut groups = AllGroups { groups: Vec::new() };
         let names: Vec<&str> = rows.iter().map(|(subject, _)| subject.as_str()).collect();
         let values: Vec<Option<f64>> = rows.iter().map(|(_, amount)| Some(*amount)).collect();
         groups.update_batch(&[subjects(&names), amounts(&values)], &vec![0; rows.len()], None, 1).unwrap();
@@ -462,7 +465,7 @@ mod tests {
     fn merged_partitions_never_underestimate() {
         let rows = stream(30_000);
         let (total, exact) = exact_largest(&rows);
-        let mut merged = AllGroups { groups: Vec::new(), hashes: Vec::new() };
+        let mut merged = AllGroups { groups: Vec::new() };
         for part in rows.chunks(7_000) {
             let state = summarise(part).state(EmitTo::All).unwrap();
             merged.merge_batch(&state, &[0], 1).unwrap();
@@ -474,17 +477,17 @@ mod tests {
 
     #[test]
     fn one_group_state_round_trips_and_rows_become_states() {
-        let mut one = OneGroup { summary: Summary::default(), hashes: Vec::new() };
+        let mut one = OneGroup { summary: Summary::default() };
         one.update_batch(&[subjects(&["a", "b", "a"]), amounts(&[Some(1.0), Some(2.0), Some(3.0)])]).unwrap();
         let state: Vec<ArrayRef> = one.state().unwrap().into_iter().map(|scalar| scalar.to_array().unwrap()).collect();
-        let mut merged = OneGroup { summary: Summary::default(), hashes: Vec::new() };
+        let mut merged = OneGroup { summary: Summary::default() };
         merged.merge_batch(&state).unwrap();
         let result = totals_and_largest(&merged.evaluate().unwrap().to_array().unwrap());
         assert_eq!(result[0], (6.0, vec![4.0, 2.0]));
 
-        let groups = AllGroups { groups: Vec::new(), hashes: Vec::new() };
+        let groups = AllGroups { groups: Vec::new() };
         let states = groups.convert_to_state(&[subjects(&["a", "b"]), amounts(&[Some(-1.5), None])], None).unwrap();
-        let mut merged = AllGroups { groups: Vec::new(), hashes: Vec::new() };
+        let mut merged = AllGroups { groups: Vec::new() };
         merged.merge_batch(&states, &[0, 0], 1).unwrap();
         let result = totals_and_largest(&merged.evaluate(EmitTo::All).unwrap());
         assert_eq!(result[0], (1.5, vec![1.5]));

@@ -14,6 +14,7 @@ pub mod identifier_index;
 pub mod largest;
 pub mod pseudonym;
 pub mod sample;
+pub mod subject_key;
 pub mod subject_sketch;
 pub mod verification;
 

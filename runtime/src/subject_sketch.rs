@@ -4,22 +4,25 @@
 //! A group with few subjects keeps an exact list of (subject key, rows); past
 //! [`EXACT_SUBJECTS`] it becomes a sketch of fixed size (`3 × 2k` cells). States and results
 //! are bytes: the list form (tag [`LIST_FORMAT`]) or the sketch's own encoding, so a GROUP BY
-//! with a million small groups costs a few bytes per group, not a sketch each. Subject keys
-//! are [`subject_key`] of the stored value's bytes: stable across builds, because sketches are
-//! kept with releases and compared with later ones. Rows without a subject are one unknown
-//! subject. Added by the host only when the grant checks differencing; not in the SQL registry.
+//! with a million small groups costs a few bytes per group, not a sketch each. Subjects
+//! arrive as their keys (the [`crate::subject_key`] column: `subject_key` of the stored
+//! value's text, stable across builds, because sketches are kept with releases and compared
+//! with later ones). Rows without a subject are one unknown subject. Added by the host only
+//! when the grant checks differencing; not in the SQL registry.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, BooleanArray};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{Result, ScalarValue, exec_err, internal_err};
+use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
-use unseen_policy::sketch::{SubjectSketch, subject_key, width_for_threshold};
+use unseen_policy::sketch::{SubjectSketch, width_for_threshold};
+
+use crate::subject_key::{key_argument, unknown_subject_key};
 
 /// The name of the function in plans.
 pub const SKETCH_FUNCTION: &str = "unseen_subject_sketch";
@@ -27,10 +30,8 @@ pub const SKETCH_FUNCTION: &str = "unseen_subject_sketch";
 pub const EXACT_SUBJECTS: usize = 16;
 /// Tag of the list form (the sketch's own encoding starts with a different byte).
 pub const LIST_FORMAT: u8 = 0xA5;
-/// The key of rows whose subject is null.
-const UNKNOWN_SUBJECT: &[u8] = b"\0unseen:unknown-subject";
 
-/// `unseen_subject_sketch(subject)`: the subjects of a group as bytes (list or sketch form).
+/// `unseen_subject_sketch(subject_key)`: the subjects of a group as bytes (list or sketch form).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct SubjectSketcher {
     signature: Signature,
@@ -41,7 +42,7 @@ impl SubjectSketcher {
     /// The function for a grant with threshold `k` (which fixes the sketch width).
     pub fn udaf(k: u64) -> Arc<AggregateUDF> {
         Arc::new(AggregateUDF::from(Self {
-            signature: Signature::any(1, Volatility::Immutable),
+            signature: Signature::exact(vec![DataType::UInt64], Volatility::Immutable),
             width: width_for_threshold(k),
         }))
     }
@@ -81,30 +82,18 @@ impl AggregateUDFImpl for SubjectSketcher {
     }
 }
 
-/// Keys a sketched group collects before adding them to its cells in one pass: the cells of
-/// thousands of groups do not fit in cache, a short run of keys per group does.
-const PENDING_KEYS: usize = 256;
-
-/// One group's subjects: an exact list while small, then a sketch (with keys not yet added).
+/// One group's subjects: an exact list while small, then a sketch.
 #[derive(Debug, Clone, Default)]
 struct Subjects {
     list: Vec<(u64, i64)>,
     sketch: Option<Box<SubjectSketch>>,
-    pending: Vec<u64>,
 }
 
 impl Subjects {
     #[inline]
     fn add(&mut self, key: u64, rows: i64, width: usize) {
-        if self.sketch.is_some() {
-            if rows == 1 {
-                self.pending.push(key);
-                if self.pending.len() >= PENDING_KEYS {
-                    self.flush();
-                }
-            } else if let Some(sketch) = &mut self.sketch {
-                sketch.insert(key, rows);
-            }
+        if let Some(sketch) = &mut self.sketch {
+            sketch.insert(key, rows);
         } else if let Some(entry) = self.list.iter_mut().find(|(listed, _)| *listed == key) {
             entry.1 += rows;
         } else if self.list.len() < EXACT_SUBJECTS {
@@ -119,29 +108,24 @@ impl Subjects {
         }
     }
 
-    /// Adds the pending keys to the sketch's cells.
-    fn flush(&mut self) {
-        if let Some(sketch) = &mut self.sketch {
-            for key in self.pending.drain(..) {
-                sketch.insert(key, 1);
-            }
-        }
-    }
-
-    fn flushed_bytes(&mut self) -> Vec<u8> {
-        self.flush();
+    /// Appends the encoded form: the sketch's own, or the list form.
+    fn write_bytes(&self, bytes: &mut Vec<u8>) {
         match &self.sketch {
-            Some(sketch) => sketch.to_bytes(),
+            Some(sketch) => sketch.write_bytes(bytes),
             None => {
-                let mut bytes = Vec::with_capacity(1 + self.list.len() * 16);
                 bytes.push(LIST_FORMAT);
                 for (key, rows) in &self.list {
                     bytes.extend_from_slice(&key.to_le_bytes());
                     bytes.extend_from_slice(&rows.to_le_bytes());
                 }
-                bytes
             }
         }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        self.write_bytes(&mut bytes);
+        bytes
     }
 
     fn merge_bytes(&mut self, bytes: &[u8], width: usize) -> Result<()> {
@@ -171,9 +155,7 @@ impl Subjects {
     }
 
     fn size(&self) -> usize {
-        self.list.capacity() * 16
-            + self.pending.capacity() * 8
-            + self.sketch.as_ref().map_or(0, |sketch| sketch.width() * 96)
+        self.list.capacity() * 16 + self.sketch.as_ref().map_or(0, |sketch| sketch.width() * 96)
     }
 }
 
@@ -182,7 +164,6 @@ pub fn decode(bytes: &[u8], k: u64) -> Result<SubjectSketch> {
     let width = width_for_threshold(k);
     let mut subjects = Subjects::default();
     subjects.merge_bytes(bytes, width)?;
-    subjects.flush();
     Ok(match subjects.sketch {
         Some(sketch) => *sketch,
         None => {
@@ -195,26 +176,27 @@ pub fn decode(bytes: &[u8], k: u64) -> Result<SubjectSketch> {
     })
 }
 
-/// The stable key of every row's subject, read from the stored strings without copying them.
-fn subject_keys(subjects: &ArrayRef) -> Result<Vec<u64>> {
-    fn keys<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<u64> {
-        values.map(|value| subject_key(value.map_or(UNKNOWN_SUBJECT, str::as_bytes))).collect()
-    }
-    Ok(match subjects.data_type() {
-        DataType::Utf8 => keys(subjects.as_string::<i32>().iter()),
-        DataType::LargeUtf8 => keys(subjects.as_string::<i64>().iter()),
-        DataType::Utf8View => keys(subjects.as_string_view().iter()),
-        other => {
-            let text = cast(subjects, &DataType::Utf8)
-                .or_else(|error| exec_err!("{SKETCH_FUNCTION}: subject of type {other} is not text: {error}"))?;
-            keys(text.as_string::<i32>().iter())
-        }
-    })
+/// Each row's subject key, the unknown subject's for a null.
+fn subject_keys(values: &[ArrayRef]) -> Result<impl Iterator<Item = u64> + '_> {
+    let keys = key_argument(values, SKETCH_FUNCTION)?;
+    let unknown = unknown_subject_key();
+    Ok(keys.values().iter().enumerate().map(move |(row, &key)| if keys.is_valid(row) { key } else { unknown }))
 }
 
-fn to_binary(mut groups: Vec<Subjects>) -> ArrayRef {
-    let encoded: Vec<Vec<u8>> = groups.iter_mut().map(Subjects::flushed_bytes).collect();
-    Arc::new(BinaryArray::from_iter_values(encoded.iter()))
+/// Every group's encoded form in one buffer (a sketch is a few kilobytes; thousands of groups
+/// are written without a buffer of their own each).
+fn to_binary(groups: Vec<Subjects>) -> Result<ArrayRef> {
+    let mut values = Vec::new();
+    let mut lengths = Vec::with_capacity(groups.len());
+    for group in &groups {
+        let start = values.len();
+        group.write_bytes(&mut values);
+        lengths.push(values.len() - start);
+    }
+    let offsets = OffsetBuffer::<i32>::from_lengths(lengths);
+    let array = BinaryArray::try_new(offsets, values.into(), None)
+        .or_else(|error| internal_err!("{SKETCH_FUNCTION} state: {error}"))?;
+    Ok(Arc::new(array))
 }
 
 fn for_each_state(states: &[ArrayRef], mut merge: impl FnMut(usize, &[u8]) -> Result<()>) -> Result<()> {
@@ -237,15 +219,14 @@ struct OneGroup {
 
 impl Accumulator for OneGroup {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let Some(subjects) = values.first() else { return internal_err!("{SKETCH_FUNCTION} takes one argument") };
-        for key in subject_keys(subjects)? {
+        for key in subject_keys(values)? {
             self.group.add(key, 1, self.width);
         }
         Ok(())
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Binary(Some(self.group.flushed_bytes())))
+        Ok(ScalarValue::Binary(Some(self.group.to_bytes())))
     }
 
     fn size(&self) -> usize {
@@ -253,7 +234,7 @@ impl Accumulator for OneGroup {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Binary(Some(self.group.flushed_bytes()))])
+        Ok(vec![ScalarValue::Binary(Some(self.group.to_bytes()))])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
@@ -276,10 +257,8 @@ impl GroupsAccumulator for AllGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        let Some(subjects) = values.first() else { return internal_err!("{SKETCH_FUNCTION} takes one argument") };
         self.groups.resize_with(total_num_groups, Subjects::default);
-        let keys = subject_keys(subjects)?;
-        for (row, (&group, &key)) in group_indices.iter().zip(&keys).enumerate() {
+        for (row, (&group, key)) in group_indices.iter().zip(subject_keys(values)?).enumerate() {
             if opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row)) {
                 self.groups[group].add(key, 1, self.width);
             }
@@ -288,11 +267,11 @@ impl GroupsAccumulator for AllGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        Ok(to_binary(emit_to.take_needed(&mut self.groups)))
+        to_binary(emit_to.take_needed(&mut self.groups))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(vec![to_binary(emit_to.take_needed(&mut self.groups))])
+        Ok(vec![to_binary(emit_to.take_needed(&mut self.groups))?])
     }
 
     fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
@@ -302,9 +281,7 @@ impl GroupsAccumulator for AllGroups {
     }
 
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
-        let Some(subjects) = values.first() else { return internal_err!("{SKETCH_FUNCTION} takes one argument") };
-        let rows: Vec<Subjects> = subject_keys(subjects)?
-            .into_iter()
+        let rows: Vec<Subjects> = subject_keys(values)?
             .enumerate()
             .map(|(row, key)| {
                 let mut subjects = Subjects::default();
@@ -314,7 +291,7 @@ impl GroupsAccumulator for AllGroups {
                 subjects
             })
             .collect();
-        Ok(vec![to_binary(rows)])
+        Ok(vec![to_binary(rows)?])
     }
 
     fn size(&self) -> usize {
@@ -331,13 +308,17 @@ mod tests {
 
     use super::*;
 
+    /// The key column the host computes for these subjects.
     fn subjects(values: &[&str]) -> ArrayRef {
-        Arc::new(StringArray::from(values.to_vec()))
+        let subjects: ArrayRef = Arc::new(StringArray::from(values.to_vec()));
+        Arc::new(crate::subject_key::subject_keys(&subjects).expect("keys"))
     }
 
     fn sketch_of(values: &[&str], partitions: usize) -> SubjectSketch {
-        let udaf =
-            SubjectSketcher { signature: Signature::any(1, Volatility::Immutable), width: width_for_threshold(10) };
+        let udaf = SubjectSketcher {
+            signature: Signature::exact(vec![DataType::UInt64], Volatility::Immutable),
+            width: width_for_threshold(10),
+        };
         let mut merged = AllGroups { groups: Vec::new(), width: udaf.width };
         for chunk in values.chunks(values.len().div_ceil(partitions).max(1)) {
             let mut partial = AllGroups { groups: Vec::new(), width: udaf.width };
