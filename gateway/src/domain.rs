@@ -1395,6 +1395,11 @@ impl Domain {
         running.values().filter(|(grant, _)| grant == grant_id).map(|(_, flag)| flag.clone()).collect()
     }
 
+    /// Where a job's imported tables are decrypted while it runs.
+    fn work_dir(&self, job_id: &str) -> PathBuf {
+        self.dir.join("work").join(job_id)
+    }
+
     async fn execute_job(&self, who: &Principal, job: QueuedJob) -> Result<(), GatewayError> {
         let QueuedJob { id, grant, mut tables, imports, module_path, mode, params } = job;
         let job_id = id.as_str();
@@ -1405,7 +1410,7 @@ impl Domain {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(id.clone(), (grant.id.clone(), cancel.clone()));
         // Imported tables are decrypted for the job and removed when it ends, however it ends.
-        let work = self.dir.join("work").join(job_id);
+        let work = self.work_dir(job_id);
         let outcome = match self.open_imports(&imports, &work, mode).await {
             Ok(Ok(decrypted)) => {
                 tables.extend(decrypted);
@@ -1487,6 +1492,12 @@ impl Domain {
         })
         .await
         .map_err(|error| GatewayError::internal("running a job", error))?;
+        // The decrypted imports go before the job is seen to end (execute_job removes them too
+        // when the job ends on an error).
+        let work = self.work_dir(job_id);
+        if work.exists() {
+            std::fs::remove_dir_all(&work).map_err(io("removing a job's decrypted imports"))?;
+        }
         // The job's outcome, its outputs and every runtime decision commit together.
         let mut transaction = self.store.begin().await?;
         for query in &report.queries {
