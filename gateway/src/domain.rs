@@ -1492,11 +1492,13 @@ impl Domain {
         })
         .await
         .map_err(|error| GatewayError::internal("running a job", error))?;
-        // The decrypted imports go before the job is seen to end (execute_job removes them too
-        // when the job ends on an error).
+        // The decrypted imports go before the job is seen to end. A failure here must not lose
+        // the job's outcome: execute_job removes the directory again afterwards and reports it.
         let work = self.work_dir(job_id);
-        if work.exists() {
-            std::fs::remove_dir_all(&work).map_err(io("removing a job's decrypted imports"))?;
+        if work.exists()
+            && let Err(error) = std::fs::remove_dir_all(&work)
+        {
+            tracing::warn!(job = %job_id, "removing a job's decrypted imports failed, will retry: {error}");
         }
         // The job's outcome, its outputs and every runtime decision commit together.
         let mut transaction = self.store.begin().await?;

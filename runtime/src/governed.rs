@@ -60,7 +60,7 @@ const RESERVED_PREFIX: &str = "__unseen";
 const CONTRIBUTORS_PREFIX: &str = "__unseen_contributors_";
 /// Name prefix of subject columns the host carries up through subqueries to count them.
 const CARRIED_SUBJECT_PREFIX: &str = "__unseen_subject_";
-/// Name of the subject key column the host computes under an aggregate, per subject kind.
+/// Name prefix of the subject key column the host computes under an aggregate, per subject kind.
 const SUBJECT_KEY_PREFIX: &str = "__unseen_subject_key_";
 /// Name prefix of the host's hidden largest-contributions columns; never reaches a module.
 const LARGEST_PREFIX: &str = "__unseen_largest_";

@@ -193,6 +193,9 @@ fn to_binary(groups: Vec<Subjects>) -> Result<ArrayRef> {
         group.write_bytes(&mut values);
         lengths.push(values.len() - start);
     }
+    if i32::try_from(values.len()).is_err() {
+        return internal_err!("{SKETCH_FUNCTION} state of {} groups exceeds 2 GiB in one batch", groups.len());
+    }
     let offsets = OffsetBuffer::<i32>::from_lengths(lengths);
     let array = BinaryArray::try_new(offsets, values.into(), None)
         .or_else(|error| internal_err!("{SKETCH_FUNCTION} state: {error}"))?;
