@@ -8,9 +8,19 @@
 //! job held the organisation's slot and one of the two cores); afterwards the grant is
 //! suspended, which cancels them all. Beside it: the same clients reading a job (`GetJob`), a
 //! round trip with no write, and the goals of DESIGN.md §8 (≥ 1,000 submissions/s, p99 < 20 ms).
+//!
+//! Two loads, because a latency figure means nothing without the load it was taken at:
+//! - **saturated** (closed loop): every client sends its next request as soon as the last one
+//!   is answered. This gives the capacity (`submit_*`, submissions/s); its latencies are queueing
+//!   behind 63 other clients (Little's law: 64 in flight at 3,000/s is 21 ms each on average),
+//!   reported as `submit_p99_saturated_*`.
+//! - **at the goal rate** (open loop): the 64 clients together send 1,000 submissions/s on a
+//!   fixed schedule, each request's latency counted from when it was *due*, so a slow answer
+//!   that delays the next send is charged to it too (no coordinated omission). This is the
+//!   latency the goal is about (`submit_p99_*`, `submit_p50_*`), with the rate achieved beside.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sqlx::Connection;
@@ -35,10 +45,11 @@ const GOAL_P99_MS: f64 = 20.0;
 /// Rates and latencies of one store.
 struct Figures {
     submit_per_second: f64,
+    submit_saturated_p99_ms: f64,
+    paced_per_second: f64,
     submit_p50_ms: f64,
     submit_p99_ms: f64,
     read_per_second: f64,
-    read_p50_ms: f64,
     read_p99_ms: f64,
 }
 
@@ -67,22 +78,17 @@ pub(crate) fn run(args: &Args) -> Result<Vec<Measurement>> {
 }
 
 fn push(measurements: &mut Vec<Measurement>, store: &str, figures: &Figures) {
-    let name = |what: &str| format!("{what}_{store}");
-    let rate = figures.submit_per_second;
-    measurements.push(Measurement::new(SUITE, &name("submit"), "op/s", rate, "goal", GOAL_SUBMISSIONS_PER_SECOND));
-    measurements.push(Measurement::new(
-        SUITE,
-        &name("submit_vs_read"),
-        "op/s",
-        rate,
-        "get_job",
-        figures.read_per_second,
-    ));
-    let p99 = figures.submit_p99_ms;
-    measurements.push(Measurement::new(SUITE, &name("submit_p99"), "ms", p99, "goal", GOAL_P99_MS));
-    measurements.push(Measurement::new(SUITE, &name("submit_p99_vs_read"), "ms", p99, "get_job", figures.read_p99_ms));
-    let p50 = figures.submit_p50_ms;
-    measurements.push(Measurement::new(SUITE, &name("submit_p50_vs_read"), "ms", p50, "get_job", figures.read_p50_ms));
+    let rows: [(&str, &'static str, f64, &'static str, f64); 6] = [
+        ("submit", "op/s", figures.submit_per_second, "goal", GOAL_SUBMISSIONS_PER_SECOND),
+        ("submit_vs_read", "op/s", figures.submit_per_second, "get_job", figures.read_per_second),
+        ("submit_p99_saturated", "ms", figures.submit_saturated_p99_ms, "get_job", figures.read_p99_ms),
+        ("submit_paced", "op/s", figures.paced_per_second, "goal", GOAL_SUBMISSIONS_PER_SECOND),
+        ("submit_p99", "ms", figures.submit_p99_ms, "goal", GOAL_P99_MS),
+        ("submit_p50", "ms", figures.submit_p50_ms, "goal", GOAL_P99_MS),
+    ];
+    for (what, unit, value, baseline, baseline_value) in rows {
+        measurements.push(Measurement::new(SUITE, &format!("{what}_{store}"), unit, value, baseline, baseline_value));
+    }
 }
 
 fn principal(organisation: &str, role: Role) -> Principal {
@@ -138,17 +144,17 @@ async fn measure(metadata_url: Option<String>, submissions: usize) -> Result<Fig
         mode: "production".into(),
         params: String::new(),
     };
-    let (submit_per_second, mut submit_latencies) = drive(&clients, submissions, {
+    let send_submission = move |mut client: DeveloperClient<tonic::transport::Channel>| {
         let submit = submit.clone();
-        move |mut client: DeveloperClient<tonic::transport::Channel>| {
-            let submit = submit.clone();
-            async move { client.run_job(submit).await.map(drop) }
-        }
-    })
-    .await?;
+        async move { client.run_job(submit).await.map(drop) }
+    };
+    let (submit_per_second, mut saturated_latencies) =
+        drive(&clients, submissions, Pace::Saturated, send_submission.clone()).await?;
+    let (paced_per_second, mut paced_latencies) =
+        drive(&clients, submissions, Pace::Rate(GOAL_SUBMISSIONS_PER_SECOND), send_submission).await?;
     let read = pb::GetJobRequest { job_id: held.clone(), wait_ms: 0 };
     let (read_per_second, mut read_latencies) =
-        drive(&clients, submissions, move |mut client: DeveloperClient<tonic::transport::Channel>| {
+        drive(&clients, submissions, Pace::Saturated, move |mut client: DeveloperClient<tonic::transport::Channel>| {
             let read = read.clone();
             async move { client.get_job(read).await.map(drop) }
         })
@@ -159,35 +165,55 @@ async fn measure(metadata_url: Option<String>, submissions: usize) -> Result<Fig
     server.shutdown().await?;
     Ok(Figures {
         submit_per_second,
-        submit_p50_ms: percentile(&mut submit_latencies, 0.50),
-        submit_p99_ms: percentile(&mut submit_latencies, 0.99),
+        submit_saturated_p99_ms: percentile(&mut saturated_latencies, 0.99),
+        paced_per_second,
+        submit_p50_ms: percentile(&mut paced_latencies, 0.50),
+        submit_p99_ms: percentile(&mut paced_latencies, 0.99),
         read_per_second,
-        read_p50_ms: percentile(&mut read_latencies, 0.50),
         read_p99_ms: percentile(&mut read_latencies, 0.99),
     })
 }
 
-/// Sends `total` requests from all clients at once (each client sends its share one after
-/// another); requests per second and every request's latency.
+/// How clients send: each as soon as its last answer came (saturated), or all together at a
+/// fixed rate per second.
+#[derive(Clone, Copy)]
+enum Pace {
+    Saturated,
+    Rate(f64),
+}
+
+/// Sends `total` requests from all clients together (each client sends its share one after
+/// another); requests per second and every request's latency. At a fixed rate client `c`'s
+/// `n`-th request is due at `(n × clients + c) / rate` seconds and its latency counts from
+/// then, so a slow answer that delays the next send is charged too.
 async fn drive<F, Fut>(
     clients: &[DeveloperClient<tonic::transport::Channel>],
     total: usize,
+    pace: Pace,
     request: F,
 ) -> Result<(f64, Vec<Duration>)>
 where
     F: Fn(DeveloperClient<tonic::transport::Channel>) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
 {
-    let each = total.div_ceil(clients.len());
-    let round = |count: usize| {
+    let count = clients.len() as u32;
+    let round = |each: usize, started: tokio::time::Instant| {
         let tasks: Vec<_> = clients
             .iter()
-            .map(|client| {
+            .zip(0u32..)
+            .map(|(client, index)| {
                 let (client, request) = (client.clone(), request.clone());
                 tokio::spawn(async move {
-                    let mut latencies = Vec::with_capacity(count);
-                    for _ in 0..count {
-                        let sent = Instant::now();
+                    let mut latencies = Vec::with_capacity(each);
+                    for turn in 0..each as u32 {
+                        let sent = match pace {
+                            Pace::Saturated => tokio::time::Instant::now(),
+                            Pace::Rate(rate) => {
+                                let due = started + Duration::from_secs_f64(1.0 / rate) * (turn * count + index);
+                                tokio::time::sleep_until(due).await;
+                                due
+                            }
+                        };
                         request(client.clone()).await?;
                         latencies.push(sent.elapsed());
                     }
@@ -203,9 +229,11 @@ where
             Ok::<_, anyhow::Error>(all)
         }
     };
-    round(WARM_UP_PER_CLIENT).await?;
-    let started = Instant::now();
-    let latencies = round(each).await?;
+    round(WARM_UP_PER_CLIENT, tokio::time::Instant::now()).await?;
+    // A paced schedule starts a little later, so that every client is waiting for it.
+    let head_room = if matches!(pace, Pace::Rate(_)) { Duration::from_millis(50) } else { Duration::ZERO };
+    let started = tokio::time::Instant::now() + head_room;
+    let latencies = round(total.div_ceil(clients.len()), started).await?;
     let elapsed = started.elapsed().as_secs_f64();
     Ok((latencies.len() as f64 / elapsed, latencies))
 }

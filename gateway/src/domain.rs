@@ -65,6 +65,10 @@ pub struct Domain {
     release_key: Ed25519KeyPair,
     sample_key: [u8; 32],
     runtime: Arc<Runtime>,
+    /// Dataset versions read so far, with their file paths. A version is immutable once
+    /// registered (its row is never updated or deleted), so a job submission reads it from
+    /// here instead of the store.
+    dataset_versions: std::sync::Mutex<HashMap<String, (DatasetVersion, String, String)>>,
     /// Values of each grant's identifier columns, built on its first review.
     identifier_sets: std::sync::Mutex<HashMap<String, Arc<IdentifierSet>>>,
     /// Held while an egress request is reviewed and recorded, so that two requests never
@@ -547,6 +551,7 @@ impl Domain {
                 workers => workers.min(MAX_WORKERS),
             })),
             organisation_slots: std::sync::Mutex::new(HashMap::new()),
+            dataset_versions: std::sync::Mutex::new(HashMap::new()),
             running_jobs: std::sync::Mutex::new(HashMap::new()),
             jobs_per_organisation: match options.jobs_per_organisation {
                 0 => DEFAULT_JOBS_PER_ORGANISATION,
@@ -819,6 +824,10 @@ impl Domain {
     }
 
     async fn dataset(&self, id: &str) -> Result<(DatasetVersion, String, String), GatewayError> {
+        let known = self.dataset_versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned();
+        if let Some(known) = known {
+            return Ok(known);
+        }
         let row = self
             .store
             .fetch_one(
@@ -829,7 +838,12 @@ impl Domain {
             .await?;
         let dataset =
             serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a dataset", error))?;
-        Ok((dataset, row["path"].clone(), row["sample_path"].clone()))
+        let version = (dataset, row["path"].clone(), row["sample_path"].clone());
+        self.dataset_versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_string(), version.clone());
+        Ok(version)
     }
 
     /// Files a scenario application; returns its id.
@@ -1256,19 +1270,24 @@ impl Domain {
                 unseen_runtime::host::MAX_PARAMS_BYTES
             )));
         }
-        let grant = self.grant_for(who, grant_id).await?;
-        let imports = self.approved_imports(grant_id).await?;
+        // Three reads at once; their answers are looked at in this order, so a developer who
+        // may not use the grant learns nothing about its imports or modules.
+        let module_params = [Param::Text(module_hash), Param::Text(&who.organisation), Param::Text(grant_id)];
+        let module_name = format!("module {module_hash} bound to grant {grant_id}");
+        let (grant, imports, module) = tokio::join!(
+            self.grant_for(who, grant_id),
+            self.approved_imports(grant_id),
+            self.store.fetch_one(
+                "SELECT * FROM modules WHERE hash = $1 AND developer = $2 AND grant_id = $3",
+                &module_params,
+                &module_name,
+            )
+        );
+        let (grant, imports) = (grant?, imports?);
         let datasets: Vec<DatasetVersion> = imports.iter().map(|import| import.dataset.clone()).collect();
         let job_grant = grant.with_imports(&datasets)?;
         let import_ids: Vec<&str> = imports.iter().map(|import| import.id.as_str()).collect();
-        let module = self
-            .store
-            .fetch_one(
-                "SELECT * FROM modules WHERE hash = $1 AND developer = $2 AND grant_id = $3",
-                &[Param::Text(module_hash), Param::Text(&who.organisation), Param::Text(grant_id)],
-                &format!("module {module_hash} bound to grant {grant_id}"),
-            )
-            .await?;
+        let module = module?;
         let mode_name = match mode {
             Mode::Sample => "sample",
             Mode::Production => "production",
