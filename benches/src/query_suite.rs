@@ -7,6 +7,11 @@
 //! - `join_1m`: the demo's scenario query, electricity (1M rows) joined to the enterprise
 //!   register and grouped by industry and district.
 //!
+//! Each governed query also runs under the same grant with the differencing rule off
+//! (`*_without_differencing`): the difference is what the per-group subject sketches cost.
+//! And the group-bys run in plain DataFusion reading the subject column too (`df+subject`):
+//! any engine that counts subjects pays at least that.
+//!
 //! DuckDB runs in a Python virtual environment the suite creates on first use
 //! (`pip install duckdb`, from PyPI); without it the DuckDB rows are skipped with the reason.
 
@@ -109,8 +114,12 @@ pub fn run(args: &Args, runtime: &tokio::runtime::Runtime) -> Result<Vec<Measure
         }
     };
     for workload in &workloads {
-        let (governed, plain, reading_subject) = runtime.block_on(datafusion_medians(workload))?;
+        let Medians { governed, plain, reading_subject, without_differencing } =
+            runtime.block_on(datafusion_medians(workload))?;
         measurements.push(Measurement::new("query", &workload.name, "ms", governed, "datafusion", plain));
+        // What the differencing sketch costs: the same grant with the rule off.
+        let name = format!("{}_without_differencing", workload.name);
+        measurements.push(Measurement::new("query", &name, "ms", without_differencing, "datafusion", plain));
         if let Some(reading_subject) = reading_subject {
             measurements.push(Measurement::new("query", &workload.name, "ms", governed, "df+subject", reading_subject));
         }
@@ -278,22 +287,41 @@ fn join_workload(dir: &Path, enterprises: usize, repeat: usize) -> Result<Worklo
     })
 }
 
-/// Median milliseconds of the governed query, the same SQL in plain DataFusion and (when the
-/// workload has one) the plain query that also reads the subject column, interleaved.
-async fn datafusion_medians(workload: &Workload) -> Result<(f64, f64, Option<f64>)> {
+/// Median milliseconds of one workload's runs in DataFusion.
+struct Medians {
+    governed: f64,
+    plain: f64,
+    /// The plain query that also reads the subject column, when the workload has one.
+    reading_subject: Option<f64>,
+    /// The governed query under the same grant without the differencing rule (no sketches).
+    without_differencing: f64,
+}
+
+/// Median milliseconds of the governed query, the same SQL in plain DataFusion, (when the
+/// workload has one) the plain query that also reads the subject column, and the governed
+/// query without the differencing rule, interleaved.
+async fn datafusion_medians(workload: &Workload) -> Result<Medians> {
     let governed = GovernedSession::new(&workload.grant, &workload.domain_tables, Mode::Production).await?;
+    let mut undifferenced_grant = workload.grant.clone();
+    undifferenced_grant.application.disclosure.differencing = false;
+    let undifferenced = GovernedSession::new(&undifferenced_grant, &workload.domain_tables, Mode::Production).await?;
     let plain = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
     for (name, path) in &workload.tables {
         let path = path.to_str().context("non-UTF-8 path")?;
         plain.register_parquet(name.as_str(), path, ParquetReadOptions::default()).await?;
     }
     governed.query(workload.sql).await?;
+    undifferenced.query(workload.sql).await?;
     plain.sql(workload.sql).await?.collect().await?;
     let (mut governed_times, mut plain_times, mut subject_times) = (Vec::new(), Vec::new(), Vec::new());
+    let mut undifferenced_times = Vec::new();
     for _ in 0..workload.repeat {
         let started = Instant::now();
         governed.query(workload.sql).await?;
         governed_times.push(started.elapsed());
+        let started = Instant::now();
+        undifferenced.query(workload.sql).await?;
+        undifferenced_times.push(started.elapsed());
         let started = Instant::now();
         plain.sql(workload.sql).await?.collect().await?;
         plain_times.push(started.elapsed());
@@ -303,8 +331,12 @@ async fn datafusion_medians(workload: &Workload) -> Result<(f64, f64, Option<f64
             subject_times.push(started.elapsed());
         }
     }
-    let reading_subject = (!subject_times.is_empty()).then(|| median(subject_times));
-    Ok((median(governed_times), median(plain_times), reading_subject))
+    Ok(Medians {
+        governed: median(governed_times),
+        plain: median(plain_times),
+        reading_subject: (!subject_times.is_empty()).then(|| median(subject_times)),
+        without_differencing: median(undifferenced_times),
+    })
 }
 
 /// Microseconds to plan and check one query against its grant, beside planning alone.
