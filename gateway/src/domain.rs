@@ -58,6 +58,9 @@ const SAMPLE_PERCENT: u8 = 20;
 /// An open domain: its directory, keys, metadata store, audit log and runtime.
 pub struct Domain {
     dir: PathBuf,
+    /// The directory's lock (`domain.lock`), held while the domain is open: a second process
+    /// on the same directory would append to the same audit log and run the same jobs.
+    _lock: std::fs::File,
     name: String,
     store: Store,
     audit: Arc<AuditLog>,
@@ -421,6 +424,42 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), GatewayError> {
     std::fs::rename(&temporary, path).map_err(io("renaming a file"))
 }
 
+/// Takes the lock of a domain directory, or says which process holds it. The lock is the
+/// kernel's (flock on `domain.lock`), so it ends with its holder, even one killed with -9.
+fn lock_directory(dir: &Path) -> Result<std::fs::File, GatewayError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("domain.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io("opening the domain's lock file"))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "another process".to_string(),
+                pid => format!("process {pid}"),
+            };
+            return Err(GatewayError::Unavailable(format!(
+                "the domain directory {} is in use by {holder}; stop it first (one process serves a domain at a time)",
+                dir.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            return Err(GatewayError::internal("locking the domain directory", error));
+        }
+    }
+    file.set_len(0).map_err(io("writing the domain's lock file"))?;
+    file.rewind().map_err(io("writing the domain's lock file"))?;
+    writeln!(file, "{}", std::process::id()).map_err(io("writing the domain's lock file"))?;
+    Ok(file)
+}
+
 fn read_key_or_create(
     path: &Path,
     create: impl FnOnce() -> Result<Vec<u8>, GatewayError>,
@@ -507,6 +546,8 @@ impl Domain {
 
     /// [`Domain::open`] with options (a PostgreSQL metadata store, for production).
     pub async fn open_with(dir: &Path, name: &str, options: &DomainOptions) -> Result<Self, GatewayError> {
+        std::fs::create_dir_all(dir).map_err(io("creating the domain directory"))?;
+        let lock = lock_directory(dir)?;
         for sub in
             ["keys/imports", "datasets", "samples", "modules", "outputs", "egress", "releases", "audit", "imports"]
         {
@@ -537,6 +578,7 @@ impl Domain {
         let runtime = Arc::new(Runtime::with_config(&runtime_config)?);
         let domain = Self {
             dir: dir.to_path_buf(),
+            _lock: lock,
             name: name.to_string(),
             store,
             audit,

@@ -1,5 +1,6 @@
 //! Durability with real processes: a domain killed with SIGKILL while a job runs comes back
-//! with that job marked `interrupted` (and logged), and serves the next jobs.
+//! with that job marked `interrupted` (and logged), and serves the next jobs. While the child
+//! lives, no other process may open its domain.
 //!
 //! The test binary runs itself as the child: with `UNSEEN_TEST_CHILD_DOMAIN` set, the test
 //! opens that domain, starts a job that spins and prints its id once it is running; the
@@ -52,6 +53,12 @@ async fn a_job_running_when_the_domain_is_killed_is_marked_interrupted_and_the_d
     let started = Instant::now();
     let running = receiver.recv_timeout(Duration::from_secs(300)).expect("the child's job starts running");
     let (grant_id, job_id) = running.split_once(' ').expect("grant and job");
+    // A second process on the same directory would append to the same log and run the same
+    // jobs: refused, naming the holder.
+    let refused = Domain::open(dir.path(), "restart.domain").await.expect_err("the domain is in use");
+    let expected = format!("in use by process {}", process.0.id());
+    assert!(matches!(refused, unseen_gateway::GatewayError::Unavailable(_)), "{refused}");
+    assert!(refused.to_string().contains(&expected), "{refused}");
     process.0.kill().expect("SIGKILL the child");
     process.0.wait().expect("reap the child");
     eprintln!("child killed {:.1} s after start, with {job_id} running", started.elapsed().as_secs_f64());
