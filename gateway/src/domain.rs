@@ -61,6 +61,9 @@ pub struct Domain {
     /// The directory's lock (`domain.lock`), held while the domain is open: a second process
     /// on the same directory would append to the same audit log and run the same jobs.
     _lock: std::fs::File,
+    /// The domain's claim on a PostgreSQL metadata database (none for SQLite, whose file is
+    /// in the locked directory).
+    _database_claim: Option<crate::store::DatabaseClaim>,
     name: String,
     store: Store,
     audit: Arc<AuditLog>,
@@ -574,11 +577,13 @@ impl Domain {
             Some(url) => Store::connect(url).await?,
             None => Store::open(&dir.join("metadata.sqlite")).await?,
         };
+        let database_claim = store.claim_for_domain().await?;
         let runtime_config = RuntimeConfig { cache_dir: Some(dir.join("cache/modules")), ..RuntimeConfig::default() };
         let runtime = Arc::new(Runtime::with_config(&runtime_config)?);
         let domain = Self {
             dir: dir.to_path_buf(),
             _lock: lock,
+            _database_claim: database_claim,
             name: name.to_string(),
             store,
             audit,

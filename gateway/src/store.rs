@@ -46,6 +46,22 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// Connections a store keeps open.
 const MAX_CONNECTIONS: u32 = 8;
 
+/// The advisory lock key of a domain's claim on its PostgreSQL database ("unseen" in ASCII).
+const DOMAIN_CLAIM_KEY: i64 = 0x756e_7365_656e;
+
+/// A domain's claim on its metadata database ([`Store::claim_for_domain`]), held by the open
+/// connection that took it.
+pub struct DatabaseClaim {
+    /// Only held, never used (the mutex makes it shareable between threads).
+    _connection: std::sync::Mutex<sqlx::AnyConnection>,
+}
+
+impl std::fmt::Debug for DatabaseClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseClaim")
+    }
+}
+
 /// The metadata store.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -283,6 +299,30 @@ impl Store {
     /// The database this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Claims the database for one domain, for as long as the returned lock lives. On
+    /// PostgreSQL two domains (two directories, two audit logs) could otherwise share one
+    /// database and each spend its grants' ε budgets and run its jobs unaware of the other;
+    /// the claim is a session advisory lock, released when its connection ends (also when the
+    /// process is killed). An SQLite file lives in the domain's directory, which the domain
+    /// locks itself, so there it is `None`.
+    pub async fn claim_for_domain(&self) -> Result<Option<DatabaseClaim>, GatewayError> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        let mut connection = self.pool.acquire().await?.detach();
+        let row = sqlx::query("SELECT pg_try_advisory_lock($1) AS claimed")
+            .bind(DOMAIN_CLAIM_KEY)
+            .fetch_one(&mut connection)
+            .await?;
+        let claimed: bool = row.try_get("claimed")?;
+        if !claimed {
+            return Err(GatewayError::Unavailable(
+                "the metadata database is in use by another domain process; one domain per database (give this one its own database, or stop the other)".into(),
+            ));
+        }
+        Ok(Some(DatabaseClaim { _connection: std::sync::Mutex::new(connection) }))
     }
 
     /// The next id of a kind: `s-1`, `g-1`, `j-1` …

@@ -317,6 +317,15 @@ async fn a_domain_keeps_its_workflow_in_postgresql() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let options = DomainOptions { metadata_url: Some(scratch.url.clone()), ..DomainOptions::default() };
     let domain = Arc::new(Domain::open_with(dir.path(), "pg.domain", &options).await.expect("the domain opens"));
+    // A second domain (another directory, another log) on the same database is refused: it
+    // would spend the same grants' budgets and run the same jobs unaware of the first.
+    let elsewhere = tempfile::tempdir().expect("a temporary directory");
+    let refused =
+        Domain::open_with(elsewhere.path(), "pg.domain", &options).await.expect_err("the database is claimed");
+    assert!(
+        matches!(&refused, GatewayError::Unavailable(message) if message.contains("in use by another domain")),
+        "{refused}"
+    );
     let developer = principal("green-tech", Role::Developer);
     let operator = principal("operator", Role::Operator);
     common::register_energy_data(&domain, dir.path(), 300, 5).await;
@@ -332,6 +341,16 @@ async fn a_domain_keeps_its_workflow_in_postgresql() {
     let bundle = domain.release_bundle(&developer, &egress.release_id).await.expect("bundle");
     assert!(!bundle.data.is_empty());
     drop(domain);
+    // Closed, the domain's claim ends with it (once the last task holding the domain ends).
+    let mut reopened = Domain::open_with(elsewhere.path(), "pg.domain", &options).await;
+    for _ in 0..50 {
+        if !matches!(reopened, Err(GatewayError::Unavailable(_))) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        reopened = Domain::open_with(elsewhere.path(), "pg.domain", &options).await;
+    }
+    drop(reopened.expect("the database is free again"));
 
     // The rows are in PostgreSQL: a second store on the same database sees the grant.
     let store = Store::connect(&scratch.url).await.expect("connect");
