@@ -58,12 +58,6 @@ const SAMPLE_PERCENT: u8 = 20;
 /// An open domain: its directory, keys, metadata store, audit log and runtime.
 pub struct Domain {
     dir: PathBuf,
-    /// The directory's lock (`domain.lock`), held while the domain is open: a second process
-    /// on the same directory would append to the same audit log and run the same jobs.
-    _lock: std::fs::File,
-    /// The domain's claim on a PostgreSQL metadata database (none for SQLite, whose file is
-    /// in the locked directory).
-    _database_claim: Option<crate::store::DatabaseClaim>,
     name: String,
     store: Store,
     audit: Arc<AuditLog>,
@@ -92,6 +86,13 @@ pub struct Domain {
     hold_jobs: bool,
     /// Days an audit entry is kept after what it describes is gone (at least six months).
     audit_retention_days: u32,
+    /// The domain's claim on a PostgreSQL metadata database (none for SQLite, whose file is
+    /// in the locked directory).
+    _database_claim: Option<crate::store::DatabaseClaim>,
+    /// The directory's lock (`domain.lock`), held while the domain is open: a second process
+    /// on the same directory would append to the same audit log and run the same jobs. Last,
+    /// so it is released after everything else of the domain is dropped.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Domain {

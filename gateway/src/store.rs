@@ -156,15 +156,19 @@ impl Group {
     /// the group.
     async fn roll_back_abandoned(&mut self) {
         if let Some(number) = self.abandoned.take() {
-            // Only the newest savepoint is ever abandoned, so the ids it took are the last.
-            self.ids = std::mem::take(&mut self.ids_at_savepoint);
+            // The group counts as broken until the rollback is done: a caller cancelled while
+            // waiting for it must not leave the group committing the abandoned writes.
+            let broken_before = self.broken.replace("undoing an abandoned transaction was interrupted".into());
             let undone = match self.savepoint("ROLLBACK TO", number).await {
                 Ok(()) => self.savepoint("RELEASE", number).await,
                 Err(error) => Err(error),
             };
-            if let Err(error) = undone {
-                self.broken = Some(format!("undoing an abandoned transaction failed: {error}"));
-            }
+            self.broken = match undone {
+                Ok(()) => broken_before,
+                Err(error) => Some(format!("undoing an abandoned transaction failed: {error}")),
+            };
+            // Only the newest savepoint is ever abandoned, so the ids it took are the last.
+            self.ids = std::mem::take(&mut self.ids_at_savepoint);
         }
     }
 }
