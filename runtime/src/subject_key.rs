@@ -69,24 +69,7 @@ pub fn subject_keys(subjects: &ArrayRef) -> Result<UInt64Array> {
         text.offsets().windows(2).map(|ends| subject_key(&bytes[ends[0].as_usize()..ends[1].as_usize()])).collect()
     }
     let keys = match subjects.data_type() {
-        DataType::Utf8View => {
-            let text = subjects.as_string_view();
-            let buffers = text.data_buffers();
-            text.views()
-                .iter()
-                .map(|&view| {
-                    let length = view as u32 as usize;
-                    if length <= 12 {
-                        // Short strings live in the view itself, after the length.
-                        subject_key(&view.to_le_bytes()[4..4 + length])
-                    } else {
-                        let buffer = (view >> 64) as u32 as usize;
-                        let start = (view >> 96) as u32 as usize;
-                        subject_key(&buffers[buffer][start..start + length])
-                    }
-                })
-                .collect()
-        }
+        DataType::Utf8View => subjects.as_string_view().bytes_iter().map(subject_key).collect(),
         DataType::Utf8 => offsets(subjects.as_string::<i32>()),
         DataType::LargeUtf8 => offsets(subjects.as_string::<i64>()),
         other => {
