@@ -9,6 +9,10 @@
 //!
 //! Each governed query also runs under the same grant with the differencing rule off
 //! (`*_without_differencing`): the difference is what the per-group subject sketches cost.
+//! And once more on the same files declared without a subject column
+//! (`*_without_subjects`: the subject column is an ordinary identifier, so no contributors are
+//! counted and no largest contributions kept): what the policy check, the granted tables and
+//! the review of the result cost apart from counting subjects.
 //! And the group-bys run in plain DataFusion reading the subject column too (`df+subject`):
 //! any engine that counts subjects pays at least that.
 //!
@@ -114,12 +118,15 @@ pub fn run(args: &Args, runtime: &tokio::runtime::Runtime) -> Result<Vec<Measure
         }
     };
     for workload in &workloads {
-        let Medians { governed, plain, reading_subject, without_differencing } =
+        let Medians { governed, plain, reading_subject, without_differencing, without_subjects } =
             runtime.block_on(datafusion_medians(workload))?;
         measurements.push(Measurement::new("query", &workload.name, "ms", governed, "datafusion", plain));
         // What the differencing sketch costs: the same grant with the rule off.
         let name = format!("{}_without_differencing", workload.name);
         measurements.push(Measurement::new("query", &name, "ms", without_differencing, "datafusion", plain));
+        // What governance costs apart from counting subjects: the same files without a subject.
+        let name = format!("{}_without_subjects", workload.name);
+        measurements.push(Measurement::new("query", &name, "ms", without_subjects, "datafusion", plain));
         if let Some(reading_subject) = reading_subject {
             measurements.push(Measurement::new("query", &workload.name, "ms", governed, "df+subject", reading_subject));
         }
@@ -295,6 +302,31 @@ struct Medians {
     reading_subject: Option<f64>,
     /// The governed query under the same grant without the differencing rule (no sketches).
     without_differencing: f64,
+    /// The governed query on the same files declared without subjects (no host aggregates).
+    without_subjects: f64,
+}
+
+/// The workload's tables declared without a subject: the subject column becomes an
+/// identifier (the grant's modes for it still apply), so the governed engine counts nothing
+/// per subject.
+fn without_subjects(tables: &[DomainTable]) -> Vec<DomainTable> {
+    tables
+        .iter()
+        .map(|table| {
+            let mut dataset = table.dataset.clone();
+            dataset.subject_kind = None;
+            for column in &mut dataset.columns {
+                if column.tag == ColumnTag::Subject {
+                    column.tag = ColumnTag::Identifier;
+                }
+            }
+            DomainTable {
+                dataset,
+                production_path: table.production_path.clone(),
+                sample_path: table.sample_path.clone(),
+            }
+        })
+        .collect()
 }
 
 /// Median milliseconds of the governed query, the same SQL in plain DataFusion, (when the
@@ -305,6 +337,8 @@ async fn datafusion_medians(workload: &Workload) -> Result<Medians> {
     let mut undifferenced_grant = workload.grant.clone();
     undifferenced_grant.application.disclosure.differencing = false;
     let undifferenced = GovernedSession::new(&undifferenced_grant, &workload.domain_tables, Mode::Production).await?;
+    let subjectless =
+        GovernedSession::new(&workload.grant, &without_subjects(&workload.domain_tables), Mode::Production).await?;
     let plain = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
     for (name, path) in &workload.tables {
         let path = path.to_str().context("non-UTF-8 path")?;
@@ -312,9 +346,13 @@ async fn datafusion_medians(workload: &Workload) -> Result<Medians> {
     }
     governed.query(workload.sql).await?;
     undifferenced.query(workload.sql).await?;
+    let result = subjectless.query(workload.sql).await?;
+    if !result.lineage.contributors.is_empty() {
+        bail!("{}: the query without subjects still counted contributors", workload.name);
+    }
     plain.sql(workload.sql).await?.collect().await?;
     let (mut governed_times, mut plain_times, mut subject_times) = (Vec::new(), Vec::new(), Vec::new());
-    let mut undifferenced_times = Vec::new();
+    let (mut undifferenced_times, mut subjectless_times) = (Vec::new(), Vec::new());
     for _ in 0..workload.repeat {
         let started = Instant::now();
         governed.query(workload.sql).await?;
@@ -322,6 +360,9 @@ async fn datafusion_medians(workload: &Workload) -> Result<Medians> {
         let started = Instant::now();
         undifferenced.query(workload.sql).await?;
         undifferenced_times.push(started.elapsed());
+        let started = Instant::now();
+        subjectless.query(workload.sql).await?;
+        subjectless_times.push(started.elapsed());
         let started = Instant::now();
         plain.sql(workload.sql).await?.collect().await?;
         plain_times.push(started.elapsed());
@@ -336,6 +377,7 @@ async fn datafusion_medians(workload: &Workload) -> Result<Medians> {
         plain: median(plain_times),
         reading_subject: (!subject_times.is_empty()).then(|| median(subject_times)),
         without_differencing: median(undifferenced_times),
+        without_subjects: median(subjectless_times),
     })
 }
 
