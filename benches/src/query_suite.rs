@@ -329,9 +329,7 @@ fn without_subjects(tables: &[DomainTable]) -> Vec<DomainTable> {
         .collect()
 }
 
-/// Median milliseconds of the governed query, the same SQL in plain DataFusion, (when the
-/// workload has one) the plain query that also reads the subject column, and the governed
-/// query without the differencing rule, interleaved.
+/// Median milliseconds of each query in [`Medians`], the runs of one repetition interleaved.
 async fn datafusion_medians(workload: &Workload) -> Result<Medians> {
     let governed = GovernedSession::new(&workload.grant, &workload.domain_tables, Mode::Production).await?;
     let mut undifferenced_grant = workload.grant.clone();
