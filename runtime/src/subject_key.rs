@@ -13,7 +13,9 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, GenericStringArray, OffsetSizeTrait, UInt64Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, GenericStringArray, OffsetSizeTrait, StringViewArray, UInt64Array,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, UInt64Type};
 use datafusion::common::{Result, exec_err, internal_err};
@@ -69,7 +71,7 @@ pub fn subject_keys(subjects: &ArrayRef) -> Result<UInt64Array> {
         text.offsets().windows(2).map(|ends| subject_key(&bytes[ends[0].as_usize()..ends[1].as_usize()])).collect()
     }
     let keys = match subjects.data_type() {
-        DataType::Utf8View => subjects.as_string_view().bytes_iter().map(subject_key).collect(),
+        DataType::Utf8View => view_keys(subjects.as_string_view()),
         DataType::Utf8 => offsets(subjects.as_string::<i32>()),
         DataType::LargeUtf8 => offsets(subjects.as_string::<i64>()),
         other => {
@@ -79,6 +81,26 @@ pub fn subject_keys(subjects: &ArrayRef) -> Result<UInt64Array> {
         }
     };
     Ok(UInt64Array::new(keys.into(), subjects.logical_nulls()))
+}
+
+/// The keys of a view array. A subject's rows often come in runs (a company's twelve months),
+/// and a Parquet column read from dictionary pages repeats the same view for the same value:
+/// equal views are equal bytes (same length and prefix, and for long values the same buffer
+/// and offset), so a run is hashed once.
+fn view_keys(text: &StringViewArray) -> Vec<u64> {
+    let mut previous: Option<(u128, u64)> = None;
+    text.views()
+        .iter()
+        .zip(text.bytes_iter())
+        .map(|(&view, bytes)| match previous {
+            Some((seen, key)) if seen == view => key,
+            _ => {
+                let key = subject_key(bytes);
+                previous = Some((view, key));
+                key
+            }
+        })
+        .collect()
 }
 
 /// The key argument of a host aggregate, checked to be the key column.
@@ -91,7 +113,8 @@ pub(crate) fn key_argument<'a>(values: &'a [ArrayRef], function: &str) -> Result
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{Int64Array, LargeStringArray, StringArray, StringViewArray};
+    use datafusion::arrow::array::{Int64Array, LargeStringArray, StringArray, UInt32Array};
+    use datafusion::arrow::compute::take;
 
     use super::*;
 
@@ -112,5 +135,18 @@ mod tests {
         let numbers: ArrayRef = Arc::new(Int64Array::from(vec![Some(42), None]));
         let keys = subject_keys(&numbers).expect("keys");
         assert_eq!(keys.iter().collect::<Vec<_>>(), vec![Some(subject_key(b"42")), None]);
+    }
+
+    #[test]
+    fn runs_of_one_view_and_neighbours_that_differ_keep_their_own_keys() {
+        let values = ["91330500MA0000001X", "91330500MA0000002Y", "short", "shorter"];
+        let distinct: ArrayRef = Arc::new(StringViewArray::from(values.to_vec()));
+        // `take` copies views, so repeated rows share one view as dictionary pages give them.
+        let rows = UInt32Array::from(vec![0, 0, 0, 1, 1, 0, 2, 2, 3, 2]);
+        let repeated = take(&distinct, &rows, None).expect("take");
+        let keys = subject_keys(&repeated).expect("keys");
+        let expected: Vec<Option<u64>> =
+            rows.values().iter().map(|&row| Some(subject_key(values[row as usize].as_bytes()))).collect();
+        assert_eq!(keys.iter().collect::<Vec<_>>(), expected);
     }
 }
