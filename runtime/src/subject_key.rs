@@ -84,23 +84,33 @@ pub fn subject_keys(subjects: &ArrayRef) -> Result<UInt64Array> {
 }
 
 /// The keys of a view array. A subject's rows often come in runs (a company's twelve months),
-/// and a Parquet column read from dictionary pages repeats the same view for the same value:
-/// equal views are equal bytes (same length and prefix, and for long values the same buffer
-/// and offset), so a run is hashed once.
+/// so a row whose value equals the row before reuses its key instead of hashing again. Equal
+/// views are equal values (same length and prefix, and for long values the same buffer and
+/// offset), as a Parquet column read from dictionary pages gives them; views that differ are
+/// equal values when their lengths and prefixes agree and their bytes do.
 fn view_keys(text: &StringViewArray) -> Vec<u64> {
-    let mut previous: Option<(u128, u64)> = None;
-    text.views()
-        .iter()
-        .zip(text.bytes_iter())
-        .map(|(&view, bytes)| match previous {
-            Some((seen, key)) if seen == view => key,
-            _ => {
-                let key = subject_key(bytes);
-                previous = Some((view, key));
+    /// The view's low 64 bits: the value's length and its first four bytes.
+    const LENGTH_AND_PREFIX: u128 = u64::MAX as u128;
+    let mut keys = Vec::with_capacity(text.len());
+    let mut previous: Option<(u128, &[u8], u64)> = None;
+    for (row, &view) in text.views().iter().enumerate() {
+        let key = match previous {
+            Some((seen, _, key)) if seen == view => key,
+            Some((seen, seen_bytes, key))
+                if seen & LENGTH_AND_PREFIX == view & LENGTH_AND_PREFIX && seen_bytes == text.value(row).as_bytes() =>
+            {
                 key
             }
-        })
-        .collect()
+            _ => {
+                let bytes = text.value(row).as_bytes();
+                let key = subject_key(bytes);
+                previous = Some((view, bytes, key));
+                key
+            }
+        };
+        keys.push(key);
+    }
+    keys
 }
 
 /// The key argument of a host aggregate, checked to be the key column.
@@ -138,7 +148,7 @@ mod tests {
     }
 
     #[test]
-    fn runs_of_one_view_and_neighbours_that_differ_keep_their_own_keys() {
+    fn runs_of_one_value_and_neighbours_that_differ_keep_their_own_keys() {
         let values = ["91330500MA0000001X", "91330500MA0000002Y", "short", "shorter"];
         let distinct: ArrayRef = Arc::new(StringViewArray::from(values.to_vec()));
         // `take` copies views, so repeated rows share one view as dictionary pages give them.
@@ -148,5 +158,10 @@ mod tests {
         let expected: Vec<Option<u64>> =
             rows.values().iter().map(|&row| Some(subject_key(values[row as usize].as_bytes()))).collect();
         assert_eq!(keys.iter().collect::<Vec<_>>(), expected);
+        // Copies of one value have views of their own, as plain-encoded pages give them.
+        let copies: ArrayRef = Arc::new(StringViewArray::from(
+            rows.values().iter().map(|&row| values[row as usize].to_string()).collect::<Vec<_>>(),
+        ));
+        assert_eq!(subject_keys(&copies).expect("keys").iter().collect::<Vec<_>>(), expected);
     }
 }
