@@ -9,24 +9,26 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use serde::Serialize;
 
+mod accumulator_suite;
 mod audit_suite;
 mod egress_suite;
 mod gateway_suite;
 mod query_suite;
 mod runtime_suite;
 
-const SUITES: &[&str] = &["query", "runtime", "audit", "egress", "gateway"];
+const SUITES: &[&str] = &["query", "accumulators", "runtime", "audit", "egress", "gateway"];
 
 /// Runs unseen's benchmarks beside their baselines and prints ratios.
 #[derive(Debug, Parser)]
 #[command(name = "unseen-benches")]
 pub(crate) struct Args {
-    /// Suites to run (default: all). Known: query, runtime, audit, egress, gateway.
+    /// Suites to run (default: all). Known: query, accumulators, runtime, audit, egress, gateway.
     suites: Vec<String>,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
-    /// Scales the query suite's tables (1.0: 1M and 10M rows); for quick checks.
+    /// Scales the query suite's tables (1.0: 1M and 10M rows) and the accumulator suite's rows
+    /// (1.0: 1M); for quick checks.
     #[arg(long, default_value_t = 1.0)]
     query_scale: f64,
     /// Timed repetitions per measurement (the median is reported).
@@ -94,6 +96,7 @@ fn main() -> Result<()> {
     for suite in suites {
         let measurements = match suite {
             "query" => query_suite::run(&args, &runtime)?,
+            "accumulators" => accumulator_suite::run(&args)?,
             "runtime" => runtime_suite::run(&args, runtime.handle().clone())?,
             "audit" => audit_suite::run(&args)?,
             "egress" => egress_suite::run(&args, &runtime)?,

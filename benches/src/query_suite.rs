@@ -139,7 +139,7 @@ pub fn run(args: &Args, runtime: &tokio::runtime::Runtime) -> Result<Vec<Measure
     Ok(measurements)
 }
 
-fn scaled(rows: usize, scale: f64) -> usize {
+pub(crate) fn scaled(rows: usize, scale: f64) -> usize {
     ((rows as f64 * scale) as usize).max(12_000)
 }
 
@@ -200,7 +200,64 @@ impl SplitMix {
     }
 }
 
-/// `rows` readings: enterprises of twelve months each, a skewed industry mix, kWh per month.
+/// One row of the readings table.
+pub(crate) struct Reading {
+    pub(crate) enterprise: usize,
+    pub(crate) district: usize,
+    pub(crate) industry: usize,
+    pub(crate) month: usize,
+    pub(crate) kwh: f64,
+}
+
+impl Reading {
+    /// The enterprise's unified social credit code, the table's subject.
+    pub(crate) fn uscc(&self) -> String {
+        format!("91330{:05}MA{:07X}", 500 + self.district, self.enterprise)
+    }
+
+    /// The row's group in `GROUP BY district, industry, month` (of [`READING_GROUPS`]).
+    pub(crate) fn group(&self) -> usize {
+        (self.district * INDUSTRIES.len() + self.industry) * 12 + self.month
+    }
+}
+
+/// The groups of `GROUP BY district, industry, month` over the readings.
+pub(crate) const READING_GROUPS: usize = 5 * 20 * 12;
+const _: () = assert!(READING_GROUPS == DISTRICTS.len() * INDUSTRIES.len() * 12);
+
+/// The readings in table order: enterprises of twelve months each, a skewed industry mix,
+/// kWh per month.
+pub(crate) struct Readings {
+    random: SplitMix,
+    row: usize,
+    district: usize,
+    industry: usize,
+}
+
+impl Readings {
+    pub(crate) fn new() -> Self {
+        Self { random: SplitMix(42), row: 0, district: 0, industry: 0 }
+    }
+}
+
+impl Iterator for Readings {
+    type Item = Reading;
+
+    fn next(&mut self) -> Option<Reading> {
+        let row = self.row;
+        self.row += 1;
+        if row.is_multiple_of(12) {
+            self.district = (self.random.next() % DISTRICTS.len() as u64) as usize;
+            // Skewed: small industry indices are far more common.
+            let draw = self.random.next() % 1_000;
+            self.industry = ((draw * draw) / (1_000 * 1_000 / INDUSTRIES.len() as u64)) as usize % INDUSTRIES.len();
+        }
+        let kwh = (self.random.next() % 100_000) as f64 / 10.0;
+        Some(Reading { enterprise: row / 12, district: self.district, industry: self.industry, month: row % 12, kwh })
+    }
+}
+
+/// `rows` readings (see [`Readings`]) as a Parquet file.
 fn write_readings(rows: usize, path: &Path) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("uscc", DataType::Utf8, false),
@@ -211,8 +268,7 @@ fn write_readings(rows: usize, path: &Path) -> Result<()> {
     ]));
     let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), None)?;
-    let mut random = SplitMix(42);
-    let (mut district, mut industry) = (0, 0);
+    let mut readings = Readings::new();
     let mut start = 0;
     while start < rows {
         let end = (start + CHUNK_ROWS).min(rows);
@@ -221,19 +277,12 @@ fn write_readings(rows: usize, path: &Path) -> Result<()> {
         let mut industries = Vec::with_capacity(end - start);
         let mut months = Vec::with_capacity(end - start);
         let mut kwhs = Vec::with_capacity(end - start);
-        for row in start..end {
-            let enterprise = row / 12;
-            if row % 12 == 0 {
-                district = (random.next() % DISTRICTS.len() as u64) as usize;
-                // Skewed: small industry indices are far more common.
-                let draw = random.next() % 1_000;
-                industry = ((draw * draw) / (1_000 * 1_000 / INDUSTRIES.len() as u64)) as usize % INDUSTRIES.len();
-            }
-            usccs.push(format!("91330{:05}MA{:07X}", 500 + district, enterprise));
-            districts.push(DISTRICTS[district]);
-            industries.push(INDUSTRIES[industry]);
-            months.push(format!("2024-{:02}", row % 12 + 1));
-            kwhs.push((random.next() % 100_000) as f64 / 10.0);
+        for reading in readings.by_ref().take(end - start) {
+            usccs.push(reading.uscc());
+            districts.push(DISTRICTS[reading.district]);
+            industries.push(INDUSTRIES[reading.industry]);
+            months.push(format!("2024-{:02}", reading.month + 1));
+            kwhs.push(reading.kwh);
         }
         let batch = RecordBatch::try_new(
             schema.clone(),
