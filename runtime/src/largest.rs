@@ -139,12 +139,21 @@ fn bucket(subject: u64) -> usize {
 }
 
 impl Summary {
+    /// Adds one row; a folded group's row is one addition to its bucket, inlined into the
+    /// caller's loop, the exact form's search is not.
     #[inline]
     fn add(&mut self, subject: u64, amount: f64) {
         self.total += amount;
-        if self.bucketed {
-            self.amounts[bucket(subject)] += amount;
-        } else if let Some(slot) = self.subjects.iter().position(|&tracked| tracked == subject) {
+        match self.amounts.get_mut(bucket(subject)) {
+            Some(bucket) if self.bucketed => *bucket += amount,
+            _ => self.add_exact(subject, amount),
+        }
+    }
+
+    /// Adds one row to a group still tracked per subject (folding it past [`EXACT_SUBJECTS`]).
+    #[inline(never)]
+    fn add_exact(&mut self, subject: u64, amount: f64) {
+        if let Some(slot) = self.subjects.iter().position(|&tracked| tracked == subject) {
             self.amounts[slot] += amount;
         } else if self.subjects.len() < EXACT_SUBJECTS {
             self.subjects.push(subject);
@@ -317,6 +326,14 @@ impl GroupsAccumulator for AllGroups {
     ) -> Result<()> {
         let (keys, amounts) = arguments(values)?;
         self.groups.resize_with(total_num_groups, Summary::default);
+        // Most batches have no filter and no nulls: one pass over the three columns' values.
+        let raw_keys = key_argument(values, LARGEST_FUNCTION)?;
+        if opt_filter.is_none() && raw_keys.null_count() == 0 && amounts.null_count() == 0 {
+            for ((&group, &key), &amount) in group_indices.iter().zip(raw_keys.values()).zip(amounts.values()) {
+                self.groups[group].add(key, amount.abs());
+            }
+            return Ok(());
+        }
         for (row, (&group, key)) in group_indices.iter().zip(keys).enumerate() {
             let selected = opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row));
             if selected && amounts.is_valid(row) {
