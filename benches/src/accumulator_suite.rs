@@ -46,30 +46,29 @@ struct Batch {
 }
 
 /// Which arguments an accumulator takes.
-#[derive(Clone, Copy)]
 enum Input {
     Kwh,
     Key,
     KeyAndKwh,
 }
 
-/// An aggregate function and the arguments it is called with.
+/// An aggregate function, the arguments it is called with and what it returns.
 struct Function {
     udaf: Arc<AggregateUDF>,
     input: Input,
+    returns: DataType,
 }
 
 impl Function {
-    fn new(udaf: Arc<AggregateUDF>, input: Input) -> Self {
-        Self { udaf, input }
+    fn new(udaf: Arc<AggregateUDF>, input: Input, returns: DataType) -> Self {
+        Self { udaf, input, returns }
     }
 
     fn accumulator(&self, schema: &Schema) -> Result<Box<dyn GroupsAccumulator>> {
-        let (arguments, return_type): (&[&str], DataType) = match self.input {
-            Input::Kwh if self.udaf.name() == "count" => (&["kwh"], DataType::Int64),
-            Input::Kwh => (&["kwh"], DataType::Float64),
-            Input::Key => (&["key"], DataType::Binary),
-            Input::KeyAndKwh => (&["key", "kwh"], DataType::Binary),
+        let arguments: &[&str] = match self.input {
+            Input::Kwh => &["kwh"],
+            Input::Key => &["key"],
+            Input::KeyAndKwh => &["key", "kwh"],
         };
         let exprs: Vec<Arc<dyn PhysicalExpr>> = arguments
             .iter()
@@ -78,7 +77,7 @@ impl Function {
         let expr_fields: Vec<_> =
             arguments.iter().map(|name| Ok(Arc::new(schema.field_with_name(name)?.clone()))).collect::<Result<_>>()?;
         let args = AccumulatorArgs {
-            return_field: Arc::new(Field::new(self.udaf.name(), return_type, true)),
+            return_field: Arc::new(Field::new(self.udaf.name(), self.returns.clone(), true)),
             schema,
             ignore_nulls: false,
             order_bys: &[],
@@ -106,11 +105,17 @@ pub fn run(args: &Args) -> Result<Vec<Measurement>> {
     let by_group = batches(rows, Reading::group)?;
     let schema =
         Schema::new(vec![Field::new("key", DataType::UInt64, false), Field::new("kwh", DataType::Float64, false)]);
-    let sum = || Function::new(sum_udaf(), Input::Kwh);
-    let count = || Function::new(count_udaf(), Input::Kwh);
-    let contributors = || Function::new(CappedContributors::udaf(THRESHOLD), Input::Key);
-    let largest = || Function::new(LargestContributions::udaf(), Input::KeyAndKwh);
-    let sketch = || Function::new(SubjectSketcher::udaf(THRESHOLD), Input::Key);
+    let sum = || Function::new(sum_udaf(), Input::Kwh, DataType::Float64);
+    let count = || Function::new(count_udaf(), Input::Kwh, DataType::Int64);
+    let contributors = || Function::new(CappedContributors::udaf(THRESHOLD), Input::Key, DataType::Int64);
+    let largest = || {
+        Function::new(
+            LargestContributions::udaf(),
+            Input::KeyAndKwh,
+            DataType::Struct(LargestContributions::return_fields()),
+        )
+    };
+    let sketch = || Function::new(SubjectSketcher::udaf(THRESHOLD), Input::Key, DataType::Binary);
     let per_row = |functions: &[Function], batches: &[Batch], groups: usize| -> Result<f64> {
         let mut times = Vec::with_capacity(args.repeat);
         for _ in 0..args.repeat {

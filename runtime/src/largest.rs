@@ -144,9 +144,10 @@ impl Summary {
     #[inline]
     fn add(&mut self, subject: u64, amount: f64) {
         self.total += amount;
-        match self.amounts.get_mut(bucket(subject)) {
-            Some(bucket) if self.bucketed => *bucket += amount,
-            _ => self.add_exact(subject, amount),
+        if self.bucketed {
+            self.amounts[bucket(subject)] += amount;
+        } else {
+            self.add_exact(subject, amount);
         }
     }
 
