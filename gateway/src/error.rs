@@ -42,6 +42,7 @@ impl From<PolicyError> for GatewayError {
             PolicyError::Denied(message) => Self::Denied(message),
             PolicyError::InvalidInput { .. } => Self::InvalidInput(error.to_string()),
             PolicyError::NotFound { .. } => Self::NotFound(error.to_string()),
+            PolicyError::RandomnessFailed(_) => Self::Internal(error.to_string()),
         }
     }
 }

@@ -14,6 +14,9 @@ pub enum PolicyError {
         /// What was wrong with it.
         reason: String,
     },
+    /// A source of randomness the caller handed in failed; nothing was derived or released.
+    #[error("randomness failed while {0}")]
+    RandomnessFailed(String),
     /// A named object does not exist.
     #[error("{kind} \"{name}\" not found")]
     NotFound {

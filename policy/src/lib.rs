@@ -14,6 +14,7 @@ pub mod identifiers;
 pub mod limits;
 pub mod noise;
 pub mod review;
+pub mod sample;
 pub mod sketch;
 
 pub use access::{AccessMode, Argument, Refusal, Usage, least_mode};
