@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
+use unseen_policy::noise::{RandomBits, RandomnessFailed};
+use unseen_policy::sample::{SampleParams, SampleReport, SampleRules};
 use unseen_policy::{
     AccessMode, DatasetRequest, DatasetVersion, DisclosureParams, Grant, OutputSpec, ScenarioApplication,
 };
@@ -18,30 +21,67 @@ pub struct Fixture {
     pub tables: Vec<DomainTable>,
 }
 
-/// The three catalog entries the demo registers, with the demo's tags.
+/// The catalog entries the demo registers, with the demo's tags.
 pub fn catalog() -> Vec<DatasetVersion> {
     vec![
         unseen_samples::scenarios::population(),
         unseen_samples::scenarios::enterprise(),
         unseen_samples::scenarios::electricity(),
+        unseen_samples::scenarios::social_insurance(),
     ]
 }
 
-/// Writes small synthetic datasets and their desensitised samples.
+/// The fixture's domain sample key.
+pub const SAMPLE_KEY: [u8; 32] = [5; 32];
+
+/// A seeded source of randomness (SplitMix64), so fixtures are the same on every run.
+#[derive(Debug, Clone)]
+pub struct Seeded(pub u64);
+
+impl RandomBits for Seeded {
+    fn next_u64(&mut self) -> Result<u64, RandomnessFailed> {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut mixed = self.0;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Ok(mixed ^ (mixed >> 31))
+    }
+}
+
+/// Writes `batch` as the real data of `dataset` in `dir` and derives its sample of the grade's
+/// default kind, as registration does.
+pub async fn register(dir: &Path, dataset: DatasetVersion, batch: &RecordBatch) -> (DomainTable, SampleReport) {
+    let production_path = dir.join(format!("{}.parquet", dataset.name));
+    let sample_path = dir.join(format!("{}-sample.parquet", dataset.name));
+    unseen_samples::data::write_parquet(batch, &production_path).expect("write parquet");
+    let kind = SampleRules::of(dataset.grade).default_kind;
+    let report = unseen_runtime::sample::derive_sample(
+        kind,
+        &dataset,
+        &production_path,
+        &sample_path,
+        &SAMPLE_KEY,
+        &SampleParams::default(),
+        &mut Seeded(17),
+    )
+    .await
+    .expect("derive sample");
+    (DomainTable { dataset, production_path, sample_path }, report)
+}
+
+/// Writes small synthetic datasets and their samples (de-identified for the general-grade
+/// enterprise register, synthetic for the important-grade ones).
 pub async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temporary directory");
     let population = unseen_samples::data::population(3_000, 11);
     let enterprises = unseen_samples::data::enterprises(2_000, 11);
     let electricity = unseen_samples::data::electricity(&enterprises, 12, 11);
+    let insurance = unseen_samples::data::social_insurance(&population, &enterprises, 12, 11);
     let mut tables = Vec::new();
-    for (dataset, batch) in catalog().into_iter().zip([&population, &enterprises, &electricity]) {
-        let production_path = dir.path().join(format!("{}.parquet", dataset.name));
-        let sample_path = dir.path().join(format!("{}-sample.parquet", dataset.name));
-        unseen_samples::data::write_parquet(batch, &production_path).expect("write parquet");
-        unseen_runtime::sample::derive_sample(&dataset, &production_path, &sample_path, &[5; 32], 20)
-            .await
-            .expect("derive sample");
-        tables.push(DomainTable { dataset, production_path, sample_path });
+    for (dataset, batch) in catalog().into_iter().zip([&population, &enterprises, &electricity, &insurance]) {
+        let (table, report) = register(dir.path(), dataset, batch).await;
+        assert!(report.offered, "the fixture's samples are offered: {}", report.render());
+        tables.push(table);
     }
     Fixture { dir, tables }
 }

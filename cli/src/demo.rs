@@ -255,12 +255,25 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
             })
             .await?
             .into_inner();
+        let sample = reply.sample.clone().unwrap_or_default();
+        let risk = serde_json::from_str::<unseen_policy::sample::SampleReport>(&sample.report_json)
+            .map(|report| {
+                format!(
+                    "{:.1}% single out, {:.1}% recovered{}",
+                    100.0 * report.risk.unique_share,
+                    100.0 * report.risk.recovered_share,
+                    if report.epsilon > 0.0 { format!(", ε = {}", report.epsilon) } else { String::new() }
+                )
+            })
+            .unwrap_or_default();
         say.detail(format!(
-            "{:<16} {:>7} rows  sample {:>6} rows  sha256 {}…",
+            "{:<16} {:>7} rows  sha256 {}…  sample: {} {:>6} rows ({risk}){}",
             reply.dataset,
             reply.rows,
+            &reply.content_hash[..16],
+            sample.kind,
             reply.sample_rows,
-            &reply.content_hash[..16]
+            if sample.offered { "" } else { " NOT offered" }
         ));
         report.datasets.push(reply.dataset);
     }
@@ -280,7 +293,7 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     let green_module = upload(&mut clients.developer, &green_grant, unseen_samples::modules::GREEN_ENERGY).await?;
     say.detail(format!("module sha256 {}… accepted", &green_module[..16]));
 
-    say.step("Sample mode (样本): the module runs on the desensitised sample; outputs come straight back");
+    say.step("Sample mode (样本): the module runs on the development sample (synthetic or k-anonymous, measured by attack); outputs come straight back");
     let sample = run_job(&mut clients.developer, &green_grant, &green_module, "sample", "").await?;
     for output in &sample.outputs {
         report.sample_rows += output.rows;

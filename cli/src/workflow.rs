@@ -94,14 +94,54 @@ enum DatasetCommand {
         #[arg(long = "column", value_name = "NAME=TAG", conflicts_with = "catalog")]
         columns: Vec<String>,
     },
+    /// (operator) Derive or show a dataset version's development sample (样本) of a kind, with
+    /// what each column holds and the risk measured by attack; --offer makes developers'
+    /// sample-mode jobs read it. Each kind is derived once per version (a synthetic sample
+    /// spends its ε once); general data may offer de-identified real rows, important data
+    /// only synthetic ones.
+    #[command(after_help = "Examples:\n  \
+        unseen dataset sample enterprise@v1 --kind synthetic\n  \
+        unseen dataset sample enterprise@v1 --kind synthetic --offer --reason \"no real record in development\"")]
+    Sample {
+        /// The dataset version, `name@vN`.
+        dataset: String,
+        /// synthetic (no real record, drawn from differentially private marginals) or
+        /// deidentified (k-anonymous real rows with perturbed values).
+        #[arg(long)]
+        kind: String,
+        /// Offer it to developers from now on (refused when its risk is over the grade's
+        /// thresholds).
+        #[arg(long, requires = "reason")]
+        offer: bool,
+        /// Why (recorded in the audit log); required with --offer.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// Runs `unseen dataset …`.
 pub fn dataset(args: DatasetArgs) -> Result<ExitCode> {
     runtime()?.block_on(async {
-        let client = Client::connect(&args.client, Role::Provider, "dataset register").await?;
         match args.command {
+            DatasetCommand::Sample { dataset, kind, offer, reason } => {
+                let client = Client::connect(&args.client, Role::Operator, "dataset sample").await?;
+                let mut progress = Progress::new(client.json);
+                progress.show(&format!("deriving and measuring the {kind} sample of {dataset}"));
+                let view = operator(&client)
+                    .derive_sample(pb::DeriveSampleRequest {
+                        dataset: dataset.clone(),
+                        kind: kind.clone(),
+                        offer,
+                        reason: reason.unwrap_or_default(),
+                    })
+                    .await
+                    .map_err(|status| client.refused(&format!("deriving the {kind} sample of {dataset}"), status))?
+                    .into_inner();
+                progress.finish();
+                emit(client.json, &sample_json(&view), || sample_text(&view))?;
+            }
             DatasetCommand::Register { file, name, catalog, grade, subject_kind, columns } => {
+                let client = Client::connect(&args.client, Role::Provider, "dataset register").await?;
                 let tags = TableTags { name, catalog, grade, subject_kind, columns };
                 let (spec, parquet) = tagged_table(&file, tags)?;
                 let name = spec.name.clone();
@@ -124,20 +164,44 @@ pub fn dataset(args: DatasetArgs) -> Result<ExitCode> {
                     .map_err(|status| client.refused(&format!("registering {name}"), status))?
                     .into_inner();
                 progress.finish();
+                let sample = reply.sample.unwrap_or_default();
                 let value = json!({
                     "dataset": reply.dataset, "content_hash": reply.content_hash,
-                    "rows": reply.rows, "sample_rows": reply.sample_rows,
+                    "rows": reply.rows, "sample_rows": reply.sample_rows, "sample": sample_json(&sample),
                 });
                 emit(client.json, &value, || {
                     format!(
-                        "registered {}: {} rows (sample {} rows), sha256 {}",
-                        reply.dataset, reply.rows, reply.sample_rows, reply.content_hash
+                        "registered {}: {} rows, sha256 {}\n{}",
+                        reply.dataset,
+                        reply.rows,
+                        reply.content_hash,
+                        sample_text(&sample)
                     )
                 })?;
             }
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn sample_json(view: &pb::SampleView) -> serde_json::Value {
+    json!({
+        "dataset": view.dataset, "kind": view.kind, "offered": view.offered,
+        "content_hash": view.content_hash, "report": embedded_json(&view.report_json),
+    })
+}
+
+/// The sample report as an operator reads it, and whether developers get this sample.
+fn sample_text(view: &pb::SampleView) -> String {
+    let report = serde_json::from_str::<unseen_policy::sample::SampleReport>(&view.report_json)
+        .map(|report| report.render())
+        .unwrap_or_else(|_| format!("sample of {} ({})\n", view.dataset, view.kind));
+    let status = if view.offered {
+        "developers' sample-mode jobs read this sample"
+    } else {
+        "developers do not get this sample (an operator offers one with `unseen dataset sample … --offer`)"
+    };
+    format!("{}  {status}", report)
 }
 
 /// How a command line names and tags a table it sends: a name (default: the file's stem) and
@@ -633,6 +697,7 @@ fn job_json(view: &pb::JobView) -> Value {
         "outputs": view.outputs.iter().map(|output| json!({
             "name": output.name, "kind": output.kind, "rows": output.rows,
             "suppressed_groups": output.suppressed_groups,
+            "withheld": if output.withheld.is_empty() { Value::Null } else { Value::String(output.withheld.clone()) },
             "content": if output.content.is_empty() { Value::Null } else {
                 match std::str::from_utf8(&output.content) {
                     Ok(text) => Value::String(text.to_string()),
@@ -667,6 +732,9 @@ fn job_text(view: &pb::JobView) -> String {
             "  output \"{}\" ({}): {} rows, {} groups below k withheld by the engine\n",
             output.name, output.kind, output.rows, output.suppressed_groups
         );
+        if !output.withheld.is_empty() {
+            text += &format!("    {}\n", output.withheld);
+        }
         if let Ok(content) = std::str::from_utf8(&output.content) {
             for line in content.lines().take(6) {
                 text += &format!("    {line}\n");

@@ -30,9 +30,11 @@ use crate::store::{Param, Store, Transaction};
 
 mod imports;
 mod retention;
+mod samples;
 use imports::JobImport;
 pub use imports::{IMPORT_STATES, ImportView, MAX_IMPORT_BYTES};
 pub use retention::{MIN_AUDIT_RETENTION_DAYS, PruneOutcome};
+pub use samples::SampleView;
 
 /// The operating system's random generator as the noise source of differential privacy.
 #[derive(Debug)]
@@ -52,8 +54,27 @@ impl unseen_policy::noise::RandomBits for SystemBits {
     }
 }
 
-/// Percentage of subjects kept in desensitised samples.
-const SAMPLE_PERCENT: u8 = 20;
+/// A registered dataset version as the store holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredDataset {
+    pub dataset: DatasetVersion,
+    /// The real data's file.
+    pub path: String,
+    /// The file of the sample developers get (or, when none is offered, the last derived).
+    pub sample_path: String,
+    /// The kind of sample offered to developers; empty when none is.
+    pub sample_kind: String,
+}
+
+impl StoredDataset {
+    fn table(&self) -> DomainTable {
+        DomainTable {
+            dataset: self.dataset.clone(),
+            production_path: self.path.clone().into(),
+            sample_path: self.sample_path.clone().into(),
+        }
+    }
+}
 
 /// An open domain: its directory, keys, metadata store, audit log and runtime.
 pub struct Domain {
@@ -66,9 +87,9 @@ pub struct Domain {
     sample_key: [u8; 32],
     runtime: Arc<Runtime>,
     /// Dataset versions read so far, with their file paths. A version is immutable once
-    /// registered (its row is never updated or deleted), so a job submission reads it from
-    /// here instead of the store.
-    dataset_versions: std::sync::Mutex<HashMap<String, (DatasetVersion, String, String)>>,
+    /// registered (only the sample offered changes, and that forgets the entry), so a job
+    /// submission reads it from here instead of the store.
+    dataset_versions: std::sync::Mutex<HashMap<String, StoredDataset>>,
     /// Values of each grant's identifier columns, built on its first review.
     identifier_sets: std::sync::Mutex<HashMap<String, Arc<IdentifierSet>>>,
     /// Held while an egress request is reviewed and recorded, so that two requests never
@@ -266,6 +287,9 @@ pub struct OutputSummary {
     pub suppressed_groups: u64,
     /// CSV or artifact bytes; empty unless sample mode.
     pub content: Vec<u8>,
+    /// In sample mode, why the content is not shown (the contract or content rule stopped
+    /// it); empty when it is.
+    pub withheld: String,
 }
 
 /// An egress request and its review.
@@ -614,6 +638,7 @@ impl Domain {
         domain.finish_interrupted_releases().await?;
         domain.finish_interrupted_terminations().await?;
         domain.sweep_import_files().await?;
+        domain.measure_unmeasured_samples().await?;
         Ok(domain)
     }
 
@@ -806,13 +831,14 @@ impl Domain {
         Ok(())
     }
 
-    /// Registers a new dataset version from Parquet bytes and derives its sample.
+    /// Registers a new dataset version from Parquet bytes and derives its sample: the grade's
+    /// default kind, measured by attack and offered only under the grade's thresholds.
     pub async fn register_dataset(
         &self,
         who: &Principal,
         registration: DatasetRegistration,
         parquet: Vec<u8>,
-    ) -> Result<(DatasetVersion, u64, u64), GatewayError> {
+    ) -> Result<(DatasetVersion, u64, SampleView), GatewayError> {
         Self::require(who, Role::Provider)?;
         let content_hash = sha256_hex(&parquet);
         let latest = self
@@ -836,16 +862,15 @@ impl Domain {
         let id = dataset.id();
         let path = self.dir.join("datasets").join(format!("{content_hash}.parquet"));
         write_atomically(&path, &parquet)?;
-        let sample_path = self.dir.join("samples").join(format!("{}-v{}.parquet", dataset.name, dataset.version));
-        let stats =
-            unseen_runtime::sample::derive_sample(&dataset, &path, &sample_path, &self.sample_key, SAMPLE_PERCENT)
-                .await?;
+        let kind = unseen_policy::sample::SampleRules::of(dataset.grade).default_kind;
+        let (sample_path, report, sample_hash) = self.derive_sample_file(&dataset, &path, kind).await?;
+        let offered_kind = if report.offered { kind.as_str() } else { "" };
         let json =
             serde_json::to_string(&dataset).map_err(|error| GatewayError::internal("encoding a dataset", error))?;
         let mut transaction = self.store.begin().await?;
         transaction
             .execute(
-                "INSERT INTO datasets (id, name, version, json, path, sample_path, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO datasets (id, name, version, json, path, sample_path, sample_kind, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
                     Param::Text(&id),
                     Param::Text(&dataset.name),
@@ -853,10 +878,12 @@ impl Domain {
                     Param::Text(&json),
                     Param::Text(&path.to_string_lossy()),
                     Param::Text(&sample_path.to_string_lossy()),
+                    Param::Text(offered_kind),
                     Param::Int(now_ms()),
                 ],
             )
             .await?;
+        let source_rows = report.source_rows;
         transaction.log(audit_entry(
             who,
             "dataset.register",
@@ -865,13 +892,16 @@ impl Domain {
             Some(content_hash),
             None,
             "registered",
-            format!("{} rows, sample {} rows", stats.source_rows, stats.sample_rows),
+            format!("{source_rows} rows"),
         ));
+        self.record_sample(&mut transaction, who, &dataset, &sample_path, &report, &sample_hash).await?;
         self.commit(transaction).await?;
-        Ok((dataset, stats.source_rows, stats.sample_rows))
+        let offered = report.offered;
+        let view = SampleView { dataset: id, kind, offered, report, content_hash: sample_hash };
+        Ok((dataset, source_rows, view))
     }
 
-    async fn dataset(&self, id: &str) -> Result<(DatasetVersion, String, String), GatewayError> {
+    pub(crate) async fn dataset(&self, id: &str) -> Result<StoredDataset, GatewayError> {
         let known = self.dataset_versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned();
         if let Some(known) = known {
             return Ok(known);
@@ -879,19 +909,29 @@ impl Domain {
         let row = self
             .store
             .fetch_one(
-                "SELECT json, path, sample_path FROM datasets WHERE id = $1",
+                "SELECT json, path, sample_path, sample_kind FROM datasets WHERE id = $1",
                 &[Param::Text(id)],
                 &format!("dataset version \"{id}\""),
             )
             .await?;
         let dataset =
             serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a dataset", error))?;
-        let version = (dataset, row["path"].clone(), row["sample_path"].clone());
+        let stored = StoredDataset {
+            dataset,
+            path: row["path"].clone(),
+            sample_path: row["sample_path"].clone(),
+            sample_kind: row["sample_kind"].clone(),
+        };
         self.dataset_versions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id.to_string(), version.clone());
-        Ok(version)
+            .insert(id.to_string(), stored.clone());
+        Ok(stored)
+    }
+
+    /// Drops a dataset version's cached row after its offered sample changed.
+    fn forget_dataset(&self, id: &str) {
+        self.dataset_versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(id);
     }
 
     /// Files a scenario application; returns its id.
@@ -904,7 +944,7 @@ impl Domain {
         application.developer = who.organisation.clone();
         let mut datasets = Vec::new();
         for request in &application.datasets {
-            datasets.push(self.dataset(&request.dataset).await?.0);
+            datasets.push(self.dataset(&request.dataset).await?.dataset);
         }
         application.validate(|id| datasets.iter().find(|dataset| dataset.id() == id))?;
         let json = serde_json::to_string(&application)
@@ -1336,6 +1376,13 @@ impl Domain {
         let job_grant = grant.with_imports(&datasets)?;
         let import_ids: Vec<&str> = imports.iter().map(|import| import.id.as_str()).collect();
         let module = module?;
+        let mut stored = Vec::new();
+        for dataset_id in grant.datasets() {
+            stored.push(self.dataset(dataset_id).await?);
+        }
+        if mode == Mode::Sample {
+            Self::require_offered_samples(&stored)?;
+        }
         let mode_name = match mode {
             Mode::Sample => "sample",
             Mode::Production => "production",
@@ -1361,11 +1408,7 @@ impl Domain {
             submission_detail(mode_name, params, &import_ids),
         ));
         self.commit(transaction).await?;
-        let mut tables = Vec::new();
-        for dataset_id in grant.datasets() {
-            let (dataset, path, sample_path) = self.dataset(dataset_id).await?;
-            tables.push(DomainTable { dataset, production_path: path.into(), sample_path: sample_path.into() });
-        }
+        let tables: Vec<DomainTable> = stored.iter().map(StoredDataset::table).collect();
         if self.hold_jobs {
             return Ok(job_id);
         }
@@ -1478,7 +1521,7 @@ impl Domain {
             .insert(id.clone(), (grant.id.clone(), cancel.clone()));
         // Imported tables are decrypted for the job and removed when it ends, however it ends.
         let work = self.work_dir(job_id);
-        let outcome = match self.open_imports(&imports, &work, mode).await {
+        let outcome = match self.open_imports(&imports, &work, mode, &grant, &tables).await {
             Ok(Ok(decrypted)) => {
                 tables.extend(decrypted);
                 self.claim_and_run(who, job_id, grant, tables, module_path, mode, params, cancel).await
@@ -1624,7 +1667,40 @@ impl Domain {
                     &[Param::Text(job_id), Param::Text(&output.name), Param::Text(kind), Param::Text(&path.to_string_lossy()), Param::Text(&lineage), Param::Int(rows as i64)],
                 )
                 .await?;
+            let checked = match (mode, output.kind, output.table.as_ref()) {
+                (Mode::Sample, OutputKind::Table, Some(table)) => {
+                    Some(unseen_policy::review::review_sample_table(&grant, &output.name, table))
+                }
+                (Mode::Sample, OutputKind::Artifact, _) => {
+                    Some(unseen_policy::review::review_sample_artifact(&grant, &output.name, &bytes))
+                }
+                _ => None,
+            };
+            let withheld = match &checked {
+                Some(review) if review.outcome == unseen_policy::Outcome::Blocked => {
+                    let rules: Vec<String> = review
+                        .rules
+                        .iter()
+                        .filter(|rule| rule.outcome == unseen_policy::RuleOutcome::Blocked)
+                        .map(|rule| format!("{}: {}", rule.rule, rule.figure))
+                        .collect();
+                    let why = format!("withheld from the sample run by {}", rules.join("; "));
+                    transaction.log(audit_entry(
+                        who,
+                        "job.sample_withheld",
+                        "job",
+                        job_id,
+                        None,
+                        Some(grant.id.clone()),
+                        "withheld",
+                        format!("output \"{}\" {why}", output.name),
+                    ));
+                    why
+                }
+                _ => String::new(),
+            };
             let content = match (mode, output.kind) {
+                _ if !withheld.is_empty() => Vec::new(),
                 (Mode::Sample, OutputKind::Table | OutputKind::Verification) => {
                     output.table.as_ref().map(csv_bytes).transpose()?.unwrap_or_default()
                 }
@@ -1637,6 +1713,7 @@ impl Domain {
                 rows,
                 suppressed_groups: output.lineage.suppressed_groups,
                 content,
+                withheld,
             });
         }
         let (state, error, developer_error) = match &report.failure {
@@ -1742,7 +1819,7 @@ impl Domain {
             .await?;
         if job["mode"] != "production" {
             return Err(GatewayError::FailedPrecondition(format!(
-                "job {job_id} ran on the sample; its outputs are already yours and nothing real leaves from it"
+                "job {job_id} ran on the sample; its outputs were shown to you when it ran, and the sample holds no real record (synthetic) or only k-anonymous, perturbed rows (de-identified) — run it in production mode to request egress"
             )));
         }
         if job["state"] != "succeeded" {
@@ -1926,8 +2003,7 @@ impl Domain {
         }
         let mut tables = Vec::new();
         for dataset_id in grant.datasets() {
-            let (dataset, path, sample_path) = self.dataset(dataset_id).await?;
-            tables.push(DomainTable { dataset, production_path: path.into(), sample_path: sample_path.into() });
+            tables.push(self.dataset(dataset_id).await?.table());
         }
         let set = Arc::new(unseen_runtime::identifier_index::identifier_set(&tables).await?);
         self.identifier_sets
@@ -2074,8 +2150,8 @@ impl Domain {
         };
         let mut datasets = Vec::new();
         for dataset_id in grant.datasets() {
-            let (dataset, _, _) = self.dataset(dataset_id).await?;
-            datasets.push((dataset_id.to_string(), dataset.content_hash));
+            let stored = self.dataset(dataset_id).await?;
+            datasets.push((dataset_id.to_string(), stored.dataset.content_hash));
         }
         let mut imports = Vec::new();
         for import_id in job["imports"].split(',').filter(|id| !id.is_empty()) {

@@ -83,6 +83,7 @@ fn job_view(view: JobView) -> pb::JobView {
                 rows: output.rows,
                 content: output.content,
                 suppressed_groups: output.suppressed_groups,
+                withheld: output.withheld,
             })
             .collect(),
         guest_log: view.guest_log,
@@ -179,12 +180,13 @@ impl pb::provider_server::Provider for Services {
             return Err(Status::invalid_argument("parquet is empty: send the dataset's Parquet file"));
         }
         let registration = registration(request.name, grade, &request.subject_kind, request.columns)?;
-        let (dataset, rows, sample_rows) = self.domain.register_dataset(&who, registration, request.parquet).await?;
+        let (dataset, rows, sample) = self.domain.register_dataset(&who, registration, request.parquet).await?;
         Ok(Response::new(pb::RegisterDatasetReply {
             dataset: dataset.id(),
             content_hash: dataset.content_hash,
             rows,
-            sample_rows,
+            sample_rows: sample.report.sample_rows,
+            sample: Some(sample_view(sample)?),
         }))
     }
 }
@@ -387,6 +389,37 @@ fn object_id(field: &str, value: &str, prefix: char, what: &str) -> Result<(), S
     )))
 }
 
+/// A dataset version id, `name@vN` (`population@v3`).
+fn dataset_id(field: &str, value: &str) -> Result<(), Status> {
+    let well_formed = value.split_once("@v").is_some_and(|(name, version)| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+            && !version.is_empty()
+            && version.len() <= 9
+            && version.bytes().all(|byte| byte.is_ascii_digit())
+    });
+    if well_formed {
+        return Ok(());
+    }
+    Err(Status::invalid_argument(format!(
+        "{field} \"{}\" is not a dataset version (name@vN, e.g. population@v1)",
+        shortened(value)
+    )))
+}
+
+fn sample_view(view: crate::domain::SampleView) -> Result<pb::SampleView, Status> {
+    let report_json = serde_json::to_string(&view.report)
+        .map_err(|error| Status::internal(format!("encoding a sample report: {error}")))?;
+    Ok(pb::SampleView {
+        dataset: view.dataset,
+        kind: view.kind.as_str().into(),
+        offered: view.offered,
+        report_json,
+        content_hash: view.content_hash,
+    })
+}
+
 /// A module's content hash: 64 lowercase hex digits.
 fn module_hash(value: &str) -> Result<(), Status> {
     if value.len() == 64 && value.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
@@ -525,6 +558,19 @@ impl pb::operator_server::Operator for Services {
         Ok(Response::new(import_view(
             self.domain.decide_import(&who, &request.id, request.approve, &request.reason).await?,
         )))
+    }
+
+    async fn derive_sample(
+        &self,
+        request: Request<pb::DeriveSampleRequest>,
+    ) -> Result<Response<pb::SampleView>, Status> {
+        let who = caller(&request, Role::Operator)?;
+        let request = request.into_inner();
+        dataset_id("dataset", &request.dataset)?;
+        let kind: unseen_policy::sample::SampleKind = json_enum("kind", &request.kind, "synthetic, deidentified")?;
+        bounded_text("reason", &request.reason, MAX_REASON_CHARS, request.offer)?;
+        let view = self.domain.derive_sample(&who, &request.dataset, kind, request.offer, &request.reason).await?;
+        Ok(Response::new(sample_view(view)?))
     }
 
     async fn decide_egress(&self, request: Request<pb::DecideRequest>) -> Result<Response<pb::EgressView>, Status> {

@@ -179,6 +179,45 @@ async fn malformed_requests_are_refused_at_the_edge_naming_the_field() {
             "id",
         ),
         (
+            "DeriveSample of a malformed dataset version",
+            operator
+                .derive_sample(pb::DeriveSampleRequest {
+                    dataset: "population; DROP".into(),
+                    kind: "synthetic".into(),
+                    offer: false,
+                    reason: String::new(),
+                })
+                .await
+                .map(drop),
+            "dataset",
+        ),
+        (
+            "DeriveSample of an unknown kind",
+            operator
+                .derive_sample(pb::DeriveSampleRequest {
+                    dataset: "population@v1".into(),
+                    kind: "raw".into(),
+                    offer: false,
+                    reason: String::new(),
+                })
+                .await
+                .map(drop),
+            "kind",
+        ),
+        (
+            "DeriveSample offered without a reason",
+            operator
+                .derive_sample(pb::DeriveSampleRequest {
+                    dataset: "population@v1".into(),
+                    kind: "synthetic".into(),
+                    offer: true,
+                    reason: String::new(),
+                })
+                .await
+                .map(drop),
+            "reason",
+        ),
+        (
             "AuditEntries about a huge object id",
             regulator
                 .audit_entries(pb::AuditEntriesRequest { start: 0, end: 0, object_id: huge.clone() })

@@ -102,3 +102,99 @@ async fn a_domain_holding_its_jobs_queues_them_and_starts_none_until_reopened() 
     let finished = reopened.job(&developer, &again, Duration::from_secs(120)).await.expect("job");
     assert_eq!(finished.state, "succeeded", "{}", finished.error);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sample_over_its_grades_risk_is_not_offered_until_an_operator_offers_a_synthetic_one() {
+    use std::sync::Arc as Shared;
+
+    use datafusion::arrow::array::{Int32Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use unseen_gateway::domain::DatasetRegistration;
+    use unseen_policy::sample::SampleKind;
+    use unseen_policy::{AccessMode, ColumnSpec, ColumnTag, Grade, SubjectKind};
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let domain = Arc::new(Domain::open(dir.path(), "samples.domain").await.expect("the domain opens"));
+    // General data whose only sensitive numbers are a few small counts: no noise can hide a
+    // household's 1 or 2 children, so its de-identified sample is measured and not offered.
+    let rows = 3_000;
+    let schema = Shared::new(Schema::new(vec![
+        Field::new("person_id", DataType::Utf8, false),
+        Field::new("district", DataType::Utf8, false),
+        Field::new("children", DataType::Int32, false),
+    ]));
+    let table = RecordBatch::try_new(
+        schema,
+        vec![
+            Shared::new(StringArray::from((0..rows).map(|i| format!("P{i:06}")).collect::<Vec<_>>())),
+            Shared::new(StringArray::from((0..rows).map(|i| ["east", "west"][i % 2]).collect::<Vec<_>>())),
+            Shared::new(Int32Array::from((0..rows).map(|i| (i % 2) as i32 + 1).collect::<Vec<_>>())),
+        ],
+    )
+    .expect("batch");
+    let path = dir.path().join("households.parquet");
+    unseen_samples::data::write_parquet(&table, &path).expect("write");
+    let provider = principal("bureau", Role::Provider);
+    let registration = DatasetRegistration {
+        name: "households".into(),
+        grade: Grade::General,
+        subject_kind: Some(SubjectKind::Person),
+        columns: vec![
+            ColumnSpec { name: "person_id".into(), tag: ColumnTag::Subject },
+            ColumnSpec { name: "district".into(), tag: ColumnTag::Public },
+            ColumnSpec { name: "children".into(), tag: ColumnTag::Sensitive },
+        ],
+    };
+    let (_, _, sample) =
+        domain.register_dataset(&provider, registration, std::fs::read(&path).expect("read")).await.expect("register");
+    assert_eq!(sample.kind, SampleKind::Deidentified, "general data's default");
+    assert!(!sample.offered && !sample.report.offered, "{}", sample.report.render());
+    assert!(sample.report.refusals[0].contains("rule sample_risk"), "{:?}", sample.report.refusals);
+
+    let developer = principal("acme", Role::Developer);
+    let mut application = unseen_samples::scenarios::green_energy();
+    application.datasets = vec![unseen_policy::DatasetRequest {
+        dataset: "households@v1".into(),
+        columns: [("district".to_string(), AccessMode::Visible), ("children".to_string(), AccessMode::AggregateOnly)]
+            .into_iter()
+            .collect(),
+        row_filter: None,
+    }];
+    application.outputs[0].columns = vec!["district".into(), "children".into()];
+    let grant = common::granted(&domain, &developer, application).await;
+    let module =
+        domain.upload_module(&developer, &grant.id, unseen_samples::modules::RED_TEAM.to_vec()).await.expect("upload");
+    let refused = domain.run_job(&developer, &grant.id, &module.hash, Mode::Sample, "").await.expect_err("refused");
+    assert!(
+        refused.to_string().contains("rule sample_risk") && refused.to_string().contains("households@v1"),
+        "{refused}"
+    );
+
+    // Real rows are never offered for important data; for this dataset the operator derives a
+    // synthetic sample (once: it spends its ε once), reads its report and offers it.
+    let operator = principal("operator", Role::Operator);
+    let synthetic =
+        domain.derive_sample(&operator, "households@v1", SampleKind::Synthetic, false, "").await.expect("derive");
+    assert!(synthetic.report.offered && !synthetic.offered, "{}", synthetic.report.render());
+    assert_eq!(synthetic.report.epsilon, 2.0);
+    let again = domain.derive_sample(&operator, "households@v1", SampleKind::Synthetic, false, "").await.expect("show");
+    assert_eq!(again.content_hash, synthetic.content_hash, "derived once per kind: no second ε");
+    let offered = domain
+        .derive_sample(&operator, "households@v1", SampleKind::Synthetic, true, "development needs no real record")
+        .await
+        .expect("offer");
+    assert!(offered.offered);
+    let job = domain.run_job(&developer, &grant.id, &module.hash, Mode::Sample, "").await.expect("now it runs");
+    assert!(!job.is_empty());
+    let regulator = principal("regulator", Role::Regulator);
+    let (entries, _) = domain.audit_entries(&regulator, 0, 0, "households@v1").expect("entries");
+    let actions: Vec<String> = entries
+        .iter()
+        .map(|entry| unseen_audit::Entry::from_canonical_bytes(&entry.bytes).expect("an entry").action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["dataset.register", "dataset.sample", "dataset.sample", "dataset.sample.offer"],
+        "{actions:?}"
+    );
+}

@@ -111,6 +111,15 @@ async fn call(rpc: &str, channel: Channel) -> Code {
             .prune_audit(pb::PruneAuditRequest { before_unix_ms: 0, reason: "test".into() })
             .await
             .map(drop),
+        "Operator.DeriveSample" => OperatorClient::new(channel)
+            .derive_sample(pb::DeriveSampleRequest {
+                dataset: "missing@v1".into(),
+                kind: "synthetic".into(),
+                offer: false,
+                reason: String::new(),
+            })
+            .await
+            .map(drop),
         "Regulator.LatestCheckpoint" => {
             RegulatorClient::new(channel).latest_checkpoint(pb::CheckpointRequest {}).await.map(drop)
         }
@@ -138,7 +147,7 @@ async fn call(rpc: &str, channel: Channel) -> Code {
 }
 
 /// Every RPC of the API and the role its service is for.
-const MATRIX: [(&str, Role); 26] = [
+const MATRIX: [(&str, Role); 27] = [
     ("Provider.RegisterDataset", Role::Provider),
     ("Developer.SubmitScenario", Role::Developer),
     ("Developer.ListScenarios", Role::Developer),
@@ -160,6 +169,7 @@ const MATRIX: [(&str, Role); 26] = [
     ("Operator.ListImports", Role::Operator),
     ("Operator.DecideImport", Role::Operator),
     ("Operator.PruneAudit", Role::Operator),
+    ("Operator.DeriveSample", Role::Operator),
     ("Regulator.LatestCheckpoint", Role::Regulator),
     ("Regulator.ExportAudit", Role::Regulator),
     ("Regulator.AuditEntries", Role::Regulator),

@@ -219,13 +219,24 @@ impl GovernedSession {
                 .register_parquet(name, path, ParquetReadOptions::default())
                 .await
                 .map_err(|error| RuntimeError::Internal(format!("registering {dataset_id}: {error}")))?;
-            let pseudonymised: BTreeSet<String> = table
+            let mut pseudonymised: BTreeSet<String> = table
                 .dataset
                 .columns
                 .iter()
                 .filter(|column| grant.mode(dataset_id, &column.name) == AccessMode::Pseudonymised)
                 .map(|column| column.name.clone())
                 .collect();
+            let key = grant.pseudonym_key().map_err(|error| RuntimeError::Internal(error.to_string()))?;
+            // A sample's tokens are stored under the domain's key; every grant reads them
+            // re-keyed under its own, so two grants' samples (and a developer's imports) never
+            // link. Pseudonymised columns of a sample get the same per-grant key.
+            let key = match mode {
+                Mode::Sample => {
+                    pseudonymised.extend(crate::sample::token_columns(&table.sample_path)?);
+                    unseen_policy::sample::GrantSampleKeys::of(&key).tokens
+                }
+                Mode::Production => key,
+            };
             let row_filter = grant.row_filter(dataset_id);
             if !pseudonymised.is_empty() || row_filter.is_some() {
                 let stored = context.deregister_table(name).ok().flatten().ok_or_else(|| {
@@ -235,7 +246,6 @@ impl GovernedSession {
                     Some(sql) => Some(row_condition(&context, grant, dataset_id, name, &stored, sql)?),
                     None => None,
                 };
-                let key = grant.pseudonym_key().map_err(|error| RuntimeError::Internal(error.to_string()))?;
                 let granted = GrantedTable::new(name, stored, condition, &pseudonymised, &Pseudonymiser::udf(key))
                     .map_err(|error| {
                         RuntimeError::Internal(format!("building {dataset_id} for grant {}: {error}", grant.id))

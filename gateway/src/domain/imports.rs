@@ -18,8 +18,8 @@ use unseen_policy::{DatasetVersion, Grade, sha256_hex};
 use unseen_runtime::{DomainTable, Mode};
 
 use super::{
-    DatasetRegistration, Domain, SAMPLE_PERCENT, audit_entry, check_tagged_columns, io, now_ms, read_parquet,
-    remove_if_present, write_atomically,
+    DatasetRegistration, Domain, audit_entry, check_tagged_columns, io, now_ms, read_parquet, remove_if_present,
+    write_atomically,
 };
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
@@ -332,14 +332,18 @@ impl Domain {
         Ok(imports)
     }
 
-    /// Decrypts a job's imports into `work` (and derives their samples for sample mode, under
-    /// the domain's sample key, so their subject tokens join the public samples'). An import
-    /// destroyed since the job was queued fails the job with a message saying so.
+    /// Decrypts a job's imports into `work`. For sample mode it writes their sample-mode copies
+    /// instead: the developer's own values, with subject keys mapped by a grant-keyed hash
+    /// onto the subjects of the grant's samples (`granted`) and identifiers made grant-keyed
+    /// tokens, so an import never meets a sample by value. An import destroyed since the job
+    /// was queued fails the job with a message saying so.
     pub(super) async fn open_imports(
         &self,
         imports: &[JobImport],
         work: &Path,
         mode: Mode,
+        grant: &unseen_policy::Grant,
+        granted: &[DomainTable],
     ) -> Result<Result<Vec<DomainTable>, String>, GatewayError> {
         let mut tables = Vec::with_capacity(imports.len());
         if imports.is_empty() {
@@ -374,12 +378,14 @@ impl Domain {
             write_atomically(&production_path, &plaintext)?;
             let sample_path = work.join(format!("{}.sample.parquet", import.id));
             if mode == Mode::Sample {
-                unseen_runtime::sample::derive_sample(
+                let pool = self.subject_pool(granted, &import.dataset).await?;
+                let keys = super::samples::grant_sample_keys(grant)?;
+                unseen_runtime::sample::derive_import_sample(
                     &import.dataset,
                     &production_path,
                     &sample_path,
-                    &self.sample_key,
-                    SAMPLE_PERCENT,
+                    &pool,
+                    &keys,
                 )
                 .await?;
                 // Sample mode never reads the real rows: they go before the module starts.

@@ -472,6 +472,37 @@ pub fn review_artifact(grant: &Grant, name: &str, bytes: &[u8], context: ReviewC
     report
 }
 
+/// What a sample-mode table passes before its developer sees it: the contract (a declared
+/// output with its declared columns and row cap) and the content scan. Sample outputs are
+/// not reviewed otherwise — the sample is what protects — but a module that prints a
+/// checksum-valid identifier, or an undeclared output, is stopped here too.
+pub fn review_sample_table(grant: &Grant, name: &str, table: &RecordBatch) -> ReviewReport {
+    let mut report = ReviewReport::new(name, OutputKind::Table);
+    report.cells_total = (table.num_rows() * table.num_columns()) as u64;
+    check_contract(grant, name, table, &mut report);
+    content::scan_table(table, None, &mut report);
+    report.decide(true);
+    report
+}
+
+/// [`review_sample_table`] for an artifact a sample-mode job emitted: the contract and the
+/// content scan of its bytes.
+pub fn review_sample_artifact(grant: &Grant, name: &str, bytes: &[u8]) -> ReviewReport {
+    let mut report = ReviewReport::new(name, OutputKind::Artifact);
+    if grant.output(name).is_none() {
+        report.push(
+            "contract",
+            RuleOutcome::Blocked,
+            format!("output \"{name}\" is not declared in grant {}", grant.id),
+        );
+    } else {
+        report.push("contract", RuleOutcome::Pass, format!("declared in grant {}", grant.id));
+    }
+    content::scan_bytes(bytes, None, &mut report);
+    report.decide(true);
+    report
+}
+
 /// Checks the output against its declaration; returns the declaration when it is
 /// declared as the kind the report is about.
 fn check_contract<'g>(
