@@ -484,17 +484,29 @@ fn check_run(s: &[u8], separated: &[bool], with_uscc: bool, found: &mut impl FnM
             end += 1;
         }
         let digits = end - start;
-        // Resident IDs anywhere in the digits: region, date and checksum confirm them.
+        // Resident IDs anywhere in the digits: region, date and checksum confirm them. Their
+        // spans (the first few) are remembered so that a mobile or card read out of an ID's
+        // own digits is not counted beside it.
+        let mut ids = [(0usize, 0usize); 4];
+        let mut id_count = 0;
+        let mut resident = |at: usize, found: &mut dyn FnMut(IdentifierKind, usize, usize)| {
+            found(IdentifierKind::ResidentId, at, at + 18);
+            if id_count < ids.len() {
+                ids[id_count] = (at, at + 18);
+                id_count += 1;
+            }
+        };
         if digits >= 18 {
             for at in start..=end - 18 {
                 if resident_id_bytes_valid(&s[at..at + 18]) {
-                    found(IdentifierKind::ResidentId, at, at + 18);
+                    resident(at, found);
                 }
             }
         }
         if digits >= 17 && end < n && s[end] == b'X' && resident_id_bytes_valid(&s[end - 17..=end]) {
-            found(IdentifierKind::ResidentId, end - 17, end + 1);
+            resident(end - 17, found);
         }
+        let ids = &ids[..id_count];
         // The weaker checks only from boundary to boundary.
         if digits >= MOBILE_DIGITS {
             for from in start..end {
@@ -503,6 +515,9 @@ fn check_run(s: &[u8], separated: &[bool], with_uscc: bool, found: &mut impl FnM
                 }
                 for to in from + MOBILE_DIGITS..=(from + 19).min(end) {
                     if to != end && !separated_at(to) {
+                        continue;
+                    }
+                    if ids.iter().any(|&(id_start, id_end)| id_start <= from && to <= id_end) {
                         continue;
                     }
                     let window = &s[from..to];
@@ -1393,6 +1408,8 @@ mod tests {
         for (text, kind) in cases {
             assert!(kinds(&text).contains(&kind), "{text}: {:?}", kinds(&text));
         }
+        let split = format!("{}-{}", &"33050219800101001X"[..6], &"33050219800101001X"[6..]);
+        assert_eq!(kinds(&split), vec![IdentifierKind::ResidentId], "no mobile read out of the ID's own digits");
         assert_eq!(kinds("13812345678 13912345678"), vec![IdentifierKind::Mobile]);
         assert_eq!(find_identifiers("13812345678 13912345678").len(), 2, "two mobiles side by side");
     }
