@@ -120,7 +120,8 @@ pub struct SubjectCounts {
     pub per_row: Vec<u64>,
 }
 
-/// How much the largest subjects put into one magnitude cell (a SUM or AVG), host-computed.
+/// How much the largest subjects put into one magnitude cell (a SUM or AVG, or the sum a
+/// spread such as a standard deviation comes from), host-computed.
 ///
 /// Contributions are absolute values summed per subject. `largest` holds the largest
 /// per-subject totals, biggest first: exact for groups of up to 16 subjects; for larger groups,
