@@ -7,6 +7,8 @@ use unseen_policy::{AccessMode, Outcome, OutputKind};
 use unseen_runtime::{GovernedSession, Mode, Runtime};
 use unseen_tests::{fixture, grant, green_grant, mixed_grant, run};
 
+#[path = "red_team/aggregates.rs"]
+mod aggregates;
 #[path = "red_team/content.rs"]
 mod content;
 #[path = "red_team/samples.rs"]

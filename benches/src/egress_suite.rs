@@ -31,7 +31,7 @@ use unseen_policy::sketch::{SubjectSketch, subject_key, width_for_threshold};
 use unseen_policy::{
     AccessMode, ColumnLineage, ColumnSpec, ColumnTag, Contributions, DatasetRequest, DatasetVersion, DisclosureParams,
     Grade, Grant, MagnitudeLineage, OutputLineage, OutputSpec, ScenarioApplication, SourceColumn, SubjectCounts,
-    SubjectKind,
+    SubjectKind, ValueClass,
 };
 use unseen_runtime::{DomainTable, GovernedSession, Mode};
 
@@ -119,10 +119,10 @@ fn review_cells(args: &Args) -> Result<Vec<Measurement>> {
     let source = vec![SourceColumn { dataset: "e@v1".into(), column: "kwh".into(), tag: ColumnTag::Sensitive }];
     let lineage = OutputLineage {
         columns: vec![
-            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false },
-            ColumnLineage { name: "industry".into(), sources: vec![], aggregated: false },
-            ColumnLineage { name: "total_kwh".into(), sources: source.clone(), aggregated: true },
-            ColumnLineage { name: "n".into(), sources: source, aggregated: true },
+            ColumnLineage::new("district", vec![], ValueClass::Key),
+            ColumnLineage::new("industry", vec![], ValueClass::Key),
+            ColumnLineage::new("total_kwh", source.clone(), ValueClass::Aggregate),
+            ColumnLineage::new("n", source, ValueClass::Aggregate),
         ],
         aggregated: true,
         subject_kinds: vec![SubjectKind::Enterprise],
@@ -191,8 +191,8 @@ fn review_differencing(args: &Args) -> Result<Vec<Measurement>> {
     let source = vec![SourceColumn { dataset: "e@v1".into(), column: "kwh".into(), tag: ColumnTag::Sensitive }];
     let lineage = OutputLineage {
         columns: vec![
-            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false },
-            ColumnLineage { name: "n".into(), sources: source, aggregated: true },
+            ColumnLineage::new("district", vec![], ValueClass::Key),
+            ColumnLineage::new("n", source, ValueClass::Aggregate),
         ],
         aggregated: true,
         subject_kinds: vec![SubjectKind::Enterprise],
@@ -276,10 +276,8 @@ fn content_scan(args: &Args) -> Result<Vec<Measurement>> {
         verification: None,
     };
     let grant = grant(vec![spec], DisclosureParams::default(), Vec::new());
-    let lineage = OutputLineage {
-        columns: vec![ColumnLineage { name: "text".into(), sources: vec![], aggregated: false }],
-        ..Default::default()
-    };
+    let lineage =
+        OutputLineage { columns: vec![ColumnLineage::new("text", vec![], ValueClass::Key)], ..Default::default() };
     let (mut scan, mut plain) = (Vec::new(), Vec::new());
     let mut checksum = 0u64;
     for _ in 0..args.repeat.clamp(3, 7) {

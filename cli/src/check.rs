@@ -21,7 +21,7 @@ use unseen_policy::identifiers::IdentifierSet;
 use unseen_policy::review::{ReviewContext, release_noised_table, release_table, review_table};
 use unseen_policy::{
     ColumnLineage, Contributions, DatasetVersion, Grant, MagnitudeLineage, Outcome, OutputLineage, ReviewReport,
-    ScenarioApplication, SubjectCounts, SubjectKind,
+    ScenarioApplication, SubjectCounts, SubjectKind, ValueClass,
 };
 use unseen_runtime::{DomainTable, GovernedSession, Mode, RuntimeError};
 
@@ -313,10 +313,9 @@ fn computed_lineage(table: RecordBatch, contributors: &str) -> Result<(RecordBat
         .schema()
         .fields()
         .iter()
-        .map(|field| ColumnLineage {
-            name: field.name().clone(),
-            sources: Vec::new(),
-            aggregated: field.data_type().is_numeric(),
+        .map(|field| {
+            let class = if field.data_type().is_numeric() { ValueClass::Aggregate } else { ValueClass::Key };
+            ColumnLineage::new(field.name().clone(), Vec::new(), class)
         })
         .collect();
     let mut magnitudes = Vec::new();

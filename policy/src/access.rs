@@ -68,7 +68,7 @@ impl Usage {
                 format!("it cannot be aggregated with {function}()")
             }
             Self::Aggregate { function, argument: Argument::Selective } => format!(
-                "it cannot be aggregated with {function}() of an expression that can single out rows (CASE, comparisons, functions, products, FILTER clauses); aggregate the column itself and narrow rows with WHERE or GROUP BY so that contributors are counted"
+                "it cannot be aggregated with {function}() of an expression that can single out rows (CASE, comparisons, functions, products, FILTER clauses, DISTINCT); aggregate the column itself and narrow rows with WHERE or GROUP BY so that contributors are counted"
             ),
             Self::Filter => "it cannot be used in a filter".into(),
             Self::Join => "it cannot be used as a join key".into(),
@@ -89,12 +89,15 @@ pub enum Argument {
     Column,
     /// A linear function of columns and constants: `sum(kwh / 1000 + base)`.
     Linear,
-    /// Anything else: CASE, comparisons, function calls, products of columns, a FILTER clause.
+    /// Anything else: CASE, comparisons, function calls, products of columns, a FILTER
+    /// clause, DISTINCT in anything but a count.
     Selective,
 }
 
 /// Aggregates that do not return one row's value. Everything else (min, max, first_value,
-/// array_agg, string_agg, median, percentiles, …) can reveal a single contribution.
+/// array_agg, string_agg, median, percentiles, …) can reveal a single contribution. The egress
+/// reviewer classifies every output column the same way whatever the grant
+/// ([`crate::review::ValueClass`]), so a column left `visible` is judged there.
 pub const SAFE_AGGREGATES: &[&str] = &["count", "sum", "avg", "mean"];
 
 /// Why a use of a column was refused: the rule, and a message naming column, dataset and grant.

@@ -27,7 +27,7 @@ pub use grant::{
 pub use limits::JobLimits;
 pub use review::{
     ColumnLineage, Contributions, MagnitudeLineage, Outcome, OutputKind, OutputLineage, ReviewReport, RuleOutcome,
-    RuleResult, SourceColumn, SubjectCounts, VerificationLineage,
+    RuleResult, SourceColumn, SubjectCounts, ValueClass, VerificationLineage,
 };
 
 /// Hex SHA-256 of `bytes`: the content hash every object in a domain is named by.

@@ -8,6 +8,12 @@
 //! refused: the check fails closed. When the result is an aggregate over subject data, the
 //! plan is extended with host-counted distinct contributors per group, groups below the
 //! grant's threshold are withheld, and the counts travel on as hidden lineage.
+//!
+//! The walk also says what every output column is, whatever the grant allows
+//! ([`ValueClass`]: a key, a count or a sum or mean of a linear expression, a spread, one
+//! subject's value, rows, …), from DataFusion's aggregate functions as planned, and gives each
+//! aggregated column its measure identity: the aggregate and the rows below its GROUP BY as
+//! normalised text, so that outputs grouped differently over the same rows relate.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -17,8 +23,8 @@ use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchema};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema, NullEquality};
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
@@ -29,7 +35,7 @@ use datafusion::prelude::{ExprFunctionExt, ParquetReadOptions, SessionConfig, Se
 use datafusion::sql::parser::Statement as DataFusionStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use unseen_policy::access::{Argument, Usage, decide};
-use unseen_policy::review::{SubjectSketches, key_text};
+use unseen_policy::review::{SubjectSketches, ValueClass, aggregate_function_class, is_magnitude_function, key_text};
 use unseen_policy::{
     AccessMode, ColumnLineage, ColumnTag, Contributions, DatasetVersion, Grant, MagnitudeLineage, OutputLineage,
     Refusal, SourceColumn, SubjectCounts, SubjectKind,
@@ -158,19 +164,74 @@ struct FieldLineage {
     raw: BTreeSet<usize>,
     /// Sources that reach the field only through an aggregate.
     aggregated: BTreeSet<usize>,
-    /// The field is the output of an aggregate function.
-    is_aggregate: bool,
+    /// What the field is (a key, an aggregate, one subject's value, …); None for a literal,
+    /// which derives from no data.
+    class: Option<ValueClass>,
+    /// The aggregate function or expression, as planned, that decided `class`.
+    origin: String,
     /// How the field is computed from `raw`.
     shape: Shape,
+    /// The field's value as normalised text: source columns as `dataset@vN.column`, no
+    /// aliases, an aggregate followed by the rows it reads (`sum(…) FROM …`). An aggregated
+    /// output column's measure identity.
+    text: String,
 }
 
 impl FieldLineage {
     fn merge(&mut self, other: &FieldLineage) {
         self.raw.extend(&other.raw);
         self.aggregated.extend(&other.aggregated);
-        self.is_aggregate |= other.is_aggregate;
+        let class = combine_classes(self.class, other.class);
+        if class != self.class {
+            self.origin = if class == other.class { other.origin.clone() } else { String::new() };
+            self.class = class;
+        }
         self.shape = self.shape.max(other.shape);
     }
+}
+
+/// The class of a value computed from two: the weaker ([`ValueClass::combine`]); a literal
+/// adds nothing.
+fn combine_classes(left: Option<ValueClass>, right: Option<ValueClass>) -> Option<ValueClass> {
+    match (left, right) {
+        (None, class) | (class, None) => class,
+        (Some(left), Some(right)) => Some(left.combine(right)),
+    }
+}
+
+/// The rows a plan node produces, as normalised text, for measure identities: the relations
+/// an inner join combines (sorted: the order of FROM and JOIN does not matter), and the set of
+/// conditions on them (WHERE and ON alike). Anything that is not a filtered product (an outer
+/// join, a LIMIT, DISTINCT, a nested aggregate, a union) becomes one opaque relation.
+#[derive(Debug, Clone, Default)]
+struct Rows {
+    relations: Vec<String>,
+    conditions: BTreeSet<String>,
+    /// The ORDER BY of the rows, which matters only to a LIMIT above it.
+    order: Vec<String>,
+}
+
+impl Rows {
+    fn relation(text: String) -> Self {
+        Self { relations: vec![text], ..Self::default() }
+    }
+
+    fn render(&self) -> String {
+        let mut relations = self.relations.clone();
+        relations.sort();
+        let mut text = relations.join(" × ");
+        if !self.conditions.is_empty() {
+            text.push_str(" WHERE ");
+            text.push_str(&self.conditions.iter().cloned().collect::<Vec<_>>().join(" AND "));
+        }
+        text
+    }
+}
+
+/// A walked plan node: its fields' lineage and the rows it produces.
+struct Walked {
+    fields: Vec<FieldLineage>,
+    rows: Rows,
 }
 
 /// The walker's state: the sources met so far, deduplicated.
@@ -184,6 +245,9 @@ struct Walker<'a> {
     /// Every use of a source column the walk judged, in order, when asked for (drafting
     /// applications); None when checking queries, so the check records nothing.
     used: Option<std::cell::RefCell<Vec<(usize, Usage)>>>,
+    /// Scans of each dataset met so far, so that a self-join's second scan has a text of its
+    /// own (`population@v1#2`).
+    scans: BTreeMap<String, usize>,
 }
 
 /// A hidden largest-contributions column and the output columns computed from its aggregate.
@@ -354,6 +418,7 @@ impl GovernedSession {
             subject_kinds: BTreeSet::new(),
             measures: Vec::new(),
             used: record.is_some().then(Default::default),
+            scans: BTreeMap::new(),
         };
         let fields = walker.walk(&plan)?;
         for (position, field) in fields.iter().enumerate() {
@@ -371,14 +436,14 @@ impl GovernedSession {
             columns: fields
                 .iter()
                 .enumerate()
-                .map(|(position, field)| ColumnLineage {
-                    name: plan.schema().field(position).name().clone(),
-                    sources: field
+                .map(|(position, field)| {
+                    let output = plan.schema().field(position);
+                    let sources = field
                         .raw
                         .union(&field.aggregated)
                         .map(|&source| walker.sources[source].column.clone())
-                        .collect(),
-                    aggregated: field.raw.is_empty() && field.is_aggregate,
+                        .collect();
+                    output_column(output.name(), output.data_type(), field, sources)
                 })
                 .collect(),
             aggregated: false,
@@ -631,6 +696,8 @@ impl Walker<'_> {
             lineage.merge(field);
         }
         lineage.shape = self.shape(expr, schema, input);
+        (lineage.class, lineage.origin) = classify(expr, schema, input);
+        lineage.text = expr_text(expr, schema, input);
         Ok(lineage)
     }
 
@@ -707,6 +774,12 @@ impl Walker<'_> {
     }
 
     fn walk(&mut self, plan: &LogicalPlan) -> Result<Vec<FieldLineage>, RuntimeError> {
+        Ok(self.walk_rows(plan)?.fields)
+    }
+
+    /// Lineage of every field of `plan`, and its rows as normalised text, checking every use
+    /// of a source column on the way.
+    fn walk_rows(&mut self, plan: &LogicalPlan) -> Result<Walked, RuntimeError> {
         match plan {
             LogicalPlan::TableScan(scan) => {
                 let table = scan.table_name.table().to_string();
@@ -718,30 +791,58 @@ impl Walker<'_> {
                 let mut fields = Vec::with_capacity(indices.len());
                 for index in indices {
                     let source = self.source(&table, schema.field(index).name())?;
-                    fields.push(FieldLineage { raw: BTreeSet::from([source]), ..FieldLineage::default() });
+                    fields.push(FieldLineage {
+                        raw: BTreeSet::from([source]),
+                        class: Some(ValueClass::Key),
+                        ..FieldLineage::default()
+                    });
                 }
+                let dataset = self.session.tables.get(&table).map_or_else(|| table.clone(), DatasetVersion::id);
+                let instance = self.scans.entry(dataset.clone()).or_default();
+                *instance += 1;
+                let relation = if *instance == 1 { dataset } else { format!("{dataset}#{instance}") };
+                for (field, index) in fields.iter_mut().zip(scan.projected_schema.fields()) {
+                    field.text = format!("{relation}.{}", index.name());
+                }
+                let mut rows = Rows::relation(relation);
                 let input_schema = scan.projected_schema.as_ref();
                 for filter in &scan.filters {
                     self.expr(filter, input_schema, &fields, Some(&Usage::Filter))?;
+                    rows.conditions.insert(condition_text(filter, input_schema, &fields));
                 }
-                Ok(fields)
+                if let Some(fetch) = scan.fetch {
+                    rows = Rows::relation(format!("limit {fetch} of {}", rows.render()));
+                }
+                Ok(Walked { fields, rows })
             }
             LogicalPlan::Projection(projection) => {
-                let input = self.walk(&projection.input)?;
+                let input = self.walk_rows(&projection.input)?;
                 let schema = projection.input.schema();
-                projection.expr.iter().map(|expr| self.expr(expr, schema, &input, None)).collect()
+                let fields = projection
+                    .expr
+                    .iter()
+                    .map(|expr| self.expr(expr, schema, &input.fields, None))
+                    .collect::<Result<_, _>>()?;
+                Ok(Walked { fields, rows: input.rows })
             }
             LogicalPlan::Filter(filter) => {
-                let input = self.walk(&filter.input)?;
-                self.condition(&filter.predicate, filter.input.schema(), &input)?;
+                let mut input = self.walk_rows(&filter.input)?;
+                let schema = filter.input.schema();
+                self.condition(&filter.predicate, schema, &input.fields)?;
+                for conjunct in split_conjunction(&filter.predicate) {
+                    input.rows.conditions.insert(condition_text(conjunct, schema, &input.fields));
+                }
                 Ok(input)
             }
             LogicalPlan::Aggregate(aggregate) => {
-                let input = self.walk(&aggregate.input)?;
+                let input = self.walk_rows(&aggregate.input)?;
                 let schema = aggregate.input.schema();
+                let rows = input.rows.render();
                 let mut fields = Vec::new();
                 for expr in &aggregate.group_expr {
-                    let lineage = self.expr(expr, schema, &input, Some(&Usage::GroupBy))?;
+                    let mut lineage = self.expr(expr, schema, &input.fields, Some(&Usage::GroupBy))?;
+                    // A group label computed from aggregates below is neither a key nor a measure.
+                    lineage.class = combine_classes(Some(ValueClass::Key), lineage.class);
                     // A grouping set yields one output field per distinct grouping expression.
                     let width = match expr {
                         Expr::GroupingSet(set) => set.distinct_expr().len(),
@@ -753,32 +854,62 @@ impl Walker<'_> {
                     // The grouping-id column of grouping sets carries no source values.
                     fields.push(FieldLineage::default());
                 }
+                let keys: Vec<String> = fields.iter().map(|field| field.text.clone()).collect();
                 for expr in &aggregate.aggr_expr {
-                    fields.push(self.aggregate_expr(expr, schema, &input)?);
+                    fields.push(self.aggregate_expr(expr, schema, &input.fields, &rows)?);
                 }
-                Ok(fields)
+                let rows = Rows::relation(format!("groups of [{}] of {rows}", keys.join(", ")));
+                Ok(Walked { fields, rows })
             }
             LogicalPlan::Join(join) => {
-                let left = self.walk(&join.left)?;
-                let right = self.walk(&join.right)?;
-                let mut both = left.clone();
-                both.extend(right.iter().cloned());
+                let left = self.walk_rows(&join.left)?;
+                let right = self.walk_rows(&join.right)?;
+                let mut both = left.fields.clone();
+                both.extend(right.fields.iter().cloned());
                 let combined = join
                     .left
                     .schema()
                     .join(join.right.schema())
                     .map_err(|error| RuntimeError::Internal(error.to_string()))?;
+                let mut conditions = BTreeSet::new();
                 for (left_key, right_key) in &join.on {
-                    let left_lineage = self.expr(left_key, join.left.schema(), &left, Some(&Usage::Join))?;
-                    let right_lineage = self.expr(right_key, join.right.schema(), &right, Some(&Usage::Join))?;
+                    let left_lineage = self.expr(left_key, join.left.schema(), &left.fields, Some(&Usage::Join))?;
+                    let right_lineage = self.expr(right_key, join.right.schema(), &right.fields, Some(&Usage::Join))?;
                     self.join_keys(&left_lineage, &right_lineage, &left_key.clone().eq(right_key.clone()))?;
+                    let operator = match join.null_equality {
+                        NullEquality::NullEqualsNothing => "=",
+                        NullEquality::NullEqualsNull => "IS NOT DISTINCT FROM",
+                    };
+                    let mut sides = [left_lineage.text, right_lineage.text];
+                    sides.sort();
+                    conditions.insert(format!("{} {operator} {}", sides[0], sides[1]));
                 }
                 if let Some(filter) = &join.filter {
                     self.condition(filter, &combined, &both)?;
+                    for conjunct in split_conjunction(filter) {
+                        conditions.insert(condition_text(conjunct, &combined, &both));
+                    }
                 }
+                let rows = match join.join_type {
+                    JoinType::Inner => {
+                        let mut rows = left.rows;
+                        rows.relations.extend(right.rows.relations);
+                        rows.conditions.extend(right.rows.conditions);
+                        rows.conditions.extend(conditions);
+                        rows.order.clear();
+                        rows
+                    }
+                    other => Rows::relation(format!(
+                        "{other}{} join of ({}) and ({}) on {}",
+                        if join.null_aware { " null-aware" } else { "" },
+                        left.rows.render(),
+                        right.rows.render(),
+                        conditions.into_iter().collect::<Vec<_>>().join(" AND ")
+                    )),
+                };
                 let fields = match join.join_type {
-                    JoinType::LeftSemi | JoinType::LeftAnti => left,
-                    JoinType::RightSemi | JoinType::RightAnti => right,
+                    JoinType::LeftSemi | JoinType::LeftAnti => left.fields,
+                    JoinType::RightSemi | JoinType::RightAnti => right.fields,
                     JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full => both,
                     JoinType::LeftMark | JoinType::RightMark => {
                         return Err(refusal("unsupported_plan", "mark joins are not supported by the policy check"));
@@ -787,41 +918,85 @@ impl Walker<'_> {
                 if fields.len() != join.schema.fields().len() {
                     return Err(RuntimeError::Internal("join lineage does not match the join schema".into()));
                 }
-                Ok(fields)
+                Ok(Walked { fields, rows })
             }
             LogicalPlan::Sort(sort) => {
-                let input = self.walk(&sort.input)?;
+                let mut input = self.walk_rows(&sort.input)?;
+                let schema = sort.input.schema();
+                input.rows.order.clear();
                 for expr in &sort.expr {
-                    self.expr(&expr.expr, sort.input.schema(), &input, Some(&Usage::Order))?;
+                    let lineage = self.expr(&expr.expr, schema, &input.fields, Some(&Usage::Order))?;
+                    let direction = if expr.asc { "ASC" } else { "DESC" };
+                    let nulls = if expr.nulls_first { "FIRST" } else { "LAST" };
+                    input.rows.order.push(format!("{} {direction} NULLS {nulls}", lineage.text));
                 }
                 Ok(input)
             }
             LogicalPlan::Window(window) => {
-                let mut fields = self.walk(&window.input)?;
+                let mut input = self.walk_rows(&window.input)?;
                 let schema = window.input.schema();
                 for expr in &window.window_expr {
                     // Window results are per row: everything they read counts as raw.
-                    let mut lineage = self.expr(expr, schema, &fields.clone(), Some(&Usage::Order))?;
+                    let mut lineage = self.expr(expr, schema, &input.fields.clone(), Some(&Usage::Order))?;
                     lineage.shape = Shape::Selective;
-                    fields.push(lineage);
+                    input.fields.push(lineage);
                 }
-                Ok(fields)
+                Ok(input)
             }
-            LogicalPlan::Limit(limit) => self.walk(&limit.input),
-            LogicalPlan::SubqueryAlias(alias) => self.walk(&alias.input),
-            LogicalPlan::Repartition(repartition) => self.walk(&repartition.input),
-            LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => self.walk(input),
+            LogicalPlan::Limit(limit) => {
+                let input = self.walk_rows(&limit.input)?;
+                let bound = |expr: &Option<Box<Expr>>| expr.as_ref().map_or_else(|| "-".to_string(), |e| e.to_string());
+                let mut text =
+                    format!("limit {} offset {} of {}", bound(&limit.fetch), bound(&limit.skip), input.rows.render());
+                if !input.rows.order.is_empty() {
+                    text.push_str(&format!(" ordered by {}", input.rows.order.join(", ")));
+                }
+                Ok(Walked { fields: input.fields, rows: Rows::relation(text) })
+            }
+            LogicalPlan::SubqueryAlias(alias) => self.walk_rows(&alias.input),
+            LogicalPlan::Repartition(repartition) => self.walk_rows(&repartition.input),
+            LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
+                let input = self.walk_rows(input)?;
+                let texts: Vec<String> = input.fields.iter().map(|field| field.text.clone()).collect();
+                let rows = Rows::relation(format!("distinct [{}] of {}", texts.join(", "), input.rows.render()));
+                Ok(Walked { fields: input.fields, rows })
+            }
             LogicalPlan::Union(union) => {
                 let mut fields = vec![FieldLineage::default(); union.schema.fields().len()];
+                let mut texts = vec![Vec::new(); fields.len()];
+                let mut relations = Vec::new();
                 for input in &union.inputs {
-                    for (field, lineage) in fields.iter_mut().zip(self.walk(input)?) {
+                    let input = self.walk_rows(input)?;
+                    for ((field, lineage), text) in fields.iter_mut().zip(input.fields).zip(&mut texts) {
                         field.merge(&lineage);
+                        text.push(lineage.text);
                     }
+                    relations.push(input.rows.render());
                 }
-                Ok(fields)
+                for (field, text) in fields.iter_mut().zip(texts) {
+                    field.text = format!("union({})", text.join(" | "));
+                }
+                Ok(Walked { fields, rows: Rows::relation(format!("union of ({})", relations.join(") and ("))) })
             }
-            LogicalPlan::EmptyRelation(relation) => Ok(vec![FieldLineage::default(); relation.schema.fields().len()]),
-            LogicalPlan::Values(values) => Ok(vec![FieldLineage::default(); values.schema.fields().len()]),
+            LogicalPlan::EmptyRelation(relation) => {
+                let rows = if relation.produce_one_row { "one row" } else { "no rows" };
+                Ok(Walked {
+                    fields: vec![FieldLineage::default(); relation.schema.fields().len()],
+                    rows: Rows::relation(rows.into()),
+                })
+            }
+            LogicalPlan::Values(values) => {
+                let listed: Vec<String> = values
+                    .values
+                    .iter()
+                    .map(|row| row.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+                    .collect();
+                let relation = format!("values ({})", listed.join("), ("));
+                let fields = (0..values.schema.fields().len())
+                    .map(|index| FieldLineage { text: format!("{relation}.{index}"), ..FieldLineage::default() })
+                    .collect();
+                Ok(Walked { fields, rows: Rows::relation(relation) })
+            }
             other => Err(refusal(
                 "unsupported_plan",
                 &format!("queries containing {} are not supported by the policy check", plan_kind(other)),
@@ -829,11 +1004,14 @@ impl Walker<'_> {
         }
     }
 
+    /// Lineage of one aggregate over `input` (whose rows are `rows`): its class by the
+    /// function and what its arguments are, and its text, the measure identity.
     fn aggregate_expr(
         &self,
         expr: &Expr,
         schema: &DFSchema,
         input: &[FieldLineage],
+        rows: &str,
     ) -> Result<FieldLineage, RuntimeError> {
         let inner = match expr {
             Expr::Alias(alias) => alias.expr.as_ref(),
@@ -843,17 +1021,40 @@ impl Walker<'_> {
             return Err(refusal("unsupported_plan", "aggregate expressions must be aggregate function calls"));
         };
         let name = function.func.name().to_lowercase();
-        let mut lineage = FieldLineage { is_aggregate: true, shape: Shape::Selective, ..FieldLineage::default() };
+        let mut lineage = FieldLineage { shape: Shape::Selective, ..FieldLineage::default() };
+        // Only a count, or a sum, mean or spread of linear arguments over every row of the
+        // group, is an aggregate: DISTINCT (outside a count), a FILTER clause or a selective
+        // argument pick rows the contributor count does not see.
+        let counting = matches!(name.as_str(), "count" | "approx_distinct");
+        let mut plain = true;
+        let mut class = aggregate_function_class(&name);
         for argument in &function.params.args {
-            // A FILTER clause singles out rows just as a CASE in the argument would.
-            let shape = match function.params.filter {
-                Some(_) => Shape::Selective,
-                None => self.shape(argument, schema, input),
+            // A FILTER clause singles out rows just as a CASE in the argument would; DISTINCT
+            // makes a sum one of values, not of rows (`avg(DISTINCT x)` of a group where all
+            // but one share a value gives that one away).
+            let shape = if function.params.filter.is_some() || (function.params.distinct && !counting) {
+                Shape::Selective
+            } else {
+                self.shape(argument, schema, input)
             };
+            plain &= shape.argument() != Argument::Selective;
             let usage = Usage::Aggregate { function: name.clone(), argument: shape.argument() };
             let argument = self.expr(argument, schema, input, Some(&usage))?;
             lineage.aggregated.extend(argument.raw.iter().chain(&argument.aggregated));
+            // An aggregate of values that are already one subject's is no better than they are.
+            if let Some(argument_class) = argument.class.filter(|class| *class != ValueClass::Key) {
+                class = class.combine(argument_class);
+            }
         }
+        if class.is_aggregate() && !plain {
+            class = ValueClass::Selective;
+        }
+        if inner.get_type(schema).is_ok_and(|data_type| data_type.is_nested()) {
+            class = ValueClass::RowLevel;
+        }
+        lineage.class = Some(class);
+        lineage.origin = unaliased(inner).to_string();
+        lineage.text = format!("{} FROM {rows}", expr_text(inner, schema, input));
         if let Some(filter) = &function.params.filter {
             self.expr(filter, schema, input, Some(&Usage::Filter))?;
         }
@@ -970,21 +1171,23 @@ impl Walker<'_> {
                         );
                     }
                     for (position, expr) in aggregate.aggr_expr.iter().enumerate() {
-                        let Some((argument, filter)) = magnitude_argument(expr, input.schema()) else { continue };
-                        let hidden = format!("{LARGEST_PREFIX}{position}_{}", kind.as_str());
-                        let call =
-                            LargestContributions::udaf().call(vec![key.clone(), cast(argument, DataType::Float64)]);
-                        let call = match filter {
-                            Some(filter) => call.filter(filter).build().map_err(internal)?,
-                            None => call,
-                        };
-                        aggr_expr.push(call.alias(&hidden));
-                        self.measures.push(Measure {
-                            hidden,
-                            measure: expr.schema_name().to_string(),
-                            kind,
-                            columns: BTreeSet::from([expr.schema_name().to_string()]),
-                        });
+                        let arguments = magnitude_arguments(expr, input.schema());
+                        for (index, (argument, filter)) in arguments.into_iter().enumerate() {
+                            let hidden = format!("{LARGEST_PREFIX}{position}_{index}_{}", kind.as_str());
+                            let call =
+                                LargestContributions::udaf().call(vec![key.clone(), cast(argument, DataType::Float64)]);
+                            let call = match filter {
+                                Some(filter) => call.filter(filter).build().map_err(internal)?,
+                                None => call,
+                            };
+                            aggr_expr.push(call.alias(&hidden));
+                            self.measures.push(Measure {
+                                hidden,
+                                measure: expr.schema_name().to_string(),
+                                kind,
+                                columns: BTreeSet::from([expr.schema_name().to_string()]),
+                            });
+                        }
                     }
                 }
                 let aggregate = Aggregate::try_new(input, aggregate.group_expr.clone(), aggr_expr)
@@ -1081,6 +1284,146 @@ fn row_condition(
     }
 }
 
+/// An output column's lineage from its field: its class — a list, struct, map or union column
+/// is rows, whatever produced it — and, for a measure, its identity.
+fn output_column(name: &str, data_type: &DataType, field: &FieldLineage, sources: Vec<SourceColumn>) -> ColumnLineage {
+    let mut class = field.class.unwrap_or(ValueClass::Key);
+    let mut expression = field.origin.clone();
+    if data_type.is_nested() && class != ValueClass::RowLevel {
+        class = ValueClass::RowLevel;
+        if expression.is_empty() {
+            expression = name.to_string();
+        }
+    }
+    ColumnLineage {
+        name: name.to_string(),
+        sources,
+        aggregated: class.is_aggregate(),
+        class,
+        expression: if class == ValueClass::Key { String::new() } else { expression },
+        measure: class.is_aggregate().then(|| field.text.clone()),
+    }
+}
+
+/// What `expr` computes, by what its inputs are, and the expression that decided it. A
+/// function of aggregates (`round(sum(x))`, `sum(x) / count(*)`) is the weakest of them; a
+/// value mixing a row's key with an aggregate is unknown; a list, struct or map computed from
+/// aggregated values is rows. Every expression DataFusion plans is named here, so that a new
+/// kind of expression is a compile error rather than a silent aggregate.
+fn classify(expr: &Expr, schema: &DFSchema, input: &[FieldLineage]) -> (Option<ValueClass>, String) {
+    let unknown = || (Some(ValueClass::Unknown), unaliased(expr).to_string());
+    let (class, origin) = match expr {
+        Expr::Alias(alias) => return classify(&alias.expr, schema, input),
+        Expr::Column(column) => match schema.index_of_column(column).ok().and_then(|index| input.get(index)) {
+            Some(field) => (field.class, field.origin.clone()),
+            None => return unknown(),
+        },
+        Expr::Literal(..) | Expr::ScalarVariable(..) | Expr::Placeholder(_) | Expr::LambdaVariable(_) => {
+            (None, String::new())
+        }
+        // Aggregates are judged in their Aggregate node; anywhere else, and for what the check
+        // refuses anyway, the walker does not know what the value is.
+        Expr::AggregateFunction(_)
+        | Expr::Exists(_)
+        | Expr::InSubquery(_)
+        | Expr::SetComparison(_)
+        | Expr::ScalarSubquery(_)
+        | Expr::OuterReferenceColumn(..)
+        | Expr::Unnest(_) => return unknown(),
+        #[allow(deprecated)] // Resolved by the planner; named so that the match stays exhaustive.
+        Expr::Wildcard { .. } => return unknown(),
+        // A window function's value is per row, computed from other rows.
+        Expr::WindowFunction(_) => combine_children(expr, schema, input, Some(ValueClass::Key)),
+        Expr::BinaryExpr(_)
+        | Expr::Like(_)
+        | Expr::SimilarTo(_)
+        | Expr::Not(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsUnknown(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsNotUnknown(_)
+        | Expr::Negative(_)
+        | Expr::Between(_)
+        | Expr::Case(_)
+        | Expr::Cast(_)
+        | Expr::TryCast(_)
+        | Expr::ScalarFunction(_)
+        | Expr::InList(_)
+        | Expr::GroupingSet(_)
+        | Expr::HigherOrderFunction(_)
+        | Expr::Lambda(_) => combine_children(expr, schema, input, None),
+    };
+    let aggregated = class.is_some_and(|class| class != ValueClass::Key && class != ValueClass::RowLevel);
+    if aggregated && expr.get_type(schema).is_ok_and(|data_type| data_type.is_nested()) {
+        return (Some(ValueClass::RowLevel), unaliased(expr).to_string());
+    }
+    (class, origin)
+}
+
+/// The weakest class among `expr`'s children (and `start`), with the expression that decided
+/// it: the child's, or `expr` itself when combining made the class (a key with an aggregate).
+fn combine_children(
+    expr: &Expr,
+    schema: &DFSchema,
+    input: &[FieldLineage],
+    start: Option<ValueClass>,
+) -> (Option<ValueClass>, String) {
+    let (mut class, mut origin) = (start, String::new());
+    let _ = expr.apply_children(|child| {
+        let (child_class, child_origin) = classify(child, schema, input);
+        let combined = combine_classes(class, child_class);
+        if combined != class {
+            origin = if combined == child_class { child_origin } else { unaliased(expr).to_string() };
+            class = combined;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    (class, origin)
+}
+
+/// `expr` without its aliases, as the module's query planned it, for messages.
+fn unaliased(expr: &Expr) -> Expr {
+    expr.clone().unalias_nested().data
+}
+
+/// `expr` as normalised text: every column replaced by its field's text (parenthesised unless
+/// it is a source column), aliases left out.
+fn expr_text(expr: &Expr, schema: &DFSchema, input: &[FieldLineage]) -> String {
+    let field_text = |column: &Column| {
+        schema.index_of_column(column).ok().and_then(|index| input.get(index)).map(|field| field.text.clone())
+    };
+    let expr = unaliased(expr);
+    if let Expr::Column(column) = &expr {
+        return field_text(column).unwrap_or_else(|| expr.to_string());
+    }
+    let replaced = expr.clone().transform_up(|node| match node {
+        Expr::Column(column) => {
+            let text = field_text(&column).unwrap_or_else(|| column.to_string());
+            let name = if text.contains([' ', '(', ')']) { format!("({text})") } else { text };
+            Ok(Transformed::yes(Expr::Column(Column::from_name(name))))
+        }
+        other => Ok(Transformed::no(other)),
+    });
+    replaced.map_or_else(|_| expr.to_string(), |replaced| replaced.data.to_string())
+}
+
+/// One condition as normalised text; the sides of an equality in order, so that
+/// `a.x = b.x` and `b.x = a.x` read the same.
+fn condition_text(condition: &Expr, schema: &DFSchema, input: &[FieldLineage]) -> String {
+    match condition {
+        Expr::BinaryExpr(binary) if binary.op == Operator::Eq => {
+            let mut sides = [expr_text(&binary.left, schema, input), expr_text(&binary.right, schema, input)];
+            sides.sort();
+            format!("{} = {}", sides[0], sides[1])
+        }
+        other => expr_text(other, schema, input),
+    }
+}
+
 /// Whether a cast keeps every value apart (widening numbers, between string encodings). A
 /// narrowing cast is a step function — `CAST(kwh / 1e6 AS INT)` buckets values — and so counts
 /// as selective.
@@ -1114,23 +1457,40 @@ fn is_column(expr: &Expr) -> bool {
     }
 }
 
-/// The argument (and FILTER clause) of a magnitude aggregate — SUM or AVG of something that
-/// is not a constant — whose cells dominance rules judge. COUNT is not a magnitude.
-fn magnitude_argument(expr: &Expr, input: &DFSchema) -> Option<(Expr, Option<Expr>)> {
+/// The arguments (each with the rows it is read on) of a magnitude aggregate — a sum, mean or
+/// spread ([`is_magnitude_function`]) of something that is not a constant — whose cells the
+/// dominance rules judge by the largest contributions to the sum of each argument: a variance
+/// or a standard deviation carries the checks of the sum it comes from, a covariance those of
+/// both its sums. COUNT is not a magnitude.
+fn magnitude_arguments(expr: &Expr, input: &DFSchema) -> Vec<(Expr, Option<Expr>)> {
     let inner = match expr {
         Expr::Alias(alias) => alias.expr.as_ref(),
         other => other,
     };
-    let Expr::AggregateFunction(function) = inner else { return None };
-    if !matches!(function.func.name().to_ascii_lowercase().as_str(), "sum" | "avg" | "mean") {
-        return None;
+    let Expr::AggregateFunction(function) = inner else { return Vec::new() };
+    if !is_magnitude_function(&function.func.name().to_ascii_lowercase()) {
+        return Vec::new();
     }
-    let [argument] = function.params.args.as_slice() else { return None };
-    let numeric = argument.get_type(input).is_ok_and(|data_type| data_type.is_numeric());
-    if matches!(argument, Expr::Literal(..)) || !numeric {
-        return None;
+    let arguments = &function.params.args;
+    let mut filter = function.params.filter.as_deref().cloned();
+    if arguments.len() > 1 {
+        // A statistic of two variables reads only the rows where both are present.
+        for argument in arguments {
+            let present = argument.clone().is_not_null();
+            filter = Some(match filter {
+                Some(filter) => filter.and(present),
+                None => present,
+            });
+        }
     }
-    Some((argument.clone(), function.params.filter.as_deref().cloned()))
+    arguments
+        .iter()
+        .filter(|argument| {
+            !matches!(argument, Expr::Literal(..))
+                && argument.get_type(input).is_ok_and(|data_type| data_type.is_numeric())
+        })
+        .map(|argument| (argument.clone(), filter.clone()))
+        .collect()
 }
 
 fn contains_aggregate(plan: &LogicalPlan) -> bool {
@@ -1199,5 +1559,263 @@ fn with_expression(error: RuntimeError, expr: &Expr) -> RuntimeError {
             RuntimeError::Refused(refusal)
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use unseen_policy::{DatasetRequest, DisclosureParams, ScenarioApplication};
+
+    use super::*;
+
+    /// The demo's three registers, small, with every column `visible`: a grant an operator
+    /// should not have approved, so that what a column is shows apart from what the grant allows.
+    async fn visible_session() -> (tempfile::TempDir, GovernedSession) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let enterprises = unseen_samples::data::enterprises(120, 3);
+        let batches = [
+            unseen_samples::data::population(300, 3),
+            unseen_samples::data::electricity(&enterprises, 3, 3),
+            enterprises,
+        ];
+        let catalog = [
+            unseen_samples::scenarios::population(),
+            unseen_samples::scenarios::electricity(),
+            unseen_samples::scenarios::enterprise(),
+        ];
+        let mut tables = Vec::new();
+        let mut datasets = Vec::new();
+        for (dataset, batch) in catalog.into_iter().zip(&batches) {
+            let path = dir.path().join(format!("{}.parquet", dataset.name));
+            unseen_samples::data::write_parquet(batch, &path).expect("write parquet");
+            let columns = dataset.columns.iter().map(|column| (column.name.clone(), AccessMode::Visible)).collect();
+            datasets.push(DatasetRequest { dataset: dataset.id(), columns, row_filter: None });
+            tables.push(DomainTable { dataset, production_path: path.clone(), sample_path: path });
+        }
+        let application = ScenarioApplication {
+            title: "t".into(),
+            purpose: "p".into(),
+            developer: "acme".into(),
+            datasets,
+            outputs: Vec::new(),
+            disclosure: DisclosureParams { threshold_k: 2, ..Default::default() },
+            validity_days: 30,
+            limits: Default::default(),
+        };
+        let grant = Grant::freeze("g-visible".into(), "s-1".into(), application, "op".into(), 0, [1; 32]);
+        let session = GovernedSession::new(&grant, &tables, Mode::Production).await.expect("session opens");
+        (dir, session)
+    }
+
+    async fn last_column(session: &GovernedSession, sql: &str) -> ColumnLineage {
+        let (_, lineage) = session.check(sql).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
+        lineage.columns.last().cloned().expect("a column")
+    }
+
+    #[tokio::test]
+    async fn every_output_column_is_classified_by_what_it_is() {
+        use ValueClass::*;
+        let (_dir, session) = visible_session().await;
+        let cases = [
+            ("SELECT district, COUNT(*) AS v FROM population GROUP BY district", Aggregate),
+            ("SELECT COUNT(DISTINCT person_id) AS v FROM population", Aggregate),
+            ("SELECT approx_distinct(person_id) AS v FROM population", Aggregate),
+            ("SELECT SUM(kwh) AS v FROM electricity", Aggregate),
+            ("SELECT AVG(kwh / 1000.0) AS v FROM electricity", Aggregate),
+            ("SELECT round(SUM(kwh)) AS v FROM electricity", Aggregate),
+            ("SELECT SUM(kwh) / COUNT(*) AS v FROM electricity", Aggregate),
+            ("SELECT COALESCE(SUM(kwh), 0) * 2 AS v FROM electricity", Aggregate),
+            ("SELECT stddev(kwh) AS v FROM electricity", Spread),
+            ("SELECT stddev_samp(kwh) AS v FROM electricity", Spread),
+            ("SELECT stddev_pop(kwh) AS v FROM electricity", Spread),
+            ("SELECT var_samp(kwh) AS v FROM electricity", Spread),
+            ("SELECT var_pop(kwh) AS v FROM electricity", Spread),
+            ("SELECT covar_pop(employees, registered_capital) AS v FROM enterprise", Spread),
+            ("SELECT corr(employees, registered_capital) AS v FROM enterprise", Spread),
+            ("SELECT stddev(kwh) / AVG(kwh) AS v FROM electricity", Spread),
+            ("SELECT MAX(kwh) AS v FROM electricity", SingleValue),
+            ("SELECT MIN(kwh) AS v FROM electricity", SingleValue),
+            ("SELECT median(kwh) AS v FROM electricity", SingleValue),
+            ("SELECT approx_median(kwh) AS v FROM electricity", SingleValue),
+            ("SELECT approx_percentile_cont(kwh, 0.9) AS v FROM electricity", SingleValue),
+            ("SELECT first_value(kwh) AS v FROM electricity", SingleValue),
+            ("SELECT last_value(kwh ORDER BY month) AS v FROM electricity", SingleValue),
+            ("SELECT nth_value(kwh, 2 ORDER BY kwh) AS v FROM electricity", SingleValue),
+            ("SELECT any_value(name) AS v FROM population", SingleValue),
+            ("SELECT bool_or(kwh > 1000) AS v FROM electricity", SingleValue),
+            ("SELECT bit_xor(employees) AS v FROM enterprise", SingleValue),
+            ("SELECT max(concat(id_card, 'x')) AS v FROM population", SingleValue),
+            ("SELECT round(MAX(kwh)) AS v FROM electricity", SingleValue),
+            ("SELECT SUM(kwh) - MAX(kwh) AS v FROM electricity", SingleValue),
+            ("SELECT array_agg(id_card) AS v FROM population", RowLevel),
+            ("SELECT string_agg(name, ',') AS v FROM population", RowLevel),
+            ("SELECT cardinality(array_agg(kwh)) AS v FROM electricity", RowLevel),
+            ("SELECT make_array(SUM(kwh), COUNT(*)) AS v FROM electricity", RowLevel),
+            ("SELECT named_struct('total', SUM(kwh)) AS v FROM electricity", RowLevel),
+            ("SELECT SUM(CASE WHEN month = '2024-01' THEN kwh END) AS v FROM electricity", Selective),
+            ("SELECT SUM(kwh * kwh) AS v FROM electricity", Selective),
+            ("SELECT SUM(DISTINCT kwh) AS v FROM electricity", Selective),
+            ("SELECT COUNT(*) FILTER (WHERE kwh > 1000) AS v FROM electricity", Selective),
+            ("SELECT COUNT(CASE WHEN sex = '女' THEN 1 END) AS v FROM population", Selective),
+            ("SELECT stddev(kwh * kwh) AS v FROM electricity", Selective),
+            ("SELECT district, concat(district, COUNT(*)) AS v FROM population GROUP BY district", Unknown),
+            ("SELECT district, COUNT(*) AS n, district AS v FROM population GROUP BY district", Key),
+            ("SELECT 'all' AS v, COUNT(*) AS n FROM population", Aggregate),
+            ("SELECT district AS v FROM population", Key),
+        ];
+        let mut wrong = Vec::new();
+        for (sql, expected) in cases {
+            let column = last_column(&session, sql).await;
+            if column.class != expected || column.aggregated != expected.is_aggregate() {
+                wrong.push(format!(
+                    "{sql}: {:?} (aggregated {}), expected {expected:?}",
+                    column.class, column.aggregated
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
+        let (_, lineage) = session.check("SELECT 'all' AS scope, COUNT(*) AS n FROM population").await.unwrap();
+        assert_eq!(lineage.columns[0].class, Key, "a literal is a key, derived from no data");
+    }
+
+    #[tokio::test]
+    async fn a_blocked_column_names_the_function_that_made_it_so() {
+        let (_dir, session) = visible_session().await;
+        let column = last_column(&session, "SELECT round(MAX(e.registered_capital)) AS top FROM enterprise e").await;
+        assert_eq!(column.expression, "max(e.registered_capital)");
+        assert_eq!(column.sources.len(), 1);
+        let column =
+            last_column(&session, "SELECT district, concat(district, COUNT(*)) AS x FROM population GROUP BY district")
+                .await;
+        assert!(column.expression.starts_with("concat("), "{}", column.expression);
+        let column = last_column(&session, "SELECT district, COUNT(*) AS n FROM population GROUP BY district").await;
+        assert_eq!(column.expression, "count(Int64(1))");
+        assert_eq!(last_column(&session, "SELECT district FROM population").await.expression, "");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_aggregate_function_is_not_an_aggregate() {
+        let (_dir, session) = visible_session().await;
+        session.context.register_udaf(CappedContributors::udaf(10).as_ref().clone());
+        let sql = "SELECT unseen_contributors(CAST(birth_year AS BIGINT UNSIGNED)) AS n FROM population";
+        let column = last_column(&session, sql).await;
+        assert_eq!(column.class, ValueClass::Unknown);
+        assert!(!column.aggregated);
+        assert_eq!(column.measure, None);
+    }
+
+    #[test]
+    fn every_aggregate_function_datafusion_registers_has_a_class() {
+        let state = SessionContext::new().state();
+        let unclassified: Vec<&str> = state
+            .aggregate_functions()
+            .values()
+            .map(|function| function.name())
+            .filter(|name| aggregate_function_class(name) == ValueClass::Unknown)
+            .collect();
+        assert!(unclassified.is_empty(), "no class for {unclassified:?}");
+    }
+
+    #[tokio::test]
+    async fn a_measure_is_the_aggregate_and_its_input_whatever_the_grouping_spelling_and_order() {
+        let (_dir, session) = visible_session().await;
+        let measure = |sql: &'static str| {
+            let session = &session;
+            async move {
+                let (_, lineage) = session.check(sql).await.unwrap_or_else(|error| panic!("{sql}: {error}"));
+                let column = lineage.columns.iter().find(|column| column.aggregated).expect("an aggregated column");
+                column.measure.clone().expect("an aggregated column has a measure")
+            }
+        };
+        let base = measure(
+            "SELECT e.district, SUM(u.kwh) AS total FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \
+             WHERE u.month >= '2024-02' GROUP BY e.district",
+        )
+        .await;
+        let same = [
+            "SELECT industry, district, sum(kwh) AS x FROM electricity JOIN enterprise ON enterprise.uscc = electricity.uscc \
+             WHERE month >= '2024-02' GROUP BY industry, district ORDER BY x DESC LIMIT 5",
+            "SELECT SUM(kwh) AS grand_total FROM enterprise e, electricity u WHERE u.month >= '2024-02' AND e.uscc = u.uscc",
+            "select   district ,SUM( u.kwh )  from electricity as u inner join enterprise as e on e.uscc=u.uscc \
+             where u.month>='2024-02' group by district having count(*) > 1",
+            "SELECT e.industry, e.district, SUM(u.kwh) AS t FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \
+             WHERE u.month >= '2024-02' GROUP BY ROLLUP(e.industry, e.district)",
+            "SELECT d, SUM(k) AS t FROM (SELECT e.district AS d, u.kwh AS k FROM electricity u JOIN enterprise e \
+             ON u.uscc = e.uscc WHERE u.month >= '2024-02') sub GROUP BY d",
+        ];
+        for sql in same {
+            assert_eq!(measure(sql).await, base, "{sql}");
+        }
+        let different = [
+            "SELECT e.district, SUM(u.kwh) AS total FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \
+             WHERE u.month >= '2024-03' GROUP BY e.district",
+            "SELECT e.district, SUM(u.kwh) AS total FROM electricity u JOIN enterprise e ON u.uscc = e.uscc GROUP BY e.district",
+            "SELECT e.district, SUM(u.kwh) AS total FROM electricity u LEFT JOIN enterprise e ON u.uscc = e.uscc \
+             WHERE u.month >= '2024-02' GROUP BY e.district",
+            "SELECT e.district, AVG(u.kwh) AS total FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \
+             WHERE u.month >= '2024-02' GROUP BY e.district",
+            "SELECT e.district, SUM(u.kwh / 1000.0) AS total FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \
+             WHERE u.month >= '2024-02' GROUP BY e.district",
+            "SELECT e.district, SUM(u.kwh) / 1000 AS total FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \
+             WHERE u.month >= '2024-02' GROUP BY e.district",
+            "SELECT SUM(kwh) AS total FROM electricity WHERE month >= '2024-02'",
+        ];
+        for sql in different {
+            assert_ne!(measure(sql).await, base, "{sql}");
+        }
+        assert_eq!(
+            base,
+            "sum(electricity@v1.kwh) FROM electricity@v1 × enterprise@v1 \
+             WHERE electricity@v1.month >= Utf8(\"2024-02\") AND electricity@v1.uscc = enterprise@v1.uscc",
+            "sources by dataset, not alias; relations and conditions sorted"
+        );
+        let (_, lineage) =
+            session.check("SELECT district, COUNT(*) AS n FROM population GROUP BY district").await.unwrap();
+        assert_eq!(lineage.columns[0].measure, None, "a key has no measure");
+    }
+
+    #[tokio::test]
+    async fn a_self_join_keeps_its_two_scans_apart_in_the_measure() {
+        let (_dir, session) = visible_session().await;
+        let (_, left) = session
+            .check(
+                "SELECT COUNT(*) AS n FROM population p JOIN population q ON p.id_card = q.id_card WHERE p.sex = '女'",
+            )
+            .await
+            .unwrap();
+        let (_, both) = session
+            .check("SELECT COUNT(*) AS n FROM population p JOIN population q ON p.id_card = q.id_card WHERE p.sex = '女' AND q.sex = '女'")
+            .await
+            .unwrap();
+        assert_ne!(left.columns[0].measure, both.columns[0].measure);
+        assert!(left.columns[0].measure.as_deref().is_some_and(|text| text.contains("population@v1#2")));
+    }
+
+    #[tokio::test]
+    async fn a_spread_carries_the_largest_contributions_of_the_sum_it_comes_from() {
+        let (_dir, session) = visible_session().await;
+        let spread = session
+            .query("SELECT industry, stddev(employees) AS s, COUNT(*) AS n FROM enterprise GROUP BY industry ORDER BY industry")
+            .await
+            .unwrap();
+        let sum = session
+            .query("SELECT industry, SUM(employees) AS s, COUNT(*) AS n FROM enterprise GROUP BY industry ORDER BY industry")
+            .await
+            .unwrap();
+        let [magnitude] = spread.lineage.magnitudes.as_slice() else {
+            panic!("one magnitude for the spread: {:?}", spread.lineage.magnitudes)
+        };
+        assert_eq!(magnitude.columns, vec!["s".to_string()]);
+        assert_eq!(magnitude.per_row, sum.lineage.magnitudes[0].per_row, "the same summary as the sum's");
+
+        let both = session
+            .query("SELECT industry, corr(employees, registered_capital) AS c FROM enterprise GROUP BY industry")
+            .await
+            .unwrap();
+        assert_eq!(both.lineage.magnitudes.len(), 2, "a correlation carries the checks of both its sums");
+        assert!(both.lineage.magnitudes.iter().all(|magnitude| magnitude.columns == vec!["c".to_string()]));
+        let single =
+            session.query("SELECT industry, MAX(employees) AS m FROM enterprise GROUP BY industry").await.unwrap();
+        assert!(single.lineage.magnitudes.is_empty(), "one subject's value is blocked, not judged for dominance");
     }
 }

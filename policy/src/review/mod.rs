@@ -14,6 +14,7 @@
 mod cells;
 mod content;
 mod differencing;
+mod lineage;
 mod privacy;
 mod release;
 mod verification;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::cells::{key_text, nk_rule_sensitive, p_rule_sensitive};
 pub use self::differencing::released_sketches;
+pub use self::lineage::{ValueClass, aggregate_function_class, is_magnitude_function};
 pub use self::release::{release_noised_table, release_table};
 pub use self::verification::review_verification;
 use crate::identifiers::IdentifierSet;
@@ -66,15 +68,47 @@ pub struct SourceColumn {
     pub tag: ColumnTag,
 }
 
-/// Where one output column came from.
+/// Where one output column came from, and what it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnLineage {
     /// Output column name.
     pub name: String,
     /// Source columns whose values flow into it.
     pub sources: Vec<SourceColumn>,
-    /// True when every source reaches it only through an aggregate.
+    /// True when the column is a measure the cell rules judge: an aggregate or a spread
+    /// ([`ValueClass::is_aggregate`]). The host writes it from `class`.
     pub aggregated: bool,
+    /// What the column is, classified by the host from the plan; the `lineage` rule judges it.
+    /// Lineage stored before classes existed reads as `unknown`, blocked when the column reads
+    /// data (see [`ValueClass`]).
+    #[serde(default)]
+    pub class: ValueClass,
+    /// The aggregate function or expression, as the module's query planned it, that gave the
+    /// column its class (`max(p.income)`), so that a refusal can name it; empty for keys.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expression: String,
+    /// For an aggregated column, what it aggregates: the aggregate and the query input below
+    /// its GROUP BY, so that cells of different outputs of one measure relate additively.
+    /// Written by the host as normalised text — sources as `dataset@vN.column`, no aliases,
+    /// the input's scans sorted, its filter and join conditions as a sorted set — so that it
+    /// depends neither on the SQL's spelling nor on GROUP BY, HAVING, ORDER BY or LIMIT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<String>,
+}
+
+impl ColumnLineage {
+    /// A column of the given class, with no expression or measure recorded: for tables whose
+    /// lineage is stated rather than computed by the host (computed tables, tests).
+    pub fn new(name: impl Into<String>, sources: Vec<SourceColumn>, class: ValueClass) -> Self {
+        Self {
+            name: name.into(),
+            sources,
+            aggregated: class.is_aggregate(),
+            class,
+            expression: String::new(),
+            measure: None,
+        }
+    }
 }
 
 /// Distinct contributing subjects of one kind, per output row.
@@ -86,7 +120,8 @@ pub struct SubjectCounts {
     pub per_row: Vec<u64>,
 }
 
-/// How much the largest subjects put into one magnitude cell (a SUM or AVG), host-computed.
+/// How much the largest subjects put into one magnitude cell (a SUM or AVG, or the sum a
+/// spread such as a standard deviation comes from), host-computed.
 ///
 /// Contributions are absolute values summed per subject. `largest` holds the largest
 /// per-subject totals, biggest first: exact for groups of up to 16 subjects; for larger groups,
@@ -447,7 +482,7 @@ pub fn review_table(
     let mut report = ReviewReport::new(name, OutputKind::Table);
     report.cells_total = (table.num_rows() * table.num_columns()) as u64;
     check_contract(grant, name, table, &mut report);
-    check_lineage(lineage, &mut report);
+    lineage::check_lineage(lineage, &table.schema(), &mut report);
     cells::review_cells(&grant.application.disclosure, table, lineage, context, &mut report);
     privacy::review_privacy(&grant.application.disclosure, table, lineage, context.epsilon_spent, &mut report);
     content::scan_table(table, context.identifiers, &mut report);
@@ -548,31 +583,6 @@ fn check_contract<'g>(
         return Some(spec);
     }
     None
-}
-
-fn check_lineage(lineage: &OutputLineage, report: &mut ReviewReport) {
-    let mut leaks = Vec::new();
-    for column in &lineage.columns {
-        if column.aggregated {
-            continue;
-        }
-        for source in &column.sources {
-            if matches!(source.tag, ColumnTag::Identifier | ColumnTag::Subject) {
-                leaks.push(format!(
-                    "column \"{}\" derives from {} column {}.{} without aggregation",
-                    column.name,
-                    source.tag.as_str(),
-                    source.dataset,
-                    source.column
-                ));
-            }
-        }
-    }
-    if leaks.is_empty() {
-        report.push("lineage", RuleOutcome::Pass, "no identifier or subject column leaves unaggregated");
-    } else {
-        report.push("lineage", RuleOutcome::Blocked, leaks.join("; "));
-    }
 }
 
 #[cfg(test)]

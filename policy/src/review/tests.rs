@@ -54,8 +54,8 @@ fn kwh_source() -> Vec<SourceColumn> {
 fn aggregated_lineage(counts: Vec<u64>, engine_suppressed: u64) -> OutputLineage {
     OutputLineage {
         columns: vec![
-            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false },
-            ColumnLineage { name: "kwh".into(), sources: kwh_source(), aggregated: true },
+            ColumnLineage::new("district", vec![], ValueClass::Key),
+            ColumnLineage::new("kwh", kwh_source(), ValueClass::Aggregate),
         ],
         aggregated: true,
         subject_kinds: vec![SubjectKind::Enterprise],
@@ -216,9 +216,9 @@ fn grid_table(cells: &[(&str, &str)]) -> RecordBatch {
 fn grid_lineage(counts: Vec<u64>, withheld_keys: Vec<Vec<String>>) -> OutputLineage {
     OutputLineage {
         columns: vec![
-            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false },
-            ColumnLineage { name: "industry".into(), sources: vec![], aggregated: false },
-            ColumnLineage { name: "n".into(), sources: kwh_source(), aggregated: true },
+            ColumnLineage::new("district", vec![], ValueClass::Key),
+            ColumnLineage::new("industry", vec![], ValueClass::Key),
+            ColumnLineage::new("n", kwh_source(), ValueClass::Aggregate),
         ],
         aggregated: true,
         subject_kinds: vec![SubjectKind::Enterprise],
