@@ -12,7 +12,9 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use unseen_policy::identifiers::IdentifierSet;
-use unseen_policy::review::{ColumnLineage, OutputLineage, ReviewContext, ReviewReport, SubjectCounts, review_table};
+use unseen_policy::review::{
+    ColumnLineage, OutputLineage, ReviewContext, ReviewReport, SubjectCounts, ValueClass, review_table,
+};
 use unseen_policy::{AccessMode, Grant, Outcome, SubjectKind};
 use unseen_runtime::{GovernedSession, Mode};
 use unseen_tests::{fixture, grant};
@@ -54,8 +56,8 @@ fn review_cells(value: ArrayRef, identifiers: Option<&IdentifierSet>) -> ReviewR
     let table = RecordBatch::try_new(Arc::new(schema), vec![district, value]).expect("columns match the schema");
     let lineage = OutputLineage {
         columns: vec![
-            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false },
-            ColumnLineage { name: "value".into(), sources: vec![], aggregated: true },
+            ColumnLineage::new("district", vec![], ValueClass::Key),
+            ColumnLineage::new("value", vec![], ValueClass::Aggregate),
         ],
         aggregated: true,
         subject_kinds: vec![SubjectKind::Person],
