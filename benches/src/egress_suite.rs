@@ -119,10 +119,10 @@ fn review_cells(args: &Args) -> Result<Vec<Measurement>> {
     let source = vec![SourceColumn { dataset: "e@v1".into(), column: "kwh".into(), tag: ColumnTag::Sensitive }];
     let lineage = OutputLineage {
         columns: vec![
-            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false },
-            ColumnLineage { name: "industry".into(), sources: vec![], aggregated: false },
-            ColumnLineage { name: "total_kwh".into(), sources: source.clone(), aggregated: true },
-            ColumnLineage { name: "n".into(), sources: source, aggregated: true },
+            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false, measure: None },
+            ColumnLineage { name: "industry".into(), sources: vec![], aggregated: false, measure: None },
+            ColumnLineage { name: "total_kwh".into(), sources: source.clone(), aggregated: true, measure: None },
+            ColumnLineage { name: "n".into(), sources: source, aggregated: true, measure: None },
         ],
         aggregated: true,
         subject_kinds: vec![SubjectKind::Enterprise],
@@ -191,8 +191,8 @@ fn review_differencing(args: &Args) -> Result<Vec<Measurement>> {
     let source = vec![SourceColumn { dataset: "e@v1".into(), column: "kwh".into(), tag: ColumnTag::Sensitive }];
     let lineage = OutputLineage {
         columns: vec![
-            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false },
-            ColumnLineage { name: "n".into(), sources: source, aggregated: true },
+            ColumnLineage { name: "district".into(), sources: vec![], aggregated: false, measure: None },
+            ColumnLineage { name: "n".into(), sources: source, aggregated: true, measure: None },
         ],
         aggregated: true,
         subject_kinds: vec![SubjectKind::Enterprise],
@@ -277,7 +277,7 @@ fn content_scan(args: &Args) -> Result<Vec<Measurement>> {
     };
     let grant = grant(vec![spec], DisclosureParams::default(), Vec::new());
     let lineage = OutputLineage {
-        columns: vec![ColumnLineage { name: "text".into(), sources: vec![], aggregated: false }],
+        columns: vec![ColumnLineage { name: "text".into(), sources: vec![], aggregated: false, measure: None }],
         ..Default::default()
     };
     let (mut scan, mut plain) = (Vec::new(), Vec::new());

@@ -317,6 +317,7 @@ fn computed_lineage(table: RecordBatch, contributors: &str) -> Result<(RecordBat
             name: field.name().clone(),
             sources: Vec::new(),
             aggregated: field.data_type().is_numeric(),
+            measure: None,
         })
         .collect();
     let mut magnitudes = Vec::new();

@@ -369,6 +369,7 @@ impl GovernedSession {
                         .map(|&source| walker.sources[source].column.clone())
                         .collect(),
                     aggregated: field.raw.is_empty() && field.is_aggregate,
+                    measure: None,
                 })
                 .collect(),
             aggregated: false,
