@@ -519,6 +519,23 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
             }
             audit = model.audit(|cells| touched(cells, &model));
         }
+        // A primary of this output that an earlier release published is no secret any more:
+        // nothing withheld now can protect it.
+        for cell in model.cells.iter().filter(|cell| cell.level.is_some() && cell.state == State::Released) {
+            let Some(row) = cell.current else { continue };
+            let rule = grid.cells[measure][row].as_ref().map_or("secondary", |withheld| withheld.rule);
+            let emitted = row < grid.rows;
+            let whom = if emitted { format!("row {row}") } else { "a group the engine withheld".to_string() };
+            failures.push(format!("{whom} {column_name} ({rule}; an earlier release published it)"));
+            report.audit.push(CellAudit {
+                row: emitted.then_some(row),
+                column: column_name.clone(),
+                rule: rule.to_string(),
+                protected: false,
+                below: 0.0,
+                above: 0.0,
+            });
+        }
         audited += audit.audited.len();
         relations += audit.relations;
         by_lp += audit.by_lp;

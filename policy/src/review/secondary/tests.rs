@@ -276,6 +276,25 @@ fn a_cell_withheld_in_an_earlier_release_stays_withheld() {
 }
 
 #[test]
+fn a_primary_an_earlier_release_published_blocks_the_output() {
+    let grant = grant(&[("by_district", &["district"])]);
+    // Earlier, 吴兴区 was spread over many companies and released.
+    let mut earlier_groups = districts();
+    earlier_groups[0] = spread(&["吴兴区"], 20, 1_000_000.0);
+    let (table, lineage) = output(&["district"], &earlier_groups);
+    let first = review_table(&grant, "by_district", &table, &lineage, ReviewContext::default());
+    assert_eq!(first.outcome, Outcome::Released, "{}", first.render());
+    let earlier = ReleasedTable::from_review("egress e-1 (\"by_district\")", &table, &lineage, &first);
+    // Now the same measure over the same rows says one company makes 98% of it: withholding
+    // it cannot take back what was published.
+    let report = review(&grant, "by_district", &["district"], &districts(), std::slice::from_ref(&earlier));
+    assert_eq!(report.blocking_rules(), vec!["secondary"], "{}", report.render());
+    let secondary = report.rule("secondary").expect("ran");
+    assert!(secondary.figure.contains("an earlier release published it"), "{}", secondary.figure);
+    assert!(report.audit.iter().any(|cell| cell.rule == "dominance" && !cell.protected));
+}
+
+#[test]
 fn a_later_finer_table_cannot_complete_an_earlier_equation() {
     // Earlier: kWh by district, 吴兴区 dominated and withheld with a complement.
     let grant = grant(&[("by_district", &["district"]), ("by_both", &["district", "industry"])]);
