@@ -14,7 +14,7 @@
 //! checks every primary against all relations (margins, earlier releases); a primary still
 //! short gets its next cheapest hypercube, up to [`FALLBACK_ROUNDS`] times.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::audit::{AuditResult, Model, State, meets};
 use super::protection::Level;
@@ -32,15 +32,85 @@ pub(crate) struct Space {
     values: Vec<Vec<u32>>,
     /// Coordinates (a value rank, or None for ALL, per key) → cell.
     cells: HashMap<Vec<Option<u32>>, usize>,
-    /// For two keys: the inner cells (no ALL) of each value of the first key, as (value of
-    /// the second key, cell), and of each value of the second key, as (value of the first
-    /// key, cell); the graph in which a protecting cycle is a shortest path.
-    by_first: Line,
-    by_second: Line,
+    /// For two keys: the graph of the inner cells, in which a protecting cycle is a
+    /// shortest path.
+    graph: Option<Graph>,
 }
 
-/// The inner cells of each value of one key: (value of the other key, cell).
-type Line = HashMap<u32, Vec<(u32, usize)>>;
+/// The inner cells (no ALL) of a two-key table as a graph: a node per value of either key,
+/// a cell an edge between its two values. A value whose line holds a single cell (and no
+/// margin) has no relation: it is the ground, node 0.
+struct Graph {
+    /// Node of each value of the first key, and of the second.
+    first: HashMap<u32, usize>,
+    second: HashMap<u32, usize>,
+    /// Per node: (cell, node at its other end). Cells leaving a value of the second key fall
+    /// when the primary rises; cells leaving a value of the first key rise.
+    edges: Vec<Vec<(usize, usize)>>,
+    /// Per node: a value of the second key.
+    of_second: Vec<bool>,
+    /// Steps out of the ground: (cell, whether it falls, node it leads to).
+    ground: Vec<(usize, bool, usize)>,
+}
+
+impl Graph {
+    fn new(cells: &HashMap<Vec<Option<u32>>, usize>) -> Graph {
+        let mut inner: Vec<(u32, u32, usize)> = cells
+            .iter()
+            .filter_map(|(coordinates, &cell)| match coordinates[..] {
+                [Some(first), Some(second)] => Some((first, second, cell)),
+                _ => None,
+            })
+            .collect();
+        inner.sort_unstable();
+        let mut by_first: BTreeMap<u32, Vec<(u32, usize)>> = BTreeMap::new();
+        let mut by_second: BTreeMap<u32, Vec<(u32, usize)>> = BTreeMap::new();
+        for &(first, second, cell) in &inner {
+            by_first.entry(first).or_default().push((second, cell));
+            by_second.entry(second).or_default().push((first, cell));
+        }
+        let grounded = |lines: &BTreeMap<u32, Vec<(u32, usize)>>, value: u32, margin: Vec<Option<u32>>| {
+            lines.get(&value).is_none_or(|cells| cells.len() <= 1) && !cells.contains_key(&margin)
+        };
+        let mut of_second = vec![false];
+        let mut first = HashMap::new();
+        for &value in by_first.keys() {
+            let node = if grounded(&by_first, value, vec![Some(value), None]) {
+                0
+            } else {
+                of_second.push(false);
+                of_second.len() - 1
+            };
+            first.insert(value, node);
+        }
+        let mut second = HashMap::new();
+        for &value in by_second.keys() {
+            let node = if grounded(&by_second, value, vec![None, Some(value)]) {
+                0
+            } else {
+                of_second.push(true);
+                of_second.len() - 1
+            };
+            second.insert(value, node);
+        }
+        let mut edges = vec![Vec::new(); of_second.len()];
+        let mut ground = Vec::new();
+        for &(value_first, value_second, cell) in &inner {
+            let (a, b) = (first[&value_first], second[&value_second]);
+            if a == 0 {
+                ground.push((cell, false, b));
+            } else {
+                edges[a].push((cell, b));
+            }
+            if b == 0 {
+                ground.push((cell, true, a));
+            } else {
+                edges[b].push((cell, a));
+            }
+        }
+        Graph { first, second, edges, of_second, ground }
+    }
+}
 
 /// A hypercube chosen for a primary: its corners other than the primary.
 #[derive(Debug, Clone)]
@@ -79,22 +149,8 @@ impl Space {
             list.sort_unstable();
             list.dedup();
         }
-        let (mut by_first, mut by_second): (Line, Line) = (HashMap::new(), HashMap::new());
-        if dims.len() == 2 {
-            let mut inner: Vec<(u32, u32, usize)> = cells
-                .iter()
-                .filter_map(|(coordinates, &cell)| match coordinates[..] {
-                    [Some(first), Some(second)] => Some((first, second, cell)),
-                    _ => None,
-                })
-                .collect();
-            inner.sort_unstable();
-            for (first, second, cell) in inner {
-                by_first.entry(first).or_default().push((second, cell));
-                by_second.entry(second).or_default().push((first, cell));
-            }
-        }
-        Space { dims, values, cells, by_first, by_second }
+        let graph = (dims.len() == 2).then(|| Graph::new(&cells));
+        Space { dims, values, cells, graph }
     }
 
     /// For a primary inside a two-key table: the cheapest cycle of cells through it that
@@ -105,23 +161,11 @@ impl Space {
     /// primary moves down), leaving a value of the first key a cell rises. A value whose
     /// line holds a single cell has no relation: it is the ground, where a cycle may close
     /// with either sign. Rectangles are the shortest cycles; longer ones protect cells of
-    /// sparse tables that no rectangle can.
-    fn cycle(&self, model: &Model, primary: usize, level: Level) -> Option<Choice> {
-        if self.dims.len() != 2 {
-            return None;
-        }
+    /// sparse tables that no rectangle can. None when no cycle costs less than `bound`.
+    fn cycle(&self, model: &Model, primary: usize, level: Level, bound: f64) -> Option<Choice> {
+        let graph = self.graph.as_ref()?;
         let origin = self.coordinates(model, primary)?;
         let (Some(first), Some(second)) = (origin[0], origin[1]) else { return None };
-        let grounded_first = |value: u32| {
-            self.by_first.get(&value).is_none_or(|cells| cells.len() <= 1)
-                && !self.cells.contains_key(&vec![Some(value), None])
-        };
-        let grounded_second = |value: u32| {
-            self.by_second.get(&value).is_none_or(|cells| cells.len() <= 1)
-                && !self.cells.contains_key(&vec![None, Some(value)])
-        };
-        let node_of_first = |value: u32| if grounded_first(value) { Node::Ground } else { Node::First(value) };
-        let node_of_second = |value: u32| if grounded_second(value) { Node::Ground } else { Node::Second(value) };
         let room = |cell: usize, falls: bool| -> bool {
             let (lower, upper) = model.bounds(&model.cells[cell]);
             let value = model.cells[cell].value;
@@ -132,83 +176,57 @@ impl Space {
                 meets(rise, level.above) && meets(fall, level.below)
             }
         };
-        let start = node_of_second(second);
-        let target = node_of_first(first);
+        let start = *graph.second.get(&second)?;
+        let target = *graph.first.get(&first)?;
         if start == target {
             // Both of the primary's lines hold it alone: no relation holds it.
             return Some(Choice { corners: Vec::new(), cost: 0.0 });
         }
-        let mut best: HashMap<Node, (f64, Option<(Node, usize)>)> = HashMap::new();
-        let mut queue: std::collections::BTreeSet<(OrderedCost, Node)> = std::collections::BTreeSet::new();
-        best.insert(start, (0.0, None));
-        queue.insert((OrderedCost(0.0), start));
-        while let Some((OrderedCost(cost), node)) = queue.pop_first() {
+        let nodes = graph.of_second.len();
+        let mut distance = vec![f64::INFINITY; nodes];
+        let mut previous: Vec<Option<(usize, usize)>> = vec![None; nodes];
+        let mut queue = std::collections::BinaryHeap::new();
+        distance[start] = 0.0;
+        queue.push(std::cmp::Reverse((OrderedCost(0.0), start)));
+        while let Some(std::cmp::Reverse((OrderedCost(cost), node))) = queue.pop() {
+            if cost >= bound {
+                return None;
+            }
             if node == target {
                 break;
             }
-            if best.get(&node).is_some_and(|(known, _)| *known < cost) {
+            if cost > distance[node] {
                 continue;
             }
-            // (cell, whether it falls, the node it leads to)
-            let steps: Vec<(usize, bool, Node)> = match node {
-                Node::Second(value) => self
-                    .by_second
-                    .get(&value)
-                    .into_iter()
-                    .flatten()
-                    .map(|&(other, cell)| (cell, true, node_of_first(other)))
-                    .collect(),
-                Node::First(value) => self
-                    .by_first
-                    .get(&value)
-                    .into_iter()
-                    .flatten()
-                    .map(|&(other, cell)| (cell, false, node_of_second(other)))
-                    .collect(),
-                Node::Ground => {
-                    let mut steps = Vec::new();
-                    for (&value, cells) in &self.by_first {
-                        if let [(other, cell)] = cells[..]
-                            && grounded_first(value)
-                        {
-                            steps.push((cell, false, node_of_second(other)));
-                        }
-                    }
-                    for (&value, cells) in &self.by_second {
-                        if let [(other, cell)] = cells[..]
-                            && grounded_second(value)
-                        {
-                            steps.push((cell, true, node_of_first(other)));
-                        }
-                    }
-                    steps.sort_unstable_by_key(|&(cell, falls, _)| (cell, falls));
-                    steps
-                }
+            let steps = if node == 0 {
+                &graph.ground
+            } else {
+                &graph.edges[node].iter().map(|&(cell, next)| (cell, graph.of_second[node], next)).collect::<Vec<_>>()
             };
-            for (cell, falls, next) in steps {
+            for &(cell, falls, next) in steps {
                 if cell == primary || next == node {
                     continue;
                 }
                 let Some(step) = Self::corner_cost(model, cell) else { continue };
-                if !room(cell, falls) {
-                    continue;
-                }
                 let total = cost + step;
-                if best.get(&next).is_none_or(|(known, _)| total < *known) {
-                    best.insert(next, (total, Some((node, cell))));
-                    queue.insert((OrderedCost(total), next));
+                if total < distance[next] && room(cell, falls) {
+                    distance[next] = total;
+                    previous[next] = Some((node, cell));
+                    queue.push(std::cmp::Reverse((OrderedCost(total), next)));
                 }
             }
         }
-        let (cost, _) = *best.get(&target)?;
+        if !distance[target].is_finite() {
+            return None;
+        }
         let mut corners = Vec::new();
         let mut node = target;
-        while let Some((_, Some((previous, cell)))) = best.get(&node) {
-            corners.push(*cell);
-            node = *previous;
+        while let Some((before, cell)) = previous[node] {
+            corners.push(cell);
+            node = before;
         }
         corners.reverse();
-        Some(Choice { corners, cost })
+        Some(Choice { corners, cost: distance[target] })
     }
 
     fn coordinates(&self, model: &Model, cell: usize) -> Option<Vec<Option<u32>>> {
@@ -316,7 +334,8 @@ impl Space {
     pub fn protect(&self, model: &Model, primary: usize, level: Level) -> Vec<Choice> {
         let both = |up: f64, down: f64, _: &[usize]| meets(up, level.above) && meets(down, level.below);
         let cube = self.cheapest(model, primary, &both).map(|(choice, _, _)| choice);
-        let cycle = self.cycle(model, primary, level);
+        let bound = cube.as_ref().map_or(f64::INFINITY, |cube| cube.cost);
+        let cycle = self.cycle(model, primary, level, bound);
         match (cube, cycle) {
             (Some(cube), Some(cycle)) => return vec![if cycle.cost < cube.cost { cycle } else { cube }],
             (Some(cube), None) => return vec![cube],
@@ -336,7 +355,7 @@ impl Space {
             |up: f64, down: f64, corners: &[usize]| new(corners) && meets(up, level.above) && meets(down, level.below);
         self.cheapest(model, primary, &meeting)
             .map(|(choice, _, _)| choice)
-            .or_else(|| self.cycle(model, primary, level).filter(|choice| new(&choice.corners)))
+            .or_else(|| self.cycle(model, primary, level, f64::INFINITY).filter(|choice| new(&choice.corners)))
             .or_else(|| self.cheapest(model, primary, &|_, _, corners| new(corners)).map(|(choice, _, _)| choice))
     }
 }
@@ -445,15 +464,6 @@ pub(crate) fn short(model: &Model, audit: &AuditResult) -> Vec<usize> {
     let mut short: Vec<usize> = audit.audited.iter().filter(|audited| !audited.protected).map(|a| a.cell).collect();
     short.sort_by(|&a, &b| model.cells[a].key.cmp(&model.cells[b].key));
     short
-}
-
-/// A node of the two-key graph: a value of the first key, of the second, or the ground (the
-/// values whose line holds a single cell).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Node {
-    Ground,
-    First(u32),
-    Second(u32),
 }
 
 /// A cost as a key of the ordered queue (costs are finite and never NaN).

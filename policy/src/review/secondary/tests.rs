@@ -247,8 +247,8 @@ fn a_tiny_district_does_not_protect_a_dominated_one() {
     let names: BTreeSet<&str> = withheld.iter().map(|(keys, _)| keys[0].as_str()).collect();
     assert!(names.contains("吴兴区"), "{}", report.render());
     assert!(!names.contains("南浔区"), "1,000 kWh cannot hide a 1,000,000 kWh district: {}", report.render());
-    // The cheapest district that is large enough: 安吉县 (90,000) is too small for the
-    // p%-level (10% of 980,000 − 0), 德清县 (450,000) is enough.
+    // The cheapest district that is large enough: 安吉县 (90,000) is below the level the
+    // (2,90%)-rule asks (100/90 · 981,053 − 1,000,000 ≈ 90,059), 德清县 (450,000) meets it.
     assert!(names.contains("德清县"), "{}", report.render());
     let audit = report.audit.iter().find(|cell| cell.rule == "dominance").expect("audited");
     assert!(audit.protected && audit.above >= 1.0, "{audit:?}");
@@ -422,6 +422,8 @@ fn a_large_table_with_margins_and_fifty_earlier_releases_is_protected_and_timed(
     }
     let (table, lineage) = output(&["district", "industry"], &groups);
     let cells = table.num_rows() * 2;
+    let mut grant = grant;
+    grant.application.disclosure.differencing = false;
     let mut plain_grant = grant.clone();
     plain_grant.application.disclosure.secondary_suppression = false;
     let started = std::time::Instant::now();
