@@ -17,7 +17,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use super::audit::{Model, RowCell, State, TableCells};
 use super::differencing::isolated_rows;
 use super::protection::{Level, dominance_level, safety_share, small_group_level, unknown_group_level};
-use super::released::{ReleasedCell, ReleasedTable, measure_identity};
+use super::released::{ReleasedCell, ReleasedMeasure, ReleasedTable, measure_identity};
 use super::secondary::{FALLBACK_ROUNDS, Space, short};
 use super::{
     CellAudit, CellFinding, Contributions, EarlierRelease, OutputLineage, ProtectionRecord, ReviewContext,
@@ -450,12 +450,19 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
         return;
     }
     // Earlier releases of a measure of this output: their withheld cells take part too.
+    // The earlier releases' measures by identity: hundreds of releases are read once here,
+    // and a measure of this output reads only those of its own identity.
+    let mut by_identity: BTreeMap<&str, Vec<(&ReleasedTable, &ReleasedMeasure)>> = BTreeMap::new();
+    for earlier in released {
+        for measure in &earlier.measures {
+            by_identity.entry(measure.measure.as_str()).or_default().push((earlier, measure));
+        }
+    }
     let earlier_of = |identity: &str| {
-        released.iter().any(|earlier| {
-            earlier.measures.iter().any(|measure| {
-                measure.measure == identity
-                    && measure.cells.iter().any(|cell| matches!(cell, ReleasedCell::Withheld { .. }))
-            })
+        by_identity.get(identity).is_some_and(|measures| {
+            measures
+                .iter()
+                .any(|(_, measure)| measure.cells.iter().any(|cell| matches!(cell, ReleasedCell::Withheld { .. })))
         })
     };
     let to_protect = |measure: usize, grid: &Grid| {
@@ -480,11 +487,9 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
         let identity = grid.identities[measure].clone();
         let column_name = grid.measures[measure].1.clone();
         let mut tables = vec![current_cells(grid, measure, &key_names)];
-        for earlier in released {
-            for cells in earlier.measures.iter().filter(|cells| cells.measure == identity) {
-                earlier_used.insert(&earlier.label);
-                tables.push(earlier_cells(earlier, cells));
-            }
+        for &(earlier, cells) in by_identity.get(identity.as_str()).into_iter().flatten() {
+            earlier_used.insert(&earlier.label);
+            tables.push(earlier_cells(earlier, cells));
         }
         let mut model = Model::build(&tables, grid.counts[measure]);
         set_group_levels(&mut model, grid, measure, share, params.threshold_k);
@@ -646,7 +651,7 @@ fn current_cells(grid: &Grid, measure: usize, key_names: &[String]) -> TableCell
 }
 
 /// One measure of an earlier release, for the audit.
-fn earlier_cells(earlier: &ReleasedTable, measure: &super::released::ReleasedMeasure) -> TableCells {
+fn earlier_cells(earlier: &ReleasedTable, measure: &ReleasedMeasure) -> TableCells {
     let rows = earlier
         .rows
         .iter()
