@@ -7,6 +7,9 @@ use unseen_policy::{AccessMode, Outcome, OutputKind};
 use unseen_runtime::{GovernedSession, Mode, Runtime};
 use unseen_tests::{fixture, grant, green_grant, mixed_grant, run};
 
+#[path = "red_team/egress_audit.rs"]
+mod egress_audit;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn groups_below_k_never_reach_the_module_and_the_count_says_so() {
     let fixture = fixture().await;
