@@ -139,3 +139,70 @@ fn three_keys_are_solved_by_linear_programming() {
     // The 2×2×2 cube moves ±t with alternating signs: ±10.
     assert!((extent.below - 10.0).abs() < 1e-6 && (extent.above - 10.0).abs() < 1e-6, "{extent:?}");
 }
+
+/// The measurement that chose maximum flow over linear programming for networks: a
+/// 100 × 100 table whose line totals are known, 2% primaries each withheld with a random
+/// rectangle (767 withheld cells in one component), every withheld cell audited. Run with
+/// `--release --nocapture` for the figure; a few cells are checked against microlp.
+#[test]
+fn maximum_flow_audits_every_withheld_cell_of_a_dense_ten_thousand_cell_pattern() {
+    let (rows, columns) = (100u64, 100u64);
+    let mut draw = Draw(0x5eed);
+    let mut value = vec![vec![0.0; columns as usize]; rows as usize];
+    for row in value.iter_mut() {
+        for cell in row.iter_mut() {
+            *cell = (1 + draw.next(1000)) as f64 * if draw.next(10) == 0 { 50.0 } else { 1.0 };
+        }
+    }
+    let mut withheld = vec![vec![false; columns as usize]; rows as usize];
+    for _ in 0..rows * columns / 50 {
+        let (r, c) = (draw.next(rows) as usize, draw.next(columns) as usize);
+        let (mut r2, mut c2) = (draw.next(rows) as usize, draw.next(columns) as usize);
+        if r2 == r {
+            r2 = (r + 1) % rows as usize;
+        }
+        if c2 == c {
+            c2 = (c + 1) % columns as usize;
+        }
+        for (a, b) in [(r, c), (r, c2), (r2, c), (r2, c2)] {
+            withheld[a][b] = true;
+        }
+    }
+    let mut cells = Vec::new();
+    for r in 0..rows as usize {
+        for c in 0..columns as usize {
+            let keys = [Some(format!("r{r:03}")), Some(format!("c{c:03}"))];
+            let keys: Vec<Option<&str>> = keys.iter().map(|key| key.as_deref()).collect();
+            cells.push(row(&keys, value[r][c], withheld[r][c], withheld[r][c]));
+        }
+    }
+    let model = Model::build(&[table(&["r", "c"], cells)], false);
+    let started = std::time::Instant::now();
+    let audit = model.audit(|_| true);
+    let elapsed = started.elapsed();
+    eprintln!(
+        "maximum flow: {} withheld cells in {} components audited in {:.1} ms",
+        audit.audited.len(),
+        audit.components,
+        elapsed.as_secs_f64() * 1e3
+    );
+    assert_eq!((audit.audited.len(), audit.by_lp), (767, 0));
+    let members: Vec<usize> =
+        (0..model.cells.len()).filter(|&cell| model.cells[cell].state == State::Withheld).collect();
+    let relations: Vec<usize> = (0..model.relations.len())
+        .filter(|&position| {
+            let relation = &model.relations[position];
+            std::iter::once(relation.coarse)
+                .chain(relation.fine.iter().copied())
+                .any(|cell| model.cells[cell].state == State::Withheld)
+        })
+        .collect();
+    let system = model.system(&members, &relations);
+    for audited in audit.audited.iter().step_by(300) {
+        let local = members.iter().position(|&cell| cell == audited.cell).expect("member");
+        let by_program = program_extent(&system, local, false);
+        for (flow, program) in [(audited.extent.below, by_program.below), (audited.extent.above, by_program.above)] {
+            assert!((flow - program).abs() < 1e-6 * (1.0 + program.abs()), "flow {flow} vs program {program}");
+        }
+    }
+}
