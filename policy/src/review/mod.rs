@@ -244,7 +244,7 @@ impl RuleOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleResult {
     /// Rule name: `contract`, `lineage`, `threshold`, `dominance`, `differencing`,
-    /// `secondary`, `privacy`, `rounding`, `content`, `artifact`.
+    /// `consistency`, `secondary`, `privacy`, `rounding`, `content`, `artifact`.
     pub rule: String,
     /// What the rule decided.
     pub outcome: RuleOutcome,
