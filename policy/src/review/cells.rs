@@ -338,7 +338,9 @@ fn differencing(
         return;
     }
     let withheld = report.dropped_rows(grid.rows);
-    let isolated = isolated_rows(params.threshold_k, lineage, earlier, &withheld);
+    let mut order: Vec<usize> = (0..grid.rows).collect();
+    order.sort_by(|&a, &b| grid.row_keys[a].cmp(&grid.row_keys[b]).then(a.cmp(&b)));
+    let isolated = isolated_rows(params.threshold_k, lineage, earlier, &withheld, &order);
     let earlier_rows: usize =
         earlier.iter().map(|release| release.sketches.first().map_or(0, |sketches| sketches.per_row.len())).sum();
     let compared = format!(

@@ -24,12 +24,20 @@ struct Group {
     contributors: u64,
     kwh: f64,
     largest: [f64; 2],
+    /// Groups with the same name here share their first subjects (nested groups).
+    subjects: Option<&'static str>,
 }
 
 /// A group of `contributors` equal companies.
 fn spread(keys: &[&'static str], contributors: u64, kwh: f64) -> Group {
     let each = kwh / contributors.max(1) as f64;
-    Group { keys: keys.iter().map(|key| Some(*key)).collect(), contributors, kwh, largest: [each, each] }
+    Group {
+        keys: keys.iter().map(|key| Some(*key)).collect(),
+        contributors,
+        kwh,
+        largest: [each, each],
+        subjects: None,
+    }
 }
 
 /// A group where one company makes `share` of the kWh and the second very little.
@@ -101,7 +109,8 @@ fn output(keys: &[&str], groups: &[Group]) -> (RecordBatch, OutputLineage) {
         .map(|group| {
             let mut sketch = SubjectSketch::new(width_for_threshold(10));
             for subject in 0..group.contributors {
-                sketch.insert(subject_key(format!("{:?}-{subject}", group.keys).as_bytes()), 1);
+                let name = group.subjects.map_or_else(|| format!("{:?}", group.keys), str::to_string);
+                sketch.insert(subject_key(format!("{name}-{subject}").as_bytes()), 1);
             }
             sketch
         })
@@ -194,30 +203,69 @@ fn shuffle<T>(items: &mut [T], state: &mut u64) {
     }
 }
 
+/// An output to review: its name, keys, groups and the grant's earlier releases.
+type Case = (&'static str, Vec<&'static str>, Vec<Group>, Vec<ReleasedTable>);
+
 #[test]
 fn the_same_data_withholds_the_same_cells_whatever_the_row_order() {
     let mut rollup = districts();
-    rollup.push(Group { keys: vec![None], contributors: 120, kwh: 2_241_000.0, largest: [980_000.0, 40_000.0] });
-    let tables: Vec<(&str, Vec<&str>, Vec<Group>)> = vec![
-        ("by_both", vec!["district", "industry"], district_by_industry()),
-        ("by_district", vec!["district"], districts()),
-        ("by_district", vec!["district"], rollup),
+    rollup.push(Group {
+        keys: vec![None],
+        contributors: 120,
+        kwh: 2_241_000.0,
+        largest: [980_000.0, 40_000.0],
+        subjects: None,
+    });
+    // Two nested groups (the second is the first less two companies: differencing withholds
+    // one), and a district an earlier release withheld (consistency withholds it again).
+    let mut nested = districts();
+    let mut whole = spread(&["湖州市"], 60, 2_000_000.0);
+    whole.subjects = Some("湖州");
+    let mut part = spread(&["湖州市（不含开发区）"], 58, 1_900_000.0);
+    part.subjects = Some("湖州");
+    nested.extend([whole, part]);
+    let earlier = ReleasedTable {
+        label: "egress e-1 (\"by_district\")".into(),
+        keys: vec!["district".into()],
+        rows: vec![vec![Some("长兴县".into())]],
+        measures: vec![crate::review::ReleasedMeasure {
+            column: "kwh".into(),
+            measure: "sum(e.kwh) FROM e@v1".into(),
+            cells: vec![ReleasedCell::Withheld {
+                value: Some(700_000.0),
+                rule: "dominance".into(),
+                below: 60_000.0,
+                above: 60_000.0,
+            }],
+        }],
+    };
+    let tables: Vec<Case> = vec![
+        ("by_both", vec!["district", "industry"], district_by_industry(), vec![]),
+        ("by_district", vec!["district"], districts(), vec![]),
+        ("by_district", vec!["district"], rollup, vec![]),
+        ("by_district", vec!["district"], nested, vec![earlier]),
     ];
     let grant = grant(&[("by_both", &["district", "industry"]), ("by_district", &["district"])]);
     let mut state = 0x2545_f491_4f6c_dd1du64;
-    for (name, keys, groups) in tables {
-        let first = review(&grant, name, &keys, &groups, &[]);
+    let mut rules_seen = BTreeSet::new();
+    for (name, keys, groups, released) in tables {
+        let first = review(&grant, name, &keys, &groups, &released);
+        // The engine's groups are primaries of the rule `threshold`, audited without a row.
+        rules_seen.extend(first.suppressed_cells.iter().map(|cell| cell.rule.clone()));
+        rules_seen.extend(first.audit.iter().map(|cell| cell.rule.clone()));
         assert_ne!(first.outcome, Outcome::Blocked, "{}", first.render());
         let expected = withheld_cells(&keys, &groups, &first);
         assert!(expected.iter().any(|(_, column)| column == "kwh"), "{}", first.render());
         for _ in 0..60 {
             let mut shuffled = groups.clone();
             shuffle(&mut shuffled, &mut state);
-            let report = review(&grant, name, &keys, &shuffled, &[]);
+            let report = review(&grant, name, &keys, &shuffled, &released);
             assert_eq!(withheld_cells(&keys, &shuffled, &report), expected, "{}", report.render());
             assert_eq!(report.outcome, first.outcome);
         }
     }
+    let every = ["consistency", "differencing", "dominance", "secondary", "threshold"].map(String::from);
+    assert!(every.iter().all(|rule| rules_seen.contains(rule)), "{rules_seen:?}");
 }
 
 #[test]
@@ -384,6 +432,7 @@ fn large(districts: usize, industries: usize) -> Vec<Group> {
             contributors: companies,
             kwh: total,
             largest: [total / 50.0; 2],
+            subjects: None,
         });
     }
     groups
