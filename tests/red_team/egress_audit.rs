@@ -248,7 +248,7 @@ fn a_total_released_in_a_separate_output_does_not_complete_the_equation() {
     assert_eq!(report.outcome, Outcome::Released, "{}", report.render());
     let secondary = report.rule("secondary").expect("ran");
     assert!(
-        secondary.figure.contains("against") && secondary.figure.contains("1 earlier releases"),
+        secondary.figure.contains("against") && secondary.figure.contains("1 earlier release of its measures"),
         "{}",
         secondary.figure
     );

@@ -592,9 +592,12 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
     report.audit.sort_by(|a, b| (a.row, &a.column).cmp(&(b.row, &b.column)));
     let earlier = if earlier_audited > 0 { format!(" ({earlier_audited} of earlier releases)") } else { String::new() };
     let programs = if by_lp > 0 { format!("; {by_lp} components by linear programming") } else { String::new() };
+    let releases = match earlier_used.len() {
+        1 => "1 earlier release".to_string(),
+        count => format!("{count} earlier releases"),
+    };
     let audit_figure = format!(
-        "{audited} withheld cells audited{earlier} against {relations} relations and {} earlier releases{programs}",
-        earlier_used.len()
+        "{audited} withheld cells audited{earlier} against {relations} relations and {releases} of its measures{programs}"
     );
     if !failures.is_empty() {
         let shown: Vec<&str> = failures.iter().take(5).map(String::as_str).collect();
