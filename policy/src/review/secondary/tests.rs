@@ -497,3 +497,26 @@ fn a_large_table_with_margins_and_fifty_earlier_releases_is_protected_and_timed(
     assert_ne!(report.outcome, Outcome::Blocked, "{}", report.render());
     assert!(report.audit.iter().all(|cell| cell.protected));
 }
+
+#[test]
+fn a_three_key_table_is_protected_by_a_cube_and_audited_by_linear_programming() {
+    let grant = grant(&[("by_three", &["district", "industry", "year"])]);
+    let mut groups = Vec::new();
+    for district in ["吴兴区", "南浔区", "德清县"] {
+        for industry in ["C13", "C26", "D44"] {
+            for year in ["2023", "2024"] {
+                let kwh = 10_000.0 + 1_000.0 * (district.len() + industry.len() * 3 + year.len()) as f64;
+                groups.push(spread(&[district, industry, year], 15, kwh));
+            }
+        }
+    }
+    groups[4] = dominated(&["吴兴区", "D44", "2023"], 12_000.0, 0.97);
+    let report = review(&grant, "by_three", &["district", "industry", "year"], &groups, &[]);
+    assert_eq!(report.outcome, Outcome::Released, "{}", report.render());
+    let secondary = report.rule("secondary").expect("ran");
+    assert!(secondary.figure.contains("by linear programming"), "{}", secondary.figure);
+    assert!(report.audit.iter().all(|cell| cell.protected), "{:#?}", report.audit);
+    // A 2×2×2 cube: the primary and seven complements.
+    let cost = report.suppression_cost.iter().find(|cost| cost.column == "kwh").expect("cost");
+    assert_eq!((cost.primary_cells, cost.secondary_cells), (1, 7), "{cost:?}");
+}
