@@ -11,6 +11,8 @@ use unseen_tests::{fixture, grant, green_grant, mixed_grant, run};
 mod aggregates;
 #[path = "red_team/content.rs"]
 mod content;
+#[path = "red_team/egress_audit.rs"]
+mod egress_audit;
 #[path = "red_team/samples.rs"]
 mod samples;
 

@@ -7,6 +7,11 @@
 //!   earlier 1,000-row release of the grant (pairs per second), beside XOR-comparing the same
 //!   sketches' stored bytes pair by pair (what comparing stored sketches naively costs; the
 //!   review instead stops at the first cells that prove a difference large).
+//! - `review_audit_1k_cells`: secondary suppression and its interval audit on a 1,000-cell
+//!   district × industry table with district margins (ROLLUP) and 50 earlier releases of the
+//!   grant, beside the plain review of the same table (secondary suppression off);
+//!   `review_10k_cells`: the same review of a 10,000-cell table, beside the goal of 100 ms.
+//!   Differencing is off in both (it has its own measurement).
 //! - `content_scan`: string cells scanned for checksum-valid identifiers and for the values of
 //!   1M granted identifiers (MB/s), beside one plain pass over the same bytes.
 //! - `review_vs_acro`: the same cross-tabulation of the same microdata judged by unseen (the
@@ -25,7 +30,8 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use unseen_policy::identifiers::IdentifierSet;
 use unseen_policy::review::{
-    EarlierRelease, ReviewContext, SubjectSketches, key_text, nk_rule_sensitive, p_rule_sensitive, review_table,
+    EarlierRelease, ReleasedTable, ReviewContext, SubjectSketches, key_text, nk_rule_sensitive, p_rule_sensitive,
+    review_table,
 };
 use unseen_policy::sketch::{SubjectSketch, subject_key, width_for_threshold};
 use unseen_policy::{
@@ -74,6 +80,7 @@ fn grant(outputs: Vec<OutputSpec>, disclosure: DisclosureParams, datasets: Vec<D
 
 pub(crate) fn run(args: &Args, runtime: &tokio::runtime::Runtime) -> Result<Vec<Measurement>> {
     let mut measurements = review_cells(args)?;
+    measurements.extend(review_audit(args)?);
     measurements.extend(review_differencing(args)?);
     measurements.extend(content_scan(args)?);
     match runtime.block_on(review_vs_acro(args)) {
@@ -163,6 +170,158 @@ fn review_cells(args: &Args) -> Result<Vec<Measurement>> {
         let seconds = median(samples) / 1e3;
         eprintln!("egress: {name}: {rows} rows, {} judged cells, {withheld} withheld", cells as u64);
         measurements.push(Measurement::new("egress", name, "c/s", cells / seconds, "goal", GOAL_CELLS_PER_SECOND));
+    }
+    Ok(measurements)
+}
+
+/// Districts × industries of the audit benchmarks: with one margin row per district and two
+/// measures, about 1,000 and 10,000 cells.
+const AUDIT_SMALL: (usize, usize) = (20, 24);
+const AUDIT_LARGE: (usize, usize) = (100, 49);
+/// Earlier releases of the grant in the audit benchmarks.
+const EARLIER_RELEASES: usize = 50;
+/// The goal for the whole review of a 10,000-cell table, in milliseconds.
+const GOAL_REVIEW_MS: f64 = 100.0;
+
+/// A district × industry output as the runtime emits it, with a margin row per district
+/// (ROLLUP over industry): about 2% of groups below k (withheld by the engine, keys
+/// recorded), 2% dominated by one company, the rest spread.
+fn audit_table(districts: usize, industries: usize, key_of: &str) -> Result<(RecordBatch, OutputLineage)> {
+    let mut draw = Draw(0xa0d17);
+    let source = vec![SourceColumn { dataset: "e@v1".into(), column: "kwh".into(), tag: ColumnTag::Sensitive }];
+    let (mut district_keys, mut industry_keys) = (Vec::new(), Vec::new());
+    let (mut kwh, mut n, mut counts, mut contributions, mut withheld) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for district in 0..districts {
+        let (mut total, mut companies) = (0.0, 0u64);
+        for industry in 0..industries {
+            let value = (1_000 + draw.next(100_000)) as f64;
+            let roll = draw.next(100);
+            let subjects = if roll < 2 { 1 + draw.next(9) } else { 10 + draw.next(90) };
+            total += value;
+            companies += subjects;
+            let keys = vec![format!("{key_of}{district:03}"), format!("i{industry:03}")];
+            if subjects < 10 {
+                withheld.push(keys);
+                continue;
+            }
+            let largest = if roll < 4 { vec![value * 0.95, value * 0.01] } else { vec![value / 10.0, value / 12.0] };
+            district_keys.push(Some(keys[0].clone()));
+            industry_keys.push(Some(keys[1].clone()));
+            kwh.push(value);
+            n.push(subjects as i64);
+            counts.push(subjects.min(10));
+            contributions.push(Contributions { total: value, largest, bucketed: false });
+        }
+        district_keys.push(Some(format!("{key_of}{district:03}")));
+        industry_keys.push(None);
+        kwh.push(total);
+        n.push(companies as i64);
+        counts.push(10);
+        contributions.push(Contributions { total, largest: vec![total / 20.0, total / 25.0], bucketed: false });
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("district", DataType::Utf8, true),
+        Field::new("industry", DataType::Utf8, true),
+        Field::new("total_kwh", DataType::Float64, false),
+        Field::new("n", DataType::Int64, false),
+    ]));
+    let table = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(district_keys)),
+            Arc::new(StringArray::from(industry_keys)),
+            Arc::new(Float64Array::from(kwh)),
+            Arc::new(Int64Array::from(n)),
+        ],
+    )?;
+    let measure = |name: &str, identity: &str| ColumnLineage {
+        measure: Some(identity.into()),
+        ..ColumnLineage::new(name, source.clone(), ValueClass::Aggregate)
+    };
+    let lineage = OutputLineage {
+        columns: vec![
+            ColumnLineage::new("district", vec![], ValueClass::Key),
+            ColumnLineage::new("industry", vec![], ValueClass::Key),
+            measure("total_kwh", "sum(e.kwh) FROM e@v1"),
+            measure("n", "count(DISTINCT e.uscc) FROM e@v1"),
+        ],
+        aggregated: true,
+        subject_kinds: vec![SubjectKind::Enterprise],
+        contributors: vec![SubjectCounts { kind: SubjectKind::Enterprise, per_row: counts }],
+        magnitudes: vec![MagnitudeLineage {
+            measure: "sum(kwh)".into(),
+            columns: vec!["total_kwh".into()],
+            kind: SubjectKind::Enterprise,
+            per_row: contributions,
+        }],
+        suppressed_groups: withheld.len() as u64,
+        suppression_rule: Some("threshold k=10 distinct subjects".into()),
+        withheld_keys: withheld,
+        sketches: Vec::new(),
+        verification: None,
+    };
+    Ok((table, lineage))
+}
+
+/// 50 earlier releases of the grant: the same output released before (a re-run: every cell
+/// relates, its withheld cells stay withheld), then 49 outputs of other measures (other
+/// identities, which the audit skips by its index).
+fn earlier_releases(grant: &Grant, districts: usize, industries: usize) -> Result<Vec<ReleasedTable>> {
+    let (table, lineage) = audit_table(districts, industries, "d")?;
+    let context = ReviewContext::default();
+    let report = review_table(grant, "cells", &table, &lineage, context);
+    let first = ReleasedTable::from_review("egress e-1 (\"cells\")", &table, &lineage, &report);
+    let mut released = vec![first.clone()];
+    for index in 1..EARLIER_RELEASES {
+        let mut other = first.clone();
+        other.label = format!("egress e-{} (\"other\")", index + 1);
+        for measure in &mut other.measures {
+            measure.measure = format!("{} WHERE year = {}", measure.measure, 2000 + index);
+        }
+        released.push(other);
+    }
+    Ok(released)
+}
+
+fn review_audit(args: &Args) -> Result<Vec<Measurement>> {
+    let spec = OutputSpec {
+        name: "cells".into(),
+        columns: ["district", "industry", "total_kwh", "n"].map(String::from).to_vec(),
+        max_rows: 100_000,
+        verification: None,
+    };
+    let with_audit = DisclosureParams { differencing: false, ..Default::default() };
+    let plain = DisclosureParams { secondary_suppression: false, ..with_audit.clone() };
+    let full_grant = grant(vec![spec.clone()], with_audit, Vec::new());
+    let plain_grant = grant(vec![spec], plain, Vec::new());
+    let mut measurements = Vec::new();
+    for (name, (districts, industries)) in [("review_audit_1k_cells", AUDIT_SMALL), ("review_10k_cells", AUDIT_LARGE)] {
+        let (table, lineage) = audit_table(districts, industries, "d")?;
+        let released = earlier_releases(&full_grant, districts, industries)?;
+        let cells = table.num_rows() * 2 + lineage.withheld_keys.len() * 2;
+        let (mut full, mut bare) = (Vec::new(), Vec::new());
+        let mut figure = String::new();
+        for _ in 0..args.repeat.clamp(3, 7) {
+            let context = ReviewContext { released: &released, ..Default::default() };
+            let started = Instant::now();
+            let report = review_table(&full_grant, "cells", &table, &lineage, context);
+            full.push(started.elapsed());
+            if report.outcome == unseen_policy::Outcome::Blocked {
+                bail!("the audit benchmark's table was blocked: {}", report.render());
+            }
+            figure = report.rule("secondary").map(|rule| rule.figure.clone()).unwrap_or_default();
+            let started = Instant::now();
+            review_table(&plain_grant, "cells", &table, &lineage, ReviewContext::default());
+            bare.push(started.elapsed());
+        }
+        eprintln!("egress: {name}: {cells} cells, {EARLIER_RELEASES} earlier releases; {figure}");
+        let (full, bare) = (median(full), median(bare));
+        measurements.push(if name == "review_10k_cells" {
+            Measurement::new("egress", name, "ms", full, "goal", GOAL_REVIEW_MS)
+        } else {
+            Measurement::new("egress", name, "ms", full, "plain_review", bare)
+        });
     }
     Ok(measurements)
 }

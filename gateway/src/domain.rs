@@ -1850,6 +1850,7 @@ impl Domain {
             earlier: &earlier,
             epsilon_spent,
             earlier_claims: &earlier_claims,
+            released: &[],
         };
         let id = self.store.next_id("e").await?;
         let (report, candidate, sketches) = if output["kind"] == "artifact" {

@@ -30,18 +30,23 @@ fn isolates(left: &SubjectSketch, right: &SubjectSketch, k: u64) -> Option<Strin
 }
 
 /// The rows of this output (not already withheld) to withhold for differencing, at most one
-/// finding each. `withheld[row]` says whether an earlier rule withheld the row.
+/// finding each. `withheld[row]` says whether an earlier rule withheld the row. Rows are
+/// taken in `order` (the order of their keys' text), and of two rows of this output that
+/// isolate a few subjects the later in that order is withheld: the same rows whatever the
+/// order they were emitted in.
 pub(super) fn isolated_rows(
     k: u64,
     lineage: &OutputLineage,
     earlier: &[EarlierRelease],
     withheld: &[bool],
+    order: &[usize],
 ) -> Vec<Isolated> {
     let mut isolated: Vec<Isolated> = Vec::new();
     let mut out = vec![false; withheld.len()];
     for sketches in &lineage.sketches {
-        for (row, sketch) in sketches.per_row.iter().enumerate().take(withheld.len()) {
-            if withheld[row] || out[row] {
+        for (position, &row) in order.iter().enumerate() {
+            let Some(sketch) = sketches.per_row.get(row) else { continue };
+            if row >= withheld.len() || withheld[row] || out[row] {
                 continue;
             }
             let mut reason = None;
@@ -56,8 +61,10 @@ pub(super) fn isolated_rows(
                 }
             }
             if reason.is_none() {
-                for other in (0..row).filter(|&other| !withheld[other] && !out[other]) {
-                    if let Some(why) = isolates(sketch, &sketches.per_row[other], k) {
+                let before = order[..position].iter().copied();
+                for other in before.filter(|&other| !withheld[other] && !out[other]) {
+                    let Some(theirs) = sketches.per_row.get(other) else { continue };
+                    if let Some(why) = isolates(sketch, theirs, k) {
                         reason = Some(format!("differs from row {other} of this output by {why}"));
                         break;
                     }

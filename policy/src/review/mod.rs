@@ -7,16 +7,21 @@
 //! its outcome, and every cell to withhold; [`release_table`] applies it to the table.
 //!
 //! The rules, in the order they run (DESIGN.md §4, seed 002 §5(4)):
-//! `contract` → `lineage` → `threshold` → `dominance` → `differencing` → `secondary` →
+//! `contract` → `lineage` → `threshold` → `dominance` → `differencing` → `consistency` →
+//! `secondary` (with the interval audit) →
 //! `privacy` → `rounding` → `content` (→ `artifact` for module-computed bytes). The JSON report is documented in
 //! `docs/review-report.md`.
 
+mod audit;
 mod cells;
 mod content;
 mod differencing;
 mod lineage;
 mod privacy;
+mod protection;
 mod release;
+mod released;
+mod secondary;
 mod verification;
 
 use arrow::array::RecordBatch;
@@ -26,6 +31,7 @@ pub use self::cells::{key_text, nk_rule_sensitive, p_rule_sensitive};
 pub use self::differencing::released_sketches;
 pub use self::lineage::{ValueClass, aggregate_function_class, is_magnitude_function};
 pub use self::release::{release_noised_table, release_table};
+pub use self::released::{ReleasedCell, ReleasedMeasure, ReleasedTable, measure_identity};
 pub use self::verification::review_verification;
 use crate::identifiers::IdentifierSet;
 use crate::sketch::SubjectSketch;
@@ -88,8 +94,10 @@ pub struct ColumnLineage {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub expression: String,
     /// For an aggregated column, what it aggregates: the aggregate and the query input below
-    /// its GROUP BY, so that cells of different outputs of one measure relate additively.
-    /// Written by the host as normalised text — sources as `dataset@vN.column`, no aliases,
+    /// its GROUP BY, so that cells of different outputs of one measure relate additively (a
+    /// coarser output's cell is the sum of the finer one's), which the interval audit relies on
+    /// across a grant's releases; None: the reviewer falls back to the column's name and sorted
+    /// sources. Written by the host as normalised text — sources as `dataset@vN.column`, no aliases,
     /// the input's scans sorted, its filter and join conditions as a sorted set — so that it
     /// depends neither on the SQL's spelling nor on GROUP BY, HAVING, ORDER BY or LIMIT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,7 +274,7 @@ impl RuleOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleResult {
     /// Rule name: `contract`, `lineage`, `threshold`, `dominance`, `differencing`,
-    /// `secondary`, `privacy`, `rounding`, `content`, `artifact`.
+    /// `consistency`, `secondary`, `privacy`, `rounding`, `content`, `artifact`.
     pub rule: String,
     /// What the rule decided.
     pub outcome: RuleOutcome,
@@ -324,6 +332,68 @@ pub struct ReviewReport {
     /// ε this release spends from the grant's budget (0 without differential privacy).
     #[serde(default, skip_serializing_if = "is_zero_epsilon")]
     pub epsilon_charged: f64,
+    /// The interval audit of every withheld cell that needs protection of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<CellAudit>,
+    /// What secondary suppression cost, per measure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppression_cost: Vec<SuppressionCost>,
+    /// The exact protection each withheld cell needed, for [`ReleasedTable::from_review`];
+    /// kept in the domain, never serialised (with the interval's ends, public anyway, it
+    /// would give values away).
+    #[serde(skip)]
+    pub protection: Vec<ProtectionRecord>,
+}
+
+/// The audit of one withheld cell: how far the interval an attacker can compute for it
+/// reaches on each side, as a multiple of the protection level it needed.
+///
+/// Multiples rather than the interval's ends or the level itself: the ends follow from
+/// released figures and the totals the attacker is credited with, so together with a
+/// distance or a level they would give the cell's value away.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellAudit {
+    /// Row of the output as emitted; None for a group the engine withheld (its keys stay in
+    /// the domain).
+    pub row: Option<usize>,
+    /// Column name.
+    pub column: String,
+    /// The rule that needed the protection: a primary rule (`threshold`, `dominance`,
+    /// `differencing`) or `consistency`.
+    pub rule: String,
+    /// The interval reaches the level on both sides.
+    pub protected: bool,
+    /// Distance below the value ÷ the level needed below, floored to a tenth, at most 10.
+    pub below: f64,
+    /// Distance above the value ÷ the level needed above, floored to a tenth, at most 10.
+    pub above: f64,
+}
+
+/// The information secondary suppression cost on one measure column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuppressionCost {
+    /// Column name.
+    pub column: String,
+    /// Cells withheld by primary rules (the engine's groups included).
+    pub primary_cells: u64,
+    /// Cells withheld beyond them, as complements.
+    pub secondary_cells: u64,
+    /// The complements' share of the column's emitted total, as a band (`under 1%`, `1–2%`,
+    /// …): an exact sum would be one more equation for an attacker.
+    pub secondary_share: String,
+}
+
+/// The protection one withheld cell needed (domain only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtectionRecord {
+    /// Row of the grid: emitted rows, then the engine's withheld groups.
+    pub row: usize,
+    /// Column name.
+    pub column: String,
+    /// The rule that withheld it.
+    pub rule: String,
+    /// Its protection level (None: a complement).
+    pub(crate) level: Option<protection::Level>,
 }
 
 fn is_zero_epsilon(value: &f64) -> bool {
@@ -362,6 +432,9 @@ impl ReviewReport {
             findings: Vec::new(),
             noise: Vec::new(),
             epsilon_charged: 0.0,
+            audit: Vec::new(),
+            suppression_cost: Vec::new(),
+            protection: Vec::new(),
         }
     }
 
@@ -460,6 +533,10 @@ pub struct ReviewContext<'a> {
     /// The key tokens of every claim answered under the grant in the last 24 hours (one per
     /// claim, repeats kept), for the verification rule's limits.
     pub earlier_claims: &'a [String],
+    /// The tables released (or waiting for an operator) earlier under the same grant, for
+    /// the consistency rule and the interval audit: a later total, margin or complement must
+    /// not complete an earlier equation. Build each with [`ReleasedTable::from_review`].
+    pub released: &'a [ReleasedTable],
 }
 
 /// The subjects of the rows of one earlier release of the same grant.
