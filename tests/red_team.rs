@@ -23,6 +23,15 @@ async fn groups_below_k_never_reach_the_module_and_the_count_says_so() {
     let sql = "SELECT e.industry, e.district, SUM(u.kwh) AS total_kwh FROM electricity u JOIN enterprise e ON u.uscc = e.uscc GROUP BY e.industry, e.district";
     let result = session.query(sql).await.unwrap();
     assert!(result.lineage.suppressed_groups >= 1, "the synthetic data has small industry×district groups");
+    // The withheld groups stay in the domain's lineage with their keys, values and
+    // contributors, so that secondary suppression can protect them exactly.
+    let withheld = result.lineage.suppressed_groups as usize;
+    assert_eq!(result.lineage.withheld_keys.len(), withheld);
+    assert_eq!(result.lineage.withheld_values.len(), withheld);
+    assert!(
+        result.lineage.withheld_values.iter().all(|values| values.len() == 1 && values[0].is_some_and(|kwh| kwh > 0.0))
+    );
+    assert!(result.lineage.withheld_contributors.iter().all(|&count| (1..10).contains(&count)));
     let counts = &result.lineage.contributors[0].per_row;
     assert_eq!(counts.len() as u64, result.rows);
     assert!(

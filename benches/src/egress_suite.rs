@@ -143,6 +143,8 @@ fn review_cells(args: &Args) -> Result<Vec<Measurement>> {
         suppressed_groups: 0,
         suppression_rule: None,
         withheld_keys: Vec::new(),
+        withheld_values: Vec::new(),
+        withheld_contributors: Vec::new(),
         sketches: Vec::new(),
         verification: None,
     };
@@ -258,6 +260,8 @@ fn audit_table(districts: usize, industries: usize, key_of: &str) -> Result<(Rec
         suppressed_groups: withheld.len() as u64,
         suppression_rule: Some("threshold k=10 distinct subjects".into()),
         withheld_keys: withheld,
+        withheld_values: Vec::new(),
+        withheld_contributors: Vec::new(),
         sketches: Vec::new(),
         verification: None,
     };

@@ -15,14 +15,16 @@ mod egress_suite;
 mod gateway_suite;
 mod query_suite;
 mod runtime_suite;
+mod sample_suite;
 
-const SUITES: &[&str] = &["query", "accumulators", "runtime", "audit", "egress", "gateway"];
+const SUITES: &[&str] = &["query", "accumulators", "runtime", "audit", "egress", "gateway", "samples"];
 
 /// Runs unseen's benchmarks beside their baselines and prints ratios.
 #[derive(Debug, Parser)]
 #[command(name = "unseen-benches")]
 pub(crate) struct Args {
-    /// Suites to run (default: all). Known: query, accumulators, runtime, audit, egress, gateway.
+    /// Suites to run (default: all). Known: query, accumulators, runtime, audit, egress, gateway,
+    /// samples.
     suites: Vec<String>,
     /// One JSON object per line instead of a table.
     #[arg(long)]
@@ -50,6 +52,9 @@ pub(crate) struct Args {
     /// measured when UNSEEN_BENCH_POSTGRES_URL (or UNSEEN_TEST_POSTGRES_URL) is set.
     #[arg(long, default_value_t = 5_000)]
     gateway_submissions: usize,
+    /// Residents of the register the samples suite derives both kinds of sample of.
+    #[arg(long, default_value_t = 10_000_000)]
+    sample_rows: usize,
 }
 
 /// One measured figure beside its baseline.
@@ -101,6 +106,7 @@ fn main() -> Result<()> {
             "audit" => audit_suite::run(&args)?,
             "egress" => egress_suite::run(&args, &runtime)?,
             "gateway" => gateway_suite::run(&args)?,
+            "samples" => sample_suite::run(&args, &runtime)?,
             _ => unreachable!("checked above"),
         };
         for measurement in measurements {

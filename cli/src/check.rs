@@ -342,6 +342,8 @@ fn computed_lineage(table: RecordBatch, contributors: &str) -> Result<(RecordBat
         suppressed_groups: 0,
         suppression_rule: None,
         withheld_keys: Vec::new(),
+        withheld_values: Vec::new(),
+        withheld_contributors: Vec::new(),
         sketches: Vec::new(),
         verification: None,
     };

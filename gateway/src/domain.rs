@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use unseen_audit::{AuditLog, DomainSigner, Entry, Export};
 use unseen_policy::identifiers::IdentifierSet;
 use unseen_policy::review::{
-    EarlierRelease, ReviewContext, release_noised_table, release_table, released_sketches, review_artifact,
-    review_table, review_verification,
+    EarlierRelease, ReleasedTable, ReviewContext, release_noised_table, release_table, released_sketches,
+    review_artifact, review_table, review_verification,
 };
 use unseen_policy::{
     ColumnSpec, DatasetVersion, Grant, Outcome, OutputKind, OutputLineage, ReviewReport, ScenarioApplication,
@@ -1842,7 +1842,7 @@ impl Domain {
         let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
         let identifiers = self.identifier_set(&grant).await?;
         let _reviewing = self.review_lock.lock().await;
-        let (earlier, epsilon_spent) = self.grant_history(&grant.id).await?;
+        let (earlier, released, epsilon_spent) = self.grant_history(&grant.id).await?;
         let earlier_claims =
             if output["kind"] == "verification" { self.claims_answered_today(&grant.id).await? } else { Vec::new() };
         let context = ReviewContext {
@@ -1850,11 +1850,11 @@ impl Domain {
             earlier: &earlier,
             epsilon_spent,
             earlier_claims: &earlier_claims,
-            released: &[],
+            released: &released,
         };
         let id = self.store.next_id("e").await?;
-        let (report, candidate, sketches) = if output["kind"] == "artifact" {
-            (review_artifact(&grant, output_name, &bytes, context), None, Vec::new())
+        let (report, candidate, sketches, facts) = if output["kind"] == "artifact" {
+            (review_artifact(&grant, output_name, &bytes, context), None, Vec::new(), None)
         } else {
             let lineage: OutputLineage = serde_json::from_str(&output["lineage_json"])
                 .map_err(|error| GatewayError::internal("decoding lineage", error))?;
@@ -1873,10 +1873,19 @@ impl Domain {
                 Some(released)
             };
             let sketches = released_sketches(&lineage, &report);
-            (report, candidate, sketches)
+            // What this output releases and withholds, for the interval audit of the grant's
+            // later outputs (kept in the domain: it holds withheld values).
+            let label = format!("egress {id} (\"{output_name}\")");
+            let facts = ReleasedTable::from_review(&label, &table, &lineage, &report);
+            (report, candidate, sketches, (!facts.measures.is_empty()).then_some(facts))
         };
         if let Some(candidate) = &candidate {
             write_atomically(&self.dir.join("egress").join(format!("{id}.parquet")), &parquet_bytes(candidate)?)?;
+        }
+        if let (false, Some(facts)) = (report.outcome == Outcome::Blocked, &facts) {
+            let facts = serde_json::to_vec(facts)
+                .map_err(|error| GatewayError::internal("encoding a released table", error))?;
+            write_atomically(&self.dir.join("egress").join(format!("{id}.released.json")), &facts)?;
         }
         if report.outcome != Outcome::Blocked && !sketches.is_empty() {
             let sketches = serde_json::to_vec(&sketches)
@@ -1939,8 +1948,12 @@ impl Domain {
     }
 
     /// What earlier egress requests of `grant` that may leave (released, or waiting for an
-    /// operator) released, for differencing, and the ε they spent.
-    async fn grant_history(&self, grant_id: &str) -> Result<(Vec<EarlierRelease>, f64), GatewayError> {
+    /// operator) released: their subjects for differencing, their cells for the interval
+    /// audit, and the ε they spent.
+    async fn grant_history(
+        &self,
+        grant_id: &str,
+    ) -> Result<(Vec<EarlierRelease>, Vec<ReleasedTable>, f64), GatewayError> {
         let rows = self
             .store
             .fetch(
@@ -1949,6 +1962,7 @@ impl Domain {
             )
             .await?;
         let mut earlier = Vec::new();
+        let mut released = Vec::new();
         let mut spent = 0.0;
         for row in rows {
             let report: ReviewReport = serde_json::from_str(&row["report_json"])
@@ -1967,8 +1981,17 @@ impl Domain {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(error) => return Err(GatewayError::internal("reading subject sketches", error)),
             }
+            let path = self.dir.join("egress").join(format!("{}.released.json", row["id"]));
+            match std::fs::read(&path) {
+                Ok(bytes) => released.push(
+                    serde_json::from_slice(&bytes)
+                        .map_err(|error| GatewayError::internal("decoding a released table", error))?,
+                ),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(GatewayError::internal("reading a released table", error)),
+            }
         }
-        Ok((earlier, spent))
+        Ok((earlier, released, spent))
     }
 
     /// The claimed keys (as tokens) of every verification answer requested under `grant` in

@@ -198,3 +198,27 @@ async fn a_sample_over_its_grades_risk_is_not_offered_until_an_operator_offers_a
         "{actions:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grants_earlier_release_takes_part_in_the_audit_of_its_next_output() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let domain = Arc::new(Domain::open(dir.path(), "audit.domain").await.expect("the domain opens"));
+    common::register_energy_data(&domain, dir.path(), 400, 9).await;
+    let developer = principal("green-tech", Role::Developer);
+    let grant = common::granted(&domain, &developer, unseen_samples::scenarios::green_energy()).await;
+    // The same output twice: the second review audits its cells together with the first
+    // release's, and every cell the first withheld stays withheld.
+    let first_job = common::green_energy_job(&domain, &developer, &grant.id).await;
+    let first = domain.request_egress(&developer, &first_job, "kwh_by_industry_district").await.expect("first");
+    assert_eq!(first.state, "awaiting_operator", "{}", first.report.render());
+    assert!(dir.path().join("egress").join(format!("{}.released.json", first.id)).exists(), "its cells are kept");
+    let second_job = common::green_energy_job(&domain, &developer, &grant.id).await;
+    let second = domain.request_egress(&developer, &second_job, "kwh_by_industry_district").await.expect("second");
+    let secondary = second.report.rule("secondary").expect("secondary ran");
+    assert!(secondary.figure.contains("1 earlier release"), "{}", second.report.render());
+    let withheld = |report: &unseen_policy::ReviewReport| -> std::collections::BTreeSet<(usize, String)> {
+        report.suppressed_cells.iter().map(|cell| (cell.row, cell.column.clone())).collect()
+    };
+    assert!(!withheld(&first.report).is_empty());
+    assert!(withheld(&first.report).is_subset(&withheld(&second.report)), "{}", second.report.render());
+}

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, Float64Array, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::{Float64Type, Int64Type};
@@ -453,6 +453,8 @@ impl GovernedSession {
             suppressed_groups: 0,
             suppression_rule: None,
             withheld_keys: Vec::new(),
+            withheld_values: Vec::new(),
+            withheld_contributors: Vec::new(),
             sketches: Vec::new(),
             verification: None,
         };
@@ -569,9 +571,31 @@ impl GovernedSession {
             let keys: Vec<usize> = (0..batch.num_columns())
                 .filter(|index| lineage.columns.get(*index).is_some_and(|column| !column.aggregated))
                 .collect();
+            let measures: Vec<Option<Float64Array>> = (0..batch.num_columns())
+                .filter(|index| lineage.columns.get(*index).is_some_and(|column| column.aggregated))
+                .map(|index| {
+                    datafusion::arrow::compute::cast(batch.column(index), &DataType::Float64)
+                        .ok()
+                        .map(|values| values.as_primitive::<Float64Type>().clone())
+                })
+                .collect();
             for row in (0..batch.num_rows()).filter(|&row| !keep.value(row)) {
                 let values = keys.iter().map(|&index| key_text(batch.column(index).as_ref(), row)).collect();
                 lineage.withheld_keys.push(values);
+                let values = measures
+                    .iter()
+                    .map(|column| column.as_ref().filter(|column| column.is_valid(row)).map(|column| column.value(row)))
+                    .collect();
+                lineage.withheld_values.push(values);
+                let fewest = counters
+                    .iter()
+                    .map(|&(index, _)| {
+                        let column = batch.column(index).as_primitive::<Int64Type>();
+                        if column.is_valid(row) { column.value(row).max(0) as u64 } else { 0 }
+                    })
+                    .min()
+                    .unwrap_or(0);
+                lineage.withheld_contributors.push(fewest);
             }
             let filtered = filter_record_batch(&batch, &keep).map_err(internal)?;
             let visible: Vec<usize> = (0..filtered.num_columns())

@@ -103,6 +103,8 @@ fn emit(keys: &[&str], measure: (&str, &str), magnitude: bool, groups: &[Group])
             .iter()
             .map(|group| group.keys.iter().map(|key| key.unwrap_or("").to_string()).collect())
             .collect(),
+        withheld_values: withheld.iter().map(|group| vec![Some(group.value)]).collect(),
+        withheld_contributors: Vec::new(),
         sketches: vec![SubjectSketches { kind: SubjectKind::Enterprise, per_row: sketches }],
         verification: None,
     };

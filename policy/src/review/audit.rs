@@ -64,6 +64,8 @@ pub(crate) struct Cell {
     pub released_earlier: bool,
     /// Created as a credited line total (no table carries it).
     pub implied: bool,
+    /// Distinct contributors the host counted (capped at k), when any table said.
+    pub contributors: Option<u64>,
 }
 
 /// The input cells of one table: its key columns, then one entry per row.
@@ -85,6 +87,8 @@ pub(crate) struct RowCell {
     pub level: Option<Level>,
     /// Grid row, for the current output.
     pub row: Option<usize>,
+    /// Distinct contributors the host counted for the row (capped at k), when known.
+    pub contributors: Option<u64>,
 }
 
 /// `coarse` is the sum of `fine`.
@@ -143,7 +147,7 @@ impl Model {
     /// sum of its cells as taken. For non-negative measures that errs towards protection:
     /// the true polytope contains the assumed one shifted by the unknown values, so every
     /// interval measured reaches at most as far as the true one.
-    pub fn build(tables: &[TableCells], count: bool) -> Model {
+    pub fn build(tables: &[TableCells], count: bool, threshold_k: u64) -> Model {
         // Ranks of column names and key values in text order, so that every ordering below
         // is the same whatever the order of rows.
         let mut column_names: BTreeSet<&str> = BTreeSet::new();
@@ -184,7 +188,11 @@ impl Model {
                     current: None,
                     released_earlier: false,
                     implied: false,
+                    contributors: None,
                 });
+                if let Some(contributors) = row.contributors {
+                    entry.contributors = Some(entry.contributors.map_or(contributors, |old| old.max(contributors)));
+                }
                 if let (false, Some(value)) = (entry.value_known, row.value) {
                     entry.value = value;
                     entry.value_known = value.is_finite();
@@ -255,15 +263,22 @@ impl Model {
                             continue;
                         }
                         None => {
+                            // A total over groups whose contributors add up to fewer than k
+                            // is below the threshold itself: nobody publishes it, so it is
+                            // not credited to the attacker but stays an unknown of the audit.
+                            let counted: Option<u64> =
+                                fine.iter().map(|&cell| cells[cell].contributors).sum::<Option<u64>>();
+                            let below_threshold = counted.is_some_and(|sum| sum < threshold_k);
                             cells.push(Cell {
                                 key: key.clone(),
                                 value: 0.0,
                                 value_known: true,
-                                state: State::Known,
+                                state: if below_threshold { State::Withheld } else { State::Known },
                                 level: None,
                                 current: None,
                                 released_earlier: false,
                                 implied: true,
+                                contributors: counted,
                             });
                             let position = cells.len() - 1;
                             index.insert(key.clone(), position);

@@ -51,6 +51,8 @@ struct Grid {
     measures: Vec<(usize, String)>,
     /// Fewest contributors of any subject kind per emitted row.
     contributors: Vec<u64>,
+    /// Fewest contributors of each group the engine withheld, when the runtime recorded it.
+    group_contributors: Vec<Option<u64>>,
     /// `cells[measure][row]`: rows `0..rows` are emitted, the rest are withheld groups.
     cells: Vec<Vec<Option<Withheld>>>,
     /// Key texts per row (None: NULL, "all"); None for a withheld group whose keys the
@@ -185,11 +187,18 @@ fn build_grid(table: &RecordBatch, lineage: &OutputLineage) -> Grid {
     }
     let mut values = Vec::with_capacity(measures.len());
     let mut numeric = Vec::with_capacity(measures.len());
-    for &(index, _) in &measures {
+    for (position, &(index, _)) in measures.iter().enumerate() {
         let column = measure_values_of(table.column(index).as_ref());
         numeric.push(column.is_some());
         let mut column = column.unwrap_or_else(|| vec![None; rows]);
-        column.resize(rows + withheld_groups, None);
+        // The engine's groups: their values when the runtime recorded one per measure.
+        column.extend((0..withheld_groups).map(|group| {
+            lineage
+                .withheld_values
+                .get(group)
+                .filter(|values| values.len() == measures.len())
+                .and_then(|values| values[position])
+        }));
         values.push(column);
     }
     let counts = measures
@@ -205,7 +214,21 @@ fn build_grid(table: &RecordBatch, lineage: &OutputLineage) -> Grid {
         }
     }
     let key_names = keys.iter().map(|&index| schema.field(index).name().clone()).collect();
-    Grid { rows, measures, contributors, cells, row_keys, values, counts, identities, numeric, key_names }
+    let group_contributors =
+        (0..withheld_groups).map(|group| lineage.withheld_contributors.get(group).copied()).collect();
+    Grid {
+        rows,
+        measures,
+        contributors,
+        group_contributors,
+        cells,
+        row_keys,
+        values,
+        counts,
+        identities,
+        numeric,
+        key_names,
+    }
 }
 
 fn threshold(params: &DisclosureParams, lineage: &OutputLineage, grid: &mut Grid, report: &mut ReviewReport) {
@@ -219,7 +242,7 @@ fn threshold(params: &DisclosureParams, lineage: &OutputLineage, grid: &mut Grid
             let share = safety_share(params);
             for (measure, column) in grid.cells.iter_mut().enumerate() {
                 let level =
-                    grid.values[measure][row].map(|value| small_group_level(share, k, value, grid.counts[measure]));
+                    grid.values[measure][row].map(|value| small_group_level(share, value, grid.counts[measure]));
                 column[row] =
                     Some(Withheld::primary("threshold", format!("{contributors} contributors < k={k}"), level));
             }
@@ -361,8 +384,8 @@ fn differencing(
     for found in &isolated {
         report.suppressed_rows.push(found.row);
         for (measure, column) in grid.cells.iter_mut().enumerate() {
-            let level = grid.values[measure][found.row]
-                .map(|value| small_group_level(share, params.threshold_k, value, grid.counts[measure]));
+            let level =
+                grid.values[measure][found.row].map(|value| small_group_level(share, value, grid.counts[measure]));
             column[found.row] = Some(Withheld::primary("differencing", found.figure.clone(), level));
         }
     }
@@ -493,8 +516,8 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
             earlier_used.insert(&earlier.label);
             tables.push(earlier_cells(earlier, cells));
         }
-        let mut model = Model::build(&tables, grid.counts[measure]);
-        set_group_levels(&mut model, grid, measure, share, params.threshold_k);
+        let mut model = Model::build(&tables, grid.counts[measure], params.threshold_k);
+        set_group_levels(&mut model, grid, measure, share);
         let space = Space::new(&model, &key_names);
         let primaries: Vec<usize> = (0..model.cells.len())
             .filter(|&cell| model.cells[cell].level.is_some() && model.cells[cell].current.is_some())
@@ -649,6 +672,11 @@ fn current_cells(grid: &Grid, measure: usize, key_names: &[String]) -> TableCell
                 withheld: withheld.is_some(),
                 level: withheld.filter(|withheld| withheld.primary).and_then(|withheld| withheld.level),
                 row: Some(row),
+                contributors: if row < grid.rows {
+                    grid.contributors.get(row).copied().filter(|&count| count != u64::MAX)
+                } else {
+                    grid.group_contributors.get(row - grid.rows).copied().flatten()
+                },
             })
         })
         .collect();
@@ -662,15 +690,21 @@ fn earlier_cells(earlier: &ReleasedTable, measure: &ReleasedMeasure) -> TableCel
         .iter()
         .zip(&measure.cells)
         .map(|(keys, cell)| match cell {
-            ReleasedCell::Released { value } => {
-                RowCell { keys: keys.clone(), value: Some(*value), withheld: false, level: None, row: None }
-            }
+            ReleasedCell::Released { value } => RowCell {
+                keys: keys.clone(),
+                value: Some(*value),
+                withheld: false,
+                level: None,
+                row: None,
+                contributors: None,
+            },
             ReleasedCell::Withheld { value, below, above, .. } => RowCell {
                 keys: keys.clone(),
                 value: *value,
                 withheld: true,
                 level: (*below > 0.0 || *above > 0.0).then_some(Level { below: *below, above: *above }),
                 row: None,
+                contributors: None,
             },
         })
         .collect();
@@ -680,7 +714,7 @@ fn earlier_cells(earlier: &ReleasedTable, measure: &ReleasedMeasure) -> TableCel
 /// Gives the primaries whose level waited for the audit's model (the engine's groups, whose
 /// value the reviewer does not know) their level: from the value when the relations give
 /// it away, else from the largest value of their lines.
-fn set_group_levels(model: &mut Model, grid: &mut Grid, measure: usize, share: f64, threshold_k: u64) {
+fn set_group_levels(model: &mut Model, grid: &mut Grid, measure: usize, share: f64) {
     let count = grid.counts[measure];
     for cell in 0..model.cells.len() {
         let Some(row) = model.cells[cell].current else { continue };
@@ -689,7 +723,7 @@ fn set_group_levels(model: &mut Model, grid: &mut Grid, measure: usize, share: f
             continue;
         }
         let level = if model.cells[cell].value_known {
-            small_group_level(share, threshold_k, model.cells[cell].value, count)
+            small_group_level(share, model.cells[cell].value, count)
         } else {
             let stand_in = model
                 .relations
@@ -699,7 +733,7 @@ fn set_group_levels(model: &mut Model, grid: &mut Grid, measure: usize, share: f
                 .map(|&other| &model.cells[other])
                 .filter(|other| other.value_known && !other.implied)
                 .fold(0.0f64, |largest, other| largest.max(other.value.abs()));
-            unknown_group_level(share, threshold_k, stand_in, count)
+            unknown_group_level(share, stand_in, count)
         };
         withheld.level = Some(level);
         model.cells[cell].level = Some(level);

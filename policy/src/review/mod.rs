@@ -198,6 +198,16 @@ pub struct OutputLineage {
     /// the domain only; never shown to the module or written into a report.
     #[serde(default)]
     pub withheld_keys: Vec<Vec<String>>,
+    /// The values of each group the engine withheld, one per aggregated column in output
+    /// order (None where not a number), so that the interval audit knows the line totals they
+    /// take part in and the protection they need. Held in the domain only, like their keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld_values: Vec<Vec<Option<f64>>>,
+    /// The fewest distinct contributors of any subject kind of each group the engine
+    /// withheld (capped at k): a total over such groups that adds up to fewer than k is below
+    /// the threshold itself, so the audit does not credit an attacker with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld_contributors: Vec<u64>,
     /// The subjects of each row, per subject kind, when the grant checks differencing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sketches: Vec<SubjectSketches>,

@@ -74,19 +74,19 @@ pub(crate) fn dominance_level(params: &DisclosureParams, contributions: &Contrib
 /// The level of a cell of a group with fewer than k contributors (or, with `count`, of a
 /// count of such a group), whose value is known.
 ///
-/// - A count: the interval must reach k (`above ≥ k − v`), so that nobody can tell the group
-///   is below the threshold, and must not pin the count from below (`below ≥ 1`, or `s·v`
-///   for larger counts of rows). Both at least `s·v`.
+/// - A count: it must not be pinned: the interval reaches at least one more and one fewer
+///   (down to 0), or `s·v` on each side when that is more (large counts of rows). Asking it
+///   to reach k instead cannot be met in a sparse table of three keys whose margins are known
+///   without withholding most of it, and the requirement is that the count not be
+///   pinned.
 /// - A magnitude: `s·|v|` on both sides (τ-ARGUS's "safety range" for frequency-unsafe
 ///   cells): an insider who knows all contributions but one cannot estimate it to within
 ///   the share `s` of the cell.
-pub(crate) fn small_group_level(share: f64, threshold_k: u64, value: f64, count: bool) -> Level {
+pub(crate) fn small_group_level(share: f64, value: f64, count: bool) -> Level {
     if count {
         let value = value.abs();
-        let share_part = share * value;
-        let above = (threshold_k as f64 - value).max(share_part).max(1.0);
-        let below = share_part.max(1.0).min(value);
-        Level { below: below.max(exactness_floor(value)), above }
+        let share_part = (share * value).max(1.0);
+        Level { below: share_part.min(value).max(exactness_floor(value)), above: share_part }
     } else {
         let level = (share * value.abs()).max(exactness_floor(value));
         Level { below: level, above: level }
@@ -97,12 +97,11 @@ pub(crate) fn small_group_level(share: f64, threshold_k: u64, value: f64, count:
 /// know. The audit measures such a cell's interval with its value taken as 0 (see
 /// `audit.rs`: the true interval then reaches at least as far up, and down by at least the
 /// distance measured with its own lower bound lifted), against a level computed from
-/// `stand_in`, an upper estimate of its value: the largest known value of its lines. A
-/// count must reach k above whatever its value.
-pub(crate) fn unknown_group_level(share: f64, threshold_k: u64, stand_in: f64, count: bool) -> Level {
+/// `stand_in`, an upper estimate of its value: the largest known value of its lines.
+pub(crate) fn unknown_group_level(share: f64, stand_in: f64, count: bool) -> Level {
     if count {
         let share_part = (share * stand_in.abs()).max(1.0);
-        Level { below: share_part, above: (threshold_k as f64).max(share_part) }
+        Level { below: share_part, above: share_part }
     } else {
         let level = (share * stand_in.abs()).max(exactness_floor(stand_in));
         Level { below: level, above: level }
@@ -153,14 +152,14 @@ mod tests {
     }
 
     #[test]
-    fn a_small_count_must_reach_k_and_a_small_magnitude_a_share_of_itself() {
-        let level = small_group_level(0.1, 10, 3.0, true);
-        assert_eq!((level.below, level.above), (1.0, 7.0));
-        let level = small_group_level(0.1, 10, 36.0, true); // 3 companies × 12 monthly rows
+    fn a_small_count_must_not_be_pinned_and_a_small_magnitude_needs_a_share_of_itself() {
+        let level = small_group_level(0.1, 3.0, true);
+        assert_eq!((level.below, level.above), (1.0, 1.0));
+        let level = small_group_level(0.1, 36.0, true); // 3 companies × 12 monthly rows
         assert!((level.above - 3.6).abs() < 1e-12 && (level.below - 3.6).abs() < 1e-12);
-        let level = small_group_level(0.1, 10, 250.0, false);
+        let level = small_group_level(0.1, 250.0, false);
         assert_eq!((level.below, level.above), (25.0, 25.0));
-        let unknown = unknown_group_level(0.1, 10, 40.0, true);
-        assert_eq!((unknown.below, unknown.above), (4.0, 10.0));
+        let unknown = unknown_group_level(0.1, 40.0, true);
+        assert_eq!((unknown.below, unknown.above), (4.0, 4.0));
     }
 }

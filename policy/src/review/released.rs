@@ -117,7 +117,8 @@ impl ReleasedTable {
             report.protection.iter().map(|cell| ((cell.row, cell.column.as_str()), cell)).collect();
         let measures = measures
             .into_iter()
-            .map(|(index, column, measure)| {
+            .enumerate()
+            .map(|(position, (index, column, measure))| {
                 let values = super::cells::measure_values_of(table.column(index).as_ref());
                 let record = |row: usize| protection.get(&(row, column.as_str())).copied();
                 let mut cells: Vec<ReleasedCell> = (0..emitted)
@@ -139,8 +140,9 @@ impl ReleasedTable {
                     .collect();
                 for &group in &groups {
                     let level = record(emitted + group).and_then(|withheld| withheld.level);
+                    let value = lineage.withheld_values.get(group).and_then(|values| values.get(position)).copied();
                     cells.push(ReleasedCell::Withheld {
-                        value: None,
+                        value: value.flatten(),
                         rule: "threshold".into(),
                         below: level.map_or(0.0, |level| level.below),
                         above: level.map_or(0.0, |level| level.above),

@@ -65,6 +65,8 @@ fn aggregated_lineage(counts: Vec<u64>, engine_suppressed: u64) -> OutputLineage
         suppressed_groups: engine_suppressed,
         suppression_rule: Some("threshold k=10".into()),
         withheld_keys: Vec::new(),
+        withheld_values: Vec::new(),
+        withheld_contributors: Vec::new(),
         verification: None,
     }
 }
@@ -228,6 +230,8 @@ fn grid_lineage(counts: Vec<u64>, withheld_keys: Vec<Vec<String>>) -> OutputLine
         suppressed_groups: withheld_keys.len() as u64,
         suppression_rule: None,
         withheld_keys,
+        withheld_values: Vec::new(),
+        withheld_contributors: Vec::new(),
         verification: None,
     }
 }

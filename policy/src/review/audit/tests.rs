@@ -7,6 +7,7 @@ fn row(keys: &[Option<&str>], value: f64, withheld: bool, primary: bool) -> RowC
         withheld,
         level: primary.then_some(Level { below: 0.5, above: 0.5 }),
         row: None,
+        contributors: None,
     }
 }
 
@@ -39,7 +40,7 @@ fn the_handbooks_three_by_two_example_gives_three_to_six() {
         row(&[Some("3"), Some("1")], 3.0, false, false),
         row(&[Some("3"), Some("2")], 3.0, false, false),
     ];
-    let model = Model::build(&[table(&["r", "c"], cells)], false);
+    let model = Model::build(&[table(&["r", "c"], cells)], false, 10);
     let audit = model.audit(|_| true);
     let extent = extent_of(&model, &audit, &[("c", "1"), ("r", "1")]);
     assert!((extent.below - 1.0).abs() < 1e-9 && (extent.above - 2.0).abs() < 1e-9, "{extent:?}");
@@ -53,7 +54,7 @@ fn a_lone_withheld_cell_of_a_line_is_recovered_exactly() {
         row(&[Some("b")], 50.0, false, false),
         row(&[Some("c")], 60.0, false, false),
     ];
-    let model = Model::build(&[table(&["district"], cells)], false);
+    let model = Model::build(&[table(&["district"], cells)], false, 10);
     let extent = extent_of(&model, &model.audit(|_| true), &[("district", "a")]);
     assert_eq!((extent.below, extent.above), (0.0, 0.0));
 }
@@ -67,9 +68,35 @@ fn a_released_rollup_margin_is_the_same_cell_as_the_credited_total() {
         row(&[Some("c")], 60.0, false, false),
         row(&[None], 105.0, false, false),
     ];
-    let model = Model::build(&[table(&["district"], cells)], false);
+    let model = Model::build(&[table(&["district"], cells)], false, 10);
     let extent = extent_of(&model, &model.audit(|_| true), &[("district", "a")]);
     assert!((extent.below - 40.0).abs() < 1e-9 && (extent.above - 5.0).abs() < 1e-9, "{extent:?}");
+}
+
+#[test]
+fn a_total_over_fewer_than_k_contributors_is_not_credited_to_the_attacker() {
+    // Four small groups, all withheld, of 10 residents in all. Credited with every line
+    // total (a: 7, b: 3, x: 5, y: 5), the attacker holds (a, x) in [2, 5]. But each line's
+    // groups hold fewer than k = 10 contributors: nobody publishes those totals, only the
+    // grand total (10), and (a, x) may be anything in [0, 10].
+    let counted = |keys: &[Option<&str>], value: f64, primary: bool| RowCell {
+        contributors: Some(value as u64),
+        ..row(keys, value, true, primary)
+    };
+    let cells = vec![
+        counted(&[Some("a"), Some("x")], 3.0, true),
+        counted(&[Some("a"), Some("y")], 4.0, true),
+        counted(&[Some("b"), Some("x")], 2.0, true),
+        counted(&[Some("b"), Some("y")], 1.0, true),
+    ];
+    let at = [("district", "a"), ("sex", "x")];
+    let model = Model::build(&[table(&["district", "sex"], cells.clone())], true, 10);
+    let uncredited = extent_of(&model, &model.audit(|_| true), &at);
+    assert_eq!((uncredited.below, uncredited.above), (3.0, 7.0), "only the grand total binds it");
+    let unknown: Vec<RowCell> = cells.into_iter().map(|cell| RowCell { contributors: None, ..cell }).collect();
+    let model = Model::build(&[table(&["district", "sex"], unknown)], true, 10);
+    let credited = extent_of(&model, &model.audit(|_| true), &at);
+    assert_eq!((credited.below, credited.above), (1.0, 2.0), "every line total binds it");
 }
 
 /// A deterministic generator for the random tables below.
@@ -97,7 +124,7 @@ fn maximum_flow_and_linear_programming_agree_on_random_two_dimensional_tables() 
                 cells.push(row(&[Some(&format!("r{r}")), Some(&format!("c{c}"))], value, withheld, withheld));
             }
         }
-        let model = Model::build(&[table(&["r", "c"], cells)], false);
+        let model = Model::build(&[table(&["r", "c"], cells)], false, 10);
         let audit = model.audit(|_| true);
         // Solve every component again by linear programming.
         for audited in &audit.audited {
@@ -132,7 +159,7 @@ fn three_keys_are_solved_by_linear_programming() {
             }
         }
     }
-    let model = Model::build(&[table(&["a", "b", "c"], cells)], false);
+    let model = Model::build(&[table(&["a", "b", "c"], cells)], false, 10);
     let audit = model.audit(|_| true);
     assert_eq!(audit.by_lp, 1);
     let extent = extent_of(&model, &audit, &[("a", "a1"), ("b", "b1"), ("c", "c1")]);
@@ -176,7 +203,7 @@ fn maximum_flow_audits_every_withheld_cell_of_a_dense_ten_thousand_cell_pattern(
             cells.push(row(&keys, value[r][c], withheld[r][c], withheld[r][c]));
         }
     }
-    let model = Model::build(&[table(&["r", "c"], cells)], false);
+    let model = Model::build(&[table(&["r", "c"], cells)], false, 10);
     let started = std::time::Instant::now();
     let audit = model.audit(|_| true);
     let elapsed = started.elapsed();

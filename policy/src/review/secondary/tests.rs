@@ -131,6 +131,8 @@ fn output(keys: &[&str], groups: &[Group]) -> (RecordBatch, OutputLineage) {
             .iter()
             .map(|group| group.keys.iter().map(|key| key.unwrap_or("").to_string()).collect())
             .collect(),
+        withheld_values: withheld.iter().map(|group| vec![Some(group.contributors as f64), Some(group.kwh)]).collect(),
+        withheld_contributors: Vec::new(),
         sketches: vec![SubjectSketches { kind: SubjectKind::Enterprise, per_row: sketches }],
         verification: None,
     };
