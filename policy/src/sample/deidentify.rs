@@ -177,20 +177,18 @@ pub(crate) fn derive(
     let mut occurrences: HashMap<(u32, u64), u32> = HashMap::new();
     for row in 0..source.rows {
         let subject = source.subject_of(row);
-        let fingerprint = content_hash(row);
         let subject_tag: &[u8] = match source.subject {
             Some(_) if subject == NULL_CODE => continue,
+            // Subjects outside the sampled share cost nothing more.
+            Some(_) if !sampled(&source.subject_tags[subject as usize], params.percent) => continue,
             Some(_) => &source.subject_tags[subject as usize],
             None => &[],
         };
+        let fingerprint = content_hash(row);
         let occurrence = occurrences.entry((subject, fingerprint)).or_insert(0);
         let draw = keys.noise(&[subject_tag, &fingerprint.to_le_bytes(), &occurrence.to_le_bytes()]);
         *occurrence += 1;
-        let chosen = match source.subject {
-            Some(_) => sampled(&source.subject_tags[subject as usize], params.percent),
-            None => draw[0] % 10_000 < u64::from(params.percent) * 100,
-        };
-        if chosen {
+        if source.subject.is_some() || draw[0] % 10_000 < u64::from(params.percent) * 100 {
             rows.push(row);
             draws.push(draw);
         }

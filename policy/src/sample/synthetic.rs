@@ -53,20 +53,16 @@ impl Random<'_> {
         Ok((self.word()? >> 11) as f64 / (1u64 << 53) as f64)
     }
 
-    /// An index drawn with probability proportional to `weights` (None when all are zero).
-    fn weighted(&mut self, weights: &[f64]) -> Result<Option<usize>, PolicyError> {
-        let total: f64 = weights.iter().sum();
+    /// An index drawn with probability proportional to the weights whose running sums are
+    /// `cumulative` (see [`cumulative`]), by binary search; None when all weights are zero.
+    fn weighted(&mut self, cumulative: &[f64]) -> Result<Option<usize>, PolicyError> {
+        let total = cumulative.last().copied().unwrap_or(0.0);
         if total <= 0.0 {
             return Ok(None);
         }
-        let mut pick = self.unit()? * total;
-        for (index, weight) in weights.iter().enumerate() {
-            if pick < *weight {
-                return Ok(Some(index));
-            }
-            pick -= weight;
-        }
-        Ok(weights.iter().rposition(|weight| *weight > 0.0))
+        let pick = self.unit()? * total;
+        // The first running sum above the pick: a zero weight never is.
+        Ok(Some(cumulative.partition_point(|&sum| sum <= pick).min(cumulative.len() - 1)))
     }
 
     /// `count` plus discrete Laplace noise of scale `scale`, never below zero.
@@ -87,13 +83,24 @@ impl Random<'_> {
     }
 }
 
+/// The running sums of `weights`, which [`Random::weighted`] draws from.
+fn cumulative(weights: &[f64]) -> Vec<f64> {
+    weights
+        .iter()
+        .scan(0.0, |sum, weight| {
+            *sum += weight;
+            Some(*sum)
+        })
+        .collect()
+}
+
 /// A category column's released domain: real codes above the threshold, then `(other)`, then null.
 struct Categories {
     /// Released real codes.
     kept: Vec<u32>,
     /// Real code → position in the domain.
     position: HashMap<u32, usize>,
-    /// Noisy one-way weights over `kept`, `(other)`, null.
+    /// Running sums of the noisy one-way weights over `kept`, `(other)`, null.
     weights: Vec<f64>,
 }
 
@@ -145,13 +152,17 @@ fn part_of(value: f64, low: f64, high: f64) -> usize {
     (((value - low) / (high - low) * SPLIT as f64).floor() as usize).min(SPLIT - 1)
 }
 
-/// A number column's noisy hierarchical histogram.
+/// A number column's noisy hierarchical histogram, as running sums of its weights.
 struct Numbers {
-    /// Per root position (or one row without a root), noisy weights over magnitude bins.
+    /// Per root position (or one row without a root), over magnitude bins.
     magnitudes: Vec<Vec<f64>>,
-    /// Per magnitude bin, noisy weights over its parts.
+    /// Over magnitude bins, every root position together.
+    pooled: Vec<f64>,
+    /// Magnitude bins with any weight.
+    bins: usize,
+    /// Per magnitude bin, over its parts.
     parts: HashMap<usize, Vec<f64>>,
-    /// Per (magnitude bin, part), noisy weights over its sub-parts.
+    /// Per (magnitude bin, part), over its sub-parts.
     subparts: HashMap<(usize, usize), Vec<f64>>,
 }
 
@@ -259,7 +270,7 @@ pub(crate) fn derive(
         weights.push(random.noisy(other, scale)?);
         weights.push(random.noisy(nulls, scale)?);
         let position = kept.iter().enumerate().map(|(position, &code)| (code, position)).collect();
-        categories.insert(index, Categories { kept, position, weights });
+        categories.insert(index, Categories { kept, position, weights: cumulative(&weights) });
     }
 
     // Two-way category histograms with the root.
@@ -281,7 +292,12 @@ pub(crate) fn derive(
         }
         let noisy = counts
             .iter()
-            .map(|row| row.iter().map(|&count| random.noisy(count, scale)).collect::<Result<Vec<_>, _>>())
+            .map(|row| {
+                row.iter()
+                    .map(|&count| random.noisy(count, scale))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|w| cumulative(&w))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         pairs.insert(index, noisy);
     }
@@ -338,15 +354,27 @@ pub(crate) fn derive(
                     sub.push(if noisy >= PART_CUT * part_scale { noisy } else { 0.0 });
                 }
                 if *weight > 0.0 {
-                    subparts.insert((bin, part), sub);
+                    subparts.insert((bin, part), cumulative(&sub));
                 }
             }
-            parts.insert(bin, weights);
+            parts.insert(bin, cumulative(&weights));
         }
-        numbers.insert(index, Numbers { magnitudes, parts, subparts });
+        let pooled: Vec<f64> =
+            (0..MAGNITUDE_BINS).map(|bin| magnitudes.iter().map(|weights| weights[bin]).sum()).collect();
+        numbers.insert(
+            index,
+            Numbers {
+                bins: refined.len(),
+                pooled: cumulative(&pooled),
+                magnitudes: magnitudes.iter().map(|weights| cumulative(weights)).collect(),
+                parts,
+                subparts,
+            },
+        );
     }
 
     // Generation: the sampled subjects, each with a drawn number of rows.
+    let row_sums = cumulative(&row_weights);
     let mut owners: Vec<Option<u32>> = Vec::new();
     match source.subject {
         Some(_) => {
@@ -354,7 +382,7 @@ pub(crate) fn derive(
                 if !sampled(tag, params.percent) {
                     continue;
                 }
-                let rows = random.weighted(&row_weights)?.map_or(1, |index| index + 1);
+                let rows = random.weighted(&row_sums)?.map_or(1, |index| index + 1);
                 owners.extend(std::iter::repeat_n(Some(subject as u32), rows));
             }
         }
@@ -497,12 +525,7 @@ pub(crate) fn derive(
                     let weights = &histogram.magnitudes[root_value.min(histogram.magnitudes.len() - 1)];
                     let bin = match random.weighted(weights)? {
                         Some(bin) => bin,
-                        None => {
-                            let pooled: Vec<f64> = (0..MAGNITUDE_BINS)
-                                .map(|bin| histogram.magnitudes.iter().map(|weights| weights[bin]).sum())
-                                .collect();
-                            random.weighted(&pooled)?.unwrap_or(0)
-                        }
+                        None => random.weighted(&histogram.pooled)?.unwrap_or(0),
                     };
                     let value = match bin {
                         0 => None,
@@ -543,7 +566,7 @@ pub(crate) fn derive(
                 columns.push(values::number_column(&drawn, &column.data_type, &column.name)?);
                 treatments.push(format!(
                     "drawn from a noisy hierarchical histogram ({} orders of magnitude, 256 parts each){}",
-                    (2..MAGNITUDE_BINS).filter(|&bin| histogram.magnitudes.iter().any(|w| w[bin] > 0.0)).count(),
+                    histogram.bins,
                     if root.is_some() { ", magnitudes given the root category" } else { "" }
                 ));
                 if column.is_quasi_identifier() {
