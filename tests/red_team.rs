@@ -7,13 +7,9 @@ use unseen_policy::{AccessMode, Outcome, OutputKind};
 use unseen_runtime::{GovernedSession, Mode, Runtime};
 use unseen_tests::{fixture, grant, green_grant, mixed_grant, run};
 
-#[path = "red_team/aggregates.rs"]
 mod aggregates;
-#[path = "red_team/content.rs"]
 mod content;
-#[path = "red_team/egress_audit.rs"]
 mod egress_audit;
-#[path = "red_team/samples.rs"]
 mod samples;
 
 #[tokio::test(flavor = "multi_thread")]

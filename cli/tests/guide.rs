@@ -8,7 +8,7 @@
 //! take fixed ports) and later lines reach it through `UNSEEN_SERVER`; the samples' `cargo
 //! build` line is checked to be the one `samples/build.rs` runs on every build, not run again.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

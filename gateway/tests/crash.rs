@@ -4,7 +4,7 @@
 //! acknowledged is lost, that every release it shows is complete and verifies, that no request
 //! is left half-decided, and that the audit log still verifies.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use unseen_runtime::Mode;
 const CHILD: &str = "UNSEEN_TEST_CRASH_DOMAIN";
 const NAME: &str = "crash.domain";
 const ACK: &str = "unseen-ack ";
-const TEST: &str = "a_domain_killed_anywhere_in_the_workflow_keeps_what_it_acknowledged_and_nothing_half_done";
+const TEST: &str = "crash::a_domain_killed_anywhere_in_the_workflow_keeps_what_it_acknowledged_and_nothing_half_done";
 const OUTPUT: &str = "kwh_by_industry_district";
 
 /// The child: set up once, then upload → run → request egress → approve, forever.

@@ -2,7 +2,7 @@
 //! text are answered INVALID_ARGUMENT with the field named, before the workflow looks anything
 //! up, and the gateway serves the next request.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! terminates it (its jobs stop, its held outputs are deleted, nothing more leaves), and a
 //! developer cancels a job that is already running.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! data, its keys only join, no other organisation can see or use it, it is encrypted at
 //! rest, a release names it, and terminating the grant destroys its key and ciphertext.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The job queue: a worker pool with a per-organisation limit, and cancelling queued and
 //! running jobs.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

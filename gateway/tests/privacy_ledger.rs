@@ -9,7 +9,7 @@ use unseen_gateway::Domain;
 use unseen_gateway::identity::Role;
 use unseen_policy::{PrivacyParams, RuleOutcome};
 
-mod common;
+use crate::common;
 
 use common::principal;
 

@@ -6,7 +6,7 @@
 //! opens that domain, starts a job that spins and prints its id once it is running; the
 //! parent kills the child there and reopens the domain.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use unseen_runtime::Mode;
 const CHILD: &str = "UNSEEN_TEST_CHILD_DOMAIN";
 /// What the child prints, with the grant and job ids, once its job runs.
 const MARKER: &str = "unseen-child-job-running ";
-const TEST: &str = "a_job_running_when_the_domain_is_killed_is_marked_interrupted_and_the_domain_serves_on";
+const TEST: &str = "restart::a_job_running_when_the_domain_is_killed_is_marked_interrupted_and_the_domain_serves_on";
 
 /// The child: a domain with a grant, and a production job that spins until it is killed.
 async fn child(dir: &std::path::Path) -> ! {

@@ -10,7 +10,7 @@ use unseen_gateway::domain::{DomainOptions, GrantAction};
 use unseen_gateway::identity::Role;
 use unseen_gateway::{Domain, GatewayError};
 
-mod common;
+use crate::common;
 
 use common::principal;
 

@@ -1,7 +1,7 @@
 //! Every RPC, called over mTLS by every role: only the role a service is for gets past the
 //! role check; everyone else is answered PERMISSION_DENIED, before the request is looked at.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

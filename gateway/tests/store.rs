@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-mod common;
+use crate::common;
 
 use common::principal;
 use sqlx::Connection;

@@ -13,7 +13,7 @@ use unseen_gateway::identity::Role;
 use unseen_policy::RuleOutcome;
 use unseen_runtime::Mode;
 
-mod common;
+use crate::common;
 
 use common::principal;
 

@@ -28,7 +28,6 @@ impl Server {
     }
 
     /// SIGKILL: no shutdown path runs.
-    #[allow(dead_code, reason = "not every test binary kills its server")]
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("reap");

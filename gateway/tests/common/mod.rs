@@ -16,7 +16,6 @@ pub fn principal(organisation: &str, role: Role) -> Principal {
 
 /// Registers synthetic `enterprise` (`enterprises` companies) and twelve months of
 /// `electricity` as the provider `bureau`, writing the files under `dir`.
-#[allow(dead_code, reason = "each test binary compiles this module; not every one registers data")]
 pub async fn register_energy_data(domain: &Domain, dir: &Path, enterprises: usize, seed: u64) {
     let provider = principal("bureau", Role::Provider);
     let register = unseen_samples::data::enterprises(enterprises, seed);
@@ -37,7 +36,6 @@ pub async fn register_energy_data(domain: &Domain, dir: &Path, enterprises: usiz
 }
 
 /// Files `application` as `developer` and has the operator approve it into a grant.
-#[allow(dead_code, reason = "each test binary compiles this module; not every one needs a grant")]
 pub async fn granted(
     domain: &Domain,
     developer: &Principal,
@@ -50,7 +48,6 @@ pub async fn granted(
 
 /// Uploads the green-energy module under `grant_id`, runs it on the production data and
 /// waits for it to succeed; the job id.
-#[allow(dead_code, reason = "each test binary compiles this module; not every one runs a job")]
 pub async fn green_energy_job(domain: &Arc<Domain>, developer: &Principal, grant_id: &str) -> String {
     let module = domain
         .upload_module(developer, grant_id, unseen_samples::modules::GREEN_ENERGY.to_vec())
@@ -63,7 +60,6 @@ pub async fn green_energy_job(domain: &Arc<Domain>, developer: &Principal, grant
 }
 
 /// A domain in a child process (this test binary run again), killed however the test ends.
-#[allow(dead_code, reason = "each test binary compiles this module; not every one starts a child")]
 pub struct ChildDomain(pub std::process::Child);
 
 impl Drop for ChildDomain {
@@ -75,7 +71,6 @@ impl Drop for ChildDomain {
 
 /// Runs `test` of this binary again as a child with `env` set to `dir`; the lines it prints
 /// that start with `marker` arrive, without the marker, on the receiver.
-#[allow(dead_code, reason = "each test binary compiles this module; not every one starts a child")]
 pub fn spawn_child(
     test: &str,
     env: &str,
