@@ -208,6 +208,16 @@ impl SubjectSketch {
     /// matters: a difference proved to hold at least `k` subjects is not decoded further.
     pub fn difference(&self, other: &Self, k: usize) -> Result<Difference, PolicyError> {
         self.same_width(other)?;
+        // Most pairs of groups differ in many subjects: count the cells that differ first,
+        // without building the difference (a cell of the difference is empty exactly when
+        // the two cells are equal).
+        let nonzero = self.cells.iter().zip(&other.cells).filter(|(mine, theirs)| mine != theirs).count();
+        if nonzero == 0 {
+            return Ok(Difference::Exact(0));
+        }
+        if nonzero >= 3 * k {
+            return Ok(Difference::AtLeast(nonzero.div_ceil(3)));
+        }
         let mut cells: Vec<Cell> = self
             .cells
             .iter()
@@ -222,13 +232,6 @@ impl SubjectSketch {
                 cell
             })
             .collect();
-        let nonzero = cells.iter().filter(|cell| !cell.is_empty()).count();
-        if nonzero == 0 {
-            return Ok(Difference::Exact(0));
-        }
-        if nonzero >= 3 * k {
-            return Ok(Difference::AtLeast(nonzero.div_ceil(3)));
-        }
         let mut found = BTreeSet::new();
         let mut pending: Vec<usize> = (0..cells.len()).collect();
         while let Some(position) = pending.pop() {

@@ -391,9 +391,9 @@ fn released_records_keep_values_levels_and_the_engines_groups() {
         .expect("a dominated cell");
     assert!(dominance.0 > 0.0 && dominance.1 == Some(9_000.0), "{dominance:?}");
     // The engine's groups carry the values the runtime recorded for them, and their levels.
-    let engine = kwh.cells.iter().rev().take(2).all(|cell| {
-        matches!(cell, ReleasedCell::Withheld { value: Some(value), below, .. } if *value > 0.0 && *below > 0.0)
-    });
+    let engine = kwh.cells.iter().rev().take(2).all(
+        |cell| matches!(cell, ReleasedCell::Withheld { value: Some(value), below, .. } if *value > 0.0 && *below > 0.0),
+    );
     assert!(engine, "{:?}", &kwh.cells[kwh.cells.len() - 2..]);
 }
 
