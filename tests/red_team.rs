@@ -475,7 +475,12 @@ async fn a_later_release_that_differs_from_an_earlier_one_by_a_few_enterprises_i
         .to_string();
     let (_, first, first_kept) = review(first_sql, Vec::new()).await;
     assert!(first.suppressed_rows.is_empty(), "district totals are safe on their own: {}", first.render());
-    let earlier = vec![EarlierRelease { label: "egress e-1 (\"by_district\")".into(), sketches: first_kept }];
+    let earlier = vec![EarlierRelease {
+        label: "egress e-1 (\"by_district\")".into(),
+        sketches: first_kept,
+        withheld: Vec::new(),
+        complements: Vec::new(),
+    }];
 
     let second_sql = format!(
         "SELECT e.district, SUM(u.kwh) AS kwh FROM electricity u JOIN enterprise e ON u.uscc = e.uscc \

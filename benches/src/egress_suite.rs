@@ -350,6 +350,8 @@ fn review_differencing(args: &Args) -> Result<Vec<Measurement>> {
     let earlier = [EarlierRelease {
         label: "egress e-1".into(),
         sketches: vec![SubjectSketches { kind: SubjectKind::Enterprise, per_row: sketches(1) }],
+        withheld: Vec::new(),
+        complements: Vec::new(),
     }];
     let source = vec![SourceColumn { dataset: "e@v1".into(), column: "kwh".into(), tag: ColumnTag::Sensitive }];
     let lineage = OutputLineage {

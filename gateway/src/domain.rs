@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use unseen_audit::{AuditLog, DomainSigner, Entry, Export};
 use unseen_policy::identifiers::IdentifierSet;
 use unseen_policy::review::{
-    EarlierRelease, ReleasedTable, ReviewContext, release_noised_table, release_table, released_sketches,
-    review_artifact, review_table, review_verification,
+    EarlierRelease, ReleasedTable, ReviewContext, SubjectSketches, release_noised_table, release_table,
+    released_sketches, review_artifact, review_table, review_verification, withheld_sketches,
 };
 use unseen_policy::{
     ColumnSpec, DatasetVersion, Grant, Outcome, OutputKind, OutputLineage, ReviewReport, ScenarioApplication,
@@ -34,7 +34,7 @@ mod samples;
 use imports::JobImport;
 pub use imports::{IMPORT_STATES, ImportView, MAX_IMPORT_BYTES};
 pub use retention::{MIN_AUDIT_RETENTION_DAYS, PruneOutcome};
-pub use samples::SampleView;
+pub use samples::{SampleDecision, SampleView};
 
 /// The operating system's random generator as the noise source of differential privacy.
 #[derive(Debug)]
@@ -1854,7 +1854,7 @@ impl Domain {
         };
         let id = self.store.next_id("e").await?;
         let (report, candidate, sketches, facts) = if output["kind"] == "artifact" {
-            (review_artifact(&grant, output_name, &bytes, context), None, Vec::new(), None)
+            (review_artifact(&grant, output_name, &bytes, context), None, (Vec::new(), Vec::new(), Vec::new()), None)
         } else {
             let lineage: OutputLineage = serde_json::from_str(&output["lineage_json"])
                 .map_err(|error| GatewayError::internal("decoding lineage", error))?;
@@ -1872,7 +1872,8 @@ impl Domain {
                     .map_err(|error| GatewayError::internal("applying the review", error))?;
                 Some(released)
             };
-            let sketches = released_sketches(&lineage, &report);
+            let (withheld, complements) = withheld_sketches(&lineage, &report);
+            let sketches = (released_sketches(&lineage, &report), withheld, complements);
             // What this output releases and withholds, for the interval audit of the grant's
             // later outputs (kept in the domain: it holds withheld values).
             let label = format!("egress {id} (\"{output_name}\")");
@@ -1887,10 +1888,14 @@ impl Domain {
                 .map_err(|error| GatewayError::internal("encoding a released table", error))?;
             write_atomically(&self.dir.join("egress").join(format!("{id}.released.json")), &facts)?;
         }
-        if report.outcome != Outcome::Blocked && !sketches.is_empty() {
-            let sketches = serde_json::to_vec(&sketches)
-                .map_err(|error| GatewayError::internal("encoding subject sketches", error))?;
-            write_atomically(&self.dir.join("egress").join(format!("{id}.sketches.json")), &sketches)?;
+        if report.outcome != Outcome::Blocked && !sketches.0.is_empty() {
+            let kinds =
+                [("sketches", &sketches.0), ("withheld-sketches", &sketches.1), ("complement-sketches", &sketches.2)];
+            for (name, kept) in kinds {
+                let bytes = serde_json::to_vec(kept)
+                    .map_err(|error| GatewayError::internal("encoding subject sketches", error))?;
+                write_atomically(&self.dir.join("egress").join(format!("{id}.{name}.json")), &bytes)?;
+            }
         }
         let state = match report.outcome {
             Outcome::Released => "auto_released",
@@ -1971,15 +1976,22 @@ impl Domain {
             if matches!(row["state"].as_str(), "blocked" | "rejected") {
                 continue;
             }
-            let path = self.dir.join("egress").join(format!("{}.sketches.json", row["id"]));
-            match std::fs::read(&path) {
-                Ok(bytes) => earlier.push(EarlierRelease {
+            let read_sketches = |name: &str| -> Result<Option<Vec<SubjectSketches>>, GatewayError> {
+                match std::fs::read(self.dir.join("egress").join(format!("{}.{name}.json", row["id"]))) {
+                    Ok(bytes) => serde_json::from_slice(&bytes)
+                        .map(Some)
+                        .map_err(|error| GatewayError::internal("decoding subject sketches", error)),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(error) => Err(GatewayError::internal("reading subject sketches", error)),
+                }
+            };
+            if let Some(sketches) = read_sketches("sketches")? {
+                earlier.push(EarlierRelease {
                     label: format!("egress {} (\"{}\")", row["id"], row["output_name"]),
-                    sketches: serde_json::from_slice(&bytes)
-                        .map_err(|error| GatewayError::internal("decoding subject sketches", error))?,
-                }),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(GatewayError::internal("reading subject sketches", error)),
+                    sketches,
+                    withheld: read_sketches("withheld-sketches")?.unwrap_or_default(),
+                    complements: read_sketches("complement-sketches")?.unwrap_or_default(),
+                });
             }
             let path = self.dir.join("egress").join(format!("{}.released.json", row["id"]));
             match std::fs::read(&path) {

@@ -122,6 +122,9 @@ pub(super) fn review_cells(
     differencing(params, lineage, context.earlier, &mut grid, report);
     consistency(context.released, &mut grid, report);
     secondary(params, context.released, &mut grid, report);
+    if params.secondary_suppression {
+        withhold_rows_together(&mut grid);
+    }
 
     let measure_count = grid.measures.len().max(1) as u64;
     report.cells_suppressed = lineage.suppressed_groups * measure_count;
@@ -231,6 +234,31 @@ fn build_grid(table: &RecordBatch, lineage: &OutputLineage) -> Grid {
     }
 }
 
+/// The measures of one row describe the same subjects and determine each other (a sum is
+/// an average times a count, a spread follows from sums), while complements are chosen per
+/// measure: a row with any withheld measure cell has all of them withheld, so that a cell one
+/// measure protects is not given back through another.
+fn withhold_rows_together(grid: &mut Grid) {
+    if grid.measures.len() < 2 {
+        return;
+    }
+    for row in 0..grid.rows {
+        if !grid.cells.iter().any(|column| column[row].is_some()) {
+            continue;
+        }
+        for column in &mut grid.cells {
+            if column[row].is_none() {
+                column[row] = Some(Withheld {
+                    rule: "secondary",
+                    figure: "withheld with the other measures of its row".into(),
+                    primary: false,
+                    level: None,
+                });
+            }
+        }
+    }
+}
+
 fn threshold(params: &DisclosureParams, lineage: &OutputLineage, grid: &mut Grid, report: &mut ReviewReport) {
     let k = params.threshold_k;
     let mut weakest = u64::MAX;
@@ -243,8 +271,7 @@ fn threshold(params: &DisclosureParams, lineage: &OutputLineage, grid: &mut Grid
             for (measure, column) in grid.cells.iter_mut().enumerate() {
                 let level =
                     grid.values[measure][row].map(|value| small_group_level(share, value, grid.counts[measure]));
-                column[row] =
-                    Some(Withheld::primary("threshold", format!("{contributors} contributors < k={k}"), level));
+                column[row] = Some(Withheld::primary("threshold", format!("fewer than k={k} contributors"), level));
             }
         }
     }
@@ -292,15 +319,16 @@ pub fn nk_rule_sensitive(rule: NkRule, contributions: &Contributions) -> Option<
 
 /// Why a magnitude cell is dominated, or None when it is safe.
 fn dominated(params: &DisclosureParams, contributions: &Contributions) -> Option<String> {
-    if let Some(rest) = p_rule_sensitive(params.p_percent, contributions) {
+    // The figure names the rule, never the cell's own shares: the report leaves the domain.
+    if p_rule_sensitive(params.p_percent, contributions).is_some() {
         return Some(format!(
-            "p%-rule: all but the two largest contribute {rest:.1}% of the largest < p={}%",
+            "p%-rule: all but the two largest contribute less than p={}% of the largest",
             params.p_percent
         ));
     }
-    nk_rule_sensitive(params.nk_rule, contributions).map(|share| {
+    nk_rule_sensitive(params.nk_rule, contributions).map(|_| {
         let (n, k) = (params.nk_rule.n, params.nk_rule.k_percent);
-        format!("({n},{k})-rule: the {n} largest contribute {share:.1}% of the total")
+        format!("({n},{k})-rule: the {n} largest contribute at least {k}% of the total")
     })
 }
 
@@ -360,7 +388,12 @@ fn differencing(
         );
         return;
     }
-    let withheld = report.dropped_rows(grid.rows);
+    // Rows with a cell an earlier rule withheld are not compared: they are withheld already
+    // (all their measures together), under the protection that rule asked for.
+    let mut withheld = report.dropped_rows(grid.rows);
+    for (row, slot) in withheld.iter_mut().enumerate() {
+        *slot = *slot || grid.cells.iter().any(|column| column[row].is_some());
+    }
     let mut order: Vec<usize> = (0..grid.rows).collect();
     order.sort_by(|&a, &b| grid.row_keys[a].cmp(&grid.row_keys[b]).then(a.cmp(&b)));
     let isolated = isolated_rows(params.threshold_k, lineage, earlier, &withheld, &order);
@@ -384,9 +417,13 @@ fn differencing(
     for found in &isolated {
         report.suppressed_rows.push(found.row);
         for (measure, column) in grid.cells.iter_mut().enumerate() {
-            let level =
-                grid.values[measure][found.row].map(|value| small_group_level(share, value, grid.counts[measure]));
-            column[found.row] = Some(Withheld::primary("differencing", found.figure.clone(), level));
+            column[found.row] = Some(if found.primary {
+                let level =
+                    grid.values[measure][found.row].map(|value| small_group_level(share, value, grid.counts[measure]));
+                Withheld::primary("differencing", found.figure.clone(), level)
+            } else {
+                Withheld { rule: "differencing", figure: found.figure.clone(), primary: false, level: None }
+            });
         }
     }
     report.suppressed_rows.sort_unstable();
@@ -636,13 +673,8 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
         );
         return;
     }
-    let tightest = if tightest.is_finite() {
-        format!("; every protection level met, the tightest {:.1}× its level", (tightest * 10.0).floor() / 10.0)
-    } else if audited > 0 {
-        "; every protection level met, no interval bounded".to_string()
-    } else {
-        String::new()
-    };
+    // How tight the tightest interval is stays in the domain too (see CellAudit::below).
+    let tightest = if tightest.is_finite() { "; every protection level met".to_string() } else { String::new() };
     let figure = format!("{added} more cells withheld; {audit_figure}{tightest}");
     if unplaced > 0 {
         report.push(

@@ -15,6 +15,9 @@ use crate::sketch::{Difference, SubjectSketch};
 pub(super) struct Isolated {
     pub row: usize,
     pub figure: String,
+    /// It needs protection of its own; false for a row that repeats an earlier complement
+    /// (withheld so the earlier primary stays protected, needing no complement itself).
+    pub primary: bool,
 }
 
 /// What one comparison says about the pair.
@@ -26,6 +29,20 @@ fn isolates(left: &SubjectSketch, right: &SubjectSketch, k: u64) -> Option<Strin
         Ok(Difference::Exact(d)) => Some(format!("{d} subjects < k={k}")),
         Ok(Difference::Unknown) => Some(format!("a difference that could not be bounded below k={k}")),
         Err(error) => Some(format!("sketches that do not compare ({error})")),
+    }
+}
+
+/// Whether a row would repeat a cell an earlier release withheld: its subjects are the same
+/// as that cell's, or differ from them by fewer than k (a measure or a condition of another
+/// spelling over the same subjects is the same cell).
+fn repeats_withheld(left: &SubjectSketch, right: &SubjectSketch, k: u64) -> Option<String> {
+    let k_subjects = usize::try_from(k).unwrap_or(usize::MAX);
+    match left.difference(right, k_subjects) {
+        Ok(Difference::Exact(0)) => Some("the subjects".to_string()),
+        Ok(Difference::Exact(d)) if d < k_subjects => Some(format!("all but {d} < k={k} subjects")),
+        Ok(Difference::Exact(_) | Difference::AtLeast(_)) => None,
+        Ok(Difference::Unknown) => Some(format!("subjects that could not be told apart from those ({k} needed)")),
+        Err(error) => Some(format!("sketches that do not compare ({error}) with those")),
     }
 }
 
@@ -50,7 +67,23 @@ pub(super) fn isolated_rows(
                 continue;
             }
             let mut reason = None;
-            'earlier: for release in earlier {
+            let mut primary = true;
+            'withheld: for release in earlier {
+                let kinds =
+                    [(&release.withheld, "withheld", true), (&release.complements, "withheld as a complement", false)];
+                for (sketch_sets, what, needs_protection) in kinds {
+                    for theirs in sketch_sets.iter().filter(|theirs| theirs.kind == sketches.kind) {
+                        for their_sketch in &theirs.per_row {
+                            if let Some(why) = repeats_withheld(sketch, their_sketch, k) {
+                                reason = Some(format!("has {why} of a cell {} {what}", release.label));
+                                primary = needs_protection;
+                                break 'withheld;
+                            }
+                        }
+                    }
+                }
+            }
+            'earlier: for release in earlier.iter().filter(|_| reason.is_none()) {
                 for theirs in release.sketches.iter().filter(|theirs| theirs.kind == sketches.kind) {
                     for (their_row, their_sketch) in theirs.per_row.iter().enumerate() {
                         if let Some(why) = isolates(sketch, their_sketch, k) {
@@ -72,12 +105,42 @@ pub(super) fn isolated_rows(
             }
             if let Some(figure) = reason {
                 out[row] = true;
-                isolated.push(Isolated { row, figure });
+                isolated.push(Isolated { row, figure, primary });
             }
         }
     }
     isolated.sort_by_key(|isolated| isolated.row);
     isolated
+}
+
+/// The sketches of the rows of which `report` withholds a cell (or the whole row), kept so
+/// that a later output of the grant cannot ask for the same subjects again: first the rows
+/// with a cell that needs protection of its own (a primary), then the rows whose withheld
+/// cells are all complements.
+pub fn withheld_sketches(
+    lineage: &OutputLineage,
+    report: &ReviewReport,
+) -> (Vec<SubjectSketches>, Vec<SubjectSketches>) {
+    use std::collections::BTreeSet;
+    // A row is a complement when every cell of it the audit recorded is one (no level of its
+    // own); a withheld row the audit did not record is taken as a primary.
+    let recorded: BTreeSet<usize> = report.protection.iter().map(|record| record.row).collect();
+    let needs_protection: BTreeSet<usize> =
+        report.protection.iter().filter(|record| record.level.is_some()).map(|record| record.row).collect();
+    let withheld = report.suppressed_rows.iter().copied().chain(report.suppressed_cells.iter().map(|cell| cell.row));
+    let (complements, primaries): (BTreeSet<usize>, BTreeSet<usize>) =
+        withheld.partition(|row| recorded.contains(row) && !needs_protection.contains(row));
+    let of = |rows: &BTreeSet<usize>| -> Vec<SubjectSketches> {
+        lineage
+            .sketches
+            .iter()
+            .map(|sketches| SubjectSketches {
+                kind: sketches.kind,
+                per_row: rows.iter().filter_map(|&row| sketches.per_row.get(row).cloned()).collect(),
+            })
+            .collect()
+    };
+    (of(&primaries), of(&complements))
 }
 
 /// The sketches of the rows `report` lets leave, to compare later releases of the grant with.

@@ -28,7 +28,7 @@ use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 pub use self::cells::{key_text, nk_rule_sensitive, p_rule_sensitive};
-pub use self::differencing::released_sketches;
+pub use self::differencing::{released_sketches, withheld_sketches};
 pub use self::lineage::{ValueClass, aggregate_function_class, is_magnitude_function};
 pub use self::release::{release_noised_table, release_table};
 pub use self::released::{ReleasedCell, ReleasedMeasure, ReleasedTable, measure_identity};
@@ -374,8 +374,13 @@ pub struct CellAudit {
     /// The interval reaches the level on both sides.
     pub protected: bool,
     /// Distance below the value ÷ the level needed below, floored to a tenth, at most 10.
+    /// Held in the domain only, never serialised: with an end of the interval an attacker
+    /// computes from released cells, the multiple gives the value back (a count's level is
+    /// 1, so its multiple below is the count).
+    #[serde(skip)]
     pub below: f64,
-    /// Distance above the value ÷ the level needed above, floored to a tenth, at most 10.
+    /// Distance above the value ÷ the level needed above, as `below`; never serialised.
+    #[serde(skip)]
     pub above: f64,
 }
 
@@ -556,6 +561,15 @@ pub struct EarlierRelease {
     pub label: String,
     /// Its released rows' sketches, per subject kind.
     pub sketches: Vec<SubjectSketches>,
+    /// The sketches of its rows with a cell withheld, per subject kind: a later row of (nearly)
+    /// the same subjects would give such a cell back whatever measure or condition it was
+    /// asked with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<SubjectSketches>,
+    /// The sketches of its rows whose withheld cells are all complements, per subject kind: a
+    /// later row of (nearly) the same subjects is withheld too, as a complement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub complements: Vec<SubjectSketches>,
 }
 
 /// Reviews a governed table output under `grant`.

@@ -396,6 +396,8 @@ fn a_group_that_differs_from_an_earlier_release_by_few_subjects_is_withheld() {
             kind: SubjectKind::Enterprise,
             per_row: vec![sketch_of(0..40), sketch_of(100..140)],
         }],
+        withheld: Vec::new(),
+        complements: Vec::new(),
     };
     // Now: district A without three companies (a street), and an unrelated district C.
     let mut lineage = aggregated_lineage(vec![37, 40], 0);
@@ -423,6 +425,85 @@ fn a_group_that_differs_from_an_earlier_release_by_few_subjects_is_withheld() {
     let report = review_table(&off, "by_district", &table, &lineage, context);
     assert_eq!(report.rule("differencing").expect("ran").figure, "off in this grant");
     assert!(report.suppressed_rows.is_empty());
+}
+
+#[test]
+fn a_row_of_the_subjects_of_a_cell_an_earlier_release_withheld_is_withheld_whatever_its_measure_or_condition() {
+    // Earlier: district C was withheld (dominated) and district E withheld as its complement.
+    // Now the developer asks for C alone with a WHERE of its own (another measure identity, so
+    // no relation links the two), or for C plus one tiny company: the same cell again, or
+    // nearly; or for E, which would give C back by the earlier output's arithmetic.
+    let grant = grant(true);
+    let earlier = EarlierRelease {
+        label: "egress e-1 (\"by_district\")".into(),
+        sketches: vec![SubjectSketches { kind: SubjectKind::Enterprise, per_row: vec![sketch_of(0..40)] }],
+        withheld: vec![SubjectSketches { kind: SubjectKind::Enterprise, per_row: vec![sketch_of(100..140)] }],
+        complements: vec![SubjectSketches { kind: SubjectKind::Enterprise, per_row: vec![sketch_of(500..540)] }],
+    };
+    let context = ReviewContext { earlier: std::slice::from_ref(&earlier), ..Default::default() };
+    let cases = [
+        (100..140, "has the subjects of a cell egress e-1", true),
+        (100..141, "all but 1 < k=10", true),
+        (500..540, "withheld as a complement", false),
+    ];
+    for (subjects, figure, primary) in cases {
+        let mut lineage = aggregated_lineage(vec![40], 0);
+        lineage.sketches[0].per_row = vec![sketch_of(subjects)];
+        let report = review_table(&grant, "by_district", &table(&["C"]), &lineage, context);
+        assert_eq!(report.suppressed_rows, vec![0], "{}", report.render());
+        let cell = report.suppressed_cells.first().expect("withheld");
+        assert!(cell.rule == "differencing" && cell.figure.contains(figure), "{}", cell.figure);
+        // A repeated primary needs protection of its own; a repeated complement does not.
+        let record = report.protection.iter().find(|record| record.row == 0).expect("recorded");
+        assert_eq!(record.level.is_some(), primary, "{}", cell.figure);
+        let (primaries, complements) = withheld_sketches(&lineage, &report);
+        assert_eq!((primaries[0].per_row.len(), complements[0].per_row.len()), if primary { (1, 0) } else { (0, 1) });
+    }
+    // A district of other subjects leaves.
+    let mut lineage = aggregated_lineage(vec![40], 0);
+    lineage.sketches[0].per_row = vec![sketch_of(300..340)];
+    let report = review_table(&grant, "by_district", &table(&["D"]), &lineage, context);
+    assert!(report.suppressed_rows.is_empty(), "{}", report.render());
+}
+
+#[test]
+fn the_same_output_asked_again_is_reviewed_as_it_was_the_first_time() {
+    // A dominated district and its complement: asked again under the same grant, the dominated
+    // cell is withheld by the rule that caught it the first time (not re-judged as a repeat of
+    // a withheld cell with a small group's protection, which no complement could give).
+    let grant = grant(true);
+    let mut lineage = aggregated_lineage(vec![20, 20, 20, 20, 20], 0);
+    lineage.magnitudes = vec![magnitude(vec![
+        (3.0, vec![1.0, 0.5, 0.4]),
+        (13.0, vec![12.5, 0.2, 0.1]),
+        (23.0, vec![2.0, 1.5, 1.0]),
+        (33.0, vec![3.0, 2.0, 1.0]),
+        (43.0, vec![4.0, 3.0, 2.0]),
+    ])];
+    let table = table(&["a", "b", "c", "d", "e"]);
+    let first = review(&grant, &table, &lineage);
+    assert_ne!(first.outcome, Outcome::Blocked, "{}", first.render());
+    assert!(first.suppressed_cells.iter().any(|cell| cell.row == 1), "{}", first.render());
+    let (withheld, complements) = withheld_sketches(&lineage, &first);
+    let earlier = EarlierRelease {
+        label: "egress e-1 (\"by_district\")".into(),
+        sketches: released_sketches(&lineage, &first),
+        withheld,
+        complements,
+    };
+    let released = ReleasedTable::from_review("egress e-1", &table, &lineage, &first);
+    let context = ReviewContext {
+        earlier: std::slice::from_ref(&earlier),
+        released: std::slice::from_ref(&released),
+        ..Default::default()
+    };
+    let again = review_table(&grant, "by_district", &table, &lineage, context);
+    assert_eq!(again.outcome, first.outcome, "{}", again.render());
+    // The same cells: the dominated one by its rule, its complement as the repeat of one.
+    let cells = |report: &ReviewReport| -> Vec<usize> { report.suppressed_cells.iter().map(|cell| cell.row).collect() };
+    assert_eq!(cells(&again), cells(&first), "{}", again.render());
+    let dominated = again.suppressed_cells.iter().find(|cell| cell.row == 1).expect("withheld");
+    assert_eq!(dominated.rule, "dominance");
 }
 
 #[test]

@@ -279,6 +279,10 @@ fn every_kind_of_primary_is_audited_and_protected() {
     assert!(cost.secondary_cells > 0 && cost.primary_cells == 4, "{cost:?}");
     let json = serde_json::to_string(&report).expect("json");
     assert!(!json.contains("9000") && !json.contains("2400"), "no withheld value in the report: {json}");
+    // Nor how far the attacker's interval reaches: with one end computed from released cells,
+    // a multiple of the level gives the value back.
+    assert!(!json.contains("\"below\"") && !json.contains("\"above\"") && !json.contains("×"), "{json}");
+    assert!(!json.contains("contributors <"), "a withheld row's contributor count stays in the domain: {json}");
 }
 
 #[test]
@@ -367,7 +371,12 @@ fn a_later_finer_table_cannot_complete_an_earlier_equation() {
     let in_wuxing = withheld.iter().filter(|(keys, column)| keys[0] == "吴兴区" && column == "kwh").count();
     assert!(in_wuxing >= 1, "{}", report.render());
     let figures: Vec<&str> = report.suppressed_cells.iter().map(|cell| cell.figure.as_str()).collect();
-    assert!(figures.iter().all(|figure| figure.contains("a cell of an earlier release")), "{figures:?}");
+    assert!(
+        figures.iter().all(|figure| {
+            figure.contains("a cell of an earlier release") || figure.contains("the other measures of its row")
+        }),
+        "{figures:?}"
+    );
 }
 
 #[test]
@@ -517,4 +526,20 @@ fn a_three_key_table_is_protected_by_a_cube_and_audited_by_linear_programming() 
     // A 2×2×2 cube: the primary and seven complements.
     let cost = report.suppression_cost.iter().find(|cost| cost.column == "kwh").expect("cost");
     assert_eq!((cost.primary_cells, cost.secondary_cells), (1, 7), "{cost:?}");
+}
+
+#[test]
+fn a_row_with_one_withheld_measure_withholds_its_others_so_an_average_cannot_give_a_sum_back() {
+    // kwh and n are two measures of each (district, industry) group: were a group's kwh
+    // withheld and its n released beside an average, kwh = average × n.
+    let grant = grant(&[("by_both", &["district", "industry"])]);
+    let report = review(&grant, "by_both", &["district", "industry"], &district_by_industry(), &[]);
+    let mut by_row: BTreeMap<usize, BTreeSet<&str>> = BTreeMap::new();
+    for cell in &report.suppressed_cells {
+        by_row.entry(cell.row).or_default().insert(cell.column.as_str());
+    }
+    assert!(!by_row.is_empty());
+    for (row, columns) in by_row {
+        assert_eq!(columns, BTreeSet::from(["kwh", "n"]), "row {row}: {}", report.render());
+    }
 }
