@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use unseen_policy::noise::{RandomBits, RandomnessFailed};
-use unseen_policy::sample::{SampleParams, SampleReport, SampleRules};
+use unseen_policy::sample::{SampleKind, SampleParams, SampleReport, SampleRules};
 use unseen_policy::{
     AccessMode, DatasetRequest, DatasetVersion, DisclosureParams, Grant, OutputSpec, ScenarioApplication,
 };
@@ -51,10 +51,20 @@ impl RandomBits for Seeded {
 /// Writes `batch` as the real data of `dataset` in `dir` and derives its sample of the grade's
 /// default kind, as registration does.
 pub async fn register(dir: &Path, dataset: DatasetVersion, batch: &RecordBatch) -> (DomainTable, SampleReport) {
+    let kind = SampleRules::of(dataset.grade).default_kind;
+    register_kind(dir, dataset, batch, kind).await
+}
+
+/// [`register`] with the sample of `kind`, as an operator derives it.
+pub async fn register_kind(
+    dir: &Path,
+    dataset: DatasetVersion,
+    batch: &RecordBatch,
+    kind: SampleKind,
+) -> (DomainTable, SampleReport) {
     let production_path = dir.join(format!("{}.parquet", dataset.name));
     let sample_path = dir.join(format!("{}-sample.parquet", dataset.name));
     unseen_samples::data::write_parquet(batch, &production_path).expect("write parquet");
-    let kind = SampleRules::of(dataset.grade).default_kind;
     let report = unseen_runtime::sample::derive_sample(
         kind,
         &dataset,
@@ -69,8 +79,7 @@ pub async fn register(dir: &Path, dataset: DatasetVersion, batch: &RecordBatch) 
     (DomainTable { dataset, production_path, sample_path }, report)
 }
 
-/// Writes small synthetic datasets and their samples (de-identified for the general-grade
-/// enterprise register, synthetic for the important-grade ones).
+/// Writes small synthetic datasets and their samples (synthetic, every dataset's default).
 pub async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temporary directory");
     let population = unseen_samples::data::population(3_000, 11);

@@ -96,12 +96,14 @@ enum DatasetCommand {
     },
     /// (operator) Derive or show a dataset version's development sample (样本) of a kind, with
     /// what each column holds and the risk measured by attack; --offer makes developers'
-    /// sample-mode jobs read it. Each kind is derived once per version (a synthetic sample
-    /// spends its ε once); general data may offer de-identified real rows, important data
-    /// only synthetic ones.
+    /// sample-mode jobs read it, --withdraw takes it away. Each kind is derived once per version
+    /// (a synthetic sample spends its ε once). Every dataset starts with a synthetic sample;
+    /// general data with a subject column may offer de-identified real rows instead, important
+    /// and core data only synthetic ones.
     #[command(after_help = "Examples:\n  \
-        unseen dataset sample enterprise@v1 --kind synthetic\n  \
-        unseen dataset sample enterprise@v1 --kind synthetic --offer --reason \"no real record in development\"")]
+        unseen dataset sample enterprise@v1 --kind deidentified\n  \
+        unseen dataset sample enterprise@v1 --kind deidentified --offer --reason \"models need real joint distributions\"\n  \
+        unseen dataset sample enterprise@v1 --kind deidentified --withdraw --reason \"no real record in development\"")]
     Sample {
         /// The dataset version, `name@vN`.
         dataset: String,
@@ -111,9 +113,12 @@ enum DatasetCommand {
         kind: String,
         /// Offer it to developers from now on (refused when its risk is over the grade's
         /// thresholds).
-        #[arg(long, requires = "reason")]
+        #[arg(long, requires = "reason", conflicts_with = "withdraw")]
         offer: bool,
-        /// Why (recorded in the audit log); required with --offer.
+        /// Withdraw it: developers get no sample of the dataset until one is offered again.
+        #[arg(long, requires = "reason")]
+        withdraw: bool,
+        /// Why (recorded in the audit log); required with --offer and --withdraw.
         #[arg(long)]
         reason: Option<String>,
     },
@@ -123,7 +128,7 @@ enum DatasetCommand {
 pub fn dataset(args: DatasetArgs) -> Result<ExitCode> {
     runtime()?.block_on(async {
         match args.command {
-            DatasetCommand::Sample { dataset, kind, offer, reason } => {
+            DatasetCommand::Sample { dataset, kind, offer, withdraw, reason } => {
                 let client = Client::connect(&args.client, Role::Operator, "dataset sample").await?;
                 let mut progress = Progress::new(client.json);
                 progress.show(&format!("deriving and measuring the {kind} sample of {dataset}"));
@@ -132,6 +137,7 @@ pub fn dataset(args: DatasetArgs) -> Result<ExitCode> {
                         dataset: dataset.clone(),
                         kind: kind.clone(),
                         offer,
+                        withdraw,
                         reason: reason.unwrap_or_default(),
                     })
                     .await

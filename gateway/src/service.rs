@@ -568,8 +568,14 @@ impl pb::operator_server::Operator for Services {
         let request = request.into_inner();
         dataset_id("dataset", &request.dataset)?;
         let kind: unseen_policy::sample::SampleKind = json_enum("kind", &request.kind, "synthetic, deidentified")?;
-        bounded_text("reason", &request.reason, MAX_REASON_CHARS, request.offer)?;
-        let view = self.domain.derive_sample(&who, &request.dataset, kind, request.offer, &request.reason).await?;
+        let decision = match (request.offer, request.withdraw) {
+            (true, true) => return Err(Status::invalid_argument("offer and withdraw: ask for one of them")),
+            (true, false) => crate::domain::SampleDecision::Offer,
+            (false, true) => crate::domain::SampleDecision::Withdraw,
+            (false, false) => crate::domain::SampleDecision::Show,
+        };
+        bounded_text("reason", &request.reason, MAX_REASON_CHARS, request.offer || request.withdraw)?;
+        let view = self.domain.derive_sample(&who, &request.dataset, kind, decision, &request.reason).await?;
         Ok(Response::new(sample_view(view)?))
     }
 

@@ -185,6 +185,7 @@ async fn malformed_requests_are_refused_at_the_edge_naming_the_field() {
                     dataset: "population; DROP".into(),
                     kind: "synthetic".into(),
                     offer: false,
+                    withdraw: false,
                     reason: String::new(),
                 })
                 .await
@@ -198,6 +199,7 @@ async fn malformed_requests_are_refused_at_the_edge_naming_the_field() {
                     dataset: "population@v1".into(),
                     kind: "raw".into(),
                     offer: false,
+                    withdraw: false,
                     reason: String::new(),
                 })
                 .await
@@ -211,6 +213,7 @@ async fn malformed_requests_are_refused_at_the_edge_naming_the_field() {
                     dataset: "population@v1".into(),
                     kind: "synthetic".into(),
                     offer: true,
+                    withdraw: false,
                     reason: String::new(),
                 })
                 .await

@@ -104,12 +104,12 @@ async fn a_domain_holding_its_jobs_queues_them_and_starts_none_until_reopened() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_sample_over_its_grades_risk_is_not_offered_until_an_operator_offers_a_synthetic_one() {
+async fn a_sample_over_its_grades_risk_is_never_offered_and_without_an_offered_sample_no_sample_job_runs() {
     use std::sync::Arc as Shared;
 
     use datafusion::arrow::array::{Int32Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use unseen_gateway::domain::DatasetRegistration;
+    use unseen_gateway::domain::{DatasetRegistration, SampleDecision};
     use unseen_policy::sample::SampleKind;
     use unseen_policy::{AccessMode, ColumnSpec, ColumnTag, Grade, SubjectKind};
 
@@ -147,9 +147,9 @@ async fn a_sample_over_its_grades_risk_is_not_offered_until_an_operator_offers_a
     };
     let (_, _, sample) =
         domain.register_dataset(&provider, registration, std::fs::read(&path).expect("read")).await.expect("register");
-    assert_eq!(sample.kind, SampleKind::Deidentified, "general data's default");
-    assert!(!sample.offered && !sample.report.offered, "{}", sample.report.render());
-    assert!(sample.report.refusals[0].contains("rule sample_risk"), "{:?}", sample.report.refusals);
+    assert_eq!(sample.kind, SampleKind::Synthetic, "every dataset starts with a synthetic sample");
+    assert!(sample.offered && sample.report.offered, "{}", sample.report.render());
+    assert_eq!(sample.report.epsilon, 2.0);
 
     let developer = principal("acme", Role::Developer);
     let mut application = unseen_samples::scenarios::green_energy();
@@ -164,28 +164,40 @@ async fn a_sample_over_its_grades_risk_is_not_offered_until_an_operator_offers_a
     let grant = common::granted(&domain, &developer, application).await;
     let module =
         domain.upload_module(&developer, &grant.id, unseen_samples::modules::RED_TEAM.to_vec()).await.expect("upload");
+    assert!(domain.run_job(&developer, &grant.id, &module.hash, Mode::Sample, "").await.is_ok());
+
+    // Real rows: derived on the operator's asking (once: a second look derives nothing), shown
+    // with their measured risk, and refused when it is over the grade's threshold.
+    let operator = principal("operator", Role::Operator);
+    let show = SampleDecision::Show;
+    let rows_sample =
+        domain.derive_sample(&operator, "households@v1", SampleKind::Deidentified, show, "").await.expect("derive");
+    assert!(!rows_sample.report.offered && !rows_sample.offered, "{}", rows_sample.report.render());
+    assert!(rows_sample.report.refusals[0].contains("rule sample_risk"), "{:?}", rows_sample.report.refusals);
+    let again =
+        domain.derive_sample(&operator, "households@v1", SampleKind::Deidentified, show, "").await.expect("show");
+    assert_eq!(again.content_hash, rows_sample.content_hash, "derived once per kind");
+    let offer = SampleDecision::Offer;
+    let refused = domain.derive_sample(&operator, "households@v1", SampleKind::Deidentified, offer, "please").await;
+    assert!(
+        matches!(&refused, Err(GatewayError::FailedPrecondition(why)) if why.contains("rule sample_risk")),
+        "{refused:?}"
+    );
+
+    // Withdrawn, no sample-mode job runs; offered again, they do.
+    let withdraw = SampleDecision::Withdraw;
+    let withdrawn = domain
+        .derive_sample(&operator, "households@v1", SampleKind::Synthetic, withdraw, "re-checking the register")
+        .await
+        .expect("withdraw");
+    assert!(!withdrawn.offered);
     let refused = domain.run_job(&developer, &grant.id, &module.hash, Mode::Sample, "").await.expect_err("refused");
     assert!(
         refused.to_string().contains("rule sample_risk") && refused.to_string().contains("households@v1"),
         "{refused}"
     );
-
-    // Real rows are never offered for important data; for this dataset the operator derives a
-    // synthetic sample (once: it spends its ε once), reads its report and offers it.
-    let operator = principal("operator", Role::Operator);
-    let synthetic =
-        domain.derive_sample(&operator, "households@v1", SampleKind::Synthetic, false, "").await.expect("derive");
-    assert!(synthetic.report.offered && !synthetic.offered, "{}", synthetic.report.render());
-    assert_eq!(synthetic.report.epsilon, 2.0);
-    let again = domain.derive_sample(&operator, "households@v1", SampleKind::Synthetic, false, "").await.expect("show");
-    assert_eq!(again.content_hash, synthetic.content_hash, "derived once per kind: no second ε");
-    let offered = domain
-        .derive_sample(&operator, "households@v1", SampleKind::Synthetic, true, "development needs no real record")
-        .await
-        .expect("offer");
-    assert!(offered.offered);
-    let job = domain.run_job(&developer, &grant.id, &module.hash, Mode::Sample, "").await.expect("now it runs");
-    assert!(!job.is_empty());
+    domain.derive_sample(&operator, "households@v1", SampleKind::Synthetic, offer, "checked").await.expect("offer");
+    assert!(domain.run_job(&developer, &grant.id, &module.hash, Mode::Sample, "").await.is_ok());
     let regulator = principal("regulator", Role::Regulator);
     let (entries, _) = domain.audit_entries(&regulator, 0, 0, "households@v1").expect("entries");
     let actions: Vec<String> = entries
@@ -194,7 +206,7 @@ async fn a_sample_over_its_grades_risk_is_not_offered_until_an_operator_offers_a
         .collect();
     assert_eq!(
         actions,
-        ["dataset.register", "dataset.sample", "dataset.sample", "dataset.sample.offer"],
+        ["dataset.register", "dataset.sample", "dataset.sample", "dataset.sample.withdraw", "dataset.sample.offer"],
         "{actions:?}"
     );
 }

@@ -116,6 +116,7 @@ async fn call(rpc: &str, channel: Channel) -> Code {
                 dataset: "missing@v1".into(),
                 kind: "synthetic".into(),
                 offer: false,
+                withdraw: false,
                 reason: String::new(),
             })
             .await

@@ -11,11 +11,11 @@ use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use unseen_policy::sample::{GrantSampleKeys, stored_token};
+use unseen_policy::sample::{GrantSampleKeys, SampleKind, stored_token};
 use unseen_policy::{AccessMode, ColumnSpec, ColumnTag, DatasetVersion, Grade, SubjectKind};
 use unseen_runtime::pseudonym::Pseudonymiser;
 use unseen_runtime::{DomainTable, GovernedSession, Mode};
-use unseen_tests::{SAMPLE_KEY, fixture, grant, green_grant, register};
+use unseen_tests::{SAMPLE_KEY, fixture, grant, green_grant, register_kind};
 
 fn read_parquet(path: &Path) -> RecordBatch {
     let file = std::fs::File::open(path).expect("open parquet");
@@ -130,8 +130,12 @@ async fn two_grants_see_tokens_that_link_neither_to_each_other_nor_to_the_stored
 
 #[tokio::test(flavor = "multi_thread")]
 async fn perturbed_values_resist_an_attacker_who_knows_the_method_and_rows_lose_their_place() {
-    let fixture = fixture().await;
-    let enterprise = fixture.tables.iter().find(|table| table.dataset.name == "enterprise").expect("enterprise");
+    // The enterprise register is general data: an operator may offer it de-identified.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let register = unseen_samples::data::enterprises(2_000, 11);
+    let (enterprise, report) =
+        register_kind(dir.path(), unseen_samples::scenarios::enterprise(), &register, SampleKind::Deidentified).await;
+    assert!(report.offered, "{}", report.render());
     let real = read_parquet(&enterprise.production_path);
     let sample = read_parquet(&enterprise.sample_path);
     // The test knows the domain's key, so it can tell which real company each sample row is.
@@ -197,7 +201,7 @@ async fn rows_pulled_one_at_a_time_under_a_narrow_grant_are_no_real_values() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_district_of_three_residents_reaches_no_sample_of_either_kind() {
-    for grade in [Grade::General, Grade::Important] {
+    for kind in [SampleKind::Synthetic, SampleKind::Deidentified] {
         let dir = tempfile::tempdir().expect("temporary directory");
         let people = unseen_samples::data::population(3_000, 11);
         let districts = texts(&people, "district");
@@ -210,8 +214,8 @@ async fn a_district_of_three_residents_reaches_no_sample_of_either_kind() {
         let mut columns = people.columns().to_vec();
         columns[index] = Arc::new(moved);
         let people = RecordBatch::try_new(people.schema(), columns).expect("batch");
-        let dataset = DatasetVersion { grade, ..unseen_samples::scenarios::population() };
-        let (table, report) = register(dir.path(), dataset, &people).await;
+        let dataset = DatasetVersion { grade: Grade::General, ..unseen_samples::scenarios::population() };
+        let (table, report) = register_kind(dir.path(), dataset, &people, kind).await;
         assert!(report.offered, "{}", report.render());
         let grant = grant(
             "g-districts",
@@ -228,7 +232,7 @@ async fn a_district_of_three_residents_reaches_no_sample_of_either_kind() {
         assert!(shown.len() >= 3, "{shown:?}");
         assert!(
             !shown.iter().any(|district| district.as_deref() == Some("小镇")),
-            "{grade:?}: the district of 3 residents is in the sample: {shown:?}"
+            "{kind:?}: the district of 3 residents is in the sample: {shown:?}"
         );
     }
 }

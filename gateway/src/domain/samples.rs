@@ -14,10 +14,48 @@ use unseen_policy::sample::{SampleKind, SampleParams, SampleReport, SampleRules}
 use unseen_policy::{DatasetVersion, Grant, sha256_hex};
 use unseen_runtime::DomainTable;
 
-use super::{Domain, StoredDataset, SystemBits, audit_entry, now_ms};
+use super::{Domain, StoredDataset, audit_entry, now_ms};
 use crate::error::GatewayError;
 use crate::identity::{Principal, Role};
 use crate::store::Param;
+
+/// Random words for a derivation: HMAC-SHA256 in counter mode under a key drawn once from
+/// the operating system (a synthetic sample draws millions of words; one system call each
+/// would dominate its derivation).
+struct DrawnBits {
+    key: ring::hmac::Key,
+    counter: u64,
+    words: [u64; 4],
+    next: usize,
+}
+
+impl DrawnBits {
+    fn seeded() -> Result<Self, GatewayError> {
+        use ring::rand::SecureRandom;
+        let mut seed = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut seed)
+            .map_err(|_| GatewayError::Internal("drawing a sample's random key".into()))?;
+        Ok(Self { key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &seed), counter: 0, words: [0; 4], next: 4 })
+    }
+}
+
+impl unseen_policy::noise::RandomBits for DrawnBits {
+    fn next_u64(&mut self) -> Result<u64, unseen_policy::noise::RandomnessFailed> {
+        if self.next == self.words.len() {
+            let tag = ring::hmac::sign(&self.key, &self.counter.to_le_bytes());
+            self.counter += 1;
+            for (word, bytes) in self.words.iter_mut().zip(tag.as_ref().chunks_exact(8)) {
+                let mut chunk = [0u8; 8];
+                chunk.copy_from_slice(bytes);
+                *word = u64::from_le_bytes(chunk);
+            }
+            self.next = 0;
+        }
+        self.next += 1;
+        Ok(self.words[self.next - 1])
+    }
+}
 
 /// A derived sample as the operator sees it.
 #[derive(Debug, Clone)]
@@ -32,6 +70,17 @@ pub struct SampleView {
     pub report: SampleReport,
     /// Hex SHA-256 of the sample file.
     pub content_hash: String,
+}
+
+/// What an operator does with a sample besides looking at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleDecision {
+    /// Derive it if it does not exist yet, and show it.
+    Show,
+    /// Developers' sample-mode jobs read it from now on (if its risk is under the thresholds).
+    Offer,
+    /// Developers get no sample of the dataset until one is offered again.
+    Withdraw,
 }
 
 /// One line for the audit log: what was derived and what the attacks found.
@@ -70,7 +119,7 @@ impl Domain {
         kind: SampleKind,
     ) -> Result<(PathBuf, SampleReport, String), GatewayError> {
         let target = self.sample_file(dataset, kind);
-        let mut random = SystemBits::default();
+        let mut random = DrawnBits::seeded()?;
         let report = unseen_runtime::sample::derive_sample(
             kind,
             dataset,
@@ -94,12 +143,12 @@ impl Domain {
         who: &Principal,
         dataset_id: &str,
         kind: SampleKind,
-        offer: bool,
+        decision: SampleDecision,
         reason: &str,
     ) -> Result<SampleView, GatewayError> {
         Self::require(who, Role::Operator)?;
-        if offer && reason.trim().is_empty() {
-            return Err(GatewayError::InvalidInput("reason: offering a sample needs a reason".into()));
+        if decision != SampleDecision::Show && reason.trim().is_empty() {
+            return Err(GatewayError::InvalidInput("reason: offering or withdrawing a sample needs a reason".into()));
         }
         let stored = self.dataset(dataset_id).await?;
         let rules = SampleRules::of(stored.dataset.grade);
@@ -134,7 +183,11 @@ impl Domain {
             }
         };
         let mut offered = stored.sample_kind == kind.as_str();
-        if offer && !offered {
+        if decision == SampleDecision::Withdraw && offered {
+            self.set_offered_sample(who, dataset_id, kind, None, &content_hash, reason).await?;
+            offered = false;
+        }
+        if decision == SampleDecision::Offer && !offered {
             if !report.offered {
                 return Err(GatewayError::FailedPrecondition(format!(
                     "the {} sample of {dataset_id} is not offered: {}",
@@ -142,28 +195,57 @@ impl Domain {
                     report.refusals.join("; ")
                 )));
             }
-            let mut transaction = self.store.begin().await?;
-            transaction
-                .execute(
-                    "UPDATE datasets SET sample_kind = $1, sample_path = $2 WHERE id = $3",
-                    &[Param::Text(kind.as_str()), Param::Text(&path.to_string_lossy()), Param::Text(dataset_id)],
-                )
-                .await?;
-            transaction.log(audit_entry(
-                who,
-                "dataset.sample.offer",
-                "dataset",
-                dataset_id,
-                Some(content_hash.clone()),
-                None,
-                kind.as_str(),
-                reason.to_string(),
-            ));
-            self.commit(transaction).await?;
-            self.forget_dataset(dataset_id);
+            self.set_offered_sample(who, dataset_id, kind, Some(&path), &content_hash, reason).await?;
             offered = true;
         }
         Ok(SampleView { dataset: dataset_id.to_string(), kind, offered, report, content_hash })
+    }
+
+    /// Offers the sample at `path` of `kind` to developers (`dataset.sample.offer`), or with no
+    /// path withdraws the offered sample of `kind` (`dataset.sample.withdraw`), with its entry.
+    async fn set_offered_sample(
+        &self,
+        who: &Principal,
+        dataset_id: &str,
+        kind: SampleKind,
+        path: Option<&Path>,
+        content_hash: &str,
+        reason: &str,
+    ) -> Result<(), GatewayError> {
+        let mut transaction = self.store.begin().await?;
+        let action = match path {
+            Some(path) => {
+                transaction
+                    .execute(
+                        "UPDATE datasets SET sample_kind = $1, sample_path = $2 WHERE id = $3",
+                        &[Param::Text(kind.as_str()), Param::Text(&path.to_string_lossy()), Param::Text(dataset_id)],
+                    )
+                    .await?;
+                "dataset.sample.offer"
+            }
+            None => {
+                transaction
+                    .execute(
+                        "UPDATE datasets SET sample_kind = '' WHERE id = $1 AND sample_kind = $2",
+                        &[Param::Text(dataset_id), Param::Text(kind.as_str())],
+                    )
+                    .await?;
+                "dataset.sample.withdraw"
+            }
+        };
+        transaction.log(audit_entry(
+            who,
+            action,
+            "dataset",
+            dataset_id,
+            Some(content_hash.to_string()),
+            None,
+            kind.as_str(),
+            reason.to_string(),
+        ));
+        self.commit(transaction).await?;
+        self.forget_dataset(dataset_id);
+        Ok(())
     }
 
     /// Writes a derived sample's row and its audit entry into `transaction`.
@@ -248,8 +330,15 @@ impl Domain {
         for row in unmeasured {
             let stored = self.dataset(&row["id"]).await?;
             let kind = SampleRules::of(stored.dataset.grade).default_kind;
-            let (path, report, content_hash) =
-                self.derive_sample_file(&stored.dataset, Path::new(&stored.path), kind).await?;
+            // A dataset whose sample cannot be derived keeps none offered; the domain opens.
+            let derived = self.derive_sample_file(&stored.dataset, Path::new(&stored.path), kind).await;
+            let (path, report, content_hash) = match derived {
+                Ok(derived) => derived,
+                Err(error) => {
+                    tracing::error!(dataset = %row["id"], %error, "deriving a dataset's sample failed; none is offered");
+                    continue;
+                }
+            };
             let mut transaction = self.store.begin().await?;
             self.record_sample(&mut transaction, &domain, &stored.dataset, &path, &report, &content_hash).await?;
             let offered_kind = if report.offered { kind.as_str() } else { "" };

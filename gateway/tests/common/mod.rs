@@ -82,7 +82,7 @@ pub fn spawn_child(
         .args([test, "--exact", "--nocapture"])
         .env(env, dir)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
         .spawn()
         .expect("start the child domain");
     let mut process = ChildDomain(process);

@@ -41,6 +41,8 @@ const LOG_FACTOR: (f64, f64) = (0.05, 0.55);
 const OFFSET_SHARES: [f64; 8] = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
 /// The share of the grade's recovery threshold a column's noise is calibrated to.
 const CALIBRATION_MARGIN: f64 = 0.8;
+/// Most times a column's bands are widened (1, 2, 5 × ten to the 20th: far past any range).
+const MAX_WIDENINGS: u32 = 60;
 /// Band widths, in units of a column's base, tried in order.
 const LADDER: [f64; 3] = [1.0, 2.0, 5.0];
 
@@ -97,8 +99,10 @@ impl Quasi<'_> {
                 }
             }
             (Generalisation::Bands { base, step, .. }, _, Some(numbers)) => match numbers[row] {
-                None => NULL_KEY,
-                Some(value) => Generalisation::band(value, Generalisation::width(*base, *step)).to_bits(),
+                Some(value) if value.is_finite() => {
+                    Generalisation::band(value, Generalisation::width(*base, *step)).to_bits()
+                }
+                _ => NULL_KEY,
             },
             _ => NULL_KEY,
         }
@@ -120,7 +124,10 @@ impl Quasi<'_> {
 
     fn can_widen(&self) -> bool {
         match &self.generalisation {
-            Generalisation::Bands { base, step, range } => Generalisation::width(*base, *step) <= *range,
+            Generalisation::Bands { base, step, range } => {
+                let width = Generalisation::width(*base, *step);
+                width.is_finite() && width <= *range && *step < MAX_WIDENINGS
+            }
             Generalisation::Categories { .. } => false,
         }
     }
@@ -213,11 +220,14 @@ pub(crate) fn derive(
             }
             _ => {
                 let numbers = column.numbers.as_deref().unwrap_or(&[]);
+                // Bands span the finite values (a non-finite one is published as null), and
+                // stop widening once one band holds them all.
                 let (low, high) = numbers
                     .iter()
                     .flatten()
+                    .filter(|v| v.is_finite())
                     .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), v| (low.min(*v), high.max(*v)));
-                let range = if low.is_finite() { (high - low).max(0.0) } else { 0.0 };
+                let range = if low.is_finite() && high.is_finite() { (high - low).max(0.0) } else { 0.0 };
                 let base = if values::is_integral(&column.data_type) {
                     1.0
                 } else {
@@ -309,8 +319,12 @@ pub(crate) fn derive(
             }
             (Model::Token, _) if column.tag == ColumnTag::Sensitive => {
                 let text = column.text.as_ref().ok_or_else(|| PolicyError::invalid(&column.name, "no text"))?;
+                let common = common_values(source, text, &sample_rows, params.k);
                 let swapped = swap(&sample_rows, &sample_draws);
-                let values = swapped.iter().map(|&row| text.value(row).map(|value| token_of(&keys.tag(value))));
+                let values = swapped.iter().map(|&row| {
+                    let code = text.codes[row];
+                    text.value(row).filter(|_| common[code as usize]).map(|value| token_of(&keys.tag(value)))
+                });
                 let values: Vec<Option<String>> = values.collect();
                 columns.push(values::text_column(
                     values.iter().map(Option::as_deref),
@@ -391,7 +405,7 @@ pub(crate) fn derive(
                         if mask & (1 << position) != 0 {
                             None
                         } else {
-                            numbers[row].map(|v| Generalisation::band(v, width))
+                            numbers[row].filter(|v| v.is_finite()).map(|v| Generalisation::band(v, width))
                         }
                     })
                     .collect();
@@ -403,11 +417,20 @@ pub(crate) fn derive(
                 published_quasi.push(q.published(position, source.rows, &sample_rows, &sample_suppressed));
             }
             (Model::Categorical, None) => {
-                // Sensitive (or identifier-free, non-quasi) categories: swapped between rows.
+                // Sensitive (or identifier-free, non-quasi) categories: swapped between rows,
+                // and a value fewer than k sampled subjects hold is merged into `(other)`.
                 let text = column.text.as_ref().ok_or_else(|| PolicyError::invalid(&column.name, "no text"))?;
+                let common = common_values(source, text, &sample_rows, params.k);
+                let textual = column.data_type != arrow::datatypes::DataType::Boolean;
                 let swapped = swap(&sample_rows, &sample_draws);
                 columns.push(values::text_column(
-                    swapped.iter().map(|&row| text.value(row)),
+                    swapped.iter().map(|&row| {
+                        let code = text.codes[row];
+                        match text.value(row) {
+                            Some(_) if !common[code as usize] => textual.then_some(OTHER),
+                            value => value,
+                        }
+                    }),
                     &column.data_type,
                     &column.name,
                 )?);
@@ -421,14 +444,26 @@ pub(crate) fn derive(
                 let median = magnitudes.get(magnitudes.len() / 2).copied().unwrap_or(0.0);
                 let non_negative = numbers.iter().flatten().all(|v| *v >= 0.0);
                 let integral = values::is_integral(&column.data_type);
+                // The noise of a value is keyed by its subject, its column and the value itself:
+                // a value a subject holds on many rows (a yearly contribution base on monthly
+                // rows) gets the same noise on each, so no average over them removes it.
+                let words: Vec<[u64; 4]> = sample_rows
+                    .iter()
+                    .map(|&row| {
+                        let subject = source.subject_of(row);
+                        let tag: &[u8] = source.subject_tags.get(subject as usize).map_or(&[], |tag| &tag[..]);
+                        let bits = numbers[row].map_or(u64::MAX, f64::to_bits);
+                        keys.noise(&[tag, column.name.as_bytes(), &bits.to_le_bytes()])
+                    })
+                    .collect();
                 let perturb = |offset: f64| -> Vec<Option<f64>> {
                     sample_rows
                         .iter()
-                        .zip(&sample_draws)
+                        .zip(&words)
                         .map(|(&row, draw)| {
                             numbers[row].map(|value| {
-                                let word = column_word(draw[1], &column.name, 1);
-                                let second = column_word(draw[2], &column.name, 2);
+                                let word = draw[1];
+                                let second = draw[2];
                                 let unit = |word: u64| (word >> 11) as f64 / (1u64 << 53) as f64;
                                 let log_factor = LOG_FACTOR.0 + (LOG_FACTOR.1 - LOG_FACTOR.0) * unit(word >> 1);
                                 let factor = if word & 1 == 0 { log_factor.exp() } else { (-log_factor).exp() };
@@ -502,6 +537,18 @@ pub(crate) fn derive(
     })
 }
 
+/// Per code of `text`, whether at least `k` of the sampled subjects hold the value.
+fn common_values(source: &Analysed, text: &values::Coded, rows: &[usize], k: u64) -> Vec<bool> {
+    let mut holders: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); text.values.len()];
+    for &row in rows {
+        let code = text.codes[row];
+        if code != NULL_CODE && (holders[code as usize].len() as u64) < k {
+            holders[code as usize].insert(source.subject_of(row));
+        }
+    }
+    holders.iter().map(|subjects| subjects.len() as u64 >= k).collect()
+}
+
 /// A keyed permutation of the sample's rows: row i takes the value of the row the draw
 /// puts in its place.
 fn swap(rows: &[usize], draws: &[[u64; 4]]) -> Vec<usize> {
@@ -512,13 +559,4 @@ fn swap(rows: &[usize], draws: &[[u64; 4]]) -> Vec<usize> {
 
 fn mismatched(column: &super::SourceColumn) -> PolicyError {
     PolicyError::invalid(&column.name, "its generalisation does not fit its type")
-}
-
-/// A uniform word for one column and purpose from a row's keyed draw: the draw is secret and
-/// uniform, so mixing in public constants keeps it so, and columns get independent noise.
-fn column_word(word: u64, column: &str, lane: u64) -> u64 {
-    let mut mixed = word ^ stable_hash(column.as_bytes()) ^ lane.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    mixed ^ (mixed >> 31)
 }

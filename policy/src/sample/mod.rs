@@ -102,12 +102,14 @@ pub struct SampleRules {
 }
 
 impl SampleRules {
-    /// The rules of `grade`: general data (一般数据) may offer k-anonymous real rows with
-    /// perturbed values; important data (重要数据) and core data offer only synthetic samples.
+    /// The rules of `grade`: every dataset starts with a synthetic sample (no real record);
+    /// general data (一般数据) may offer k-anonymous real rows with perturbed values instead, when
+    /// an operator has seen their measured risk and chooses to; important data (重要数据) and
+    /// core data offer only synthetic samples.
     pub fn of(grade: Grade) -> Self {
         match grade {
             Grade::General => Self {
-                default_kind: SampleKind::Deidentified,
+                default_kind: SampleKind::Synthetic,
                 deidentified_allowed: true,
                 max_unique_share: 0.0,
                 max_recovered_share: 0.10,
@@ -264,6 +266,12 @@ pub fn derive(
             "rule sample_kind: dataset {} is graded {:?}; only synthetic samples may be offered, never real rows",
             dataset.id(),
             dataset.grade
+        )));
+    }
+    if kind == SampleKind::Deidentified && dataset.subject_column().is_none() {
+        return Err(PolicyError::Denied(format!(
+            "rule sample_kind: dataset {} has no subject column, so no privacy unit to make k-anonymous; only synthetic samples may be offered",
+            dataset.id()
         )));
     }
     if params.percent == 0 || params.percent > 100 || params.k == 0 {
@@ -544,6 +552,8 @@ impl SourceColumn {
 
 /// The real data, analysed: columns modelled and coded, subjects tokenised.
 pub(crate) struct Analysed {
+    /// What the subject column identifies.
+    pub subject_kind: Option<crate::SubjectKind>,
     pub rows: usize,
     pub columns: Vec<SourceColumn>,
     /// Index into `columns` of the subject column.
@@ -596,7 +606,7 @@ impl Analysed {
                 column.model = Model::Token;
             }
         }
-        Ok(Self { rows, columns, subject, subject_tags })
+        Ok(Self { subject_kind: dataset.subject_kind, rows, columns, subject, subject_tags })
     }
 
     /// The subject code of `row` (its row index when the dataset has no subject column).

@@ -16,9 +16,10 @@
 //!   category, then 16 and again 16 equal parts of each, noise-only parts cut; values are
 //!   drawn uniformly within the finest part.
 //!
-//! Identifiers are fresh random tokens. Subject tokens are those of the real subjects in the
-//! sampled share (so samples of one subject kind join, de-identified or synthetic), but the
-//! rows drawn for a subject are not its rows and their number is drawn too.
+//! Identifiers are fresh random tokens. Subjects are synthetic too: synthetic subject j of a
+//! kind has the same token in every synthetic sample of the domain (so synthetic samples of
+//! one kind join), and how many there are comes from the noisy row-count histogram; which real
+//! subjects the dataset holds plays no part, so the sample says nothing of membership.
 
 use std::collections::HashMap;
 
@@ -27,7 +28,7 @@ use arrow::datatypes::DataType;
 
 use super::risk::{MATCHES_NOTHING, Published, PublishedQuasi, PublishedSensitive};
 use super::values::{self, NULL_CODE};
-use super::{Analysed, Derivation, Model, SYNTHETIC_DELTA, SampleKeys, SampleParams, sampled, token_of};
+use super::{Analysed, Derivation, Model, SYNTHETIC_DELTA, SampleKeys, SampleParams, token_of};
 use crate::noise::{RandomBits, Scale, discrete_laplace};
 use crate::{ColumnTag, PolicyError};
 
@@ -234,9 +235,14 @@ pub(crate) fn derive(
         .map(|column| column.index)
         .collect();
     let root = source.columns.iter().find(|column| column.model == Model::Categorical).map(|column| column.index);
-    let measurements = modelled.len() + modelled.iter().filter(|&&index| Some(index) != root).count();
+    // One measurement per one-way histogram, one more per category column (its `(other)`
+    // count reuses the rows of the categories it gathers), one per two-way histogram.
+    let text_columns = modelled.iter().filter(|&&index| source.columns[index].text.is_some()).count();
+    let measurements = modelled.len() + text_columns + modelled.iter().filter(|&&index| Some(index) != root).count();
     let epsilon = epsilon_marginals / measurements.max(1) as f64;
     let scale = m / epsilon;
+    // Every thresholded histogram gets its share of δ.
+    let delta = delta / text_columns.max(1) as f64;
     let threshold = m + scale * (m / (2.0 * delta)).ln();
 
     // One-way category histograms, thresholded (the root's too).
@@ -311,17 +317,30 @@ pub(crate) fn derive(
             magnitude_counts[root_position(row)][magnitude_bin(values[row])] += 1;
         }
         let mut magnitudes = Vec::with_capacity(root_size);
+        // The pooled histogram sums the noisy counts of every root category (post-processing,
+        // no further ε): a root category whose bins are each too small to stand out of the
+        // noise draws from it, and its noise, summed over root_size counts, is cut at a
+        // threshold √root_size times higher.
+        let mut pooled = vec![0.0; MAGNITUDE_BINS];
         for row in &magnitude_counts {
             let mut weights = Vec::with_capacity(MAGNITUDE_BINS);
-            for &count in row {
+            for (bin, &count) in row.iter().enumerate() {
                 let noisy = random.noisy(count, scale)?;
+                pooled[bin] += noisy;
                 weights.push(if noisy >= MAGNITUDE_CUT * scale { noisy } else { 0.0 });
             }
             magnitudes.push(weights);
         }
+        let pooled_cut = MAGNITUDE_CUT * scale * (magnitude_counts.len() as f64).sqrt();
+        for weight in &mut pooled {
+            if *weight < pooled_cut {
+                *weight = 0.0;
+            }
+        }
         let part_scale = 2.0 * scale;
-        let refined: Vec<usize> =
-            (2..MAGNITUDE_BINS).filter(|&bin| magnitudes.iter().any(|weights| weights[bin] > 0.0)).collect();
+        let refined: Vec<usize> = (2..MAGNITUDE_BINS)
+            .filter(|&bin| pooled[bin] > 0.0 || magnitudes.iter().any(|weights| weights[bin] > 0.0))
+            .collect();
         let mut part_counts: HashMap<usize, Vec<u64>> = refined.iter().map(|&bin| (bin, vec![0u64; SPLIT])).collect();
         let mut subpart_counts: HashMap<(usize, usize), Vec<u64>> = HashMap::new();
         for &row in &counted {
@@ -359,8 +378,6 @@ pub(crate) fn derive(
             }
             parts.insert(bin, cumulative(&weights));
         }
-        let pooled: Vec<f64> =
-            (0..MAGNITUDE_BINS).map(|bin| magnitudes.iter().map(|weights| weights[bin]).sum()).collect();
         numbers.insert(
             index,
             Numbers {
@@ -373,24 +390,19 @@ pub(crate) fn derive(
         );
     }
 
-    // Generation: the sampled subjects, each with a drawn number of rows.
+    // Generation: as many synthetic subjects as the noisy histogram holds subjects (times the
+    // sampled share), each with a drawn number of rows. Synthetic subject j of a kind is the
+    // same token in every synthetic sample of the domain, so those samples join; which real
+    // subjects the dataset holds plays no part.
     let row_sums = cumulative(&row_weights);
+    let subjects = (total * f64::from(params.percent) / 100.0).round() as usize;
     let mut owners: Vec<Option<u32>> = Vec::new();
-    match source.subject {
-        Some(_) => {
-            for (subject, tag) in source.subject_tags.iter().enumerate() {
-                if !sampled(tag, params.percent) {
-                    continue;
-                }
-                let rows = random.weighted(&row_sums)?.map_or(1, |index| index + 1);
-                owners.extend(std::iter::repeat_n(Some(subject as u32), rows));
-            }
-        }
-        None => {
-            let noisy_rows = random.noisy(source.rows as u64, 1.0 / epsilon_rows)?;
-            let rows = (noisy_rows * f64::from(params.percent) / 100.0).round() as usize;
-            owners.extend(std::iter::repeat_n(None, rows));
-        }
+    for subject in 0..subjects {
+        let rows = match source.subject {
+            Some(_) => random.weighted(&row_sums)?.map_or(1, |index| index + 1),
+            None => 1,
+        };
+        owners.extend(std::iter::repeat_n(source.subject.map(|_| subject as u32), rows));
     }
     // Rows in a random order, so a subject's rows are not together.
     let mut order: Vec<(u64, usize)> = Vec::with_capacity(owners.len());
@@ -416,10 +428,15 @@ pub(crate) fn derive(
     for column in &source.columns {
         match column.model {
             Model::Subject => {
-                let tokens_of: Vec<String> = source.subject_tags.iter().map(token_of).collect();
+                let kind = source.subject_kind.map_or("subject", |kind| kind.as_str());
+                let tokens_of: Vec<String> = (0..subjects)
+                    .map(|subject| token_of(&keys.tag(&format!("\0synthetic {kind} {subject}"))))
+                    .collect();
                 let values = owners.iter().map(|owner| owner.map(|subject| tokens_of[subject as usize].as_str()));
                 columns.push(values::text_column(values, &DataType::Utf8, &column.name)?);
-                treatments.push("tokens of the sampled subjects; their rows are drawn, not theirs".to_string());
+                treatments.push(format!(
+                    "synthetic {kind}s (the same in every synthetic sample of the domain), none of them real"
+                ));
                 tokens.push(column.index);
             }
             Model::Token if column.tag == ColumnTag::Identifier => {

@@ -267,3 +267,174 @@ fn token_columns_are_marked_for_the_runtime_to_rekey() {
         .collect();
     assert_eq!(marked, ["person_id", "name"]);
 }
+
+#[test]
+fn synthetic_subjects_are_the_domains_synthetic_ones_whoever_the_dataset_holds() {
+    let (table, derived) = derive_people(SampleKind::Synthetic, Grade::Important, 5_000);
+    let real: BTreeSet<String> =
+        strings(&table, "person_id").into_iter().flatten().map(|id| stored_token(&[3; 32], &id)).collect();
+    let pool: BTreeSet<String> =
+        (0..5_000).map(|j| stored_token(&[3; 32], &format!("\0synthetic person {j}"))).collect();
+    let tokens: BTreeSet<String> = strings(&derived.table, "person_id").into_iter().flatten().collect();
+    assert!(tokens.len() > 500, "{}", tokens.len());
+    assert!(tokens.is_disjoint(&real), "no real subject's token: membership is not disclosed");
+    assert!(tokens.is_subset(&pool), "synthetic subject j is the same in every synthetic sample of the kind");
+    // One resident more or less changes nothing the tokens could tell.
+    let fewer =
+        arrow::compute::take_record_batch(&table, &arrow::array::UInt32Array::from_iter_values(1..5_000)).unwrap();
+    let smaller = derive(
+        SampleKind::Synthetic,
+        &dataset(Grade::Important),
+        &fewer,
+        &[3; 32],
+        &SampleParams::default(),
+        &mut Seeded(11),
+    )
+    .unwrap();
+    let other: BTreeSet<String> = strings(&smaller.table, "person_id").into_iter().flatten().collect();
+    assert!(other.is_subset(&pool));
+}
+
+#[test]
+fn a_value_a_subject_holds_on_many_rows_gets_the_same_noise_on_each() {
+    // One person's yearly income on twelve monthly rows: independent noise per row would
+    // average back to the truth.
+    let rows = 12 * 400;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("person_id", DataType::Utf8, false),
+        Field::new("month", DataType::Utf8, false),
+        Field::new("income", DataType::Float64, false),
+    ]));
+    let table = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from((0..rows).map(|i| format!("P{}", i / 12)).collect::<Vec<_>>())),
+            Arc::new(StringArray::from((0..rows).map(|i| format!("2024-{:02}", i % 12 + 1)).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from((0..rows).map(|i| 30_000.0 + (i / 12) as f64 * 17.0).collect::<Vec<_>>())),
+        ],
+    )
+    .unwrap();
+    let dataset = DatasetVersion {
+        columns: vec![
+            ColumnSpec { name: "person_id".into(), tag: ColumnTag::Subject },
+            ColumnSpec { name: "month".into(), tag: ColumnTag::Public },
+            ColumnSpec { name: "income".into(), tag: ColumnTag::Sensitive },
+        ],
+        ..dataset(Grade::General)
+    };
+    let derived =
+        derive(SampleKind::Deidentified, &dataset, &table, &[3; 32], &SampleParams::default(), &mut Seeded(1)).unwrap();
+    let ids = strings(&derived.table, "person_id");
+    let incomes = derived.table.column_by_name("income").unwrap().as_primitive::<Float64Type>().clone();
+    let mut per_subject: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for (id, income) in ids.into_iter().zip(incomes.iter()) {
+        per_subject.entry(id.unwrap()).or_default().insert(income.unwrap().to_bits());
+    }
+    assert!(per_subject.len() > 40);
+    assert!(per_subject.values().all(|values| values.len() == 1), "one noisy value per subject and value");
+}
+
+#[test]
+fn non_finite_numbers_and_rare_sensitive_categories_are_handled() {
+    let rows = 3_000;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("person_id", DataType::Utf8, false),
+        Field::new("height", DataType::Float64, true),
+        Field::new("diagnosis", DataType::Utf8, false),
+    ]));
+    let table = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from((0..rows).map(|i| format!("P{i}")).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from(
+                (0..rows)
+                    .map(|i| match i % 50 {
+                        0 => Some(f64::INFINITY),
+                        1 => Some(f64::NEG_INFINITY),
+                        2 => Some(f64::NAN),
+                        3 => Some(1e308),
+                        _ => Some(150.0 + (i % 40) as f64),
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                (0..rows)
+                    .map(|i| if i == 7 { "a rare disease".to_string() } else { ["flu", "cold"][i % 2].to_string() })
+                    .collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap();
+    let dataset = DatasetVersion {
+        columns: vec![
+            ColumnSpec { name: "person_id".into(), tag: ColumnTag::Subject },
+            ColumnSpec { name: "height".into(), tag: ColumnTag::Quasi },
+            ColumnSpec { name: "diagnosis".into(), tag: ColumnTag::Sensitive },
+        ],
+        ..dataset(Grade::General)
+    };
+    let params = SampleParams { percent: 100, ..SampleParams::default() };
+    let derived = derive(SampleKind::Deidentified, &dataset, &table, &[3; 32], &params, &mut Seeded(1)).unwrap();
+    let diagnoses = strings(&derived.table, "diagnosis");
+    assert!(!diagnoses.iter().any(|value| value.as_deref() == Some("a rare disease")), "one person's value is merged");
+    let heights = derived.table.column_by_name("height").unwrap().as_primitive::<Float64Type>().clone();
+    assert!(heights.iter().flatten().all(f64::is_finite));
+    let error = derive(
+        SampleKind::Deidentified,
+        &DatasetVersion {
+            columns: vec![ColumnSpec { name: "height".into(), tag: ColumnTag::Quasi }],
+            subject_kind: None,
+            ..dataset
+        },
+        &table.project(&[1]).unwrap(),
+        &[3; 32],
+        &params,
+        &mut Seeded(1),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("no subject column"), "{error}");
+}
+
+#[test]
+fn a_synthetic_number_spread_over_many_root_categories_is_still_drawn() {
+    // Monthly readings: twelve root categories, each too small in every magnitude bin to stand
+    // out of its noise alone; the pooled histogram still describes the column.
+    let enterprises = 2_000;
+    let rows = enterprises * 12;
+    let mut random = Seeded(5);
+    let readings: Vec<f64> =
+        (0..rows).map(|_| 10f64.powf(3.0 + (random.next_u64().unwrap() % 3_000) as f64 / 1_000.0)).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("uscc", DataType::Utf8, false),
+        Field::new("month", DataType::Utf8, false),
+        Field::new("kwh", DataType::Float64, false),
+    ]));
+    let table = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from((0..rows).map(|i| format!("E{}", i / 12)).collect::<Vec<_>>())),
+            Arc::new(StringArray::from((0..rows).map(|i| format!("2024-{:02}", i % 12 + 1)).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from(readings.clone())),
+        ],
+    )
+    .unwrap();
+    let dataset = DatasetVersion {
+        columns: vec![
+            ColumnSpec { name: "uscc".into(), tag: ColumnTag::Subject },
+            ColumnSpec { name: "month".into(), tag: ColumnTag::Public },
+            ColumnSpec { name: "kwh".into(), tag: ColumnTag::Sensitive },
+        ],
+        ..dataset(Grade::Important)
+    };
+    let derived =
+        derive(SampleKind::Synthetic, &dataset, &table, &[3; 32], &SampleParams::default(), &mut Seeded(2)).unwrap();
+    let kwh = derived.table.column_by_name("kwh").unwrap().as_primitive::<Float64Type>().clone();
+    let drawn: Vec<f64> = kwh.iter().flatten().collect();
+    assert!(drawn.len() * 10 >= kwh.len() * 9, "{} of {} readings drawn", drawn.len(), kwh.len());
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (real, synthetic) = (median(&mut readings.clone()), median(&mut drawn.clone()));
+    assert!(synthetic > real / 2.0 && synthetic < real * 2.0, "median {synthetic} against {real}");
+}
