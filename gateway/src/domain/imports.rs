@@ -17,10 +17,9 @@ use serde::{Deserialize, Serialize};
 use unseen_policy::{DatasetVersion, Grade, sha256_hex};
 use unseen_runtime::{DomainTable, Mode};
 
-use super::{
-    DatasetRegistration, Domain, audit_entry, check_tagged_columns, io, now_ms, read_parquet, remove_if_present,
-    write_atomically,
-};
+use super::datasets::check_tagged_columns;
+use super::files::{io, read_parquet, remove_if_present, write_atomically};
+use super::{AuditEvent, DatasetRegistration, Domain, now_ms};
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
 use crate::store::{Param, Record};
@@ -217,16 +216,14 @@ impl Domain {
             .await?;
         let columns: Vec<String> =
             dataset.columns.iter().map(|column| format!("{} ({})", column.name, column.tag.as_str())).collect();
-        transaction.log(audit_entry(
-            who,
-            "import.submit",
-            "import",
-            &id,
-            Some(dataset.content_hash.clone()),
-            Some(grant_id.to_string()),
-            "submitted",
-            format!("{}: {rows} rows; {}", dataset.id(), columns.join(", ")),
-        ));
+        transaction.log(
+            AuditEvent::new(who, "import.submit", "import", &id)
+                .object_hash(dataset.content_hash.clone())
+                .grant(grant_id.to_string())
+                .decision("submitted")
+                .reason(format!("{}: {rows} rows; {}", dataset.id(), columns.join(", ")))
+                .entry(),
+        );
         self.commit(transaction).await?;
         self.import(who, &id).await
     }
@@ -292,16 +289,14 @@ impl Domain {
             &[Param::Text(state), Param::Text(reason), Param::Text(import_id)],
         )
         .await?;
-        transaction.log(audit_entry(
-            who,
-            if approve { "import.approve" } else { "import.reject" },
-            "import",
-            import_id,
-            Some(view.dataset.content_hash.clone()),
-            Some(view.grant_id.clone()),
-            state,
-            reason.to_string(),
-        ));
+        transaction.log(
+            AuditEvent::new(who, if approve { "import.approve" } else { "import.reject" }, "import", import_id)
+                .object_hash(view.dataset.content_hash.clone())
+                .grant(view.grant_id.clone())
+                .decision(state)
+                .reason(reason.to_string())
+                .entry(),
+        );
         self.commit(transaction).await?;
         if !approve {
             let sealed = self

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use unseen_audit::Entry;
 
-use super::{Domain, audit_entry};
+use super::{AuditEvent, Domain};
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
 
@@ -113,18 +113,9 @@ impl Domain {
         if upto == from {
             return Ok(outcome(from, 0, stopped_at));
         }
-        self.append(vec![audit_entry(
-            who,
-            "audit.prune",
-            "audit",
-            "entries",
-            None,
-            None,
-            "pruned",
-            format!(
+        self.append(vec![AuditEvent::new(who, "audit.prune", "audit", "entries").decision("pruned").reason(format!(
                 "bodies of entries {from}..{upto} (before {cutoff} unix ms; retention {retention_days} days) pruned, leaf hashes kept; stopped at {stopped_at}; {reason}"
-            ),
-        )])
+            )).entry()])
         .await?;
         let audit = Arc::clone(&self.audit);
         let pruned = tokio::task::spawn_blocking(move || audit.prune(upto))

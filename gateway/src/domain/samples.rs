@@ -14,7 +14,7 @@ use unseen_policy::sample::{SampleKind, SampleParams, SampleReport, SampleRules}
 use unseen_policy::{DatasetVersion, Grant, sha256_hex};
 use unseen_runtime::DomainTable;
 
-use super::{Domain, StoredDataset, audit_entry, now_ms};
+use super::{AuditEvent, Domain, StoredDataset, now_ms};
 use crate::error::GatewayError;
 use crate::identity::{Principal, Role};
 use crate::store::Param;
@@ -233,16 +233,13 @@ impl Domain {
                 "dataset.sample.withdraw"
             }
         };
-        transaction.log(audit_entry(
-            who,
-            action,
-            "dataset",
-            dataset_id,
-            Some(content_hash.to_string()),
-            None,
-            kind.as_str(),
-            reason.to_string(),
-        ));
+        transaction.log(
+            AuditEvent::new(who, action, "dataset", dataset_id)
+                .object_hash(content_hash.to_string())
+                .decision(kind.as_str())
+                .reason(reason.to_string())
+                .entry(),
+        );
         self.commit(transaction).await?;
         self.forget_dataset(dataset_id);
         Ok(())
@@ -273,16 +270,13 @@ impl Domain {
                 ],
             )
             .await?;
-        transaction.log(audit_entry(
-            who,
-            "dataset.sample",
-            "dataset",
-            &id,
-            Some(content_hash.to_string()),
-            None,
-            if report.offered { "measured" } else { "not_offered" },
-            sample_detail(report),
-        ));
+        transaction.log(
+            AuditEvent::new(who, "dataset.sample", "dataset", &id)
+                .object_hash(content_hash.to_string())
+                .decision(if report.offered { "measured" } else { "not_offered" })
+                .reason(sample_detail(report))
+                .entry(),
+        );
         Ok(())
     }
 

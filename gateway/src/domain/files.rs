@@ -1,0 +1,111 @@
+//! Files of the domain's directory: written atomically, locked, read back as Arrow.
+
+use std::path::Path;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::GatewayError;
+
+pub(super) fn remove_if_present(path: &Path) -> Result<(), GatewayError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(GatewayError::internal(&format!("deleting {}", path.display()), error)),
+    }
+}
+
+pub(super) fn io(context: &str) -> impl Fn(std::io::Error) -> GatewayError + '_ {
+    move |error| GatewayError::internal(context, error)
+}
+
+/// Writes `bytes` to `path` so that a crash never leaves a half-written file visible.
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), GatewayError> {
+    use std::io::Write;
+    let temporary = path.with_extension("partial");
+    let mut file = std::fs::File::create(&temporary).map_err(io("creating a file"))?;
+    file.write_all(bytes).map_err(io("writing a file"))?;
+    file.sync_all().map_err(io("syncing a file"))?;
+    std::fs::rename(&temporary, path).map_err(io("renaming a file"))
+}
+
+/// Takes the lock of a domain directory, or says which process holds it. The lock is the
+/// kernel's (flock on `domain.lock`), so it ends with its holder, even one killed with -9.
+pub(super) fn lock_directory(dir: &Path) -> Result<std::fs::File, GatewayError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("domain.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io("opening the domain's lock file"))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "another process".to_string(),
+                pid => format!("process {pid}"),
+            };
+            return Err(GatewayError::Unavailable(format!(
+                "the domain directory {} is in use by {holder}; stop it first (one process serves a domain at a time)",
+                dir.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            return Err(GatewayError::internal("locking the domain directory", error));
+        }
+    }
+    file.set_len(0).map_err(io("writing the domain's lock file"))?;
+    file.rewind().map_err(io("writing the domain's lock file"))?;
+    writeln!(file, "{}", std::process::id()).map_err(io("writing the domain's lock file"))?;
+    Ok(file)
+}
+
+pub(super) fn read_key_or_create(
+    path: &Path,
+    create: impl FnOnce() -> Result<Vec<u8>, GatewayError>,
+) -> Result<Vec<u8>, GatewayError> {
+    if path.exists() {
+        return std::fs::read(path).map_err(io("reading a domain key"));
+    }
+    let bytes = create()?;
+    write_atomically(path, &bytes)?;
+    Ok(bytes)
+}
+
+pub(super) fn parquet_bytes(table: &RecordBatch) -> Result<Vec<u8>, GatewayError> {
+    let mut buffer = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buffer, table.schema(), None)
+        .map_err(|error| GatewayError::internal("encoding parquet", error))?;
+    writer.write(table).map_err(|error| GatewayError::internal("encoding parquet", error))?;
+    writer.close().map_err(|error| GatewayError::internal("encoding parquet", error))?;
+    Ok(buffer)
+}
+
+pub(super) fn read_parquet(bytes: Vec<u8>) -> Result<RecordBatch, GatewayError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .map_err(|error| GatewayError::InvalidInput(format!("not a readable Parquet file: {error}")))?;
+    let schema = reader.schema().clone();
+    let batches: Vec<RecordBatch> = reader
+        .build()
+        .map_err(|error| GatewayError::InvalidInput(format!("not a readable Parquet file: {error}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|error| GatewayError::InvalidInput(format!("corrupt Parquet data: {error}")))?;
+    datafusion::arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|error| GatewayError::internal("reading parquet", error))
+}
+
+/// Renders a table as CSV (what sample outputs and releases carry).
+pub fn csv_bytes(table: &RecordBatch) -> Result<Vec<u8>, GatewayError> {
+    let mut buffer = Vec::new();
+    {
+        let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut buffer);
+        writer.write(table).map_err(|error| GatewayError::internal("encoding csv", error))?;
+    }
+    Ok(buffer)
+}
