@@ -41,7 +41,7 @@ pub use egress::EgressView;
 pub use files::csv_bytes;
 use files::{io, lock_directory, read_key_or_create};
 pub use grants::{GrantAction, GrantView};
-pub use imports::{IMPORT_STATES, ImportView, MAX_IMPORT_BYTES};
+pub use imports::{ImportView, MAX_IMPORT_BYTES};
 pub use jobs::{JobView, OutputSummary};
 pub use release::{ReleaseBundle, ReleaseManifest, verify_release};
 pub use retention::{MIN_AUDIT_RETENTION_DAYS, PruneOutcome};

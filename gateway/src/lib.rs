@@ -7,6 +7,7 @@ pub mod error;
 pub mod identity;
 pub mod server;
 pub mod service;
+pub mod states;
 pub mod store;
 
 pub use domain::{Domain, DomainOptions, ReleaseManifest, SystemBits, verify_release};

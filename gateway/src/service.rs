@@ -12,10 +12,10 @@ use unseen_runtime::Mode;
 
 use crate::GatewayError;
 use crate::domain::{
-    DatasetRegistration, Domain, EgressView, GrantAction, GrantView, IMPORT_STATES, ImportView, JobView,
-    MAX_IMPORT_BYTES,
+    DatasetRegistration, Domain, EgressView, GrantAction, GrantView, ImportView, JobView, MAX_IMPORT_BYTES,
 };
 use crate::identity::{Principal, Role, principal_from_certificate};
+use crate::states::{EgressState, GrantState, ImportState, JobState, ScenarioState};
 
 /// Largest module upload accepted, bytes.
 const MAX_UPLOAD_BYTES: usize = unseen_runtime::host::MAX_MODULE_BYTES;
@@ -72,7 +72,7 @@ fn job_view(view: JobView) -> pb::JobView {
         job_id: view.id,
         grant_id: view.grant_id,
         mode: view.mode,
-        state: view.state,
+        state: view.state.to_string(),
         error: view.error,
         outputs: view
             .outputs
@@ -107,7 +107,7 @@ fn grant_view(view: GrantView) -> pb::GrantView {
         grant_id: view.id,
         scenario_id: view.scenario_id,
         developer: view.developer,
-        state: view.state,
+        state: view.state.to_string(),
         grant_hash: view.hash,
         expires_at_unix_ms: view.expires_at_unix_ms,
         reason: view.reason,
@@ -119,7 +119,7 @@ fn egress_view(view: EgressView) -> pb::EgressView {
         egress_id: view.id,
         job_id: view.job_id,
         output_name: view.output_name,
-        state: view.state,
+        state: view.state.to_string(),
         report_json: serde_json::to_string(&view.report).unwrap_or_default(),
         release_id: view.release_id,
         reason: view.reason,
@@ -162,7 +162,7 @@ fn import_view(view: ImportView) -> pb::ImportView {
             .collect(),
         rows: view.rows,
         bytes: view.bytes,
-        state: view.state,
+        state: view.state.to_string(),
         reason: view.reason,
     }
 }
@@ -209,7 +209,7 @@ impl pb::developer_server::Developer for Services {
                 Status::invalid_argument(format!("application_json is not a scenario application: {error}"))
             })?;
         let scenario_id = self.domain.submit_scenario(&who, application).await?;
-        Ok(Response::new(pb::SubmitScenarioReply { scenario_id, state: "submitted".into() }))
+        Ok(Response::new(pb::SubmitScenarioReply { scenario_id, state: ScenarioState::Submitted.to_string() }))
     }
 
     async fn list_scenarios(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ScenarioList>, Status> {
@@ -253,7 +253,7 @@ impl pb::developer_server::Developer for Services {
         module_hash(&request.module_hash)?;
         let mode: Mode = json_enum("mode", &request.mode, "sample, production")?;
         let job_id = self.domain.run_job(&who, &request.grant_id, &request.module_hash, mode, &request.params).await?;
-        Ok(Response::new(pb::RunJobReply { job_id, state: "queued".into() }))
+        Ok(Response::new(pb::RunJobReply { job_id, state: JobState::Queued.to_string() }))
     }
 
     async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::JobView>, Status> {
@@ -343,14 +343,14 @@ impl pb::developer_server::Developer for Services {
 impl Services {
     /// Imports `who` may see (all for operators, their own for developers).
     async fn imports(&self, who: &Principal, state: &str) -> Result<pb::ImportList, Status> {
-        validate_state_filter(state, IMPORT_STATES)?;
+        validate_state_filter(state, &ImportState::names())?;
         let views = self.domain.list_imports(who, state).await?;
         Ok(pb::ImportList { imports: views.into_iter().map(import_view).collect() })
     }
 
     /// Scenarios `who` may see (all for operators, their own for developers).
     async fn scenarios(&self, who: &Principal, state: &str) -> Result<pb::ScenarioList, Status> {
-        validate_state_filter(state, SCENARIO_STATES)?;
+        validate_state_filter(state, &ScenarioState::names())?;
         let rows = self.domain.list_scenarios(who, state).await?;
         let scenarios = rows
             .into_iter()
@@ -453,13 +453,6 @@ fn shortened(value: &str) -> String {
     }
 }
 
-/// States a scenario can be in.
-const SCENARIO_STATES: &[&str] = &["submitted", "approved", "rejected"];
-/// States a grant can be in.
-const GRANT_STATES: &[&str] = &["active", "suspended", "expired", "terminated"];
-/// States an egress request can be in.
-const EGRESS_STATES: &[&str] = &["auto_released", "awaiting_operator", "approved", "rejected", "blocked"];
-
 /// A list filter is empty (everything) or one of the states the object can be in, so that a
 /// typo answers INVALID_ARGUMENT instead of an empty list.
 fn validate_state_filter(state: &str, states: &[&str]) -> Result<(), Status> {
@@ -491,13 +484,13 @@ impl pb::operator_server::Operator for Services {
         Ok(Response::new(match grant {
             Some(grant) => pb::DecideScenarioReply {
                 scenario_id: request.id,
-                state: "approved".into(),
+                state: ScenarioState::Approved.to_string(),
                 grant_hash: grant.hash(),
                 grant_id: grant.id,
             },
             None => pb::DecideScenarioReply {
                 scenario_id: request.id,
-                state: "rejected".into(),
+                state: ScenarioState::Rejected.to_string(),
                 grant_id: String::new(),
                 grant_hash: String::new(),
             },
@@ -506,14 +499,14 @@ impl pb::operator_server::Operator for Services {
 
     async fn list_egress(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::EgressList>, Status> {
         let who = caller(&request, Role::Operator)?;
-        validate_state_filter(&request.get_ref().state, EGRESS_STATES)?;
+        validate_state_filter(&request.get_ref().state, &EgressState::names())?;
         let views = self.domain.list_egress(&who, &request.get_ref().state).await?;
         Ok(Response::new(pb::EgressList { requests: views.into_iter().map(egress_view).collect() }))
     }
 
     async fn list_grants(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::GrantList>, Status> {
         let who = caller(&request, Role::Operator)?;
-        validate_state_filter(&request.get_ref().state, GRANT_STATES)?;
+        validate_state_filter(&request.get_ref().state, &GrantState::names())?;
         let grants = self.domain.list_grants(&who, &request.get_ref().state).await?;
         Ok(Response::new(pb::GrantList { grants: grants.into_iter().map(grant_view).collect() }))
     }

@@ -21,7 +21,7 @@ async fn wait_while(domain: &Domain, who: &Principal, job: &str, state: &str) ->
     loop {
         let view = domain.job(who, job, Duration::ZERO).await.expect("job");
         if view.state != state {
-            return view.state;
+            return view.state.to_string();
         }
         assert!(started.elapsed() < Duration::from_secs(60), "{job} still {state} after a minute");
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -17,7 +17,7 @@ async fn wait_while(domain: &Domain, who: &Principal, job: &str, state: &str, li
     loop {
         let view = domain.job(who, job, Duration::ZERO).await.expect("job");
         if view.state != state {
-            return view.state;
+            return view.state.to_string();
         }
         assert!(started.elapsed() < limit, "{job} still {state} after {limit:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;

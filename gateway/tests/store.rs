@@ -291,6 +291,50 @@ async fn rows_round_trip_text_and_large_integers_and_missing_rows_are_named() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_state_the_domain_does_not_name_is_refused_by_the_database() {
+    use unseen_gateway::states::{EgressState, GrantState, ImportState, JobState, ScenarioState};
+    on_both("states", async |store: &Store| {
+        let insert_job = async |state: &str| {
+            store
+                .execute(
+                    "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, state, created_ms) VALUES ($1, 'acme', 'g-1', 'h', 'production', $2, 0)",
+                    &[Param::Text(&format!("j-{state}")), Param::Text(state)],
+                )
+                .await
+        };
+        for state in JobState::ALL {
+            insert_job(state.as_str()).await.expect("every state the domain names is admitted");
+        }
+        for misspelt in ["finished", "Succeeded", "canceled", ""] {
+            assert!(insert_job(misspelt).await.is_err(), "job state {misspelt:?} is refused");
+        }
+        // Every state column checks, and admits exactly the domain's spellings.
+        let tables: [(&str, Vec<&str>); 4] = [
+            ("scenarios", ScenarioState::names()),
+            ("grants", GrantState::names()),
+            ("egress", EgressState::names()),
+            ("imports", ImportState::names()),
+        ];
+        for (table, names) in tables {
+            let insert = async |id: &str, state: &str| {
+                let sql = match table {
+                    "scenarios" => "INSERT INTO scenarios (id, developer, state, application_json, created_ms) VALUES ($1, 'acme', $2, '{}', 0)",
+                    "grants" => "INSERT INTO grants (id, scenario_id, developer, json, hash, state, created_ms) VALUES ($1, 's-1', 'acme', '{}', 'h', $2, 0)",
+                    "egress" => "INSERT INTO egress (id, developer, job_id, output_name, state, report_json, created_ms) VALUES ($1, 'acme', 'j-1', 'o', $2, '{}', 0)",
+                    _ => "INSERT INTO imports (id, developer, grant_id, name, json, sealed, state, rows, bytes, created_ms) VALUES ($1, 'acme', 'g-1', 't', '{}', 's', $2, 0, 0, 0)",
+                };
+                store.execute(sql, &[Param::Text(id), Param::Text(state)]).await
+            };
+            for state in &names {
+                insert(&format!("{table}-{state}"), state).await.unwrap_or_else(|error| panic!("{table} {state}: {error}"));
+            }
+            assert!(insert(&format!("{table}-bad"), "pending").await.is_err(), "{table} refuses a state it does not name");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reopening_applies_no_migration_twice_and_keeps_the_data() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("metadata.sqlite");

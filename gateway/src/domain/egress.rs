@@ -13,6 +13,7 @@ use unseen_policy::{Grant, Outcome, OutputLineage, ReviewReport, sha256_hex};
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
+use crate::states::{EgressState, GrantState, JobState};
 use crate::store::Param;
 
 use super::files::{io, parquet_bytes, read_parquet, write_atomically};
@@ -28,7 +29,7 @@ pub struct EgressView {
     /// Output.
     pub output_name: String,
     /// `auto_released`, `awaiting_operator`, `approved`, `rejected`, `blocked`.
-    pub state: String,
+    pub state: EgressState,
     /// The reviewer's report.
     pub report: ReviewReport,
     /// Release id once released.
@@ -85,10 +86,10 @@ impl Domain {
                 "job {job_id} ran on the sample; its outputs were shown to you when it ran, and the sample holds no real record (synthetic) or only k-anonymous, perturbed rows (de-identified) — run it in production mode to request egress"
             )));
         }
-        if job["state"] != "succeeded" {
+        let job_state: JobState = job["state"].parse()?;
+        if job_state != JobState::Succeeded {
             return Err(GatewayError::FailedPrecondition(format!(
-                "job {job_id} is {}; only succeeded jobs have outputs to release",
-                job["state"]
+                "job {job_id} is {job_state}; only succeeded jobs have outputs to release"
             )));
         }
         let grant = self.grant_for(who, &job["grant_id"]).await?;
@@ -161,9 +162,9 @@ impl Domain {
             }
         }
         let state = match report.outcome {
-            Outcome::Released => "auto_released",
-            Outcome::NeedsReview => "awaiting_operator",
-            Outcome::Blocked => "blocked",
+            Outcome::Released => EgressState::AutoReleased,
+            Outcome::NeedsReview => EgressState::AwaitingOperator,
+            Outcome::Blocked => EgressState::Blocked,
         };
         let report_json =
             serde_json::to_string(&report).map_err(|error| GatewayError::internal("encoding a report", error))?;
@@ -171,7 +172,7 @@ impl Domain {
         transaction
             .execute(
                 "INSERT INTO egress (id, developer, job_id, output_name, state, report_json, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(job_id), Param::Text(output_name), Param::Text(state), Param::Text(&report_json), Param::Int(now_ms())],
+                &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(job_id), Param::Text(output_name), Param::Text(state.as_str()), Param::Text(&report_json), Param::Int(now_ms())],
             )
             .await?;
         if report.epsilon_charged > 0.0 {
@@ -198,7 +199,7 @@ impl Domain {
             AuditEvent::new(who, "egress.review", "egress", &id)
                 .object_hash(sha256_hex(report_json.as_bytes()))
                 .grant(grant.id.clone())
-                .decision(state)
+                .decision(state.as_str())
                 .reason(reason)
                 .entry(),
         );
@@ -231,7 +232,7 @@ impl Domain {
             let report: ReviewReport = serde_json::from_str(&row["report_json"])
                 .map_err(|error| GatewayError::internal("decoding a report", error))?;
             spent += report.epsilon_charged;
-            if matches!(row["state"].as_str(), "blocked" | "rejected") {
+            if !row["state"].parse::<EgressState>()?.may_leave() {
                 continue;
             }
             let read_sketches = |name: &str| -> Result<Option<Vec<SubjectSketches>>, GatewayError> {
@@ -271,8 +272,13 @@ impl Domain {
         let rows = self
             .store
             .fetch(
-                "SELECT o.lineage_json AS lineage_json FROM egress e JOIN jobs j ON e.job_id = j.id JOIN outputs o ON o.job_id = e.job_id AND o.name = e.output_name WHERE j.grant_id = $1 AND o.kind = 'verification' AND e.created_ms >= $2 AND e.state NOT IN ('blocked', 'rejected')",
-                &[Param::Text(grant_id), Param::Int(now_ms() - DAY_MS)],
+                "SELECT o.lineage_json AS lineage_json FROM egress e JOIN jobs j ON e.job_id = j.id JOIN outputs o ON o.job_id = e.job_id AND o.name = e.output_name WHERE j.grant_id = $1 AND o.kind = 'verification' AND e.created_ms >= $2 AND e.state NOT IN ($3, $4)",
+                &[
+                    Param::Text(grant_id),
+                    Param::Int(now_ms() - DAY_MS),
+                    Param::Text(EgressState::Blocked.as_str()),
+                    Param::Text(EgressState::Rejected.as_str()),
+                ],
             )
             .await?;
         let mut keys = Vec::new();
@@ -322,7 +328,7 @@ impl Domain {
             id: row["id"].clone(),
             job_id: row["job_id"].clone(),
             output_name: row["output_name"].clone(),
-            state: row["state"].clone(),
+            state: row["state"].parse()?,
             report: serde_json::from_str(&row["report_json"])
                 .map_err(|error| GatewayError::internal("decoding a report", error))?,
             release_id: row["release_id"].clone(),
@@ -357,7 +363,7 @@ impl Domain {
     ) -> Result<EgressView, GatewayError> {
         Self::require(who, Role::Operator)?;
         let view = self.egress(who, egress_id).await?;
-        if view.state != "awaiting_operator" {
+        if view.state != EgressState::AwaitingOperator {
             return Err(GatewayError::FailedPrecondition(format!(
                 "egress request {egress_id} is {}; only requests awaiting an operator can be decided",
                 view.state
@@ -372,25 +378,33 @@ impl Domain {
                     "the request's grant",
                 )
                 .await?;
-            if grant["state"] != "active" {
+            let grant_state: GrantState = grant["state"].parse()?;
+            if grant_state != GrantState::Active {
                 return Err(GatewayError::FailedPrecondition(format!(
-                    "grant {} is {}; nothing leaves the domain under it until it is active again",
-                    grant["id"], grant["state"]
+                    "grant {} is {grant_state}; nothing leaves the domain under it until it is active again",
+                    grant["id"]
                 )));
             }
         } else if reason.trim().is_empty() {
             return Err(GatewayError::InvalidInput("a rejection needs a reason".into()));
         }
-        let (state, action) = if approve { ("approved", "egress.approve") } else { ("rejected", "egress.reject") };
+        let (state, action) =
+            if approve { (EgressState::Approved, "egress.approve") } else { (EgressState::Rejected, "egress.reject") };
         let mut transaction = self.store.begin().await?;
         Self::change_state(
             &mut transaction,
             ("egress request", egress_id),
-            "UPDATE egress SET state = $1, reason = $2 WHERE id = $3 AND state = 'awaiting_operator'",
-            &[Param::Text(state), Param::Text(reason), Param::Text(egress_id)],
+            "UPDATE egress SET state = $1, reason = $2 WHERE id = $3 AND state = $4",
+            &[
+                Param::Text(state.as_str()),
+                Param::Text(reason),
+                Param::Text(egress_id),
+                Param::Text(EgressState::AwaitingOperator.as_str()),
+            ],
         )
         .await?;
-        transaction.log(AuditEvent::new(who, action, "egress", egress_id).decision(state).reason(reason).entry());
+        transaction
+            .log(AuditEvent::new(who, action, "egress", egress_id).decision(state.as_str()).reason(reason).entry());
         self.commit(transaction).await?;
         if approve {
             self.release(who, egress_id, &format!("{}@{}", who.name, who.organisation)).await?;

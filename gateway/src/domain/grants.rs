@@ -9,6 +9,7 @@ use unseen_policy::Grant;
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
+use crate::states::{EgressState, GrantState, ImportState, JobState};
 use crate::store::Param;
 
 use super::files::remove_if_present;
@@ -46,8 +47,8 @@ pub struct GrantView {
     pub scenario_id: String,
     /// The developer organisation.
     pub developer: String,
-    /// active, suspended, expired or terminated.
-    pub state: String,
+    /// Its state; `expired` once past its validity, whatever is stored.
+    pub state: GrantState,
     /// Hex SHA-256 of the frozen grant.
     pub hash: String,
     /// When it stops being usable.
@@ -59,11 +60,9 @@ pub struct GrantView {
 pub(super) fn grant_view(row: &crate::store::Record) -> Result<GrantView, GatewayError> {
     let grant: Grant =
         serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a grant", error))?;
-    let state = if row["state"] == "active" && now_ms() >= grant.expires_at_unix_ms {
-        "expired".to_string()
-    } else {
-        row["state"].clone()
-    };
+    let stored: GrantState = row["state"].parse()?;
+    let state =
+        if stored == GrantState::Active && now_ms() >= grant.expires_at_unix_ms { GrantState::Expired } else { stored };
     Ok(GrantView {
         id: row["id"].clone(),
         scenario_id: row["scenario_id"].clone(),
@@ -116,12 +115,15 @@ impl Domain {
             .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
             .await?;
         let current = grant_view(&row)?.state;
-        let (from, to): (&[&str], &str) = match action {
-            GrantAction::Suspend => (&["active"], "suspended"),
-            GrantAction::Resume => (&["suspended"], "active"),
-            GrantAction::Terminate => (&["active", "suspended", "expired"], "terminated"),
+        let (from, to): (&[GrantState], GrantState) = match action {
+            GrantAction::Suspend => (&[GrantState::Active], GrantState::Suspended),
+            GrantAction::Resume => (&[GrantState::Suspended], GrantState::Active),
+            GrantAction::Terminate => {
+                (&[GrantState::Active, GrantState::Suspended, GrantState::Expired], GrantState::Terminated)
+            }
         };
-        if !from.contains(&current.as_str()) {
+        if !from.contains(&current) {
+            let from: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
             return Err(GatewayError::FailedPrecondition(format!(
                 "grant {grant_id} is {current}; only a grant that is {} can be {}",
                 from.join(" or "),
@@ -141,15 +143,20 @@ impl Domain {
             &mut transaction,
             ("grant", grant_id),
             "UPDATE grants SET state = $1, reason = $2 WHERE id = $3 AND state = $4",
-            &[Param::Text(to), Param::Text(reason), Param::Text(grant_id), Param::Text(&row["state"])],
+            &[Param::Text(to.as_str()), Param::Text(reason), Param::Text(grant_id), Param::Text(&row["state"])],
         )
         .await?;
         let mut detail = reason.to_string();
         if action != GrantAction::Resume {
             let cancelled = transaction
                 .execute(
-                    "UPDATE jobs SET state = 'cancelled', error = $1, developer_error = $1 WHERE grant_id = $2 AND state = 'queued'",
-                    &[Param::Text(&why), Param::Text(grant_id)],
+                    "UPDATE jobs SET state = $1, error = $2, developer_error = $2 WHERE grant_id = $3 AND state = $4",
+                    &[
+                        Param::Text(JobState::Cancelled.as_str()),
+                        Param::Text(&why),
+                        Param::Text(grant_id),
+                        Param::Text(JobState::Queued.as_str()),
+                    ],
                 )
                 .await?;
             let running = self.running_jobs_of(grant_id).len();
@@ -159,7 +166,7 @@ impl Domain {
             AuditEvent::new(who, verb, "grant", grant_id)
                 .object_hash(row["hash"].clone())
                 .grant(grant_id.to_string())
-                .decision(to)
+                .decision(to.as_str())
                 .reason(detail)
                 .entry(),
         );
@@ -227,23 +234,28 @@ impl Domain {
         for import_id in &destroyed {
             transaction
                 .execute(
-                    "UPDATE imports SET state = 'destroyed', reason = $1 WHERE id = $2",
-                    &[Param::Text(why), Param::Text(import_id)],
+                    "UPDATE imports SET state = $1, reason = $2 WHERE id = $3",
+                    &[Param::Text(ImportState::Destroyed.as_str()), Param::Text(why), Param::Text(import_id)],
                 )
                 .await?;
             transaction.log(
                 AuditEvent::new(who, "import.destroy", "import", import_id)
                     .grant(grant_id.to_string())
-                    .decision("destroyed")
+                    .decision(ImportState::Destroyed.as_str())
                     .reason(format!("key and encrypted table destroyed: {why}"))
                     .entry(),
             );
         }
         let rejected = transaction
             .execute(
-                "UPDATE egress SET state = 'rejected', reason = $1 WHERE state = 'awaiting_operator' AND job_id IN \
-                 (SELECT id FROM jobs WHERE grant_id = $2)",
-                &[Param::Text(why), Param::Text(grant_id)],
+                "UPDATE egress SET state = $1, reason = $2 WHERE state = $3 AND job_id IN \
+                 (SELECT id FROM jobs WHERE grant_id = $4)",
+                &[
+                    Param::Text(EgressState::Rejected.as_str()),
+                    Param::Text(why),
+                    Param::Text(EgressState::AwaitingOperator.as_str()),
+                    Param::Text(grant_id),
+                ],
             )
             .await?;
         transaction
@@ -266,11 +278,9 @@ impl Domain {
             .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
             .await?;
         Self::require_owner(who, &row, &format!("grant {grant_id}"))?;
-        if row["state"] != "active" {
-            return Err(GatewayError::Denied(format!(
-                "grant {grant_id} is {}; no work may run under it",
-                row["state"]
-            )));
+        let state: GrantState = row["state"].parse()?;
+        if state != GrantState::Active {
+            return Err(GatewayError::Denied(format!("grant {grant_id} is {state}; no work may run under it")));
         }
         let grant: Grant =
             serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a grant", error))?;

@@ -22,6 +22,7 @@ use super::files::{io, read_parquet, remove_if_present, write_atomically};
 use super::{AuditEvent, DatasetRegistration, Domain, now_ms};
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
+use crate::states::ImportState;
 use crate::store::{Param, Record};
 
 /// Largest table a developer may import (bytes of Parquet).
@@ -42,8 +43,8 @@ pub struct ImportView {
     pub rows: u64,
     /// Bytes of Parquet imported.
     pub bytes: u64,
-    /// `submitted`, `approved`, `rejected` or `destroyed`.
-    pub state: String,
+    /// Its state.
+    pub state: ImportState,
     /// The operator's reason, or why it was destroyed.
     pub reason: String,
 }
@@ -56,9 +57,6 @@ pub(super) struct JobImport {
     pub(super) dataset: DatasetVersion,
 }
 
-/// States an import can be in.
-pub const IMPORT_STATES: &[&str] = &["submitted", "approved", "rejected", "destroyed"];
-
 fn import_view(row: &Record) -> Result<ImportView, GatewayError> {
     let number = |column: &str| row[column].parse::<u64>().unwrap_or(0);
     Ok(ImportView {
@@ -69,7 +67,7 @@ fn import_view(row: &Record) -> Result<ImportView, GatewayError> {
             .map_err(|error| GatewayError::internal("decoding an import", error))?,
         rows: number("rows"),
         bytes: number("bytes"),
-        state: row["state"].clone(),
+        state: row["state"].parse()?,
         reason: row["reason"].clone(),
     })
 }
@@ -200,7 +198,7 @@ impl Domain {
         transaction
             .execute(
                 "INSERT INTO imports (id, developer, grant_id, name, json, sealed, state, rows, bytes, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'submitted', $7, $8, $9)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
                     Param::Text(&id),
                     Param::Text(&who.organisation),
@@ -208,6 +206,7 @@ impl Domain {
                     Param::Text(&dataset.name),
                     Param::Text(&json),
                     Param::Text(&sealed),
+                    Param::Text(ImportState::Submitted.as_str()),
                     Param::Int(rows as i64),
                     Param::Int(bytes as i64),
                     Param::Int(now_ms()),
@@ -274,26 +273,31 @@ impl Domain {
             ));
         }
         let view = self.import(who, import_id).await?;
-        if view.state != "submitted" {
+        if view.state != ImportState::Submitted {
             return Err(GatewayError::FailedPrecondition(format!(
                 "imported table {import_id} is {}; only a submitted import can be decided",
                 view.state
             )));
         }
-        let state = if approve { "approved" } else { "rejected" };
+        let state = if approve { ImportState::Approved } else { ImportState::Rejected };
         let mut transaction = self.store.begin().await?;
         Self::change_state(
             &mut transaction,
             ("imported table", import_id),
-            "UPDATE imports SET state = $1, reason = $2 WHERE id = $3 AND state = 'submitted'",
-            &[Param::Text(state), Param::Text(reason), Param::Text(import_id)],
+            "UPDATE imports SET state = $1, reason = $2 WHERE id = $3 AND state = $4",
+            &[
+                Param::Text(state.as_str()),
+                Param::Text(reason),
+                Param::Text(import_id),
+                Param::Text(ImportState::Submitted.as_str()),
+            ],
         )
         .await?;
         transaction.log(
             AuditEvent::new(who, if approve { "import.approve" } else { "import.reject" }, "import", import_id)
                 .object_hash(view.dataset.content_hash.clone())
                 .grant(view.grant_id.clone())
-                .decision(state)
+                .decision(state.as_str())
                 .reason(reason.to_string())
                 .entry(),
         );
@@ -313,8 +317,8 @@ impl Domain {
         let rows = self
             .store
             .fetch(
-                "SELECT id, sealed, json FROM imports WHERE grant_id = $1 AND state = 'approved' ORDER BY created_ms",
-                &[Param::Text(grant_id)],
+                "SELECT id, sealed, json FROM imports WHERE grant_id = $1 AND state = $2 ORDER BY created_ms",
+                &[Param::Text(grant_id), Param::Text(ImportState::Approved.as_str())],
             )
             .await?;
         let mut imports: Vec<JobImport> = Vec::with_capacity(rows.len());
@@ -397,8 +401,12 @@ impl Domain {
         let held = self
             .store
             .fetch(
-                "SELECT id, sealed FROM imports WHERE grant_id = $1 AND state IN ('submitted', 'approved')",
-                &[Param::Text(grant_id)],
+                "SELECT id, sealed FROM imports WHERE grant_id = $1 AND state IN ($2, $3)",
+                &[
+                    Param::Text(grant_id),
+                    Param::Text(ImportState::Submitted.as_str()),
+                    Param::Text(ImportState::Approved.as_str()),
+                ],
             )
             .await?;
         for import in &held {
@@ -417,7 +425,10 @@ impl Domain {
         }
         let held: std::collections::BTreeSet<String> = self
             .store
-            .fetch("SELECT sealed FROM imports WHERE state IN ('submitted', 'approved')", &[])
+            .fetch(
+                "SELECT sealed FROM imports WHERE state IN ($1, $2)",
+                &[Param::Text(ImportState::Submitted.as_str()), Param::Text(ImportState::Approved.as_str())],
+            )
             .await?
             .into_iter()
             .map(|row| row["sealed"].clone())

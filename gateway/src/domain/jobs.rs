@@ -11,6 +11,7 @@ use unseen_runtime::{CancelFlag, DomainTable, JobOutput, JobReport, JobSpec, Mod
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
+use crate::states::JobState;
 use crate::store::{Param, Transaction};
 
 use super::files::{csv_bytes, io, parquet_bytes, write_atomically};
@@ -44,7 +45,7 @@ pub struct JobView {
     pub mode: String,
     /// `queued`, `running`, `succeeded`, `failed`, `cancelled`, or `interrupted` (the domain
     /// stopped under it).
-    pub state: String,
+    pub state: JobState,
     /// Data-free in production.
     pub error: String,
     /// Outputs; contents only in sample mode.
@@ -188,15 +189,15 @@ impl Domain {
         let job_id = transaction.next_id("j").await?;
         transaction
             .execute(
-                "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, params, state, imports, created_ms) VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)",
-                &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Text(params), Param::Text(&import_ids.join(",")), Param::Int(now_ms())],
+                "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, params, state, imports, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Text(params), Param::Text(JobState::Queued.as_str()), Param::Text(&import_ids.join(",")), Param::Int(now_ms())],
             )
             .await?;
         transaction.log(
             AuditEvent::new(who, "job.submit", "job", &job_id)
                 .object_hash(module_hash.to_string())
                 .grant(grant_id.to_string())
-                .decision("queued")
+                .decision(JobState::Queued.as_str())
                 .reason(submission_detail(mode_name, params, &import_ids))
                 .entry(),
         );
@@ -227,7 +228,7 @@ impl Domain {
                 tracing::error!(job = %job_id, "job bookkeeping failed: {error}");
                 let _ = domain
                     .store
-                    .execute("UPDATE jobs SET state = 'failed', error = $1, developer_error = 'internal error in the domain' WHERE id = $2", &[Param::Text(&error.to_string()), Param::Text(&job_id)])
+                    .execute("UPDATE jobs SET state = $1, error = $2, developer_error = 'internal error in the domain' WHERE id = $3", &[Param::Text(JobState::Failed.as_str()), Param::Text(&error.to_string()), Param::Text(&job_id)])
                     .await;
             }
         });
@@ -254,7 +255,7 @@ impl Domain {
             .await?;
         Self::require_owner(who, &row, &format!("job {job_id}"))?;
         let why = "cancelled by the developer";
-        if self.end_queued_job(who, (job_id, &row["grant_id"]), ("cancelled", "job.cancel"), why).await? {
+        if self.end_queued_job(who, (job_id, &row["grant_id"]), (JobState::Cancelled, "job.cancel"), why).await? {
             return self.job(who, job_id, Duration::ZERO).await;
         }
         if !self.cancel_running(job_id, why) {
@@ -319,7 +320,7 @@ impl Domain {
             }
             // The import was destroyed after the job was queued: it cannot start.
             Ok(Err(gone)) => {
-                self.end_queued_job(who, (job_id, &grant.id), ("failed", "job.finish"), &gone).await.map(drop)
+                self.end_queued_job(who, (job_id, &grant.id), (JobState::Failed, "job.finish"), &gone).await.map(drop)
             }
             Err(error) => Err(error),
         };
@@ -336,21 +337,30 @@ impl Domain {
         &self,
         who: &Principal,
         (job_id, grant_id): (&str, &str),
-        (state, action): (&str, &str),
+        (state, action): (JobState, &str),
         why: &str,
     ) -> Result<bool, GatewayError> {
         let mut transaction = self.store.begin().await?;
         let ended = transaction
             .execute(
-                "UPDATE jobs SET state = $1, error = $2, developer_error = $2 WHERE id = $3 AND state = 'queued'",
-                &[Param::Text(state), Param::Text(why), Param::Text(job_id)],
+                "UPDATE jobs SET state = $1, error = $2, developer_error = $2 WHERE id = $3 AND state = $4",
+                &[
+                    Param::Text(state.as_str()),
+                    Param::Text(why),
+                    Param::Text(job_id),
+                    Param::Text(JobState::Queued.as_str()),
+                ],
             )
             .await?;
         if ended == 0 {
             return Ok(false);
         }
         transaction.log(
-            AuditEvent::new(who, action, "job", job_id).grant(grant_id.to_string()).decision(state).reason(why).entry(),
+            AuditEvent::new(who, action, "job", job_id)
+                .grant(grant_id.to_string())
+                .decision(state.as_str())
+                .reason(why)
+                .entry(),
         );
         self.commit(transaction).await?;
         Ok(true)
@@ -369,7 +379,10 @@ impl Domain {
         // Claim the job; a job cancelled while it waited is not run.
         let claimed = self
             .store
-            .execute("UPDATE jobs SET state = 'running' WHERE id = $1 AND state = 'queued'", &[Param::Text(job.id)])
+            .execute(
+                "UPDATE jobs SET state = $1 WHERE id = $2 AND state = $3",
+                &[Param::Text(JobState::Running.as_str()), Param::Text(job.id), Param::Text(JobState::Queued.as_str())],
+            )
             .await?;
         if claimed == 0 {
             return Ok(());
@@ -440,7 +453,8 @@ impl Domain {
                 .fetch_one("SELECT * FROM jobs WHERE id = $1", &[Param::Text(job_id)], &format!("job {job_id}"))
                 .await?;
             Self::require_owner(who, &row, &format!("job {job_id}"))?;
-            let finished = matches!(row["state"].as_str(), "succeeded" | "failed" | "interrupted" | "cancelled");
+            let state: JobState = row["state"].parse()?;
+            let finished = state.is_finished();
             if finished || tokio::time::Instant::now() >= deadline {
                 // A job that never reached its end (still going, interrupted, or failed inside
                 // the domain before the runtime reported) has no stored view: show its row.
@@ -450,7 +464,7 @@ impl Domain {
                         id: job_id.into(),
                         grant_id: row["grant_id"].clone(),
                         mode: row["mode"].clone(),
-                        state: row["state"].clone(),
+                        state,
                         error,
                         outputs: Vec::new(),
                         guest_log: Vec::new(),
@@ -599,17 +613,17 @@ async fn finish_job(
     let (job_id, grant, mode) = (job.id, job.grant, job.mode);
     let kept = summaries.len();
     let (state, error, developer_error) = match &report.failure {
-        None => ("succeeded", String::new(), String::new()),
+        None => (JobState::Succeeded, String::new(), String::new()),
         Some(failure @ RuntimeError::Cancelled(_)) => {
-            ("cancelled", failure.to_string(), failure.developer_message(mode))
+            (JobState::Cancelled, failure.to_string(), failure.developer_message(mode))
         }
-        Some(failure) => ("failed", failure.to_string(), failure.developer_message(mode)),
+        Some(failure) => (JobState::Failed, failure.to_string(), failure.developer_message(mode)),
     };
     let view = JobView {
         id: job_id.to_string(),
         grant_id: grant.id.clone(),
         mode: if mode == Mode::Sample { "sample".into() } else { "production".into() },
-        state: state.into(),
+        state,
         error: developer_error.clone(),
         outputs: summaries,
         guest_log: report.guest_log.clone(),
@@ -621,7 +635,7 @@ async fn finish_job(
         .execute(
             "UPDATE jobs SET state = $1, error = $2, developer_error = $3, report_json = $4 WHERE id = $5",
             &[
-                Param::Text(state),
+                Param::Text(state.as_str()),
                 Param::Text(&error),
                 Param::Text(&developer_error),
                 Param::Text(&json),
@@ -632,7 +646,7 @@ async fn finish_job(
     transaction.log(
         AuditEvent::new(who, "job.finish", "job", job_id)
             .grant(grant.id.clone())
-            .decision(state)
+            .decision(state.as_str())
             .reason(if error.is_empty() { format!("{kept} outputs") } else { error })
             .entry(),
     );

@@ -5,6 +5,7 @@ use unseen_audit::Entry;
 
 use crate::GatewayError;
 use crate::identity::Principal;
+use crate::states::{EgressState, GrantState, ImportState, JobState};
 use crate::store::Param;
 
 use super::{Domain, now_ms};
@@ -16,15 +17,18 @@ impl Domain {
     pub(super) async fn mark_interrupted_jobs(&self) -> Result<(), GatewayError> {
         let stranded = self
             .store
-            .fetch("SELECT id, state, grant_id FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_ms", &[])
+            .fetch(
+                "SELECT id, state, grant_id FROM jobs WHERE state IN ($1, $2) ORDER BY created_ms",
+                &[Param::Text(JobState::Queued.as_str()), Param::Text(JobState::Running.as_str())],
+            )
             .await?;
         for job in stranded {
             let message = format!("interrupted: the domain stopped while the job was {}; run it again", job["state"]);
             let mut transaction = self.store.begin().await?;
             transaction
                 .execute(
-                    "UPDATE jobs SET state = 'interrupted', error = $1, developer_error = $1 WHERE id = $2",
-                    &[Param::Text(&message), Param::Text(&job["id"])],
+                    "UPDATE jobs SET state = $1, error = $2, developer_error = $2 WHERE id = $3",
+                    &[Param::Text(JobState::Interrupted.as_str()), Param::Text(&message), Param::Text(&job["id"])],
                 )
                 .await?;
             transaction.log(Entry {
@@ -37,7 +41,7 @@ impl Domain {
                 object_id: job["id"].clone(),
                 object_hash: None,
                 grant: Some(job["grant_id"].clone()),
-                decision: "interrupted".into(),
+                decision: JobState::Interrupted.as_str().into(),
                 reason: message,
             });
             self.commit(transaction).await?;
@@ -54,20 +58,16 @@ impl Domain {
         let stranded = self
             .store
             .fetch(
-                "SELECT id, state FROM egress WHERE state IN ('approved', 'auto_released') AND release_id = '' \
-                 ORDER BY created_ms",
-                &[],
+                "SELECT id, state FROM egress WHERE state IN ($1, $2) AND release_id = '' ORDER BY created_ms",
+                &[Param::Text(EgressState::Approved.as_str()), Param::Text(EgressState::AutoReleased.as_str())],
             )
             .await?;
         for egress in stranded {
             let egress_id = egress["id"].as_str();
-            let decision_action = if egress["state"] == "approved" { "egress.approve" } else { "egress.review" };
+            let approved = egress["state"].parse::<EgressState>()? == EgressState::Approved;
+            let decision_action = if approved { "egress.approve" } else { "egress.review" };
             let who = self.logged_actor(egress_id, decision_action)?;
-            let approver = if egress["state"] == "approved" {
-                format!("{}@{}", who.name, who.organisation)
-            } else {
-                "auto".into()
-            };
+            let approver = if approved { format!("{}@{}", who.name, who.organisation) } else { "auto".into() };
             self.release(&who, egress_id, &approver).await?;
         }
         Ok(())
@@ -79,10 +79,14 @@ impl Domain {
         let unfinished = self
             .store
             .fetch(
-                "SELECT id, reason FROM grants WHERE state = 'terminated' AND (\
+                "SELECT id, reason FROM grants WHERE state = $1 AND (\
                  id IN (SELECT jobs.grant_id FROM jobs JOIN outputs ON outputs.job_id = jobs.id) OR \
-                 id IN (SELECT grant_id FROM imports WHERE state IN ('submitted', 'approved')))",
-                &[],
+                 id IN (SELECT grant_id FROM imports WHERE state IN ($2, $3)))",
+                &[
+                    Param::Text(GrantState::Terminated.as_str()),
+                    Param::Text(ImportState::Submitted.as_str()),
+                    Param::Text(ImportState::Approved.as_str()),
+                ],
             )
             .await?;
         for grant in unfinished {

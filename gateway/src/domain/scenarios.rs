@@ -6,6 +6,7 @@ use unseen_policy::{Grant, ScenarioApplication, sha256_hex};
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
+use crate::states::{GrantState, ScenarioState};
 use crate::store::Param;
 
 use super::{AuditEvent, Domain, now_ms};
@@ -30,8 +31,14 @@ impl Domain {
         let id = transaction.next_id("s").await?;
         transaction
             .execute(
-                "INSERT INTO scenarios (id, developer, state, application_json, created_ms) VALUES ($1, $2, 'submitted', $3, $4)",
-                &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(&json), Param::Int(now_ms())],
+                "INSERT INTO scenarios (id, developer, state, application_json, created_ms) VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    Param::Text(&id),
+                    Param::Text(&who.organisation),
+                    Param::Text(ScenarioState::Submitted.as_str()),
+                    Param::Text(&json),
+                    Param::Int(now_ms()),
+                ],
             )
             .await?;
         transaction.log(
@@ -83,11 +90,9 @@ impl Domain {
                 &format!("scenario {scenario_id}"),
             )
             .await?;
-        if row["state"] != "submitted" {
-            return Err(GatewayError::FailedPrecondition(format!(
-                "scenario {scenario_id} is {}, not submitted",
-                row["state"]
-            )));
+        let state: ScenarioState = row["state"].parse()?;
+        if state != ScenarioState::Submitted {
+            return Err(GatewayError::FailedPrecondition(format!("scenario {scenario_id} is {state}, not submitted")));
         }
         if !approve {
             if reason.trim().is_empty() {
@@ -97,13 +102,18 @@ impl Domain {
             Self::change_state(
                 &mut transaction,
                 ("scenario", scenario_id),
-                "UPDATE scenarios SET state = 'rejected', reason = $1 WHERE id = $2 AND state = 'submitted'",
-                &[Param::Text(reason), Param::Text(scenario_id)],
+                "UPDATE scenarios SET state = $1, reason = $2 WHERE id = $3 AND state = $4",
+                &[
+                    Param::Text(ScenarioState::Rejected.as_str()),
+                    Param::Text(reason),
+                    Param::Text(scenario_id),
+                    Param::Text(ScenarioState::Submitted.as_str()),
+                ],
             )
             .await?;
             transaction.log(
                 AuditEvent::new(who, "scenario.reject", "scenario", scenario_id)
-                    .decision("rejected")
+                    .decision(ScenarioState::Rejected.as_str())
                     .reason(reason)
                     .entry(),
             );
@@ -122,22 +132,28 @@ impl Domain {
         let json = serde_json::to_string(&grant).map_err(|error| GatewayError::internal("encoding a grant", error))?;
         transaction
             .execute(
-                "INSERT INTO grants (id, scenario_id, developer, json, hash, state, created_ms) VALUES ($1, $2, $3, $4, $5, 'active', $6)",
-                &[Param::Text(&grant_id), Param::Text(scenario_id), Param::Text(&row["developer"]), Param::Text(&json), Param::Text(&hash), Param::Int(now_ms())],
+                "INSERT INTO grants (id, scenario_id, developer, json, hash, state, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[Param::Text(&grant_id), Param::Text(scenario_id), Param::Text(&row["developer"]), Param::Text(&json), Param::Text(&hash), Param::Text(GrantState::Active.as_str()), Param::Int(now_ms())],
             )
             .await?;
         Self::change_state(
             &mut transaction,
             ("scenario", scenario_id),
-            "UPDATE scenarios SET state = 'approved', reason = $1, grant_id = $2 WHERE id = $3 AND state = 'submitted'",
-            &[Param::Text(reason), Param::Text(&grant_id), Param::Text(scenario_id)],
+            "UPDATE scenarios SET state = $1, reason = $2, grant_id = $3 WHERE id = $4 AND state = $5",
+            &[
+                Param::Text(ScenarioState::Approved.as_str()),
+                Param::Text(reason),
+                Param::Text(&grant_id),
+                Param::Text(scenario_id),
+                Param::Text(ScenarioState::Submitted.as_str()),
+            ],
         )
         .await?;
         transaction.log(
             AuditEvent::new(who, "scenario.approve", "grant", &grant_id)
                 .object_hash(hash)
                 .grant(grant_id.clone())
-                .decision("approved")
+                .decision(ScenarioState::Approved.as_str())
                 .reason(reason)
                 .entry(),
         );
