@@ -375,7 +375,7 @@ fn a_tiny_complement_cannot_hide_a_dominated_district() {
     let rules: BTreeSet<(String, String)> = report
         .suppressed_cells
         .iter()
-        .map(|cell| (key_text(table.column(0).as_ref(), cell.row), cell.rule.clone()))
+        .map(|cell| (key_text(table.column(0).as_ref(), cell.row), cell.rule.to_string()))
         .collect();
     assert!(rules.contains(&("吴兴区".into(), "dominance".into())), "{rules:?}");
     assert!(!rules.iter().any(|(district, _)| district == "南浔区"), "the tiny district is no complement: {rules:?}");

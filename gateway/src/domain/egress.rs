@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use unseen_policy::identifiers::IdentifierSet;
 use unseen_policy::review::{
-    EarlierRelease, ReleasedTable, ReviewContext, SubjectSketches, release_noised_table, released_sketches,
+    EarlierRelease, ReleasedTable, ReviewContext, ReviewRule, SubjectSketches, release_noised_table, released_sketches,
     review_artifact, review_table, review_verification, withheld_sketches,
 };
 use unseen_policy::{Grant, Outcome, OutputLineage, ReviewReport, sha256_hex};
@@ -41,11 +41,11 @@ pub struct EgressView {
 /// How many cells a review withheld, with the reviewer's own by rule, for the log: `7 cells
 /// suppressed (dominance 2, secondary 3)`. The report itself, with every cell, is hashed into the entry.
 pub(super) fn suppression_summary(report: &ReviewReport) -> String {
-    let mut by_rule: Vec<(&str, usize)> = Vec::new();
+    let mut by_rule: Vec<(ReviewRule, usize)> = Vec::new();
     for cell in &report.suppressed_cells {
         match by_rule.iter_mut().find(|(rule, _)| *rule == cell.rule) {
             Some((_, count)) => *count += 1,
-            None => by_rule.push((&cell.rule, 1)),
+            None => by_rule.push((cell.rule, 1)),
         }
     }
     let mut parts: Vec<String> = by_rule.iter().map(|(rule, count)| format!("{rule} {count}")).collect();

@@ -7,6 +7,7 @@
 //! Groups the engine withheld before the module saw the result take part as cells already
 //! withheld, so that secondary suppression protects them too.
 
+use super::ReviewRule;
 use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{Array, RecordBatch};
@@ -28,7 +29,7 @@ use crate::{DisclosureParams, NkRule};
 /// Why one cell is withheld.
 #[derive(Debug, Clone)]
 struct Withheld {
-    rule: &'static str,
+    rule: ReviewRule,
     figure: String,
     /// A primary (it needs protection of its own), not a complement.
     primary: bool,
@@ -38,7 +39,7 @@ struct Withheld {
 }
 
 impl Withheld {
-    fn primary(rule: &'static str, figure: String, level: Option<Level>) -> Self {
+    fn primary(rule: ReviewRule, figure: String, level: Option<Level>) -> Self {
         Withheld { rule, figure, primary: true, level }
     }
 }
@@ -109,9 +110,13 @@ pub(super) fn review_cells(
 ) {
     if !lineage.aggregated {
         if lineage.subject_kinds.is_empty() {
-            report.push("threshold", RuleOutcome::Pass, "no subject data read");
+            report.push(ReviewRule::Threshold, RuleOutcome::Pass, "no subject data read");
         } else {
-            report.push("threshold", RuleOutcome::Blocked, "row-level output: every row describes a single subject");
+            report.push(
+                ReviewRule::Threshold,
+                RuleOutcome::Blocked,
+                "row-level output: every row describes a single subject",
+            );
         }
         return;
     }
@@ -134,7 +139,7 @@ pub(super) fn review_cells(
             report.protection.push(ProtectionRecord {
                 row,
                 column: name.clone(),
-                rule: withheld.rule.to_string(),
+                rule: withheld.rule,
                 level: withheld.level,
             });
             if row < grid.rows {
@@ -142,7 +147,7 @@ pub(super) fn review_cells(
                 report.suppressed_cells.push(CellFinding {
                     row,
                     column: name.clone(),
-                    rule: withheld.rule.into(),
+                    rule: withheld.rule,
                     figure: withheld.figure.clone(),
                 });
             }
@@ -213,7 +218,7 @@ fn build_grid(table: &RecordBatch, lineage: &OutputLineage) -> Grid {
     let mut cells = vec![vec![None; rows + withheld_groups]; measures.len()];
     for column in &mut cells {
         for cell in column.iter_mut().skip(rows) {
-            *cell = Some(Withheld::primary("threshold", "withheld by the engine".into(), None));
+            *cell = Some(Withheld::primary(ReviewRule::Threshold, "withheld by the engine".into(), None));
         }
     }
     let key_names = keys.iter().map(|&index| schema.field(index).name().clone()).collect();
@@ -249,7 +254,7 @@ fn withhold_rows_together(grid: &mut Grid) {
         for column in &mut grid.cells {
             if column[row].is_none() {
                 column[row] = Some(Withheld {
-                    rule: "secondary",
+                    rule: ReviewRule::Secondary,
                     figure: "withheld with the other measures of its row".into(),
                     primary: false,
                     level: None,
@@ -271,7 +276,8 @@ fn threshold(params: &DisclosureParams, lineage: &OutputLineage, grid: &mut Grid
             for (measure, column) in grid.cells.iter_mut().enumerate() {
                 let level =
                     grid.values[measure][row].map(|value| small_group_level(share, value, grid.counts[measure]));
-                column[row] = Some(Withheld::primary("threshold", format!("fewer than k={k} contributors"), level));
+                column[row] =
+                    Some(Withheld::primary(ReviewRule::Threshold, format!("fewer than k={k} contributors"), level));
             }
         }
     }
@@ -282,7 +288,7 @@ fn threshold(params: &DisclosureParams, lineage: &OutputLineage, grid: &mut Grid
     };
     let weakest = if weakest == u64::MAX { "no rows".to_string() } else { format!("min contributors {weakest}") };
     report.push(
-        "threshold",
+        ReviewRule::Threshold,
         outcome,
         format!(
             "k={k}; {weakest} among emitted rows; {} groups withheld by the engine, {} rows by review",
@@ -334,7 +340,7 @@ fn dominated(params: &DisclosureParams, contributions: &Contributions) -> Option
 
 fn dominance(params: &DisclosureParams, lineage: &OutputLineage, grid: &mut Grid, report: &mut ReviewReport) {
     if params.p_percent == 0 && params.nk_rule.n == 0 {
-        report.push("dominance", RuleOutcome::Pass, "off in this grant");
+        report.push(ReviewRule::Dominance, RuleOutcome::Pass, "off in this grant");
         return;
     }
     let rules = format!("p={}%, ({},{}%)", params.p_percent, params.nk_rule.n, params.nk_rule.k_percent);
@@ -351,18 +357,22 @@ fn dominance(params: &DisclosureParams, lineage: &OutputLineage, grid: &mut Grid
                     dominated_cells += 1;
                     let value = grid.values[measure][row].unwrap_or(contributions.total);
                     let level = dominance_level(params, contributions, value);
-                    grid.cells[measure][row] = Some(Withheld::primary("dominance", figure, Some(level)));
+                    grid.cells[measure][row] = Some(Withheld::primary(ReviewRule::Dominance, figure, Some(level)));
                 }
             }
         }
     }
     if lineage.magnitudes.is_empty() {
-        report.push("dominance", RuleOutcome::Pass, format!("{rules}; no magnitude cells (counts only)"));
+        report.push(ReviewRule::Dominance, RuleOutcome::Pass, format!("{rules}; no magnitude cells (counts only)"));
     } else if dominated_cells == 0 {
-        report.push("dominance", RuleOutcome::Pass, format!("{rules}; none of {judged} magnitude cells dominated"));
+        report.push(
+            ReviewRule::Dominance,
+            RuleOutcome::Pass,
+            format!("{rules}; none of {judged} magnitude cells dominated"),
+        );
     } else {
         report.push(
-            "dominance",
+            ReviewRule::Dominance,
             RuleOutcome::Suppressed,
             format!("{rules}; {dominated_cells} of {judged} magnitude cells dominated by their largest subjects"),
         );
@@ -377,12 +387,12 @@ fn differencing(
     report: &mut ReviewReport,
 ) {
     if !params.differencing {
-        report.push("differencing", RuleOutcome::Pass, "off in this grant");
+        report.push(ReviewRule::Differencing, RuleOutcome::Pass, "off in this grant");
         return;
     }
     if lineage.sketches.is_empty() {
         report.push(
-            "differencing",
+            ReviewRule::Differencing,
             RuleOutcome::NeedsReview,
             "no subject sketches came with the output; an operator must compare it with earlier releases",
         );
@@ -407,7 +417,7 @@ fn differencing(
     );
     if isolated.is_empty() {
         report.push(
-            "differencing",
+            ReviewRule::Differencing,
             RuleOutcome::Pass,
             format!("{compared}; no difference isolates fewer than k subjects"),
         );
@@ -420,15 +430,15 @@ fn differencing(
             column[found.row] = Some(if found.primary {
                 let level =
                     grid.values[measure][found.row].map(|value| small_group_level(share, value, grid.counts[measure]));
-                Withheld::primary("differencing", found.figure.clone(), level)
+                Withheld::primary(ReviewRule::Differencing, found.figure.clone(), level)
             } else {
-                Withheld { rule: "differencing", figure: found.figure.clone(), primary: false, level: None }
+                Withheld { rule: ReviewRule::Differencing, figure: found.figure.clone(), primary: false, level: None }
             });
         }
     }
     report.suppressed_rows.sort_unstable();
     report.push(
-        "differencing",
+        ReviewRule::Differencing,
         RuleOutcome::Suppressed,
         format!(
             "{compared}; {} rows withheld: their difference from another group isolates fewer than k subjects",
@@ -473,16 +483,20 @@ fn consistency(released: &[ReleasedTable], grid: &mut Grid, report: &mut ReviewR
                 again += 1;
                 let figure = format!("withheld in {label}; released now it would undo that protection");
                 grid.cells[measure][row] =
-                    Some(Withheld { rule: "consistency", figure, primary: level.is_some(), level });
+                    Some(Withheld { rule: ReviewRule::Consistency, figure, primary: level.is_some(), level });
             }
         }
     }
     let compared = format!("{} earlier releases of the grant compared", released.len());
     if again == 0 {
-        report.push("consistency", RuleOutcome::Pass, format!("{compared}; no cell they withheld is released here"));
+        report.push(
+            ReviewRule::Consistency,
+            RuleOutcome::Pass,
+            format!("{compared}; no cell they withheld is released here"),
+        );
     } else {
         report.push(
-            "consistency",
+            ReviewRule::Consistency,
             RuleOutcome::Suppressed,
             format!("{compared}; {again} cells they withheld are withheld again"),
         );
@@ -508,7 +522,7 @@ fn canonical<'a>(columns: &'a [String], keys: &'a [Option<String>]) -> Canonical
 /// attacker may know, the grant's earlier releases), is as wide as its protection level.
 fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut Grid, report: &mut ReviewReport) {
     if !params.secondary_suppression {
-        report.push("secondary", RuleOutcome::Pass, "off in this grant");
+        report.push(ReviewRule::Secondary, RuleOutcome::Pass, "off in this grant");
         return;
     }
     // Earlier releases of a measure of this output: their withheld cells take part too.
@@ -531,7 +545,7 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
         grid.cells[measure].iter().any(Option::is_some) || earlier_of(&grid.identities[measure])
     };
     if !(0..grid.measures.len()).any(|measure| to_protect(measure, grid)) {
-        report.push("secondary", RuleOutcome::Pass, "no withheld cell to protect");
+        report.push(ReviewRule::Secondary, RuleOutcome::Pass, "no withheld cell to protect");
         return;
     }
     let share = safety_share(params);
@@ -590,14 +604,14 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
         // nothing withheld now can protect it.
         for cell in model.cells.iter().filter(|cell| cell.level.is_some() && cell.state == State::Released) {
             let Some(row) = cell.current else { continue };
-            let rule = grid.cells[measure][row].as_ref().map_or("secondary", |withheld| withheld.rule);
+            let rule = grid.cells[measure][row].as_ref().map_or(ReviewRule::Secondary, |withheld| withheld.rule);
             let emitted = row < grid.rows;
             let whom = if emitted { format!("row {row}") } else { "a group the engine withheld".to_string() };
             failures.push(format!("{whom} {column_name} ({rule}; an earlier release published it)"));
             report.audit.push(CellAudit {
                 row: emitted.then_some(row),
                 column: column_name.clone(),
-                rule: rule.to_string(),
+                rule,
                 protected: false,
                 below: 0.0,
                 above: 0.0,
@@ -619,7 +633,7 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
                 }
                 continue;
             };
-            let rule = grid.cells[measure][row].as_ref().map_or("secondary", |withheld| withheld.rule);
+            let rule = grid.cells[measure][row].as_ref().map_or(ReviewRule::Secondary, |withheld| withheld.rule);
             let emitted = row < grid.rows;
             if !result.protected {
                 let whom = if emitted { format!("row {row}") } else { "a group the engine withheld".to_string() };
@@ -628,7 +642,7 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
             report.audit.push(CellAudit {
                 row: emitted.then_some(row),
                 column: column_name.clone(),
-                rule: rule.to_string(),
+                rule,
                 protected: result.protected,
                 below: multiple(result.extent.below, result.level.below),
                 above: multiple(result.extent.above, result.level.above),
@@ -638,7 +652,9 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
         let primary_cells = grid.cells[measure].iter().flatten().filter(|withheld| withheld.primary).count() as u64;
         let total: f64 = (0..grid.rows).filter_map(|row| grid.values[measure][row]).map(f64::abs).sum();
         let cost: f64 = (0..grid.rows)
-            .filter(|&row| grid.cells[measure][row].as_ref().is_some_and(|withheld| withheld.rule == "secondary"))
+            .filter(|&row| {
+                grid.cells[measure][row].as_ref().is_some_and(|withheld| withheld.rule == ReviewRule::Secondary)
+            })
             .filter_map(|row| grid.values[measure][row])
             .map(f64::abs)
             .sum();
@@ -664,7 +680,7 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
         let more = failures.len().saturating_sub(shown.len());
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
         report.push(
-            "secondary",
+            ReviewRule::Secondary,
             RuleOutcome::Blocked,
             format!(
                 "{audit_figure}; the attacker's interval stays narrower than the protection level of {}{more}: no complement in this output widens it (released cells of this or an earlier release fix it)",
@@ -678,14 +694,14 @@ fn secondary(params: &DisclosureParams, released: &[ReleasedTable], grid: &mut G
     let figure = format!("{added} more cells withheld; {audit_figure}{tightest}");
     if unplaced > 0 {
         report.push(
-            "secondary",
+            ReviewRule::Secondary,
             RuleOutcome::NeedsReview,
             format!("{figure}; {unplaced} groups the engine withheld have no recorded keys: an operator must check their lines"),
         );
     } else if added > 0 {
-        report.push("secondary", RuleOutcome::Suppressed, figure);
+        report.push(ReviewRule::Secondary, RuleOutcome::Suppressed, figure);
     } else {
-        report.push("secondary", RuleOutcome::Pass, figure);
+        report.push(ReviewRule::Secondary, RuleOutcome::Pass, figure);
     }
 }
 
@@ -788,8 +804,12 @@ fn withhold(model: &mut Model, grid: &mut Grid, measure: usize, corners: &[usize
         model.cells[corner].state = State::Withheld;
         let Some(row) = model.cells[corner].current else { continue };
         if grid.cells[measure][row].is_none() {
-            grid.cells[measure][row] =
-                Some(Withheld { rule: "secondary", figure: format!("protects {whom}"), primary: false, level: None });
+            grid.cells[measure][row] = Some(Withheld {
+                rule: ReviewRule::Secondary,
+                figure: format!("protects {whom}"),
+                primary: false,
+                level: None,
+            });
             added += 1;
         }
     }
@@ -833,7 +853,7 @@ fn rounding(params: &DisclosureParams, table: &RecordBatch, grid: &Grid, report:
     report.rounding_base = base;
     report.cells_rounded = rounded;
     report.push(
-        "rounding",
+        ReviewRule::Rounding,
         RuleOutcome::Rounded,
         format!("{rounded} released cells of [{}] rounded to a multiple of {base}", report.rounded_columns.join(", ")),
     );

@@ -9,6 +9,7 @@
 //! without a reading of their own are scanned in their display form; a column the scan cannot
 //! read blocks the output, since an unread cell is an unchecked one.
 
+use super::ReviewRule;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Decimal32Type, Decimal64Type, Decimal128Type, Decimal256Type, Float16Type,
@@ -106,11 +107,11 @@ impl Tally {
         }
         for kind in finds.kinds() {
             self.by_kind[kind as usize] += 1;
-            report.finding(row, column, "content", kind.as_str());
+            report.finding(row, column, ReviewRule::Content, kind.as_str());
         }
         if finds.granted_value() {
             self.granted_values += 1;
-            report.finding(row, column, "content", "value of an identifier column of the granted data");
+            report.finding(row, column, ReviewRule::Content, "value of an identifier column of the granted data");
         }
     }
 
@@ -134,12 +135,12 @@ impl Tally {
         let scanned = self.scanned();
         if !self.unreadable.is_empty() {
             report.push(
-                "content",
+                ReviewRule::Content,
                 RuleOutcome::Blocked,
                 format!("{} cannot be read by the content scan; {scanned} scanned", self.unreadable.join(", ")),
             );
         } else if self.with_identifiers == 0 && self.granted_values == 0 {
-            report.push("content", RuleOutcome::Pass, format!("{scanned} scanned, no identifiers"));
+            report.push(ReviewRule::Content, RuleOutcome::Pass, format!("{scanned} scanned, no identifiers"));
         } else {
             let kinds: Vec<String> = IdentifierKind::ALL
                 .iter()
@@ -149,7 +150,7 @@ impl Tally {
                 .collect();
             let kinds = if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) };
             report.push(
-                "content",
+                ReviewRule::Content,
                 RuleOutcome::Blocked,
                 format!(
                     "identifiers in {} cells{kinds} and values of granted identifier columns in {} cells, of {scanned} scanned",
@@ -518,20 +519,20 @@ pub(super) fn scan_bytes(bytes: &[u8], identifiers: Option<&IdentifierSet>, repo
     for (line, text) in text.lines().enumerate() {
         let found = scanner.text(text, identifiers);
         for kind in found.kinds() {
-            report.finding(line, "bytes", "content", kind.as_str());
+            report.finding(line, "bytes", ReviewRule::Content, kind.as_str());
         }
         with_identifiers += u64::from(found.kinds().next().is_some());
         if found.granted_value() {
             granted_values += 1;
-            report.finding(line, "bytes", "content", "value of an identifier column of the granted data");
+            report.finding(line, "bytes", ReviewRule::Content, "value of an identifier column of the granted data");
         }
     }
     let scanned = grouped(bytes.len() as u64);
     if with_identifiers == 0 && granted_values == 0 {
-        report.push("content", RuleOutcome::Pass, format!("{scanned} bytes scanned, no identifiers"));
+        report.push(ReviewRule::Content, RuleOutcome::Pass, format!("{scanned} bytes scanned, no identifiers"));
     } else {
         report.push(
-            "content",
+            ReviewRule::Content,
             RuleOutcome::Blocked,
             format!(
                 "identifiers in {} lines and values of granted identifier columns in {} lines, of {scanned} bytes scanned",

@@ -8,6 +8,7 @@
 //! judges the class, not the grant: a grant that left identifier columns `visible` by mistake
 //! does not make `array_agg(id_card)` an aggregate.
 
+use super::ReviewRule;
 use arrow::datatypes::Schema;
 use serde::{Deserialize, Serialize};
 
@@ -193,14 +194,14 @@ pub(super) fn check_lineage(lineage: &OutputLineage, schema: &Schema, report: &m
     }
     if leaks.is_empty() {
         report.push(
-            "lineage",
+            ReviewRule::Lineage,
             RuleOutcome::Pass,
             format!(
                 "{keys} keys, {aggregates} aggregates, {spreads} spreads; no identifier or subject column leaves unaggregated"
             ),
         );
     } else {
-        report.push("lineage", RuleOutcome::Blocked, leaks.join("; "));
+        report.push(ReviewRule::Lineage, RuleOutcome::Blocked, leaks.join("; "));
     }
 }
 

@@ -280,12 +280,80 @@ impl RuleOutcome {
     }
 }
 
+/// A rule of the egress review, named as reports, audit entries and the policy rule files
+/// spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewRule {
+    /// The output is one the grant declares, with its declared columns.
+    Contract,
+    /// What each column was computed from: no identifier or subject data leaves unaggregated.
+    Lineage,
+    /// Groups of fewer than k subjects are withheld.
+    Threshold,
+    /// Cells dominated by their largest contributors (p% and (n,k) rules) are withheld.
+    Dominance,
+    /// Groups differing from another release by fewer than k subjects are withheld.
+    Differencing,
+    /// No cell an earlier release of the grant withheld is released now.
+    Consistency,
+    /// Complements that keep every withheld cell's interval wide enough (secondary suppression).
+    Secondary,
+    /// Differential privacy: the grant's noise and its budget.
+    Privacy,
+    /// Rounding of released values to the grant's base.
+    Rounding,
+    /// No identifier in any cell or byte.
+    Content,
+    /// An artifact waits for an operator.
+    Artifact,
+    /// A verification answer's limits.
+    Verification,
+}
+
+impl ReviewRule {
+    /// The rule's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Contract => "contract",
+            Self::Lineage => "lineage",
+            Self::Threshold => "threshold",
+            Self::Dominance => "dominance",
+            Self::Differencing => "differencing",
+            Self::Consistency => "consistency",
+            Self::Secondary => "secondary",
+            Self::Privacy => "privacy",
+            Self::Rounding => "rounding",
+            Self::Content => "content",
+            Self::Artifact => "artifact",
+            Self::Verification => "verification",
+        }
+    }
+}
+
+impl std::fmt::Display for ReviewRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for ReviewRule {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ReviewRule {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One rule's finding on one output: the rule, its figure and what it decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleResult {
-    /// Rule name: `contract`, `lineage`, `threshold`, `dominance`, `differencing`,
-    /// `consistency`, `secondary`, `privacy`, `rounding`, `content`, `artifact`.
-    pub rule: String,
+    /// The rule.
+    pub rule: ReviewRule,
     /// What the rule decided.
     pub outcome: RuleOutcome,
     /// The figure it decided on, e.g. `min contributors 3 < k=10`.
@@ -300,7 +368,7 @@ pub struct CellFinding {
     /// Column name (`*` for a whole row).
     pub column: String,
     /// The rule.
-    pub rule: String,
+    pub rule: ReviewRule,
     /// Why, without the cell's value.
     pub figure: String,
 }
@@ -370,7 +438,7 @@ pub struct CellAudit {
     pub column: String,
     /// The rule that needed the protection: a primary rule (`threshold`, `dominance`,
     /// `differencing`) or `consistency`.
-    pub rule: String,
+    pub rule: ReviewRule,
     /// The interval reaches the level on both sides.
     pub protected: bool,
     /// Distance below the value ÷ the level needed below, floored to a tenth, at most 10.
@@ -406,7 +474,7 @@ pub struct ProtectionRecord {
     /// Column name.
     pub column: String,
     /// The rule that withheld it.
-    pub rule: String,
+    pub rule: ReviewRule,
     /// Its protection level (None: a complement).
     pub(crate) level: Option<protection::Level>,
 }
@@ -466,13 +534,13 @@ impl ReviewReport {
         };
     }
 
-    fn push(&mut self, rule: &str, outcome: RuleOutcome, figure: impl Into<String>) {
-        self.rules.push(RuleResult { rule: rule.into(), outcome, figure: figure.into() });
+    fn push(&mut self, rule: ReviewRule, outcome: RuleOutcome, figure: impl Into<String>) {
+        self.rules.push(RuleResult { rule, outcome, figure: figure.into() });
     }
 
-    fn finding(&mut self, row: usize, column: &str, rule: &str, figure: impl Into<String>) {
+    fn finding(&mut self, row: usize, column: &str, rule: ReviewRule, figure: impl Into<String>) {
         if self.findings.len() < MAX_FINDINGS {
-            self.findings.push(CellFinding { row, column: column.into(), rule: rule.into(), figure: figure.into() });
+            self.findings.push(CellFinding { row, column: column.into(), rule, figure: figure.into() });
         }
     }
 
@@ -596,14 +664,18 @@ pub fn review_artifact(grant: &Grant, name: &str, bytes: &[u8], context: ReviewC
     let mut report = ReviewReport::new(name, OutputKind::Artifact);
     match grant.output(name) {
         None => report.push(
-            "contract",
+            ReviewRule::Contract,
             RuleOutcome::Blocked,
             format!("output \"{name}\" is not declared in grant {}", grant.id),
         ),
-        Some(_) => report.push("contract", RuleOutcome::Pass, format!("declared in grant {}", grant.id)),
+        Some(_) => report.push(ReviewRule::Contract, RuleOutcome::Pass, format!("declared in grant {}", grant.id)),
     }
     content::scan_bytes(bytes, context.identifiers, &mut report);
-    report.push("artifact", RuleOutcome::NeedsReview, "module-computed outputs always need an operator's decision");
+    report.push(
+        ReviewRule::Artifact,
+        RuleOutcome::NeedsReview,
+        "module-computed outputs always need an operator's decision",
+    );
     report.decide(false);
     report
 }
@@ -627,12 +699,12 @@ pub fn review_sample_artifact(grant: &Grant, name: &str, bytes: &[u8]) -> Review
     let mut report = ReviewReport::new(name, OutputKind::Artifact);
     if grant.output(name).is_none() {
         report.push(
-            "contract",
+            ReviewRule::Contract,
             RuleOutcome::Blocked,
             format!("output \"{name}\" is not declared in grant {}", grant.id),
         );
     } else {
-        report.push("contract", RuleOutcome::Pass, format!("declared in grant {}", grant.id));
+        report.push(ReviewRule::Contract, RuleOutcome::Pass, format!("declared in grant {}", grant.id));
     }
     content::scan_bytes(bytes, None, &mut report);
     report.decide(true);
@@ -649,7 +721,7 @@ fn check_contract<'g>(
 ) -> Option<&'g OutputSpec> {
     let Some(spec) = grant.output(name) else {
         report.push(
-            "contract",
+            ReviewRule::Contract,
             RuleOutcome::Blocked,
             format!("output \"{name}\" is not declared in grant {}", grant.id),
         );
@@ -659,7 +731,7 @@ fn check_contract<'g>(
     if spec.verification.is_some() != verification {
         let declared = if spec.verification.is_some() { "a verification output" } else { "not a verification output" };
         report.push(
-            "contract",
+            ReviewRule::Contract,
             RuleOutcome::Blocked,
             format!("output \"{name}\" is {declared} in grant {}; this one is a {}", grant.id, report.kind.as_str()),
         );
@@ -669,18 +741,18 @@ fn check_contract<'g>(
     let actual: Vec<&str> = schema.fields().iter().map(|field| field.name().as_str()).collect();
     if actual != spec.columns.iter().map(String::as_str).collect::<Vec<_>>() {
         report.push(
-            "contract",
+            ReviewRule::Contract,
             RuleOutcome::Blocked,
             format!("columns [{}] differ from the declared [{}]", actual.join(", "), spec.columns.join(", ")),
         );
     } else if table.num_rows() as u64 > spec.max_rows {
         report.push(
-            "contract",
+            ReviewRule::Contract,
             RuleOutcome::Blocked,
             format!("{} rows exceed the declared maximum {}", table.num_rows(), spec.max_rows),
         );
     } else {
-        report.push("contract", RuleOutcome::Pass, format!("matches declared output \"{name}\""));
+        report.push(ReviewRule::Contract, RuleOutcome::Pass, format!("matches declared output \"{name}\""));
         return Some(spec);
     }
     None

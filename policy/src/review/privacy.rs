@@ -8,6 +8,7 @@
 //! are exact: a subject who put more into one cell than the grant says it can would break the
 //! guarantee, so such an output is blocked.
 
+use super::ReviewRule;
 use arrow::array::RecordBatch;
 
 use super::{NoisedColumn, OutputLineage, ReviewReport, RuleOutcome};
@@ -31,7 +32,11 @@ pub(super) fn review_privacy(
         .map(|(index, field)| (index, field.name().clone()))
         .collect();
     if measures.is_empty() {
-        report.push("privacy", RuleOutcome::Blocked, "a grant with differential privacy releases only aggregates");
+        report.push(
+            ReviewRule::Privacy,
+            RuleOutcome::Blocked,
+            "a grant with differential privacy releases only aggregates",
+        );
         return;
     }
     let undeclared: Vec<&str> = measures
@@ -41,7 +46,7 @@ pub(super) fn review_privacy(
         .collect();
     if !undeclared.is_empty() {
         report.push(
-            "privacy",
+            ReviewRule::Privacy,
             RuleOutcome::Blocked,
             format!("no declared sensitivity for [{}]; every released measure must be noised", undeclared.join(", ")),
         );
@@ -54,7 +59,7 @@ pub(super) fn review_privacy(
         .collect();
     if !non_numeric.is_empty() {
         report.push(
-            "privacy",
+            ReviewRule::Privacy,
             RuleOutcome::Blocked,
             format!("[{}] are not numeric and cannot be noised", non_numeric.join(", ")),
         );
@@ -71,7 +76,7 @@ pub(super) fn review_privacy(
             });
             if let Some((row, _)) = over {
                 report.push(
-                    "privacy",
+                    ReviewRule::Privacy,
                     RuleOutcome::Blocked,
                     format!(
                         "in row {row} one {} contributes more to \"{column}\" than its declared sensitivity {bound}; clip the values in the query or ask for a larger bound",
@@ -86,7 +91,7 @@ pub(super) fn review_privacy(
     let remaining = privacy.epsilon_budget - epsilon_spent;
     if epsilon > remaining + 1e-12 {
         report.push(
-            "privacy",
+            ReviewRule::Privacy,
             RuleOutcome::Blocked,
             format!("ε budget spent: {epsilon_spent} of {} used, this release needs {epsilon}", privacy.epsilon_budget),
         );
@@ -106,7 +111,7 @@ pub(super) fn review_privacy(
         .map(|noise| format!("{} (Δ={}, b={:.3})", noise.column, noise.sensitivity, noise.scale))
         .collect();
     report.push(
-        "privacy",
+        ReviewRule::Privacy,
         RuleOutcome::Noised,
         format!(
             "ε={epsilon} charged ({} of {} spent after); discrete Laplace noise on {}",

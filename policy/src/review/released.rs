@@ -6,6 +6,7 @@
 //! and noise, so the audit credits the attacker with the exact figures, which errs towards
 //! protection) and, for withheld cells, their value and protection level.
 
+use super::ReviewRule;
 use arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +52,7 @@ pub enum ReleasedCell {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         value: Option<f64>,
         /// The rule that withheld it.
-        rule: String,
+        rule: ReviewRule,
         /// The distance below its value its interval had to reach (0: a complement).
         #[serde(default)]
         below: f64,
@@ -127,12 +128,12 @@ impl ReleasedTable {
                         match record(row) {
                             Some(withheld) => ReleasedCell::Withheld {
                                 value,
-                                rule: withheld.rule.clone(),
+                                rule: withheld.rule,
                                 below: withheld.level.map_or(0.0, |level| level.below),
                                 above: withheld.level.map_or(0.0, |level| level.above),
                             },
                             None if dropped[row] => {
-                                ReleasedCell::Withheld { value, rule: "threshold".into(), below: 0.0, above: 0.0 }
+                                ReleasedCell::Withheld { value, rule: ReviewRule::Threshold, below: 0.0, above: 0.0 }
                             }
                             None => ReleasedCell::Released { value: value.unwrap_or(0.0) },
                         }
@@ -143,7 +144,7 @@ impl ReleasedTable {
                     let value = lineage.withheld_values.get(group).and_then(|values| values.get(position)).copied();
                     cells.push(ReleasedCell::Withheld {
                         value: value.flatten(),
-                        rule: "threshold".into(),
+                        rule: ReviewRule::Threshold,
                         below: level.map_or(0.0, |level| level.below),
                         above: level.map_or(0.0, |level| level.above),
                     });

@@ -708,3 +708,31 @@ fn only_the_domain_writes_a_verification_output() {
     let report = review_verification(&grant, "by_district", &table, &claimed(&["a"]), ReviewContext::default());
     assert!(report.rule("contract").expect("ran").figure.contains("is not a verification output"));
 }
+
+#[test]
+fn review_rules_serialise_as_the_names_reports_and_audit_entries_have_always_used() {
+    let names = [
+        (ReviewRule::Contract, "contract"),
+        (ReviewRule::Lineage, "lineage"),
+        (ReviewRule::Threshold, "threshold"),
+        (ReviewRule::Dominance, "dominance"),
+        (ReviewRule::Differencing, "differencing"),
+        (ReviewRule::Consistency, "consistency"),
+        (ReviewRule::Secondary, "secondary"),
+        (ReviewRule::Privacy, "privacy"),
+        (ReviewRule::Rounding, "rounding"),
+        (ReviewRule::Content, "content"),
+        (ReviewRule::Artifact, "artifact"),
+        (ReviewRule::Verification, "verification"),
+    ];
+    for (rule, name) in names {
+        assert_eq!(rule.as_str(), name);
+        assert_eq!(serde_json::to_string(&rule).unwrap(), format!("\"{name}\""));
+        assert_eq!(serde_json::from_str::<ReviewRule>(&format!("\"{name}\"")).unwrap(), rule);
+    }
+    // A report stored before the rules were typed reads back, and writes the same text.
+    let stored = r#"{"rule":"differencing","outcome":"suppressed","figure":"k=10"}"#;
+    let result: RuleResult = serde_json::from_str(stored).unwrap();
+    assert_eq!(result.rule, ReviewRule::Differencing);
+    assert_eq!(serde_json::to_string(&result).unwrap(), stored);
+}

@@ -8,6 +8,7 @@
 //! claim at a time. So the grant bounds the claims answered in any 24 hours, and the claims
 //! about any one key; a claim over the per-key bound keeps its row, with its answers withheld.
 
+use super::ReviewRule;
 use std::collections::HashMap;
 
 use arrow::array::RecordBatch;
@@ -46,7 +47,7 @@ fn check_limits(
     let rows = table.num_rows();
     let Some(claims) = lineage.verification.as_ref().filter(|claims| claims.claim_keys.len() == rows) else {
         report.push(
-            "verification",
+            ReviewRule::Verification,
             RuleOutcome::Blocked,
             "the output has no host record of its claims; only the domain writes verification outputs",
         );
@@ -54,7 +55,7 @@ fn check_limits(
     };
     if claims.dataset != spec.dataset {
         report.push(
-            "verification",
+            ReviewRule::Verification,
             RuleOutcome::Blocked,
             format!("claims were checked against {}, not the declared {}", claims.dataset, spec.dataset),
         );
@@ -63,7 +64,7 @@ fn check_limits(
     let answered = earlier.len() as u64;
     if answered + rows as u64 > spec.claims_per_day {
         report.push(
-            "verification",
+            ReviewRule::Verification,
             RuleOutcome::Blocked,
             format!("{answered} claims answered in the last 24 h + {rows} > claims_per_day={}", spec.claims_per_day),
         );
@@ -88,7 +89,7 @@ fn check_limits(
                 report.suppressed_cells.push(super::CellFinding {
                     row,
                     column: column.clone(),
-                    rule: "verification".into(),
+                    rule: ReviewRule::Verification,
                     figure: figure.clone(),
                 });
             }
@@ -101,5 +102,5 @@ fn check_limits(
         spec.claims_per_day, spec.attempts_per_key
     );
     let outcome = if withheld > 0 { RuleOutcome::Suppressed } else { RuleOutcome::Pass };
-    report.push("verification", outcome, figure);
+    report.push(ReviewRule::Verification, outcome, figure);
 }
