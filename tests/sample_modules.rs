@@ -1,5 +1,5 @@
-//! The sample modules of the seeds' scenarios, run on the fixture's data under the grants
-//! their applications ask for: what each one emits, and the review path it takes.
+//! The sample modules of the demo's scenarios (`samples/`), run on the fixture's data under the
+//! grants their applications ask for: what each one emits, and the review path it takes.
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@
 //! gateway's, not the runtime's, and no guest takes a core from it (until stop 16 a spinning
 //! job held the organisation's slot and one of the two cores); afterwards the grant is
 //! suspended, which cancels them all. Beside it: the same clients reading a job (`GetJob`), a
-//! round trip with no write, and the goals of DESIGN.md §8 (≥ 1,000 submissions/s, p99 < 20 ms).
+//! round trip with no write, and the first release's goals (≥ 1,000 submissions/s, p99 < 20 ms).
 //!
 //! Two loads, because a latency figure means nothing without the load it was taken at:
 //! - **saturated** (closed loop): every client sends its next request as soon as the last one
@@ -38,7 +38,7 @@ const SUITE: &str = "gateway";
 const CLIENTS: usize = 64;
 /// Requests sent before the timed ones, to open connections and warm caches.
 const WARM_UP_PER_CLIENT: usize = 4;
-/// The goals (DESIGN.md §8).
+/// The first release's goals for job submissions.
 const GOAL_SUBMISSIONS_PER_SECOND: f64 = 1_000.0;
 const GOAL_P99_MS: f64 = 20.0;
 

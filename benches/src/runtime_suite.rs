@@ -24,7 +24,7 @@ use crate::{Args, Measurement};
 
 const SUITE: &str = "runtime";
 const SCAN: &str = "SELECT k, v FROM measurements";
-/// The goal of DESIGN.md §8 for a warm instantiation.
+/// The first release's goal for a warm instantiation.
 const WARM_GOAL_US: f64 = 100.0;
 
 /// A table of `rows` (k Int64 with 1 000 distinct keys, v Float64), public and fully visible.

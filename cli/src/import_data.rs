@@ -1,5 +1,6 @@
-//! `unseen import …`: a developer's own tables (社会数据, seed 002 art. 13), imported for one of
-//! its grants and usable by that grant's jobs once an operator approves them.
+//! `unseen import …`: a developer's own tables (社会数据; docs/policy-basis.md, social data),
+//! imported for one of its grants and usable by that grant's jobs once an operator approves
+//! them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

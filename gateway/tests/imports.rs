@@ -1,4 +1,5 @@
-//! Social data (社会数据, seed 002 art. 13): a developer imports its own table for its grant.
+//! Social data (社会数据; docs/policy-basis.md, social data): a developer imports its own table
+//! for its grant.
 //! No job sees it before an operator approves it; afterwards it joins the granted public
 //! data, its keys only join, no other organisation can see or use it, it is encrypted at
 //! rest, a release names it, and terminating the grant destroys its key and ciphertext.

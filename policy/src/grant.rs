@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AccessMode, ColumnTag, DatasetVersion, Grade, JobLimits, PolicyError, sha256_hex};
 
-/// Longest validity a grant may have: three years (seed 001/002).
+/// Longest validity a grant may have: three years (docs/policy-basis.md, grant validity).
 pub const MAX_VALIDITY_DAYS: u32 = 3 * 366;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -558,10 +558,10 @@ impl Grant {
         self.application.outputs.iter().find(|output| output.name == name)
     }
 
-    /// The grant a job runs under once its developer's approved imports (social data, seed 002
-    /// art. 13) join the granted datasets. Imported columns are `visible`, except `subject` and
-    /// `identifier` columns, which are `join_only`: the developer's own keys serve to join
-    /// with public data, never to be printed. The approved contract is unchanged; releases cite
+    /// The grant a job runs under once its developer's approved imports (社会数据;
+    /// docs/policy-basis.md, social data) join the granted datasets. Imported columns are
+    /// `visible`, except `subject` and `identifier` columns, which are `join_only`: the
+    /// developer's own keys serve to join with public data, never to be printed. The approved contract is unchanged; releases cite
     /// [`Grant::hash`] of the grant as approved.
     pub fn with_imports(&self, imports: &[DatasetVersion]) -> Result<Grant, PolicyError> {
         let mut grant = self.clone();

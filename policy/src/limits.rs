@@ -1,6 +1,6 @@
 //! The resources one job may use, approved with the scenario and frozen into its grant.
 //!
-//! The operator prices and schedules by these (seed 001 art. 17: cost-based pricing); the
+//! The operator prices and schedules by these (docs/policy-basis.md, cost-based pricing); the
 //! runtime enforces each of them and names the one that stopped a job.
 
 use serde::{Deserialize, Serialize};

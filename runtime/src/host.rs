@@ -98,7 +98,7 @@ pub struct QueryRecord {
     pub suppressed_groups: u64,
 }
 
-/// What a job cost, so an operator can price by use (seed 001 art. 17).
+/// What a job cost, so an operator can price by use (docs/policy-basis.md, cost-based pricing).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Metering {

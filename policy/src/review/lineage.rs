@@ -3,10 +3,10 @@
 //! The host classifies each output column from the query plan (`runtime::governed`) into a
 //! [`ValueClass`] and records it in the column's lineage. Only keys, counts, sums and means
 //! of linear expressions (aggregates), and spreads — whose cells carry the dominance checks of
-//! the sums they come from — are aggregates in the disclosure sense (DESIGN.md §4). A minimum,
-//! a median or a first value is one subject's value; a list is the rows themselves. The rule
-//! judges the class, not the grant: a grant that left identifier columns `visible` by mistake
-//! does not make `array_agg(id_card)` an aggregate.
+//! the sums they come from — are aggregates in the disclosure sense (docs/review-report.md,
+//! lineage). A minimum, a median or a first value is one subject's value; a list is the rows
+//! themselves. The rule judges the class, not the grant: a grant that left identifier columns
+//! `visible` by mistake does not make `array_agg(id_card)` an aggregate.
 
 use super::ReviewRule;
 use arrow::datatypes::Schema;

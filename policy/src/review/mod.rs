@@ -6,7 +6,7 @@
 //! them put into each magnitude cell. Output is a report that names every rule, its figure and
 //! its outcome, and every cell to withhold; [`release_table`] applies it to the table.
 //!
-//! The rules, in the order they run (DESIGN.md §4, seed 002 §5(4)):
+//! The rules, in the order they run (docs/policy-basis.md, egress review):
 //! `contract` → `lineage` → `threshold` → `dominance` → `differencing` → `consistency` →
 //! `secondary` (with the interval audit) →
 //! `privacy` → `rounding` → `content` (→ `artifact` for module-computed bytes). The JSON report is documented in
