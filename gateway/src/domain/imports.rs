@@ -1,5 +1,5 @@
-//! Social data (社会数据, seed 002 art. 13): a developer's own table, imported for one of its
-//! grants. It is usable only after an operator approves it, and only by jobs under that
+//! Social data (社会数据; docs/policy-basis.md, social data): a developer's own table, imported
+//! for one of its grants. It is usable only after an operator approves it, and only by jobs under that
 //! grant, where its key columns (`subject`, `identifier`) only join
 //! ([`unseen_policy::imported_column_mode`]).
 //!

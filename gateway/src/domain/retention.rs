@@ -1,4 +1,4 @@
-//! Retention of the audit log (DESIGN.md §5): entries are never deleted with the data they
+//! Retention of the audit log (docs/policy-basis.md, log retention; docs/audit-format.md §5): entries are never deleted with the data they
 //! describe; they are kept at least six months after it is gone, and only then may their
 //! bodies be pruned. Pruning keeps every leaf hash, so every root, proof and checkpoint the
 //! domain ever signed still verifies, and it is itself an entry.
