@@ -21,7 +21,7 @@ use unseen_policy::identifiers::IdentifierSet;
 use unseen_policy::review::{ReviewContext, release_noised_table, release_table, review_table};
 use unseen_policy::{
     ColumnLineage, Contributions, DatasetVersion, Grant, MagnitudeLineage, Outcome, OutputLineage, ReviewReport,
-    ScenarioApplication, SubjectCounts, SubjectKind, ValueClass,
+    SubjectCounts, SubjectKind, ValueClass,
 };
 use unseen_runtime::{DomainTable, GovernedSession, Mode, RuntimeError};
 
@@ -225,8 +225,8 @@ fn read_grant(path: &Path) -> Result<Grant> {
     if let Ok(grant) = serde_json::from_str::<Grant>(&text) {
         return Ok(grant);
     }
-    let application: ScenarioApplication = serde_json::from_str(&text)
-        .with_context(|| format!("{} is neither a grant nor a scenario application (JSON)", path.display()))?;
+    let application = crate::documents::read_application(path)
+        .with_context(|| format!("{} is neither a grant nor a scenario application", path.display()))?;
     // Refusals name the grant: here, the application file the developer is drafting.
     Ok(Grant::freeze(path.display().to_string(), "s-check".into(), application, "unseen check".into(), 0, [0; 32]))
 }
@@ -235,10 +235,7 @@ fn read_grant(path: &Path) -> Result<Grant> {
 /// `scratch`) file per dataset.
 pub(crate) async fn domain_tables(dir: &Path, grant: &Grant, scratch: &Path) -> Result<Vec<DomainTable>> {
     let catalog_path = dir.join("catalog.json");
-    let catalog: Vec<DatasetVersion> = serde_json::from_slice(
-        &std::fs::read(&catalog_path).with_context(|| format!("reading {}", catalog_path.display()))?,
-    )
-    .with_context(|| format!("{} is not a list of dataset versions", catalog_path.display()))?;
+    let catalog = crate::documents::read_catalog(&catalog_path)?;
     let catalog: BTreeMap<String, DatasetVersion> =
         catalog.into_iter().map(|dataset| (dataset.id(), dataset)).collect();
     let mut tables = Vec::new();

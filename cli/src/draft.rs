@@ -70,10 +70,7 @@ pub async fn draft(request: DraftRequest) -> Result<()> {
         );
     }
     let catalog_path = request.data.join("catalog.json");
-    let catalog: Vec<DatasetVersion> = serde_json::from_slice(
-        &std::fs::read(&catalog_path).with_context(|| format!("reading {}", catalog_path.display()))?,
-    )
-    .with_context(|| format!("{} is not a list of dataset versions", catalog_path.display()))?;
+    let catalog = crate::documents::read_catalog(&catalog_path)?;
     let present: Vec<&DatasetVersion> = catalog.iter().filter(|dataset| has_file(&request.data, dataset)).collect();
     if present.is_empty() {
         bail!("{} has no <dataset>.parquet or .csv for any dataset of its catalog.json", request.data.display());

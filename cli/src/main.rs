@@ -6,6 +6,7 @@ mod audit_client;
 mod check;
 mod client;
 mod demo;
+mod documents;
 mod domain_dir;
 mod draft;
 mod import_data;

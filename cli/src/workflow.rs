@@ -242,9 +242,7 @@ pub(crate) fn tagged_table(file: &Path, tags: TableTags) -> Result<(DatasetVersi
 }
 
 fn catalog_entry(catalog: &Path, name: &str) -> Result<DatasetVersion> {
-    let entries: Vec<DatasetVersion> =
-        serde_json::from_slice(&std::fs::read(catalog).with_context(|| format!("reading {}", catalog.display()))?)
-            .with_context(|| format!("{} is not a list of dataset versions", catalog.display()))?;
+    let entries = crate::documents::read_catalog(catalog)?;
     let names: Vec<String> = entries.iter().map(|entry| entry.name.clone()).collect();
     entries.into_iter().find(|entry| entry.name == name).ok_or_else(|| {
         anyhow!("{} has no dataset \"{name}\" (it has {}); pass --name", catalog.display(), names.join(", "))
@@ -391,9 +389,7 @@ pub fn scenario(args: ScenarioArgs) -> Result<ExitCode> {
         match args.command {
             ScenarioCommand::Submit { file } => {
                 let client = Client::connect(&args.client, Role::Developer, "scenario submit").await?;
-                let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-                let application: ScenarioApplication = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not a scenario application", file.display()))?;
+                let application = crate::documents::read_application(&file)?;
                 let reply = developer(&client)
                     .submit_scenario(pb::SubmitScenarioRequest {
                         application_json: serde_json::to_string(&application)?,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::{Request, Response, Status, Streaming};
-use unseen_policy::{ColumnSpec, ColumnTag, Grade, ScenarioApplication, SubjectKind};
+use unseen_policy::{ColumnSpec, ColumnTag, Grade, PolicyError, ScenarioApplication, SubjectKind};
 use unseen_proto::v1 as pb;
 use unseen_runtime::Mode;
 
@@ -204,10 +204,15 @@ impl pb::developer_server::Developer for Services {
                 "application_json is {size} bytes; at most {MAX_APPLICATION_BYTES} are accepted"
             )));
         }
+        // Strictly: an unknown field (a misspelt `row_filter`) is refused by name, not dropped.
         let application: ScenarioApplication =
-            serde_json::from_str(&request.get_ref().application_json).map_err(|error| {
-                Status::invalid_argument(format!("application_json is not a scenario application: {error}"))
-            })?;
+            unseen_policy::from_json_strict("application_json", request.get_ref().application_json.as_bytes())
+                .map_err(|error| match error {
+                    PolicyError::InvalidInput { field, reason } => {
+                        Status::invalid_argument(format!("{field}: {reason}"))
+                    }
+                    other => Status::invalid_argument(other.to_string()),
+                })?;
         let scenario_id = self.domain.submit_scenario(&who, application).await?;
         Ok(Response::new(pb::SubmitScenarioReply { scenario_id, state: ScenarioState::Submitted.to_string() }))
     }

@@ -166,6 +166,21 @@ async fn malformed_requests_are_refused_at_the_edge_naming_the_field() {
             "tag",
         ),
         (
+            "SubmitScenario with a misspelt field deep in the application",
+            developer
+                .submit_scenario(pb::SubmitScenarioRequest {
+                    application_json: r#"{"title": "t", "purpose": "p", "developer": "org-developer",
+                        "datasets": [{"dataset": "population@v1", "columns": {"district": "visible"},
+                                      "row_filtr": "district = 'x'"}],
+                        "outputs": [], "disclosure": {"threshold_k": 10, "auto_release": false},
+                        "validity_days": 30}"#
+                        .into(),
+                })
+                .await
+                .map(drop),
+            "application_json: unknown field \"datasets.0.row_filtr\"",
+        ),
+        (
             "ListImports with an unknown state",
             developer.list_imports(pb::ListRequest { state: "deleted".into() }).await.map(drop),
             "state",

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AccessMode, ColumnTag, DatasetVersion, Grade, JobLimits, PolicyError, sha256_hex};
 
+mod risk;
+
+pub use risk::ModeRisk;
+
 /// Longest validity a grant may have: three years (docs/policy-basis.md, grant validity).
 pub const MAX_VALIDITY_DAYS: u32 = 3 * 366;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;

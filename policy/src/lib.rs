@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod error;
 pub mod grant;
 pub mod identifiers;
+pub mod input;
 pub mod limits;
 pub mod noise;
 pub mod review;
@@ -21,9 +22,10 @@ pub use access::{AccessMode, Argument, Refusal, Usage, least_mode};
 pub use catalog::{ColumnSpec, ColumnTag, DatasetVersion, Grade, SubjectKind};
 pub use error::PolicyError;
 pub use grant::{
-    CLAIM_COLUMN, DatasetRequest, DisclosureParams, FOUND_COLUMN, Grant, MAX_DOMINANCE_N, NkRule, OutputSpec,
+    CLAIM_COLUMN, DatasetRequest, DisclosureParams, FOUND_COLUMN, Grant, MAX_DOMINANCE_N, ModeRisk, NkRule, OutputSpec,
     PrivacyParams, ScenarioApplication, VerificationSpec, imported_column_mode,
 };
+pub use input::from_json_strict;
 pub use limits::JobLimits;
 pub use review::{
     ColumnLineage, Contributions, MagnitudeLineage, Outcome, OutputKind, OutputLineage, ReviewReport, RuleOutcome,
