@@ -355,12 +355,12 @@ impl Services {
         let scenarios = rows
             .into_iter()
             .map(|row| pb::ScenarioView {
-                scenario_id: row["id"].clone(),
-                developer: row["developer"].clone(),
-                state: row["state"].clone(),
-                application_json: row["application_json"].clone(),
-                reason: row["reason"].clone(),
-                grant_id: row["grant_id"].clone(),
+                scenario_id: row.id,
+                developer: row.developer,
+                state: row.state.to_string(),
+                application_json: row.application_json,
+                reason: row.reason,
+                grant_id: row.grant_id,
             })
             .collect();
         Ok(pb::ScenarioList { scenarios })
