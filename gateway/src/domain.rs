@@ -22,7 +22,7 @@ use unseen_runtime::{CancelFlag, DomainTable, Runtime, RuntimeConfig};
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
-use crate::store::{Param, Store, Transaction};
+use crate::store::{Store, Transaction};
 
 mod datasets;
 mod egress;
@@ -74,8 +74,8 @@ pub(crate) struct StoredDataset {
     pub path: String,
     /// The file of the sample developers get (or, when none is offered, the last derived).
     pub sample_path: String,
-    /// The kind of sample offered to developers; empty when none is.
-    pub sample_kind: String,
+    /// The kind of sample offered to developers, if one is.
+    pub sample_kind: Option<unseen_policy::sample::SampleKind>,
 }
 
 impl StoredDataset {
@@ -234,6 +234,27 @@ impl<'a> AuditEvent<'a> {
     }
 }
 
+/// The row of a lookup, or not found naming `what` (`job j-3`).
+pub(crate) fn found<T>(row: Option<T>, what: impl std::fmt::Display) -> Result<T, GatewayError> {
+    row.ok_or_else(|| GatewayError::NotFound(format!("{what} not found")))
+}
+
+/// A stored JSON column as the domain type it holds, or an internal error saying what
+/// (`a grant`) did not decode.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, GatewayError> {
+    serde_json::from_str(json).map_err(|error| GatewayError::internal(&format!("decoding {what}"), error))
+}
+
+/// A list's state filter as the caller gave it: every state (`Some(None)`) when empty, one
+/// state, or `None` for a spelling no state has, which no row is in.
+pub(crate) fn state_filter<S: std::str::FromStr>(text: &str) -> Option<Option<S>> {
+    if text.is_empty() {
+        return Some(None);
+    }
+    text.parse().ok().map(Some)
+}
+
+/// Now, in milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as i64).unwrap_or(0)
 }
@@ -364,15 +385,11 @@ impl Domain {
         self.store.delete_settled().await
     }
 
-    /// Runs a decision's state change, whose `sql` names the state it leaves: if no row is
-    /// in that state any more, another decision on the object came first and this one fails.
-    async fn change_state(
-        transaction: &mut Transaction,
-        (kind, id): (&str, &str),
-        sql: &'static str,
-        params: &[Param<'_>],
-    ) -> Result<(), GatewayError> {
-        if transaction.execute(sql, params).await? == 0 {
+    /// A decision's state change is made only while the object is still in the state the
+    /// decision saw: if it was not (`changed` is false), another decision on the object came
+    /// first and this one fails.
+    fn decided(changed: bool, (kind, id): (&str, &str)) -> Result<(), GatewayError> {
+        if !changed {
             return Err(GatewayError::FailedPrecondition(format!(
                 "{kind} {id} was decided by someone else meanwhile; look at it again"
             )));
@@ -381,8 +398,8 @@ impl Domain {
     }
 
     /// Developers see only their own organisation's objects; to anyone else they do not exist.
-    fn require_owner(who: &Principal, row: &crate::store::Record, what: &str) -> Result<(), GatewayError> {
-        if who.role == Role::Developer && row["developer"] != who.organisation {
+    fn require_owner(who: &Principal, developer: &str, what: &str) -> Result<(), GatewayError> {
+        if who.role == Role::Developer && developer != who.organisation {
             return Err(GatewayError::NotFound(format!("{what} not found")));
         }
         Ok(())

@@ -9,12 +9,18 @@
 //! schema change is a new file.
 //!
 //! Objects are kept as their domain types serialised to JSON next to the columns queries
-//! filter on; the store knows rows, not rules.
+//! filter on; the store knows rows, not rules. The domain asks for what it means, by name
+//! (`store.job(id)`, `transaction.insert_job(…)`, `transaction.set_grant_state(…)`), and gets
+//! typed rows: the SQL lives here, one file per area (`store/datasets.rs` with their samples,
+//! `scenarios`, `grants`, `jobs` with modules and outputs, `egress` with releases, `imports`),
+//! each row read through `store/rows.rs`, so a missing or unreadable column is an error naming
+//! it, never a panic. Group commit is `store/group.rs`. Which state a change leaves or which rows a decision needs is the
+//! caller's to say: a method takes the states as arguments and only reads or writes rows.
 
 use std::path::Path;
 
 use sqlx::AnyPool;
-use sqlx::Row;
+use sqlx::Row as _;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 
@@ -22,6 +28,24 @@ use unseen_audit::Entry;
 use unseen_policy::sha256_hex;
 
 use crate::GatewayError;
+
+mod datasets;
+mod egress;
+mod grants;
+mod group;
+mod imports;
+mod jobs;
+mod rows;
+mod scenarios;
+
+pub use datasets::{DatasetRow, NewDataset, NewSample, SampleRow};
+pub use egress::{EgressRow, NewEgress, NewRelease, ReleaseRow};
+pub use grants::{GrantRow, NewGrant};
+use group::{Group, IdCounters, MAX_GROUP_MEMBERS, Writer, commit_group};
+pub use imports::{ImportRow, NewImport};
+pub use jobs::{JobEnd, JobRow, ModuleRow, NewJob, NewModule, NewOutput, OutputRow, mode_name};
+use rows::Row;
+pub use scenarios::{NewScenario, ScenarioRow};
 
 /// Binds `params` in order to the query's next placeholders.
 fn bind<'q>(
@@ -73,153 +97,6 @@ pub struct Store {
     writer: std::sync::Arc<tokio::sync::Mutex<Writer>>,
     /// Groups committed since the store was opened, for metering group commit.
     group_commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// Write transactions take turns on one connection and commit in groups (group commit): a
-/// transaction runs inside a savepoint of the group's database transaction, and the group
-/// commits — one fsync — once every writer that was waiting when it opened has had its turn.
-/// Each is acknowledged only after that commit.
-///
-/// Why: SQLite has one writer at a time, and a writer that finds the file locked sleeps in
-/// growing steps (up to 100 ms) before it retries, so writers queue here in order instead.
-/// PostgreSQL could write in parallel, but every job submission takes the same id counter
-/// row, which each transaction holds until its commit's fsync; a group takes it once.
-#[derive(Default)]
-struct Writer {
-    group: Option<Group>,
-}
-
-impl std::fmt::Debug for Writer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let members = self.group.as_ref().map(|group| group.members);
-        f.debug_struct("Writer").field("open_group_members", &members).finish()
-    }
-}
-
-/// Transactions in one group at most. PostgreSQL keeps the ids of 64 subtransactions per
-/// transaction in shared memory; beyond that every snapshot in the server gets slower.
-const MAX_GROUP_MEMBERS: u64 = 64;
-
-/// The open group: a database transaction and the savepoints of its writers.
-struct Group {
-    transaction: sqlx::Transaction<'static, sqlx::Any>,
-    /// Savepoints taken so far (the next is `w{members + 1}`).
-    members: u64,
-    /// The savepoint of a writer that left without committing: rolled back before anything
-    /// else runs in the group.
-    abandoned: Option<u64>,
-    /// Why the group cannot commit (rolling back an abandoned savepoint failed, e.g. because
-    /// the database had already rolled the whole transaction back).
-    broken: Option<String>,
-    /// The group's outcome, once committed or rolled back.
-    outcome: tokio::sync::watch::Sender<Option<Result<(), String>>>,
-    /// Ids taken in this group, by kind: the counter row is taken from the database once per
-    /// group (which locks it until the commit), later ids are counted here, and the last one is
-    /// written back just before the commit. One round trip per submission fewer.
-    ids: IdCounters,
-    /// `ids` when the newest savepoint was taken, restored if that savepoint is rolled back.
-    ids_at_savepoint: IdCounters,
-}
-
-/// Per kind of id: the last value taken, and the value the counter row holds now.
-#[derive(Debug, Clone, Default)]
-struct IdCounters(std::collections::BTreeMap<String, (i64, i64)>);
-
-impl Group {
-    async fn savepoint(&mut self, statement: &str, number: u64) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{statement} w{number}"))).execute(&mut *self.transaction).await?;
-        Ok(())
-    }
-
-    /// Opens the savepoint of the next writer.
-    async fn open_savepoint(&mut self, number: u64) -> Result<(), sqlx::Error> {
-        self.ids_at_savepoint = self.ids.clone();
-        self.savepoint("SAVEPOINT", number).await
-    }
-
-    /// Writes back the last id of each kind counted here since the counter row was read.
-    async fn write_back_ids(&mut self) -> Result<(), sqlx::Error> {
-        for (name, (taken, stored)) in &mut self.ids.0 {
-            if taken > stored {
-                sqlx::query("UPDATE counters SET value = $1 WHERE name = $2")
-                    .bind(*taken)
-                    .bind(name.clone())
-                    .execute(&mut *self.transaction)
-                    .await?;
-                *stored = *taken;
-            }
-        }
-        Ok(())
-    }
-
-    /// Rolls back the savepoint of a writer that left without committing; a failure breaks
-    /// the group.
-    async fn roll_back_abandoned(&mut self) {
-        if let Some(number) = self.abandoned.take() {
-            // The group counts as broken until the rollback is done: a caller cancelled while
-            // waiting for it must not leave the group committing the abandoned writes.
-            let broken_before = self.broken.replace("undoing an abandoned transaction was interrupted".into());
-            let undone = match self.savepoint("ROLLBACK TO", number).await {
-                Ok(()) => self.savepoint("RELEASE", number).await,
-                Err(error) => Err(error),
-            };
-            self.broken = match undone {
-                Ok(()) => broken_before,
-                Err(error) => Some(format!("undoing an abandoned transaction failed: {error}")),
-            };
-            // Only the newest savepoint is ever abandoned, so the ids it took are the last.
-            self.ids = std::mem::take(&mut self.ids_at_savepoint);
-        }
-    }
-}
-
-/// Commits the open group once it has the turn (every writer queued before this task has
-/// joined the group by then), deleting with it the pending rows of the audit entries that
-/// reached the log since the last group.
-async fn commit_group(writer: std::sync::Arc<tokio::sync::Mutex<Writer>>, store: Store) {
-    let mut turn = writer.lock_owned().await;
-    let Some(mut group) = turn.group.take() else { return };
-    group.roll_back_abandoned().await;
-    let settled = std::mem::take(&mut *lock(&store.settled));
-    if group.broken.is_none()
-        && let Err(error) = delete_pending(&mut group.transaction, &settled).await
-    {
-        group.broken = Some(format!("deleting settled audit entries failed: {error}"));
-    }
-    if group.broken.is_none()
-        && let Err(error) = group.write_back_ids().await
-    {
-        group.broken = Some(format!("writing back the id counters failed: {error}"));
-    }
-    let outcome = match group.broken.take() {
-        Some(reason) => {
-            let _ = group.transaction.rollback().await;
-            Err(reason)
-        }
-        None => group.transaction.commit().await.map_err(|error| error.to_string()),
-    };
-    match outcome {
-        Ok(()) => drop(store.group_commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
-        Err(_) => lock(&store.settled).extend(settled),
-    }
-    group.outcome.send_replace(Some(outcome));
-}
-
-/// Deletes the `audit_pending` rows of `keys`, a few hundred to a statement.
-async fn delete_pending(
-    transaction: &mut sqlx::Transaction<'static, sqlx::Any>,
-    keys: &[String],
-) -> Result<(), sqlx::Error> {
-    for chunk in keys.chunks(256) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-        let sql = format!("DELETE FROM audit_pending WHERE key IN ({})", placeholders.join(", "));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for key in chunk {
-            query = query.bind(key.clone());
-        }
-        query.execute(&mut **transaction).await?;
-    }
-    Ok(())
 }
 
 /// Which database a store runs on.
@@ -387,8 +264,9 @@ impl Store {
     /// Audit entries that were committed with their state change but may not be in the log yet
     /// (the domain stopped in between): their keys and canonical bytes, oldest first.
     pub async fn pending_entries(&self) -> Result<Vec<(String, Vec<u8>)>, GatewayError> {
-        let rows = self.fetch("SELECT key, entry FROM audit_pending ORDER BY created_ms, key", &[]).await?;
-        Ok(rows.into_iter().map(|row| (row["key"].clone(), row["entry"].clone().into_bytes())).collect())
+        let rows: Vec<PendingEntry> =
+            self.rows("SELECT key, entry FROM audit_pending ORDER BY created_ms, key", &[]).await?;
+        Ok(rows.into_iter().map(|row| (row.key, row.entry.into_bytes())).collect())
     }
 
     /// Notes that the pending entry `key` is in the log; its row goes with the next commit.
@@ -401,8 +279,9 @@ impl Store {
         self.begin().await?.commit().await.map(drop)
     }
 
-    /// Runs one statement with text and integer parameters (`$1`, `$2` … in order), committed
-    /// before it returns.
+    /// Runs one statement of raw SQL with text and integer parameters (`$1`, `$2` … in
+    /// order), committed before it returns. For tests and tools that alter the database
+    /// directly; the domain uses the named methods.
     pub async fn execute(&self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, GatewayError> {
         let mut transaction = self.begin().await?;
         let changed = transaction.execute(sql, params).await?;
@@ -410,8 +289,25 @@ impl Store {
         Ok(changed)
     }
 
-    /// Fetches rows as text maps.
+    /// Fetches the rows of raw SQL as text maps, for tests and tools that inspect the
+    /// database directly; the domain uses the named methods, which return typed rows.
     pub async fn fetch(&self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Record>, GatewayError> {
+        self.records(sql, params).await
+    }
+
+    /// Fetches exactly one row of raw SQL or a not-found error naming `what` (see
+    /// [`Store::fetch`]).
+    pub async fn fetch_one(&self, sql: &'static str, params: &[Param<'_>], what: &str) -> Result<Record, GatewayError> {
+        self.fetch(sql, params)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| GatewayError::NotFound(format!("{what} not found")))
+    }
+
+    /// Fetches rows as text maps: a column that is not text is read as an integer (a `NULL`
+    /// as empty text).
+    async fn records(&self, sql: impl sqlx::SqlSafeStr, params: &[Param<'_>]) -> Result<Vec<Record>, GatewayError> {
         let query = bind(sqlx::query(sql), params);
         let rows = query.fetch_all(&self.pool).await?;
         let mut records = Vec::with_capacity(rows.len());
@@ -430,13 +326,23 @@ impl Store {
         Ok(records)
     }
 
-    /// Fetches exactly one row or a not-found error naming `what`.
-    pub async fn fetch_one(&self, sql: &'static str, params: &[Param<'_>], what: &str) -> Result<Record, GatewayError> {
-        self.fetch(sql, params)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| GatewayError::NotFound(format!("{what} not found")))
+    /// Fetches typed rows.
+    async fn rows<R: Row>(&self, sql: impl sqlx::SqlSafeStr, params: &[Param<'_>]) -> Result<Vec<R>, GatewayError> {
+        self.records(sql, params).await?.into_iter().map(rows::read).collect()
+    }
+
+    /// Fetches the first typed row, if there is one.
+    async fn row<R: Row>(&self, sql: impl sqlx::SqlSafeStr, params: &[Param<'_>]) -> Result<Option<R>, GatewayError> {
+        Ok(self.rows(sql, params).await?.into_iter().next())
+    }
+}
+
+rows::row! {
+    /// An audit entry committed with its change, until it is in the log.
+    struct PendingEntry from "audit_pending" key ["key"] {
+        key: String = text,
+        /// The entry's canonical bytes (UTF-8 JSON).
+        entry: String = text,
     }
 }
 
@@ -487,7 +393,8 @@ impl Transaction {
         Ok(format!("{prefix}-{value}"))
     }
 
-    /// Runs one statement; the number of rows it changed.
+    /// Runs one statement of raw SQL; the number of rows it changed. The named writes
+    /// (`insert_job`, `set_grant_state` …) run through it; tests alter the database with it.
     pub async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, GatewayError> {
         let group = self.group()?;
         Ok(bind(sqlx::query(sql), params).execute(&mut *group.transaction).await?.rows_affected())

@@ -375,7 +375,7 @@ async fn a_domain_keeps_its_workflow_in_postgresql() {
     common::register_energy_data(&domain, dir.path(), 300, 5).await;
     let grant = common::granted(&domain, &developer, unseen_samples::scenarios::green_energy()).await;
     let listed = domain.list_scenarios(&operator, "approved").await.expect("list");
-    assert!(listed.iter().any(|row| row["grant_id"] == grant.id), "{listed:?}");
+    assert!(listed.iter().any(|row| row.grant_id == grant.id), "{listed:?}");
     let job = common::green_energy_job(&domain, &developer, &grant.id).await;
     let mut egress = domain.request_egress(&developer, &job, "kwh_by_industry_district").await.expect("request");
     if egress.state == "awaiting_operator" {

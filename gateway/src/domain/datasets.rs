@@ -6,11 +6,11 @@ use unseen_policy::{ColumnSpec, DatasetVersion, sha256_hex};
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
-use crate::store::Param;
+use crate::store::NewDataset;
 
 use super::files::{read_parquet, write_atomically};
 use super::samples::SampleView;
-use super::{AuditEvent, Domain, StoredDataset, now_ms};
+use super::{AuditEvent, Domain, StoredDataset, decode, found};
 
 /// A dataset registration as the provider states it.
 #[derive(Debug, Clone)]
@@ -57,13 +57,7 @@ impl Domain {
     ) -> Result<(DatasetVersion, u64, SampleView), GatewayError> {
         Self::require(who, Role::Provider)?;
         let content_hash = sha256_hex(&parquet);
-        let latest = self
-            .store
-            .fetch("SELECT MAX(version) AS version FROM datasets WHERE name = $1", &[Param::Text(&registration.name)])
-            .await?;
-        let version =
-            latest.first().and_then(|row| row.get("version")).and_then(|value| value.parse::<u32>().ok()).unwrap_or(0)
-                + 1;
+        let version = self.store.latest_dataset_version(&registration.name).await?.unwrap_or(0) + 1;
         let dataset = DatasetVersion {
             name: registration.name,
             version,
@@ -80,24 +74,19 @@ impl Domain {
         write_atomically(&path, &parquet)?;
         let kind = unseen_policy::sample::SampleRules::of(dataset.grade).default_kind;
         let (sample_path, report, sample_hash) = self.derive_sample_file(&dataset, &path, kind).await?;
-        let offered_kind = if report.offered { kind.as_str() } else { "" };
         let json =
             serde_json::to_string(&dataset).map_err(|error| GatewayError::internal("encoding a dataset", error))?;
         let mut transaction = self.store.begin().await?;
         transaction
-            .execute(
-                "INSERT INTO datasets (id, name, version, json, path, sample_path, sample_kind, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    Param::Text(&id),
-                    Param::Text(&dataset.name),
-                    Param::Int(i64::from(version)),
-                    Param::Text(&json),
-                    Param::Text(&path.to_string_lossy()),
-                    Param::Text(&sample_path.to_string_lossy()),
-                    Param::Text(offered_kind),
-                    Param::Int(now_ms()),
-                ],
-            )
+            .insert_dataset(&NewDataset {
+                id: &id,
+                name: &dataset.name,
+                version,
+                json: &json,
+                path: &path.to_string_lossy(),
+                sample_path: &sample_path.to_string_lossy(),
+                sample_kind: report.offered.then_some(kind),
+            })
             .await?;
         let source_rows = report.source_rows;
         transaction.log(
@@ -119,21 +108,12 @@ impl Domain {
         if let Some(known) = known {
             return Ok(known);
         }
-        let row = self
-            .store
-            .fetch_one(
-                "SELECT json, path, sample_path, sample_kind FROM datasets WHERE id = $1",
-                &[Param::Text(id)],
-                &format!("dataset version \"{id}\""),
-            )
-            .await?;
-        let dataset =
-            serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a dataset", error))?;
+        let row = found(self.store.dataset(id).await?, format_args!("dataset version \"{id}\""))?;
         let stored = StoredDataset {
-            dataset,
-            path: row["path"].clone(),
-            sample_path: row["sample_path"].clone(),
-            sample_kind: row["sample_kind"].clone(),
+            dataset: decode(&row.json, "a dataset")?,
+            path: row.path,
+            sample_path: row.sample_path,
+            sample_kind: row.sample_kind,
         };
         self.dataset_versions
             .lock()

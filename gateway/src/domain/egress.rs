@@ -9,15 +9,16 @@ use unseen_policy::review::{
     EarlierRelease, ReleasedTable, ReviewContext, ReviewRule, SubjectSketches, release_noised_table, released_sketches,
     review_artifact, review_table, review_verification, withheld_sketches,
 };
-use unseen_policy::{Grant, Outcome, OutputLineage, ReviewReport, sha256_hex};
+use unseen_policy::{Grant, Outcome, OutputKind, OutputLineage, ReviewReport, sha256_hex};
+use unseen_runtime::Mode;
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
 use crate::states::{EgressState, GrantState, JobState};
-use crate::store::Param;
+use crate::store::{EgressRow, NewEgress};
 
 use super::files::{io, parquet_bytes, read_parquet, write_atomically};
-use super::{AuditEvent, Domain, SystemBits, now_ms};
+use super::{AuditEvent, Domain, SystemBits, decode, found, now_ms, state_filter};
 
 /// An egress request and its review.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +37,19 @@ pub struct EgressView {
     pub release_id: String,
     /// Operator's reason.
     pub reason: String,
+}
+
+/// An egress request's row as its view.
+fn egress_view(row: EgressRow) -> Result<EgressView, GatewayError> {
+    Ok(EgressView {
+        report: decode(&row.report_json, "a report")?,
+        id: row.id,
+        job_id: row.job_id,
+        output_name: row.output_name,
+        state: row.state,
+        release_id: row.release_id,
+        reason: row.reason,
+    })
 }
 
 /// How many cells a review withheld, with the reviewer's own by rule, for the log: `7 cells
@@ -73,42 +87,38 @@ impl Domain {
         output_name: &str,
     ) -> Result<EgressView, GatewayError> {
         Self::require(who, Role::Developer)?;
-        let job = self
-            .store
-            .fetch_one(
-                "SELECT * FROM jobs WHERE id = $1 AND developer = $2",
-                &[Param::Text(job_id), Param::Text(&who.organisation)],
-                &format!("job {job_id}"),
-            )
-            .await?;
-        if job["mode"] != "production" {
+        let job = self.store.job(job_id).await?.filter(|job| job.developer == who.organisation);
+        let job = found(job, format_args!("job {job_id}"))?;
+        if job.mode != Mode::Production {
             return Err(GatewayError::FailedPrecondition(format!(
                 "job {job_id} ran on the sample; its outputs were shown to you when it ran, and the sample holds no real record (synthetic) or only k-anonymous, perturbed rows (de-identified) — run it in production mode to request egress"
             )));
         }
-        let job_state: JobState = job["state"].parse()?;
-        if job_state != JobState::Succeeded {
+        if job.state != JobState::Succeeded {
             return Err(GatewayError::FailedPrecondition(format!(
-                "job {job_id} is {job_state}; only succeeded jobs have outputs to release"
+                "job {job_id} is {}; only succeeded jobs have outputs to release",
+                job.state
             )));
         }
-        let grant = self.grant_for(who, &job["grant_id"]).await?;
-        let outputs =
-            self.store.fetch("SELECT * FROM outputs WHERE job_id = $1 ORDER BY name", &[Param::Text(job_id)]).await?;
-        let Some(output) = outputs.iter().find(|output| output["name"] == output_name) else {
-            let names: Vec<&str> = outputs.iter().map(|output| output["name"].as_str()).collect();
+        let grant = self.grant_for(who, &job.grant_id).await?;
+        let outputs = self.store.outputs_of_job(job_id).await?;
+        let Some(output) = outputs.iter().find(|output| output.name == output_name) else {
+            let names: Vec<&str> = outputs.iter().map(|output| output.name.as_str()).collect();
             return Err(GatewayError::NotFound(if names.is_empty() {
                 format!("job {job_id} emitted no outputs, so there is no \"{output_name}\" to release")
             } else {
                 format!("job {job_id} has no output \"{output_name}\"; its outputs are: {}", names.join(", "))
             }));
         };
-        let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
+        let bytes = std::fs::read(&output.path).map_err(io("reading a held output"))?;
         let identifiers = self.identifier_set(&grant).await?;
         let _reviewing = self.review_lock.lock().await;
         let (earlier, released, epsilon_spent) = self.grant_history(&grant.id).await?;
-        let earlier_claims =
-            if output["kind"] == "verification" { self.claims_answered_today(&grant.id).await? } else { Vec::new() };
+        let earlier_claims = if output.kind == OutputKind::Verification {
+            self.claims_answered_today(&grant.id).await?
+        } else {
+            Vec::new()
+        };
         let context = ReviewContext {
             identifiers: Some(&identifiers),
             earlier: &earlier,
@@ -117,13 +127,12 @@ impl Domain {
             released: &released,
         };
         let id = self.store.next_id("e").await?;
-        let (report, candidate, sketches, facts) = if output["kind"] == "artifact" {
+        let (report, candidate, sketches, facts) = if output.kind == OutputKind::Artifact {
             (review_artifact(&grant, output_name, &bytes, context), None, (Vec::new(), Vec::new(), Vec::new()), None)
         } else {
-            let lineage: OutputLineage = serde_json::from_str(&output["lineage_json"])
-                .map_err(|error| GatewayError::internal("decoding lineage", error))?;
+            let lineage: OutputLineage = decode(&output.lineage_json, "lineage")?;
             let table = read_parquet(bytes)?;
-            let report = if output["kind"] == "verification" {
+            let report = if output.kind == OutputKind::Verification {
                 review_verification(&grant, output_name, &table, &lineage, context)
             } else {
                 review_table(&grant, output_name, &table, &lineage, context)
@@ -170,10 +179,14 @@ impl Domain {
             serde_json::to_string(&report).map_err(|error| GatewayError::internal("encoding a report", error))?;
         let mut transaction = self.store.begin().await?;
         transaction
-            .execute(
-                "INSERT INTO egress (id, developer, job_id, output_name, state, report_json, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[Param::Text(&id), Param::Text(&who.organisation), Param::Text(job_id), Param::Text(output_name), Param::Text(state.as_str()), Param::Text(&report_json), Param::Int(now_ms())],
-            )
+            .insert_egress(&NewEgress {
+                id: &id,
+                developer: &who.organisation,
+                job_id,
+                output_name,
+                state,
+                report_json: &report_json,
+            })
             .await?;
         if report.epsilon_charged > 0.0 {
             let budget = grant.application.disclosure.privacy.as_ref().map_or(0.0, |privacy| privacy.epsilon_budget);
@@ -218,25 +231,18 @@ impl Domain {
         &self,
         grant_id: &str,
     ) -> Result<(Vec<EarlierRelease>, Vec<ReleasedTable>, f64), GatewayError> {
-        let rows = self
-            .store
-            .fetch(
-                "SELECT e.id AS id, e.output_name AS output_name, e.state AS state, e.report_json AS report_json FROM egress e JOIN jobs j ON e.job_id = j.id WHERE j.grant_id = $1 ORDER BY e.created_ms",
-                &[Param::Text(grant_id)],
-            )
-            .await?;
+        let rows = self.store.egress_of_grant(grant_id).await?;
         let mut earlier = Vec::new();
         let mut released = Vec::new();
         let mut spent = 0.0;
         for row in rows {
-            let report: ReviewReport = serde_json::from_str(&row["report_json"])
-                .map_err(|error| GatewayError::internal("decoding a report", error))?;
+            let report: ReviewReport = decode(&row.report_json, "a report")?;
             spent += report.epsilon_charged;
-            if !row["state"].parse::<EgressState>()?.may_leave() {
+            if !row.state.may_leave() {
                 continue;
             }
             let read_sketches = |name: &str| -> Result<Option<Vec<SubjectSketches>>, GatewayError> {
-                match std::fs::read(self.dir.join("egress").join(format!("{}.{name}.json", row["id"]))) {
+                match std::fs::read(self.dir.join("egress").join(format!("{}.{name}.json", row.id))) {
                     Ok(bytes) => serde_json::from_slice(&bytes)
                         .map(Some)
                         .map_err(|error| GatewayError::internal("decoding subject sketches", error)),
@@ -246,13 +252,13 @@ impl Domain {
             };
             if let Some(sketches) = read_sketches("sketches")? {
                 earlier.push(EarlierRelease {
-                    label: format!("egress {} (\"{}\")", row["id"], row["output_name"]),
+                    label: format!("egress {} (\"{}\")", row.id, row.output_name),
                     sketches,
                     withheld: read_sketches("withheld-sketches")?.unwrap_or_default(),
                     complements: read_sketches("complement-sketches")?.unwrap_or_default(),
                 });
             }
-            let path = self.dir.join("egress").join(format!("{}.released.json", row["id"]));
+            let path = self.dir.join("egress").join(format!("{}.released.json", row.id));
             match std::fs::read(&path) {
                 Ok(bytes) => released.push(
                     serde_json::from_slice(&bytes)
@@ -269,22 +275,12 @@ impl Domain {
     /// the last 24 hours that may leave or has left: one entry per claim, for the rate limits.
     pub(super) async fn claims_answered_today(&self, grant_id: &str) -> Result<Vec<String>, GatewayError> {
         const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-        let rows = self
-            .store
-            .fetch(
-                "SELECT o.lineage_json AS lineage_json FROM egress e JOIN jobs j ON e.job_id = j.id JOIN outputs o ON o.job_id = e.job_id AND o.name = e.output_name WHERE j.grant_id = $1 AND o.kind = 'verification' AND e.created_ms >= $2 AND e.state NOT IN ($3, $4)",
-                &[
-                    Param::Text(grant_id),
-                    Param::Int(now_ms() - DAY_MS),
-                    Param::Text(EgressState::Blocked.as_str()),
-                    Param::Text(EgressState::Rejected.as_str()),
-                ],
-            )
-            .await?;
+        let may_leave: Vec<EgressState> = EgressState::ALL.iter().copied().filter(|state| state.may_leave()).collect();
+        let outputs =
+            self.store.requested_outputs(grant_id, OutputKind::Verification, now_ms() - DAY_MS, &may_leave).await?;
         let mut keys = Vec::new();
-        for row in rows {
-            let lineage: OutputLineage = serde_json::from_str(&row["lineage_json"])
-                .map_err(|error| GatewayError::internal("decoding lineage", error))?;
+        for output in outputs {
+            let lineage: OutputLineage = decode(&output.lineage_json, "lineage")?;
             keys.extend(lineage.verification.map(|claims| claims.claim_keys).unwrap_or_default());
         }
         Ok(keys)
@@ -315,42 +311,16 @@ impl Domain {
 
     /// One egress request as `who` may see it.
     pub async fn egress(&self, who: &Principal, egress_id: &str) -> Result<EgressView, GatewayError> {
-        let row = self
-            .store
-            .fetch_one(
-                "SELECT * FROM egress WHERE id = $1",
-                &[Param::Text(egress_id)],
-                &format!("egress request {egress_id}"),
-            )
-            .await?;
-        Self::require_owner(who, &row, &format!("egress request {egress_id}"))?;
-        Ok(EgressView {
-            id: row["id"].clone(),
-            job_id: row["job_id"].clone(),
-            output_name: row["output_name"].clone(),
-            state: row["state"].parse()?,
-            report: serde_json::from_str(&row["report_json"])
-                .map_err(|error| GatewayError::internal("decoding a report", error))?,
-            release_id: row["release_id"].clone(),
-            reason: row["reason"].clone(),
-        })
+        let row = found(self.store.egress(egress_id).await?, format_args!("egress request {egress_id}"))?;
+        Self::require_owner(who, &row.developer, &format!("egress request {egress_id}"))?;
+        egress_view(row)
     }
 
     /// Egress requests, optionally in one state (operators).
     pub async fn list_egress(&self, who: &Principal, state: &str) -> Result<Vec<EgressView>, GatewayError> {
         Self::require(who, Role::Operator)?;
-        let rows = self
-            .store
-            .fetch(
-                "SELECT id FROM egress WHERE ($1 = '' OR state = $2) ORDER BY created_ms",
-                &[Param::Text(state), Param::Text(state)],
-            )
-            .await?;
-        let mut views = Vec::with_capacity(rows.len());
-        for row in rows {
-            views.push(self.egress(who, &row["id"]).await?);
-        }
-        Ok(views)
+        let Some(state) = state_filter(state) else { return Ok(Vec::new()) };
+        self.store.egress_requests(state).await?.into_iter().map(egress_view).collect()
     }
 
     /// An operator's decision on an egress request awaiting review.
@@ -370,19 +340,11 @@ impl Domain {
             )));
         }
         if approve {
-            let grant = self
-                .store
-                .fetch_one(
-                    "SELECT grants.id, grants.state FROM grants JOIN jobs ON jobs.grant_id = grants.id WHERE jobs.id = $1",
-                    &[Param::Text(&view.job_id)],
-                    "the request's grant",
-                )
-                .await?;
-            let grant_state: GrantState = grant["state"].parse()?;
-            if grant_state != GrantState::Active {
+            let grant = found(self.store.grant_of_job(&view.job_id).await?, "the request's grant")?;
+            if grant.state != GrantState::Active {
                 return Err(GatewayError::FailedPrecondition(format!(
-                    "grant {} is {grant_state}; nothing leaves the domain under it until it is active again",
-                    grant["id"]
+                    "grant {} is {}; nothing leaves the domain under it until it is active again",
+                    grant.id, grant.state
                 )));
             }
         } else if reason.trim().is_empty() {
@@ -391,18 +353,8 @@ impl Domain {
         let (state, action) =
             if approve { (EgressState::Approved, "egress.approve") } else { (EgressState::Rejected, "egress.reject") };
         let mut transaction = self.store.begin().await?;
-        Self::change_state(
-            &mut transaction,
-            ("egress request", egress_id),
-            "UPDATE egress SET state = $1, reason = $2 WHERE id = $3 AND state = $4",
-            &[
-                Param::Text(state.as_str()),
-                Param::Text(reason),
-                Param::Text(egress_id),
-                Param::Text(EgressState::AwaitingOperator.as_str()),
-            ],
-        )
-        .await?;
+        let changed = transaction.set_egress_state(egress_id, (EgressState::AwaitingOperator, state), reason).await?;
+        Self::decided(changed, ("egress request", egress_id))?;
         transaction
             .log(AuditEvent::new(who, action, "egress", egress_id).decision(state.as_str()).reason(reason).entry());
         self.commit(transaction).await?;

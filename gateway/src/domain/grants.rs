@@ -10,11 +10,11 @@ use unseen_policy::Grant;
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
 use crate::states::{EgressState, GrantState, ImportState, JobState};
-use crate::store::Param;
+use crate::store::{GrantRow, JobEnd};
 
 use super::files::remove_if_present;
 use super::jobs::CANCEL_WAIT;
-use super::{AuditEvent, Domain, now_ms};
+use super::{AuditEvent, Domain, decode, found, now_ms};
 
 /// What an operator does to a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,20 +57,21 @@ pub struct GrantView {
     pub reason: String,
 }
 
-pub(super) fn grant_view(row: &crate::store::Record) -> Result<GrantView, GatewayError> {
-    let grant: Grant =
-        serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a grant", error))?;
-    let stored: GrantState = row["state"].parse()?;
-    let state =
-        if stored == GrantState::Active && now_ms() >= grant.expires_at_unix_ms { GrantState::Expired } else { stored };
+pub(super) fn grant_view(row: GrantRow) -> Result<GrantView, GatewayError> {
+    let grant: Grant = decode(&row.json, "a grant")?;
+    let state = if row.state == GrantState::Active && now_ms() >= grant.expires_at_unix_ms {
+        GrantState::Expired
+    } else {
+        row.state
+    };
     Ok(GrantView {
-        id: row["id"].clone(),
-        scenario_id: row["scenario_id"].clone(),
-        developer: row["developer"].clone(),
+        id: row.id,
+        scenario_id: row.scenario_id,
+        developer: row.developer,
         state,
-        hash: row["hash"].clone(),
+        hash: row.hash,
         expires_at_unix_ms: grant.expires_at_unix_ms,
-        reason: row["reason"].clone(),
+        reason: row.reason,
     })
 }
 
@@ -79,10 +80,10 @@ impl Domain {
     /// `expired` whatever its stored state.
     pub async fn list_grants(&self, who: &Principal, state: &str) -> Result<Vec<GrantView>, GatewayError> {
         Self::require(who, Role::Operator)?;
-        let rows = self.store.fetch("SELECT * FROM grants ORDER BY created_ms", &[]).await?;
+        let rows = self.store.grants().await?;
         let mut views = Vec::with_capacity(rows.len());
         for row in rows {
-            let view = grant_view(&row)?;
+            let view = grant_view(row)?;
             if state.is_empty() || view.state == state {
                 views.push(view);
             }
@@ -110,11 +111,9 @@ impl Domain {
                 action.past_tense()
             )));
         }
-        let row = self
-            .store
-            .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
-            .await?;
-        let current = grant_view(&row)?.state;
+        let row = self.grant_row(grant_id).await?;
+        let (stored, hash) = (row.state, row.hash.clone());
+        let current = grant_view(row)?.state;
         let (from, to): (&[GrantState], GrantState) = match action {
             GrantAction::Suspend => (&[GrantState::Active], GrantState::Suspended),
             GrantAction::Resume => (&[GrantState::Suspended], GrantState::Active),
@@ -139,32 +138,18 @@ impl Domain {
         // The state changes first, so no new work starts while the old is being stopped; its
         // queued jobs are cancelled in the same commit.
         let mut transaction = self.store.begin().await?;
-        Self::change_state(
-            &mut transaction,
-            ("grant", grant_id),
-            "UPDATE grants SET state = $1, reason = $2 WHERE id = $3 AND state = $4",
-            &[Param::Text(to.as_str()), Param::Text(reason), Param::Text(grant_id), Param::Text(&row["state"])],
-        )
-        .await?;
+        let changed = transaction.set_grant_state(grant_id, (stored, to), reason).await?;
+        Self::decided(changed, ("grant", grant_id))?;
         let mut detail = reason.to_string();
         if action != GrantAction::Resume {
-            let cancelled = transaction
-                .execute(
-                    "UPDATE jobs SET state = $1, error = $2, developer_error = $2 WHERE grant_id = $3 AND state = $4",
-                    &[
-                        Param::Text(JobState::Cancelled.as_str()),
-                        Param::Text(&why),
-                        Param::Text(grant_id),
-                        Param::Text(JobState::Queued.as_str()),
-                    ],
-                )
-                .await?;
+            let end = JobEnd { state: JobState::Cancelled, error: &why, developer_error: &why };
+            let cancelled = transaction.end_jobs_of_grant(grant_id, JobState::Queued, &end).await?;
             let running = self.running_jobs_of(grant_id).len();
             detail = format!("{reason} ({cancelled} queued jobs cancelled, {running} running jobs stopped)");
         }
         transaction.log(
             AuditEvent::new(who, verb, "grant", grant_id)
-                .object_hash(row["hash"].clone())
+                .object_hash(hash)
                 .grant(grant_id.to_string())
                 .decision(to.as_str())
                 .reason(detail)
@@ -179,11 +164,7 @@ impl Domain {
         if action == GrantAction::Terminate {
             self.close_grant_outputs(who, grant_id, &why).await?;
         }
-        let row = self
-            .store
-            .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
-            .await?;
-        grant_view(&row)
+        grant_view(self.grant_row(grant_id).await?)
     }
 
     /// On termination: rejects the grant's egress requests awaiting an operator, deletes its
@@ -208,36 +189,17 @@ impl Domain {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let outputs = self
-            .store
-            .fetch(
-                "SELECT outputs.job_id, outputs.name, outputs.path FROM outputs JOIN jobs ON jobs.id = outputs.job_id \
-                 WHERE jobs.grant_id = $1",
-                &[Param::Text(grant_id)],
-            )
-            .await?;
+        let outputs = self.store.outputs_of_grant(grant_id).await?;
         for output in &outputs {
-            remove_if_present(Path::new(&output["path"]))?;
+            remove_if_present(Path::new(&output.path))?;
         }
-        let candidates = self
-            .store
-            .fetch(
-                "SELECT egress.id FROM egress JOIN jobs ON jobs.id = egress.job_id WHERE jobs.grant_id = $1",
-                &[Param::Text(grant_id)],
-            )
-            .await?;
-        for candidate in &candidates {
-            remove_if_present(&self.dir.join("egress").join(format!("{}.parquet", candidate["id"])))?;
+        for candidate in self.store.egress_of_grant(grant_id).await? {
+            remove_if_present(&self.dir.join("egress").join(format!("{}.parquet", candidate.id)))?;
         }
         let destroyed = self.destroy_grant_imports(grant_id).await?;
         let mut transaction = self.store.begin().await?;
         for import_id in &destroyed {
-            transaction
-                .execute(
-                    "UPDATE imports SET state = $1, reason = $2 WHERE id = $3",
-                    &[Param::Text(ImportState::Destroyed.as_str()), Param::Text(why), Param::Text(import_id)],
-                )
-                .await?;
+            transaction.force_import_state(import_id, ImportState::Destroyed, why).await?;
             transaction.log(
                 AuditEvent::new(who, "import.destroy", "import", import_id)
                     .grant(grant_id.to_string())
@@ -246,24 +208,9 @@ impl Domain {
                     .entry(),
             );
         }
-        let rejected = transaction
-            .execute(
-                "UPDATE egress SET state = $1, reason = $2 WHERE state = $3 AND job_id IN \
-                 (SELECT id FROM jobs WHERE grant_id = $4)",
-                &[
-                    Param::Text(EgressState::Rejected.as_str()),
-                    Param::Text(why),
-                    Param::Text(EgressState::AwaitingOperator.as_str()),
-                    Param::Text(grant_id),
-                ],
-            )
-            .await?;
-        transaction
-            .execute(
-                "DELETE FROM outputs WHERE job_id IN (SELECT id FROM jobs WHERE grant_id = $1)",
-                &[Param::Text(grant_id)],
-            )
-            .await?;
+        let rejected = (EgressState::AwaitingOperator, EgressState::Rejected);
+        let rejected = transaction.set_egress_states_of_grant(grant_id, rejected, why).await?;
+        transaction.delete_outputs_of_grant(grant_id).await?;
         transaction.log(AuditEvent::new(who, "grant.purge", "grant", grant_id).grant(grant_id.to_string()).decision("deleted").reason(format!(
                 "{} held outputs deleted, {rejected} egress requests awaiting an operator rejected, {} imported tables destroyed",
                 outputs.len(),
@@ -273,18 +220,18 @@ impl Domain {
     }
 
     pub(super) async fn grant_for(&self, who: &Principal, grant_id: &str) -> Result<Grant, GatewayError> {
-        let row = self
-            .store
-            .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(grant_id)], &format!("grant {grant_id}"))
-            .await?;
-        Self::require_owner(who, &row, &format!("grant {grant_id}"))?;
-        let state: GrantState = row["state"].parse()?;
-        if state != GrantState::Active {
-            return Err(GatewayError::Denied(format!("grant {grant_id} is {state}; no work may run under it")));
+        let row = self.grant_row(grant_id).await?;
+        Self::require_owner(who, &row.developer, &format!("grant {grant_id}"))?;
+        if row.state != GrantState::Active {
+            return Err(GatewayError::Denied(format!("grant {grant_id} is {}; no work may run under it", row.state)));
         }
-        let grant: Grant =
-            serde_json::from_str(&row["json"]).map_err(|error| GatewayError::internal("decoding a grant", error))?;
+        let grant: Grant = decode(&row.json, "a grant")?;
         grant.check_usable(now_ms())?;
         Ok(grant)
+    }
+
+    /// A grant's row, or not found.
+    async fn grant_row(&self, grant_id: &str) -> Result<GrantRow, GatewayError> {
+        found(self.store.grant(grant_id).await?, format_args!("grant {grant_id}"))
     }
 }

@@ -19,14 +19,17 @@ use unseen_runtime::{DomainTable, Mode};
 
 use super::datasets::check_tagged_columns;
 use super::files::{io, read_parquet, remove_if_present, write_atomically};
-use super::{AuditEvent, DatasetRegistration, Domain, now_ms};
+use super::{AuditEvent, DatasetRegistration, Domain, decode, found};
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
 use crate::states::ImportState;
-use crate::store::{Param, Record};
+use crate::store::{ImportRow, NewImport};
 
 /// Largest table a developer may import (bytes of Parquet).
 pub const MAX_IMPORT_BYTES: usize = 256 * 1024 * 1024;
+
+/// The states of an import whose key and ciphertext the domain still holds.
+pub(super) const HELD: [ImportState; 2] = [ImportState::Submitted, ImportState::Approved];
 
 /// An imported table as its developer and the operator see it: what it is, never what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,18 +60,16 @@ pub(super) struct JobImport {
     pub(super) dataset: DatasetVersion,
 }
 
-fn import_view(row: &Record) -> Result<ImportView, GatewayError> {
-    let number = |column: &str| row[column].parse::<u64>().unwrap_or(0);
+fn import_view(row: ImportRow) -> Result<ImportView, GatewayError> {
     Ok(ImportView {
-        id: row["id"].clone(),
-        developer: row["developer"].clone(),
-        grant_id: row["grant_id"].clone(),
-        dataset: serde_json::from_str(&row["json"])
-            .map_err(|error| GatewayError::internal("decoding an import", error))?,
-        rows: number("rows"),
-        bytes: number("bytes"),
-        state: row["state"].parse()?,
-        reason: row["reason"].clone(),
+        dataset: decode(&row.json, "an import")?,
+        id: row.id,
+        developer: row.developer,
+        grant_id: row.grant_id,
+        rows: row.rows,
+        bytes: row.bytes,
+        state: row.state,
+        reason: row.reason,
     })
 }
 
@@ -154,16 +155,10 @@ impl Domain {
                 parquet.len()
             )));
         }
-        let earlier = self
-            .store
-            .fetch(
-                "SELECT id FROM imports WHERE grant_id = $1 AND name = $2",
-                &[Param::Text(grant_id), Param::Text(&registration.name)],
-            )
-            .await?;
+        let earlier = self.store.count_imports_named(grant_id, &registration.name).await?;
         let dataset = DatasetVersion {
             name: registration.name,
-            version: earlier.len() as u32 + 1,
+            version: earlier as u32 + 1,
             provider: who.organisation.clone(),
             grade: Grade::General,
             content_hash: sha256_hex(&parquet),
@@ -196,22 +191,17 @@ impl Domain {
         let mut transaction = self.store.begin().await?;
         let id = transaction.next_id("i").await?;
         transaction
-            .execute(
-                "INSERT INTO imports (id, developer, grant_id, name, json, sealed, state, rows, bytes, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                &[
-                    Param::Text(&id),
-                    Param::Text(&who.organisation),
-                    Param::Text(grant_id),
-                    Param::Text(&dataset.name),
-                    Param::Text(&json),
-                    Param::Text(&sealed),
-                    Param::Text(ImportState::Submitted.as_str()),
-                    Param::Int(rows as i64),
-                    Param::Int(bytes as i64),
-                    Param::Int(now_ms()),
-                ],
-            )
+            .insert_import(&NewImport {
+                id: &id,
+                developer: &who.organisation,
+                grant_id,
+                name: &dataset.name,
+                json: &json,
+                sealed: &sealed,
+                state: ImportState::Submitted,
+                rows,
+                bytes,
+            })
             .await?;
         let columns: Vec<String> =
             dataset.columns.iter().map(|column| format!("{} ({})", column.name, column.tag.as_str())).collect();
@@ -232,16 +222,10 @@ impl Domain {
         if !matches!(who.role, Role::Developer | Role::Operator) {
             Self::require(who, Role::Operator)?;
         }
-        let row = self
-            .store
-            .fetch_one(
-                "SELECT * FROM imports WHERE id = $1",
-                &[Param::Text(import_id)],
-                &format!("imported table {import_id}"),
-            )
-            .await?;
-        Self::require_owner(who, &row, &format!("imported table {import_id}"))?;
-        import_view(&row)
+        let what = format!("imported table {import_id}");
+        let row = found(self.store.import(import_id).await?, &what)?;
+        Self::require_owner(who, &row.developer, &what)?;
+        import_view(row)
     }
 
     /// Imports in `state` (all when empty): a developer's own, or every one for an operator.
@@ -249,10 +233,10 @@ impl Domain {
         if !matches!(who.role, Role::Developer | Role::Operator) {
             Self::require(who, Role::Operator)?;
         }
-        let rows = self.store.fetch("SELECT * FROM imports ORDER BY created_ms", &[]).await?;
-        rows.iter()
-            .filter(|row| who.role == Role::Operator || row["developer"] == who.organisation)
-            .filter(|row| state.is_empty() || row["state"] == state)
+        let rows = self.store.imports().await?;
+        rows.into_iter()
+            .filter(|row| who.role == Role::Operator || row.developer == who.organisation)
+            .filter(|row| state.is_empty() || row.state == state)
             .map(import_view)
             .collect()
     }
@@ -281,18 +265,8 @@ impl Domain {
         }
         let state = if approve { ImportState::Approved } else { ImportState::Rejected };
         let mut transaction = self.store.begin().await?;
-        Self::change_state(
-            &mut transaction,
-            ("imported table", import_id),
-            "UPDATE imports SET state = $1, reason = $2 WHERE id = $3 AND state = $4",
-            &[
-                Param::Text(state.as_str()),
-                Param::Text(reason),
-                Param::Text(import_id),
-                Param::Text(ImportState::Submitted.as_str()),
-            ],
-        )
-        .await?;
+        let changed = transaction.set_import_state(import_id, (ImportState::Submitted, state), reason).await?;
+        Self::decided(changed, ("imported table", import_id))?;
         transaction.log(
             AuditEvent::new(who, if approve { "import.approve" } else { "import.reject" }, "import", import_id)
                 .object_hash(view.dataset.content_hash.clone())
@@ -303,30 +277,20 @@ impl Domain {
         );
         self.commit(transaction).await?;
         if !approve {
-            let sealed = self
-                .store
-                .fetch_one("SELECT sealed FROM imports WHERE id = $1", &[Param::Text(import_id)], "import")
-                .await?;
-            destroy_sealed(&self.dir, &sealed["sealed"])?;
+            let row = found(self.store.import(import_id).await?, "import")?;
+            destroy_sealed(&self.dir, &row.sealed)?;
         }
         self.import(who, import_id).await
     }
 
     /// The approved imports of `grant_id` a job gets: the latest version of each name.
     pub(super) async fn approved_imports(&self, grant_id: &str) -> Result<Vec<JobImport>, GatewayError> {
-        let rows = self
-            .store
-            .fetch(
-                "SELECT id, sealed, json FROM imports WHERE grant_id = $1 AND state = $2 ORDER BY created_ms",
-                &[Param::Text(grant_id), Param::Text(ImportState::Approved.as_str())],
-            )
-            .await?;
+        let rows = self.store.imports_of_grant(grant_id, &[ImportState::Approved]).await?;
         let mut imports: Vec<JobImport> = Vec::with_capacity(rows.len());
         for row in rows {
-            let dataset: DatasetVersion = serde_json::from_str(&row["json"])
-                .map_err(|error| GatewayError::internal("decoding an import", error))?;
+            let dataset: DatasetVersion = decode(&row.json, "an import")?;
             imports.retain(|earlier| earlier.dataset.name != dataset.name);
-            imports.push(JobImport { id: row["id"].clone(), sealed: row["sealed"].clone(), dataset });
+            imports.push(JobImport { id: row.id, sealed: row.sealed, dataset });
         }
         Ok(imports)
     }
@@ -398,21 +362,11 @@ impl Domain {
     /// On termination: destroys the keys and ciphertexts of the grant's imports that are
     /// still held; the caller records them as destroyed. Returns their ids.
     pub(super) async fn destroy_grant_imports(&self, grant_id: &str) -> Result<Vec<String>, GatewayError> {
-        let held = self
-            .store
-            .fetch(
-                "SELECT id, sealed FROM imports WHERE grant_id = $1 AND state IN ($2, $3)",
-                &[
-                    Param::Text(grant_id),
-                    Param::Text(ImportState::Submitted.as_str()),
-                    Param::Text(ImportState::Approved.as_str()),
-                ],
-            )
-            .await?;
+        let held = self.store.imports_of_grant(grant_id, &HELD).await?;
         for import in &held {
-            destroy_sealed(&self.dir, &import["sealed"])?;
+            destroy_sealed(&self.dir, &import.sealed)?;
         }
-        Ok(held.iter().map(|import| import["id"].clone()).collect())
+        Ok(held.into_iter().map(|import| import.id).collect())
     }
 
     /// On open: removes what no held import names — the files of an import whose commit a
@@ -423,16 +377,8 @@ impl Domain {
         if work.exists() {
             std::fs::remove_dir_all(&work).map_err(io("clearing the work directory"))?;
         }
-        let held: std::collections::BTreeSet<String> = self
-            .store
-            .fetch(
-                "SELECT sealed FROM imports WHERE state IN ($1, $2)",
-                &[Param::Text(ImportState::Submitted.as_str()), Param::Text(ImportState::Approved.as_str())],
-            )
-            .await?
-            .into_iter()
-            .map(|row| row["sealed"].clone())
-            .collect();
+        let held: std::collections::BTreeSet<String> =
+            self.store.imports_in(&HELD).await?.into_iter().map(|row| row.sealed).collect();
         for sub in ["imports", "keys/imports"] {
             for entry in std::fs::read_dir(self.dir.join(sub)).map_err(io("listing imported tables"))? {
                 let path = entry.map_err(io("listing imported tables"))?.path();

@@ -1,22 +1,25 @@
 //! Jobs: a developer uploads a module and runs it under a grant. A job is claimed, run on the
 //! runtime, its outputs persisted, and finished, each step logged; it can be cancelled.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use unseen_policy::{DatasetVersion, Grant, OutputKind, sha256_hex};
-use unseen_runtime::{CancelFlag, DomainTable, JobOutput, JobReport, JobSpec, Mode, RuntimeError};
+use unseen_policy::{DatasetVersion, Grant, sha256_hex};
+use unseen_runtime::{CancelFlag, DomainTable, JobReport, JobSpec, Mode, RuntimeError};
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
 use crate::states::JobState;
-use crate::store::{Param, Transaction};
+use crate::store::{JobEnd, JobRow, NewJob, NewModule, mode_name};
 
-use super::files::{csv_bytes, io, parquet_bytes, write_atomically};
+use super::files::{io, write_atomically};
 use super::imports::JobImport;
-use super::{AuditEvent, Domain, StoredDataset, now_ms};
+use super::{AuditEvent, Domain, StoredDataset, decode, found};
+
+mod finish;
+use finish::{ClaimedJob, finish_job, log_runtime_decisions, persist_output};
 
 /// How long cancelling a running job waits for it to stop before answering.
 pub(super) const CANCEL_WAIT: Duration = Duration::from_secs(10);
@@ -120,10 +123,13 @@ impl Domain {
         write_atomically(&path, &bytes)?;
         let mut transaction = self.store.begin().await?;
         transaction
-            .execute(
-                "INSERT INTO modules (hash, developer, grant_id, size, path, created_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT(hash, grant_id) DO NOTHING",
-                &[Param::Text(&info.hash), Param::Text(&who.organisation), Param::Text(grant_id), Param::Int(info.size as i64), Param::Text(&path.to_string_lossy()), Param::Int(now_ms())],
-            )
+            .insert_module(&NewModule {
+                hash: &info.hash,
+                developer: &who.organisation,
+                grant_id,
+                size: info.size as u64,
+                path: &path.to_string_lossy(),
+            })
             .await?;
         transaction.log(
             AuditEvent::new(who, "module.upload", "module", &info.hash)
@@ -156,22 +162,16 @@ impl Domain {
         }
         // Three reads at once; their answers are looked at in this order, so a developer who
         // may not use the grant learns nothing about its imports or modules.
-        let module_params = [Param::Text(module_hash), Param::Text(&who.organisation), Param::Text(grant_id)];
-        let module_name = format!("module {module_hash} bound to grant {grant_id}");
         let (grant, imports, module) = tokio::join!(
             self.grant_for(who, grant_id),
             self.approved_imports(grant_id),
-            self.store.fetch_one(
-                "SELECT * FROM modules WHERE hash = $1 AND developer = $2 AND grant_id = $3",
-                &module_params,
-                &module_name,
-            )
+            self.store.module(module_hash, &who.organisation, grant_id)
         );
         let (grant, imports) = (grant?, imports?);
         let datasets: Vec<DatasetVersion> = imports.iter().map(|import| import.dataset.clone()).collect();
         let job_grant = grant.with_imports(&datasets)?;
         let import_ids: Vec<&str> = imports.iter().map(|import| import.id.as_str()).collect();
-        let module = module?;
+        let module = found(module?, format_args!("module {module_hash} bound to grant {grant_id}"))?;
         let mut stored = Vec::new();
         for dataset_id in grant.datasets() {
             stored.push(self.dataset(dataset_id).await?);
@@ -179,26 +179,28 @@ impl Domain {
         if mode == Mode::Sample {
             Self::require_offered_samples(&stored)?;
         }
-        let mode_name = match mode {
-            Mode::Sample => "sample",
-            Mode::Production => "production",
-        };
         // The id, the row and the log entry in one commit (one fsync); a failed insert uses
         // up no id.
         let mut transaction = self.store.begin().await?;
         let job_id = transaction.next_id("j").await?;
         transaction
-            .execute(
-                "INSERT INTO jobs (id, developer, grant_id, module_hash, mode, params, state, imports, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                &[Param::Text(&job_id), Param::Text(&who.organisation), Param::Text(grant_id), Param::Text(module_hash), Param::Text(mode_name), Param::Text(params), Param::Text(JobState::Queued.as_str()), Param::Text(&import_ids.join(",")), Param::Int(now_ms())],
-            )
+            .insert_job(&NewJob {
+                id: &job_id,
+                developer: &who.organisation,
+                grant_id,
+                module_hash,
+                mode,
+                params,
+                state: JobState::Queued,
+                imports: &import_ids,
+            })
             .await?;
         transaction.log(
             AuditEvent::new(who, "job.submit", "job", &job_id)
                 .object_hash(module_hash.to_string())
                 .grant(grant_id.to_string())
                 .decision(JobState::Queued.as_str())
-                .reason(submission_detail(mode_name, params, &import_ids))
+                .reason(submission_detail(mode_name(mode), params, &import_ids))
                 .entry(),
         );
         self.commit(transaction).await?;
@@ -213,7 +215,7 @@ impl Domain {
             grant: job_grant,
             tables,
             imports,
-            module_path: module["path"].clone(),
+            module_path: module.path,
             mode,
             params: params.to_string(),
         };
@@ -226,13 +228,26 @@ impl Domain {
             let Ok(_worker) = Arc::clone(&domain.workers).acquire_owned().await else { return };
             if let Err(error) = domain.execute_job(&who, job).await {
                 tracing::error!(job = %job_id, "job bookkeeping failed: {error}");
-                let _ = domain
-                    .store
-                    .execute("UPDATE jobs SET state = $1, error = $2, developer_error = 'internal error in the domain' WHERE id = $3", &[Param::Text(JobState::Failed.as_str()), Param::Text(&error.to_string()), Param::Text(&job_id)])
-                    .await;
+                let _ = domain.fail_job(&job_id, &error.to_string()).await;
             }
         });
         Ok(job_id)
+    }
+
+    /// A job's row, if `who` may see it.
+    async fn job_row(&self, who: &Principal, job_id: &str) -> Result<JobRow, GatewayError> {
+        let what = format!("job {job_id}");
+        let row = found(self.store.job(job_id).await?, &what)?;
+        Self::require_owner(who, &row.developer, &what)?;
+        Ok(row)
+    }
+
+    /// Marks a job failed when the domain's own bookkeeping of it failed.
+    async fn fail_job(&self, job_id: &str, error: &str) -> Result<(), GatewayError> {
+        let mut transaction = self.store.begin().await?;
+        let end = JobEnd { state: JobState::Failed, error, developer_error: "internal error in the domain" };
+        transaction.end_job(job_id, &end).await?;
+        self.commit(transaction).await
     }
 
     /// The semaphore that bounds how many jobs `organisation` runs at once.
@@ -249,26 +264,20 @@ impl Domain {
     /// its own limits; a finished one is history.
     pub async fn cancel_job(&self, who: &Principal, job_id: &str) -> Result<JobView, GatewayError> {
         Self::require(who, Role::Developer)?;
-        let row = self
-            .store
-            .fetch_one("SELECT * FROM jobs WHERE id = $1", &[Param::Text(job_id)], &format!("job {job_id}"))
-            .await?;
-        Self::require_owner(who, &row, &format!("job {job_id}"))?;
+        let row = self.job_row(who, job_id).await?;
         let why = "cancelled by the developer";
-        if self.end_queued_job(who, (job_id, &row["grant_id"]), (JobState::Cancelled, "job.cancel"), why).await? {
+        if self.end_queued_job(who, (job_id, &row.grant_id), (JobState::Cancelled, "job.cancel"), why).await? {
             return self.job(who, job_id, Duration::ZERO).await;
         }
         if !self.cancel_running(job_id, why) {
-            let state =
-                self.store.fetch_one("SELECT state FROM jobs WHERE id = $1", &[Param::Text(job_id)], "job").await?;
+            let state = found(self.store.job(job_id).await?, "job")?.state;
             return Err(GatewayError::FailedPrecondition(format!(
-                "job {job_id} is {}; only queued or running jobs can be cancelled",
-                state["state"]
+                "job {job_id} is {state}; only queued or running jobs can be cancelled"
             )));
         }
         self.append(vec![
             AuditEvent::new(who, "job.cancel", "job", job_id)
-                .grant(row["grant_id"].clone())
+                .grant(row.grant_id)
                 .decision("cancelling")
                 .reason(why)
                 .entry(),
@@ -341,18 +350,9 @@ impl Domain {
         why: &str,
     ) -> Result<bool, GatewayError> {
         let mut transaction = self.store.begin().await?;
-        let ended = transaction
-            .execute(
-                "UPDATE jobs SET state = $1, error = $2, developer_error = $2 WHERE id = $3 AND state = $4",
-                &[
-                    Param::Text(state.as_str()),
-                    Param::Text(why),
-                    Param::Text(job_id),
-                    Param::Text(JobState::Queued.as_str()),
-                ],
-            )
-            .await?;
-        if ended == 0 {
+        let end = JobEnd { state, error: why, developer_error: why };
+        let ended = transaction.end_job_in(job_id, JobState::Queued, &end).await?;
+        if !ended {
             return Ok(false);
         }
         transaction.log(
@@ -377,14 +377,10 @@ impl Domain {
         cancel: CancelFlag,
     ) -> Result<(), GatewayError> {
         // Claim the job; a job cancelled while it waited is not run.
-        let claimed = self
-            .store
-            .execute(
-                "UPDATE jobs SET state = $1 WHERE id = $2 AND state = $3",
-                &[Param::Text(JobState::Running.as_str()), Param::Text(job.id), Param::Text(JobState::Queued.as_str())],
-            )
-            .await?;
-        if claimed == 0 {
+        let mut transaction = self.store.begin().await?;
+        let claimed = transaction.set_job_state(job.id, (JobState::Queued, JobState::Running)).await?;
+        self.commit(transaction).await?;
+        if !claimed {
             return Ok(());
         }
         let report = self.run_claimed(&job, tables, &module_path, params, cancel).await?;
@@ -448,32 +444,26 @@ impl Domain {
         Self::require(who, Role::Developer)?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let row = self
-                .store
-                .fetch_one("SELECT * FROM jobs WHERE id = $1", &[Param::Text(job_id)], &format!("job {job_id}"))
-                .await?;
-            Self::require_owner(who, &row, &format!("job {job_id}"))?;
-            let state: JobState = row["state"].parse()?;
-            let finished = state.is_finished();
+            let row = self.job_row(who, job_id).await?;
+            let finished = row.state.is_finished();
             if finished || tokio::time::Instant::now() >= deadline {
                 // A job that never reached its end (still going, interrupted, or failed inside
                 // the domain before the runtime reported) has no stored view: show its row.
-                if !finished || row["report_json"] == "{}" {
-                    let error = if finished { row["developer_error"].clone() } else { String::new() };
+                let view_json = row.report_json.filter(|_| finished);
+                let Some(view_json) = view_json else {
                     return Ok(JobView {
                         id: job_id.into(),
-                        grant_id: row["grant_id"].clone(),
-                        mode: row["mode"].clone(),
-                        state,
-                        error,
+                        grant_id: row.grant_id,
+                        mode: mode_name(row.mode).into(),
+                        state: row.state,
+                        error: if finished { row.developer_error } else { String::new() },
                         outputs: Vec::new(),
                         guest_log: Vec::new(),
                         queries: Vec::new(),
                         metering: Default::default(),
                     });
-                }
-                let mut view: JobView = serde_json::from_str(&row["report_json"])
-                    .map_err(|error| GatewayError::internal("decoding a job", error))?;
+                };
+                let mut view: JobView = decode(&view_json, "a job")?;
                 if view.mode == "production" && who.role == Role::Developer {
                     // Production guest logs are data: they stay in the domain.
                     view.guest_log.clear();
@@ -483,172 +473,4 @@ impl Domain {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
-}
-
-/// A job claimed by a worker: what every step of its run needs to know.
-pub(super) struct ClaimedJob<'a> {
-    pub id: &'a str,
-    /// The grant it runs under, with its imports joined.
-    pub grant: &'a Grant,
-    pub mode: Mode,
-}
-
-/// Logs the runtime's decisions during a job: refused queries, and groups withheld from the
-/// module below the grant's threshold.
-fn log_runtime_decisions(transaction: &mut Transaction, who: &Principal, job: &ClaimedJob<'_>, report: &JobReport) {
-    let (job_id, grant) = (job.id, job.grant);
-    for query in &report.queries {
-        if query.outcome != "allowed" {
-            transaction.log(
-                AuditEvent::new(who, "query.refuse", "job", job_id)
-                    .grant(grant.id.clone())
-                    .decision("refused")
-                    .reason(query.message.clone().unwrap_or_default())
-                    .entry(),
-            );
-        } else if query.suppressed_groups > 0 {
-            // A runtime decision in its own right: groups the module never saw.
-            transaction.log(
-                AuditEvent::new(who, "query.suppress", "job", job_id)
-                    .grant(grant.id.clone())
-                    .decision("suppressed")
-                    .reason(format!(
-                        "{} groups below the grant's threshold withheld from the module",
-                        query.suppressed_groups
-                    ))
-                    .entry(),
-            );
-        }
-    }
-}
-
-/// Writes one output of a finished job to `out_dir` and its row to the store; in sample mode
-/// the output is checked against the contract and content rules and, when it passes, its
-/// content comes back with the job.
-async fn persist_output(
-    transaction: &mut Transaction,
-    who: &Principal,
-    job: &ClaimedJob<'_>,
-    out_dir: &Path,
-    output: &JobOutput,
-) -> Result<OutputSummary, GatewayError> {
-    let (job_id, grant, mode) = (job.id, job.grant, job.mode);
-    let kind = output.kind.as_str();
-    let (bytes, rows) = match output.kind {
-        OutputKind::Table | OutputKind::Verification => {
-            let table = output
-                .table
-                .as_ref()
-                .ok_or_else(|| GatewayError::Internal(format!("{kind} output without a table")))?;
-            (parquet_bytes(table)?, table.num_rows() as u64)
-        }
-        OutputKind::Artifact => (output.artifact.clone().unwrap_or_default(), 0),
-    };
-    let extension = if output.kind == OutputKind::Artifact { "bin" } else { "parquet" };
-    let path = out_dir.join(format!("{}.{extension}", output.name));
-    write_atomically(&path, &bytes)?;
-    let lineage =
-        serde_json::to_string(&output.lineage).map_err(|error| GatewayError::internal("encoding lineage", error))?;
-    transaction
-        .execute(
-            "INSERT INTO outputs (job_id, name, kind, path, lineage_json, rows) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job_id, name) DO UPDATE SET kind = excluded.kind, path = excluded.path, lineage_json = excluded.lineage_json, rows = excluded.rows",
-            &[Param::Text(job_id), Param::Text(&output.name), Param::Text(kind), Param::Text(&path.to_string_lossy()), Param::Text(&lineage), Param::Int(rows as i64)],
-        )
-        .await?;
-    let checked = match (mode, output.kind, output.table.as_ref()) {
-        (Mode::Sample, OutputKind::Table, Some(table)) => {
-            Some(unseen_policy::review::review_sample_table(grant, &output.name, table))
-        }
-        (Mode::Sample, OutputKind::Artifact, _) => {
-            Some(unseen_policy::review::review_sample_artifact(grant, &output.name, &bytes))
-        }
-        _ => None,
-    };
-    let withheld = match &checked {
-        Some(review) if review.outcome == unseen_policy::Outcome::Blocked => {
-            let rules: Vec<String> = review
-                .rules
-                .iter()
-                .filter(|rule| rule.outcome == unseen_policy::RuleOutcome::Blocked)
-                .map(|rule| format!("{}: {}", rule.rule, rule.figure))
-                .collect();
-            let why = format!("withheld from the sample run by {}", rules.join("; "));
-            transaction.log(
-                AuditEvent::new(who, "job.sample_withheld", "job", job_id)
-                    .grant(grant.id.clone())
-                    .decision("withheld")
-                    .reason(format!("output \"{}\" {why}", output.name))
-                    .entry(),
-            );
-            why
-        }
-        _ => String::new(),
-    };
-    let content = match (mode, output.kind) {
-        _ if !withheld.is_empty() => Vec::new(),
-        (Mode::Sample, OutputKind::Table | OutputKind::Verification) => {
-            output.table.as_ref().map(csv_bytes).transpose()?.unwrap_or_default()
-        }
-        (Mode::Sample, OutputKind::Artifact) => bytes,
-        (Mode::Production, _) => Vec::new(),
-    };
-    Ok(OutputSummary {
-        name: output.name.clone(),
-        kind: kind.into(),
-        rows,
-        suppressed_groups: output.lineage.suppressed_groups,
-        content,
-        withheld,
-    })
-}
-
-/// Records how a job ended: its state, its view for the developer, and its entry.
-async fn finish_job(
-    transaction: &mut Transaction,
-    who: &Principal,
-    job: &ClaimedJob<'_>,
-    report: &JobReport,
-    summaries: Vec<OutputSummary>,
-) -> Result<(), GatewayError> {
-    let (job_id, grant, mode) = (job.id, job.grant, job.mode);
-    let kept = summaries.len();
-    let (state, error, developer_error) = match &report.failure {
-        None => (JobState::Succeeded, String::new(), String::new()),
-        Some(failure @ RuntimeError::Cancelled(_)) => {
-            (JobState::Cancelled, failure.to_string(), failure.developer_message(mode))
-        }
-        Some(failure) => (JobState::Failed, failure.to_string(), failure.developer_message(mode)),
-    };
-    let view = JobView {
-        id: job_id.to_string(),
-        grant_id: grant.id.clone(),
-        mode: if mode == Mode::Sample { "sample".into() } else { "production".into() },
-        state,
-        error: developer_error.clone(),
-        outputs: summaries,
-        guest_log: report.guest_log.clone(),
-        queries: report.queries.clone(),
-        metering: report.metering.clone(),
-    };
-    let json = serde_json::to_string(&view).map_err(|error| GatewayError::internal("encoding a job", error))?;
-    transaction
-        .execute(
-            "UPDATE jobs SET state = $1, error = $2, developer_error = $3, report_json = $4 WHERE id = $5",
-            &[
-                Param::Text(state.as_str()),
-                Param::Text(&error),
-                Param::Text(&developer_error),
-                Param::Text(&json),
-                Param::Text(job_id),
-            ],
-        )
-        .await?;
-    transaction.log(
-        AuditEvent::new(who, "job.finish", "job", job_id)
-            .grant(grant.id.clone())
-            .decision(state.as_str())
-            .reason(if error.is_empty() { format!("{kept} outputs") } else { error })
-            .entry(),
-    );
-    Ok(())
 }

@@ -5,9 +5,10 @@ use unseen_audit::Entry;
 
 use crate::GatewayError;
 use crate::identity::Principal;
-use crate::states::{EgressState, GrantState, ImportState, JobState};
-use crate::store::Param;
+use crate::states::{EgressState, GrantState, JobState};
+use crate::store::JobEnd;
 
+use super::imports::HELD;
 use super::{Domain, now_ms};
 
 impl Domain {
@@ -15,22 +16,12 @@ impl Domain {
     /// are marked `interrupted` (with an audit entry each) so that their developers see it and
     /// run them again. Nothing they produced was acknowledged, so nothing is lost.
     pub(super) async fn mark_interrupted_jobs(&self) -> Result<(), GatewayError> {
-        let stranded = self
-            .store
-            .fetch(
-                "SELECT id, state, grant_id FROM jobs WHERE state IN ($1, $2) ORDER BY created_ms",
-                &[Param::Text(JobState::Queued.as_str()), Param::Text(JobState::Running.as_str())],
-            )
-            .await?;
+        let stranded = self.store.jobs_in(&[JobState::Queued, JobState::Running]).await?;
         for job in stranded {
-            let message = format!("interrupted: the domain stopped while the job was {}; run it again", job["state"]);
+            let message = format!("interrupted: the domain stopped while the job was {}; run it again", job.state);
             let mut transaction = self.store.begin().await?;
-            transaction
-                .execute(
-                    "UPDATE jobs SET state = $1, error = $2, developer_error = $2 WHERE id = $3",
-                    &[Param::Text(JobState::Interrupted.as_str()), Param::Text(&message), Param::Text(&job["id"])],
-                )
-                .await?;
+            let end = JobEnd { state: JobState::Interrupted, error: &message, developer_error: &message };
+            transaction.end_job(&job.id, &end).await?;
             transaction.log(Entry {
                 time_unix_ms: now_ms(),
                 organisation: self.name.clone(),
@@ -38,9 +29,9 @@ impl Domain {
                 role: "domain".into(),
                 action: "job.interrupt".into(),
                 object_kind: "job".into(),
-                object_id: job["id"].clone(),
+                object_id: job.id,
                 object_hash: None,
-                grant: Some(job["grant_id"].clone()),
+                grant: Some(job.grant_id),
                 decision: JobState::Interrupted.as_str().into(),
                 reason: message,
             });
@@ -55,16 +46,10 @@ impl Domain {
     /// it. A release's row, its link to the request and its log entry commit together, so a
     /// release is never made twice.
     pub(super) async fn finish_interrupted_releases(&self) -> Result<(), GatewayError> {
-        let stranded = self
-            .store
-            .fetch(
-                "SELECT id, state FROM egress WHERE state IN ($1, $2) AND release_id = '' ORDER BY created_ms",
-                &[Param::Text(EgressState::Approved.as_str()), Param::Text(EgressState::AutoReleased.as_str())],
-            )
-            .await?;
+        let stranded = self.store.egress_without_release(&[EgressState::Approved, EgressState::AutoReleased]).await?;
         for egress in stranded {
-            let egress_id = egress["id"].as_str();
-            let approved = egress["state"].parse::<EgressState>()? == EgressState::Approved;
+            let egress_id = egress.id.as_str();
+            let approved = egress.state == EgressState::Approved;
             let decision_action = if approved { "egress.approve" } else { "egress.review" };
             let who = self.logged_actor(egress_id, decision_action)?;
             let approver = if approved { format!("{}@{}", who.name, who.organisation) } else { "auto".into() };
@@ -76,23 +61,11 @@ impl Domain {
     /// Grants terminated while the domain stopped before their held outputs were deleted and
     /// their imported tables destroyed: that is finished now.
     pub(super) async fn finish_interrupted_terminations(&self) -> Result<(), GatewayError> {
-        let unfinished = self
-            .store
-            .fetch(
-                "SELECT id, reason FROM grants WHERE state = $1 AND (\
-                 id IN (SELECT jobs.grant_id FROM jobs JOIN outputs ON outputs.job_id = jobs.id) OR \
-                 id IN (SELECT grant_id FROM imports WHERE state IN ($2, $3)))",
-                &[
-                    Param::Text(GrantState::Terminated.as_str()),
-                    Param::Text(ImportState::Submitted.as_str()),
-                    Param::Text(ImportState::Approved.as_str()),
-                ],
-            )
-            .await?;
+        let unfinished = self.store.grants_with_outputs_or_imports(GrantState::Terminated, &HELD).await?;
         for grant in unfinished {
-            let who = self.logged_actor(&grant["id"], "grant.terminate")?;
-            let why = format!("grant {} terminated by the operator: {}", grant["id"], grant["reason"]);
-            self.close_grant_outputs(&who, &grant["id"], &why).await?;
+            let who = self.logged_actor(&grant.id, "grant.terminate")?;
+            let why = format!("grant {} terminated by the operator: {}", grant.id, grant.reason);
+            self.close_grant_outputs(&who, &grant.id, &why).await?;
         }
         Ok(())
     }

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use unseen_policy::review::release_table;
-use unseen_policy::{DatasetVersion, Grant, ReviewReport, sha256_hex};
+use unseen_policy::{DatasetVersion, Grant, OutputKind, ReviewReport, sha256_hex};
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
-use crate::store::Param;
+use crate::store::NewRelease;
 
 use super::files::{csv_bytes, io, read_parquet, write_atomically};
-use super::{AuditEvent, Domain, now_ms};
+use super::{AuditEvent, Domain, decode, found, now_ms};
 
 /// The signed manifest of a release bundle (来源可溯、去向可查).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,39 +91,19 @@ impl Domain {
         egress_id: &str,
         approver: &str,
     ) -> Result<String, GatewayError> {
-        let egress = self
-            .store
-            .fetch_one(
-                "SELECT * FROM egress WHERE id = $1",
-                &[Param::Text(egress_id)],
-                &format!("egress request {egress_id}"),
-            )
-            .await?;
-        let report: ReviewReport = serde_json::from_str(&egress["report_json"])
-            .map_err(|error| GatewayError::internal("decoding a report", error))?;
-        let job =
-            self.store.fetch_one("SELECT * FROM jobs WHERE id = $1", &[Param::Text(&egress["job_id"])], "job").await?;
-        let grant_row = self
-            .store
-            .fetch_one("SELECT * FROM grants WHERE id = $1", &[Param::Text(&job["grant_id"])], "grant")
-            .await?;
-        let grant: Grant = serde_json::from_str(&grant_row["json"])
-            .map_err(|error| GatewayError::internal("decoding a grant", error))?;
-        let output = self
-            .store
-            .fetch_one(
-                "SELECT * FROM outputs WHERE job_id = $1 AND name = $2",
-                &[Param::Text(&egress["job_id"]), Param::Text(&egress["output_name"])],
-                "output",
-            )
-            .await?;
-        let data = if output["kind"] != "artifact" {
+        let egress = found(self.store.egress(egress_id).await?, format_args!("egress request {egress_id}"))?;
+        let report: ReviewReport = decode(&egress.report_json, "a report")?;
+        let job = found(self.store.job(&egress.job_id).await?, "job")?;
+        let grant_row = found(self.store.grant(&job.grant_id).await?, "grant")?;
+        let grant: Grant = decode(&grant_row.json, "a grant")?;
+        let output = found(self.store.output(&egress.job_id, &egress.output_name).await?, "output")?;
+        let data = if output.kind != OutputKind::Artifact {
             // The table as reviewed (with its noise, if any), written when the request was made.
             let candidate = self.dir.join("egress").join(format!("{egress_id}.parquet"));
             let table = match std::fs::read(&candidate) {
                 Ok(bytes) => read_parquet(bytes)?,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound && report.noise.is_empty() => {
-                    let bytes = std::fs::read(&output["path"]).map_err(io("reading a held output"))?;
+                    let bytes = std::fs::read(&output.path).map_err(io("reading a held output"))?;
                     release_table(&report, &read_parquet(bytes)?)
                         .map_err(|error| GatewayError::internal("applying the review", error))?
                 }
@@ -131,7 +111,7 @@ impl Domain {
             };
             csv_bytes(&table)?
         } else {
-            std::fs::read(&output["path"]).map_err(io("reading a held output"))?
+            std::fs::read(&output.path).map_err(io("reading a held output"))?
         };
         let mut datasets = Vec::new();
         for dataset_id in grant.datasets() {
@@ -139,27 +119,23 @@ impl Domain {
             datasets.push((dataset_id.to_string(), stored.dataset.content_hash));
         }
         let mut imports = Vec::new();
-        for import_id in job["imports"].split(',').filter(|id| !id.is_empty()) {
-            let row = self
-                .store
-                .fetch_one("SELECT json FROM imports WHERE id = $1", &[Param::Text(import_id)], "import")
-                .await?;
-            let dataset: DatasetVersion = serde_json::from_str(&row["json"])
-                .map_err(|error| GatewayError::internal("decoding an import", error))?;
+        for import_id in &job.imports {
+            let row = found(self.store.import(import_id).await?, "import")?;
+            let dataset: DatasetVersion = decode(&row.json, "an import")?;
             imports.push((format!("{import_id} {}", dataset.id()), dataset.content_hash));
         }
         let release_id = self.store.next_id("r").await?;
         let manifest = ReleaseManifest {
             release_id: release_id.clone(),
             domain: self.name.clone(),
-            output: egress["output_name"].clone(),
+            output: egress.output_name.clone(),
             data_sha256: sha256_hex(&data),
-            module_sha256: job["module_hash"].clone(),
+            module_sha256: job.module_hash,
             grant_id: grant.id.clone(),
             grant_sha256: grant.hash(),
             datasets,
             imports,
-            report_sha256: sha256_hex(egress["report_json"].as_bytes()),
+            report_sha256: sha256_hex(egress.report_json.as_bytes()),
             approver: approver.to_string(),
             released_at_unix_ms: now_ms(),
         };
@@ -169,28 +145,18 @@ impl Domain {
         let dir = self.dir.join("releases").join(&release_id);
         std::fs::create_dir_all(&dir).map_err(io("creating a release directory"))?;
         write_atomically(&dir.join("data.csv"), &data)?;
-        write_atomically(&dir.join("report.json"), egress["report_json"].as_bytes())?;
+        write_atomically(&dir.join("report.json"), egress.report_json.as_bytes())?;
         write_atomically(&dir.join("manifest.sig"), signature.as_ref())?;
         write_atomically(&dir.join("manifest.json"), &manifest_bytes)?;
         // The release's row, its link to the request and its log entry commit together.
         let mut transaction = self.store.begin().await?;
         transaction
-            .execute(
-                "INSERT INTO releases (id, egress_id, developer, dir, created_ms) VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    Param::Text(&release_id),
-                    Param::Text(egress_id),
-                    Param::Text(&egress["developer"]),
-                    Param::Text(&dir.to_string_lossy()),
-                    Param::Int(now_ms()),
-                ],
-            )
-            .await?;
-        transaction
-            .execute(
-                "UPDATE egress SET release_id = $1 WHERE id = $2",
-                &[Param::Text(&release_id), Param::Text(egress_id)],
-            )
+            .insert_release(&NewRelease {
+                id: &release_id,
+                egress_id,
+                developer: &egress.developer,
+                dir: &dir.to_string_lossy(),
+            })
             .await?;
         transaction.log(
             AuditEvent::new(who, "release.sign", "release", &release_id)
@@ -207,16 +173,9 @@ impl Domain {
     /// A release bundle, for the developer who owns it.
     pub async fn release_bundle(&self, who: &Principal, release_id: &str) -> Result<ReleaseBundle, GatewayError> {
         Self::require(who, Role::Developer)?;
-        let row = self
-            .store
-            .fetch_one(
-                "SELECT * FROM releases WHERE id = $1",
-                &[Param::Text(release_id)],
-                &format!("release {release_id}"),
-            )
-            .await?;
-        Self::require_owner(who, &row, &format!("release {release_id}"))?;
-        let dir = PathBuf::from(&row["dir"]);
+        let row = found(self.store.release(release_id).await?, format_args!("release {release_id}"))?;
+        Self::require_owner(who, &row.developer, &format!("release {release_id}"))?;
+        let dir = PathBuf::from(&row.dir);
         Ok(ReleaseBundle {
             id: release_id.to_string(),
             manifest: std::fs::read(dir.join("manifest.json")).map_err(io("reading a release"))?,

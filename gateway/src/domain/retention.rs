@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use unseen_audit::Entry;
 
-use super::{AuditEvent, Domain};
+use super::{AuditEvent, Domain, decode};
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
 
@@ -76,10 +76,9 @@ impl Domain {
             .collect::<Result<Vec<_>, _>>()?;
         // A grant ends when it is terminated or when it expires, whichever comes first.
         let mut ended: HashMap<String, i64> = HashMap::new();
-        for row in self.store.fetch("SELECT id, json FROM grants", &[]).await? {
-            let grant: unseen_policy::Grant = serde_json::from_str(&row["json"])
-                .map_err(|error| GatewayError::internal("decoding a grant", error))?;
-            ended.insert(row["id"].clone(), grant.expires_at_unix_ms);
+        for row in self.store.grants().await? {
+            let grant: unseen_policy::Grant = decode(&row.json, "a grant")?;
+            ended.insert(row.id, grant.expires_at_unix_ms);
         }
         for (_, entry) in entries.iter().filter(|(_, entry)| entry.action == "grant.terminate") {
             let at = ended.entry(entry.object_id.clone()).or_insert(entry.time_unix_ms);

@@ -14,10 +14,10 @@ use unseen_policy::sample::{SampleKind, SampleParams, SampleReport, SampleRules}
 use unseen_policy::{DatasetVersion, Grant, sha256_hex};
 use unseen_runtime::DomainTable;
 
-use super::{AuditEvent, Domain, StoredDataset, now_ms};
+use super::{AuditEvent, Domain, StoredDataset, decode};
 use crate::error::GatewayError;
 use crate::identity::{Principal, Role};
-use crate::store::Param;
+use crate::store::NewSample;
 
 /// Random words for a derivation: HMAC-SHA256 in counter mode under a key drawn once from
 /// the operating system (a synthetic sample draws millions of words; one system call each
@@ -158,20 +158,13 @@ impl Domain {
                 stored.dataset.grade
             )));
         }
-        let existing = self
-            .store
-            .fetch(
-                "SELECT path, report_json FROM samples WHERE dataset_id = $1 AND kind = $2",
-                &[Param::Text(dataset_id), Param::Text(kind.as_str())],
-            )
-            .await?;
-        let (path, report, content_hash) = match existing.first() {
+        let existing = self.store.sample(dataset_id, kind).await?;
+        let (path, report, content_hash) = match existing {
             Some(row) => {
-                let report: SampleReport = serde_json::from_str(&row["report_json"])
-                    .map_err(|error| GatewayError::internal("decoding a sample report", error))?;
-                let bytes = std::fs::read(&row["path"])
-                    .map_err(|error| GatewayError::Internal(format!("reading sample {}: {error}", row["path"])))?;
-                (PathBuf::from(&row["path"]), report, sha256_hex(&bytes))
+                let report: SampleReport = decode(&row.report_json, "a sample report")?;
+                let bytes = std::fs::read(&row.path)
+                    .map_err(|error| GatewayError::Internal(format!("reading sample {}: {error}", row.path)))?;
+                (PathBuf::from(&row.path), report, sha256_hex(&bytes))
             }
             None => {
                 let (path, report, content_hash) =
@@ -182,7 +175,7 @@ impl Domain {
                 (path, report, content_hash)
             }
         };
-        let mut offered = stored.sample_kind == kind.as_str();
+        let mut offered = stored.sample_kind == Some(kind);
         if decision == SampleDecision::Withdraw && offered {
             self.set_offered_sample(who, dataset_id, kind, None, &content_hash, reason).await?;
             offered = false;
@@ -215,21 +208,11 @@ impl Domain {
         let mut transaction = self.store.begin().await?;
         let action = match path {
             Some(path) => {
-                transaction
-                    .execute(
-                        "UPDATE datasets SET sample_kind = $1, sample_path = $2 WHERE id = $3",
-                        &[Param::Text(kind.as_str()), Param::Text(&path.to_string_lossy()), Param::Text(dataset_id)],
-                    )
-                    .await?;
+                transaction.set_dataset_sample(dataset_id, Some(kind), &path.to_string_lossy()).await?;
                 "dataset.sample.offer"
             }
             None => {
-                transaction
-                    .execute(
-                        "UPDATE datasets SET sample_kind = '' WHERE id = $1 AND sample_kind = $2",
-                        &[Param::Text(dataset_id), Param::Text(kind.as_str())],
-                    )
-                    .await?;
+                transaction.clear_dataset_sample(dataset_id, kind).await?;
                 "dataset.sample.withdraw"
             }
         };
@@ -259,16 +242,12 @@ impl Domain {
             serde_json::to_string(report).map_err(|error| GatewayError::internal("encoding a sample report", error))?;
         let id = dataset.id();
         transaction
-            .execute(
-                "INSERT INTO samples (dataset_id, kind, path, report_json, created_ms) VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    Param::Text(&id),
-                    Param::Text(report.kind.as_str()),
-                    Param::Text(&path.to_string_lossy()),
-                    Param::Text(&json),
-                    Param::Int(now_ms()),
-                ],
-            )
+            .insert_sample(&NewSample {
+                dataset_id: &id,
+                kind: report.kind,
+                path: &path.to_string_lossy(),
+                report_json: &json,
+            })
             .await?;
         transaction.log(
             AuditEvent::new(who, "dataset.sample", "dataset", &id)
@@ -283,7 +262,7 @@ impl Domain {
     /// Refuses a sample-mode job over a dataset version whose sample is not offered, naming
     /// it and why.
     pub(super) fn require_offered_samples(datasets: &[StoredDataset]) -> Result<(), GatewayError> {
-        match datasets.iter().find(|stored| stored.sample_kind.is_empty()) {
+        match datasets.iter().find(|stored| stored.sample_kind.is_none()) {
             None => Ok(()),
             Some(stored) => {
                 let id = stored.dataset.id();
@@ -313,37 +292,26 @@ impl Domain {
     /// Dataset versions registered before samples were measured (no `samples` row) get their
     /// grade's default sample now, measured and logged like a new registration's.
     pub(super) async fn measure_unmeasured_samples(&self) -> Result<(), GatewayError> {
-        let unmeasured = self
-            .store
-            .fetch(
-                "SELECT id FROM datasets WHERE NOT EXISTS (SELECT 1 FROM samples WHERE samples.dataset_id = datasets.id) ORDER BY created_ms",
-                &[],
-            )
-            .await?;
+        let unmeasured = self.store.datasets_without_samples().await?;
         let domain = Principal { organisation: self.name.clone(), name: "domain".into(), role: Role::Operator };
         for row in unmeasured {
-            let stored = self.dataset(&row["id"]).await?;
+            let stored = self.dataset(&row.id).await?;
             let kind = SampleRules::of(stored.dataset.grade).default_kind;
             // A dataset whose sample cannot be derived keeps none offered; the domain opens.
             let derived = self.derive_sample_file(&stored.dataset, Path::new(&stored.path), kind).await;
             let (path, report, content_hash) = match derived {
                 Ok(derived) => derived,
                 Err(error) => {
-                    tracing::error!(dataset = %row["id"], %error, "deriving a dataset's sample failed; none is offered");
+                    tracing::error!(dataset = %row.id, %error, "deriving a dataset's sample failed; none is offered");
                     continue;
                 }
             };
             let mut transaction = self.store.begin().await?;
             self.record_sample(&mut transaction, &domain, &stored.dataset, &path, &report, &content_hash).await?;
-            let offered_kind = if report.offered { kind.as_str() } else { "" };
-            transaction
-                .execute(
-                    "UPDATE datasets SET sample_kind = $1, sample_path = $2 WHERE id = $3",
-                    &[Param::Text(offered_kind), Param::Text(&path.to_string_lossy()), Param::Text(&row["id"])],
-                )
-                .await?;
+            let offered_kind = report.offered.then_some(kind);
+            transaction.set_dataset_sample(&row.id, offered_kind, &path.to_string_lossy()).await?;
             self.commit(transaction).await?;
-            self.forget_dataset(&row["id"]);
+            self.forget_dataset(&row.id);
         }
         Ok(())
     }

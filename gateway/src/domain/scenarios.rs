@@ -7,9 +7,9 @@ use unseen_policy::{Grant, ScenarioApplication, sha256_hex};
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
 use crate::states::{GrantState, ScenarioState};
-use crate::store::Param;
+use crate::store::{NewGrant, NewScenario, ScenarioRow};
 
-use super::{AuditEvent, Domain, now_ms};
+use super::{AuditEvent, Domain, decode, found, now_ms, state_filter};
 
 impl Domain {
     /// Files a scenario application; returns its id.
@@ -30,16 +30,12 @@ impl Domain {
         let mut transaction = self.store.begin().await?;
         let id = transaction.next_id("s").await?;
         transaction
-            .execute(
-                "INSERT INTO scenarios (id, developer, state, application_json, created_ms) VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    Param::Text(&id),
-                    Param::Text(&who.organisation),
-                    Param::Text(ScenarioState::Submitted.as_str()),
-                    Param::Text(&json),
-                    Param::Int(now_ms()),
-                ],
-            )
+            .insert_scenario(&NewScenario {
+                id: &id,
+                developer: &who.organisation,
+                state: ScenarioState::Submitted,
+                application_json: &json,
+            })
             .await?;
         transaction.log(
             AuditEvent::new(who, "scenario.submit", "scenario", &id)
@@ -54,23 +50,14 @@ impl Domain {
 
     /// Lists scenarios, optionally in one state: every scenario for operators, a developer's
     /// own organisation's for developers.
-    pub async fn list_scenarios(
-        &self,
-        who: &Principal,
-        state: &str,
-    ) -> Result<Vec<crate::store::Record>, GatewayError> {
+    pub async fn list_scenarios(&self, who: &Principal, state: &str) -> Result<Vec<ScenarioRow>, GatewayError> {
         let developer = match who.role {
-            Role::Operator => "",
-            Role::Developer => who.organisation.as_str(),
+            Role::Operator => None,
+            Role::Developer => Some(who.organisation.as_str()),
             _ => return Self::require(who, Role::Operator).map(|()| Vec::new()),
         };
-        self.store
-            .fetch(
-                "SELECT * FROM scenarios WHERE ($1 = '' OR state = $2) AND ($3 = '' OR developer = $4) \
-                 ORDER BY created_ms",
-                &[Param::Text(state), Param::Text(state), Param::Text(developer), Param::Text(developer)],
-            )
-            .await
+        let Some(state) = state_filter(state) else { return Ok(Vec::new()) };
+        self.store.scenarios(state, developer).await
     }
 
     /// Approves (freezing a grant) or rejects a submitted scenario.
@@ -82,15 +69,8 @@ impl Domain {
         reason: &str,
     ) -> Result<Option<Grant>, GatewayError> {
         Self::require(who, Role::Operator)?;
-        let row = self
-            .store
-            .fetch_one(
-                "SELECT * FROM scenarios WHERE id = $1",
-                &[Param::Text(scenario_id)],
-                &format!("scenario {scenario_id}"),
-            )
-            .await?;
-        let state: ScenarioState = row["state"].parse()?;
+        let row = found(self.store.scenario(scenario_id).await?, format_args!("scenario {scenario_id}"))?;
+        let state = row.state;
         if state != ScenarioState::Submitted {
             return Err(GatewayError::FailedPrecondition(format!("scenario {scenario_id} is {state}, not submitted")));
         }
@@ -99,18 +79,9 @@ impl Domain {
                 return Err(GatewayError::InvalidInput("a rejection needs a reason".into()));
             }
             let mut transaction = self.store.begin().await?;
-            Self::change_state(
-                &mut transaction,
-                ("scenario", scenario_id),
-                "UPDATE scenarios SET state = $1, reason = $2 WHERE id = $3 AND state = $4",
-                &[
-                    Param::Text(ScenarioState::Rejected.as_str()),
-                    Param::Text(reason),
-                    Param::Text(scenario_id),
-                    Param::Text(ScenarioState::Submitted.as_str()),
-                ],
-            )
-            .await?;
+            let rejected = (ScenarioState::Submitted, ScenarioState::Rejected);
+            let changed = transaction.set_scenario_state(scenario_id, rejected, reason, "").await?;
+            Self::decided(changed, ("scenario", scenario_id))?;
             transaction.log(
                 AuditEvent::new(who, "scenario.reject", "scenario", scenario_id)
                     .decision(ScenarioState::Rejected.as_str())
@@ -120,8 +91,7 @@ impl Domain {
             self.commit(transaction).await?;
             return Ok(None);
         }
-        let application: ScenarioApplication = serde_json::from_str(&row["application_json"])
-            .map_err(|error| GatewayError::internal("decoding a scenario", error))?;
+        let application: ScenarioApplication = decode(&row.application_json, "a scenario")?;
         let mut key = [0u8; 32];
         SystemRandom::new().fill(&mut key).map_err(|_| GatewayError::Internal("drawing a grant key".into()))?;
         let mut transaction = self.store.begin().await?;
@@ -131,24 +101,18 @@ impl Domain {
         let hash = grant.hash();
         let json = serde_json::to_string(&grant).map_err(|error| GatewayError::internal("encoding a grant", error))?;
         transaction
-            .execute(
-                "INSERT INTO grants (id, scenario_id, developer, json, hash, state, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[Param::Text(&grant_id), Param::Text(scenario_id), Param::Text(&row["developer"]), Param::Text(&json), Param::Text(&hash), Param::Text(GrantState::Active.as_str()), Param::Int(now_ms())],
-            )
+            .insert_grant(&NewGrant {
+                id: &grant_id,
+                scenario_id,
+                developer: &row.developer,
+                json: &json,
+                hash: &hash,
+                state: GrantState::Active,
+            })
             .await?;
-        Self::change_state(
-            &mut transaction,
-            ("scenario", scenario_id),
-            "UPDATE scenarios SET state = $1, reason = $2, grant_id = $3 WHERE id = $4 AND state = $5",
-            &[
-                Param::Text(ScenarioState::Approved.as_str()),
-                Param::Text(reason),
-                Param::Text(&grant_id),
-                Param::Text(scenario_id),
-                Param::Text(ScenarioState::Submitted.as_str()),
-            ],
-        )
-        .await?;
+        let approved = (ScenarioState::Submitted, ScenarioState::Approved);
+        let changed = transaction.set_scenario_state(scenario_id, approved, reason, &grant_id).await?;
+        Self::decided(changed, ("scenario", scenario_id))?;
         transaction.log(
             AuditEvent::new(who, "scenario.approve", "grant", &grant_id)
                 .object_hash(hash)
