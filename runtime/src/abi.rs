@@ -6,6 +6,9 @@
 //! stderr become guest log lines, randomness is deterministic from the job's seed, the
 //! environment is empty, exit ends the run. Files, sockets, arguments and clocks are not in the
 //! contract, so a module that imports them is refused at upload.
+//!
+//! The contract's names, error codes and bounds are `unseen_contract`'s, the crate the SDK
+//! compiles against too.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +17,11 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
+use unseen_contract::{
+    ERR_INTERNAL, ERR_INVALID, ERR_NOT_FOUND, ERR_REFUSED, MAX_CLAIMS_BYTES, MAX_IOVS, MAX_MEMORIES_PER_MODULE,
+    MAX_OUTPUT_NAME_BYTES, MAX_SQL_BYTES, MAX_TABLES_PER_MODULE, UNSEEN_MODULE as UNSEEN, WASI_EBADF,
+    WASI_MODULE as WASI,
+};
 use unseen_policy::{JobLimits, OutputKind, OutputLineage};
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter, TypedFunc};
 
@@ -21,40 +29,6 @@ use crate::RuntimeError;
 use crate::governed::{GovernedResult, GovernedSession, Mode};
 use crate::host::{JobOutput, Metering, QueryRecord};
 use crate::verification::ClaimsRefused;
-
-/// The ABI version this host implements.
-pub const ABI_VERSION: i32 = 1;
-
-const ERR_REFUSED: i64 = -1;
-const ERR_INVALID: i64 = -2;
-const ERR_NOT_FOUND: i64 = -4;
-const ERR_INTERNAL: i64 = -5;
-const WASI_EBADF: i32 = 8;
-/// Longest SQL text a module may send.
-const MAX_SQL_BYTES: usize = 1024 * 1024;
-/// Longest output name.
-const MAX_OUTPUT_NAME: usize = 64;
-/// Most I/O vectors in one `fd_write`.
-const MAX_IOVS: usize = 1024;
-
-const UNSEEN: &str = "unseen";
-const WASI: &str = "wasi_snapshot_preview1";
-/// The contract's own imports.
-const UNSEEN_IMPORTS: &[&str] =
-    &["tables", "params", "query", "result_info", "next_batch", "emit", "emit_artifact", "verify", "log", "last_error"];
-/// Largest claims batch a module may submit to `verify` (Arrow IPC bytes).
-const MAX_CLAIMS_BYTES: usize = 4 * 1024 * 1024;
-/// The WASI functions the shim answers: those every Rust module for wasm32-wasip1 imports.
-const WASI_SHIM: &[&str] = &["fd_write", "random_get", "environ_get", "environ_sizes_get", "proc_exit"];
-
-/// Whether `module.name` is an import the contract provides.
-pub(crate) fn is_contract_import(module: &str, name: &str) -> bool {
-    match module {
-        UNSEEN => UNSEEN_IMPORTS.contains(&name),
-        WASI => WASI_SHIM.contains(&name),
-        _ => false,
-    }
-}
 
 /// A limit reached inside a host call; the limit itself is kept in [`HostState::limit_hit`].
 #[derive(Debug)]
@@ -206,11 +180,11 @@ impl ResourceLimiter for HostState {
     }
 
     fn memories(&self) -> usize {
-        1
+        MAX_MEMORIES_PER_MODULE as usize
     }
 
     fn tables(&self) -> usize {
-        4
+        MAX_TABLES_PER_MODULE as usize
     }
 }
 
@@ -287,7 +261,7 @@ fn give_to_guest(caller: &mut HostCaller<'_>, bytes: &[u8]) -> wasmtime::Result<
     let ptr = alloc.call(&mut *caller, len)?;
     let start = usize::try_from(ptr).map_err(|_| wasmtime::Error::msg("unseen_alloc returned a negative pointer"))?;
     memory.write(&mut *caller, start, bytes)?;
-    Ok((i64::from(ptr as u32) << 32) | i64::from(len as u32))
+    Ok(unseen_contract::pack_reply(ptr as u32, len as u32))
 }
 
 fn count_output_bytes(caller: &mut HostCaller<'_>, bytes: usize) -> wasmtime::Result<()> {
@@ -450,14 +424,12 @@ fn check_outputs(caller: &mut HostCaller<'_>) -> wasmtime::Result<()> {
 
 /// Reads an output name from guest memory and checks its form.
 fn output_name(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> Result<String, String> {
-    let name = guest_text(caller, ptr, len, MAX_OUTPUT_NAME)?;
-    if valid_output_name(&name) { Ok(name) } else { Err(format!("output name \"{name}\" must be 1-64 of [a-z0-9_]")) }
-}
-
-fn valid_output_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_OUTPUT_NAME
-        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+    let name = guest_text(caller, ptr, len, MAX_OUTPUT_NAME_BYTES)?;
+    if unseen_contract::is_valid_output_name(&name) {
+        Ok(name)
+    } else {
+        Err(format!("output name \"{name}\" must be 1-{MAX_OUTPUT_NAME_BYTES} of [a-z0-9_]"))
+    }
 }
 
 /// The name of an output the module writes itself (`emit`, `emit_artifact`): never one the

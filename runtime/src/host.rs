@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
+use unseen_contract::{
+    ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_ALLOC, EXPORT_MEMORY, EXPORT_RUN, MAX_MEMORIES_PER_MODULE,
+    MAX_TABLES_PER_MODULE, REQUIRED_EXPORTS,
+};
+pub use unseen_contract::{MAX_MODULE_BYTES, MAX_PARAMS_BYTES};
 use unseen_policy::{Grant, JobLimits, OutputKind, OutputLineage, limits::MAX_MEMORY_BYTES, sha256_hex};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store, Trap,
@@ -24,17 +29,11 @@ use crate::abi::{self, HostState, LimitTrap, ProcExit};
 use crate::cache::ModuleCache;
 use crate::governed::{DomainTable, GovernedSession, Mode};
 
-/// Largest module accepted at upload.
-pub const MAX_MODULE_BYTES: usize = 32 * 1024 * 1024;
-/// Largest job parameter text.
-pub const MAX_PARAMS_BYTES: usize = 4096;
 /// How often the engine's epoch advances; the granularity of wall-clock deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Guest memory a reused instance slot keeps resident (zeroed with memset instead of returned
 /// to the kernel), so the next job on it does not fault in fresh pages.
 const KEEP_RESIDENT_BYTES: usize = 64 * 1024 * 1024;
-/// Most tables a module may declare (Rust modules declare one).
-const MAX_TABLES_PER_MODULE: u32 = 4;
 
 /// How a domain's runtime is set up.
 #[derive(Debug, Clone)]
@@ -228,7 +227,7 @@ impl Runtime {
             .total_core_instances(config.instance_slots)
             .total_memories(config.instance_slots)
             .total_tables(config.instance_slots * MAX_TABLES_PER_MODULE)
-            .max_memories_per_module(1)
+            .max_memories_per_module(MAX_MEMORIES_PER_MODULE)
             .max_tables_per_module(MAX_TABLES_PER_MODULE)
             .max_memory_size(MAX_MEMORY_BYTES as usize)
             .table_elements(JobLimits::default().table_elements as usize * 10)
@@ -396,23 +395,22 @@ impl Runtime {
         });
         let instantiating = Instant::now();
         let instance = pre.instantiate(&mut *store).map_err(|error| trap_to_error(store, error))?;
-        let memory = instance.get_memory(&mut *store, "memory");
-        let alloc = instance.get_typed_func::<i32, i32>(&mut *store, "unseen_alloc").ok();
+        let memory = instance.get_memory(&mut *store, EXPORT_MEMORY);
+        let alloc = instance.get_typed_func::<i32, i32>(&mut *store, EXPORT_ALLOC).ok();
         store.data_mut().attach(memory, alloc, elapsed_ns(instantiating));
         let version = instance
-            .get_typed_func::<(), i32>(&mut *store, "unseen_abi_version")
-            .map_err(|_| RuntimeError::InvalidModule("missing export \"unseen_abi_version\"".into()))?
+            .get_typed_func::<(), i32>(&mut *store, EXPORT_ABI_VERSION)
+            .map_err(|_| RuntimeError::InvalidModule(format!("missing export \"{EXPORT_ABI_VERSION}\"")))?
             .call(&mut *store, ())
             .map_err(|error| trap_to_error(store, error))?;
-        if version != abi::ABI_VERSION {
+        if version != ABI_VERSION {
             return Err(RuntimeError::InvalidModule(format!(
-                "module speaks guest ABI v{version}; this domain speaks v{}",
-                abi::ABI_VERSION
+                "module speaks guest ABI v{version}; this domain speaks v{ABI_VERSION}"
             )));
         }
         let run = instance
-            .get_typed_func::<(), i32>(&mut *store, "unseen_run")
-            .map_err(|_| RuntimeError::InvalidModule("missing export \"unseen_run\"".into()))?;
+            .get_typed_func::<(), i32>(&mut *store, EXPORT_RUN)
+            .map_err(|_| RuntimeError::InvalidModule(format!("missing export \"{EXPORT_RUN}\"")))?;
         let running = Instant::now();
         let result = run.call(&mut *store, ());
         let state = store.data_mut();
@@ -433,7 +431,7 @@ fn elapsed_ns(since: Instant) -> u64 {
 fn check_contract(module: &Module) -> Result<(), RuntimeError> {
     let offending: Vec<String> = module
         .imports()
-        .filter(|import| !abi::is_contract_import(import.module(), import.name()))
+        .filter(|import| !unseen_contract::is_contract_import(import.module(), import.name()))
         .map(|import| format!("{}.{}", import.module(), import.name()))
         .collect();
     if !offending.is_empty() {
@@ -443,7 +441,7 @@ fn check_contract(module: &Module) -> Result<(), RuntimeError> {
         )));
     }
     let resources = module.resources_required();
-    if resources.num_memories > 1 {
+    if resources.num_memories > MAX_MEMORIES_PER_MODULE {
         return Err(RuntimeError::InvalidModule(format!(
             "declares {} linear memories; a module has exactly one",
             resources.num_memories
@@ -455,7 +453,7 @@ fn check_contract(module: &Module) -> Result<(), RuntimeError> {
             resources.num_tables
         )));
     }
-    for export in ["memory", "unseen_run", "unseen_alloc", "unseen_abi_version"] {
+    for &export in REQUIRED_EXPORTS {
         if module.get_export(export).is_none() {
             return Err(RuntimeError::InvalidModule(format!(
                 "missing export \"{export}\" (build it with unseen-sdk's entry! macro)"

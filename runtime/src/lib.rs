@@ -1,8 +1,9 @@
 //! The isolated domain: runs untrusted analysis modules in wasmtime with no ambient authority,
 //! against a governed DataFusion session over the tables their grant names.
 //!
-//! The guest contract is `docs/guest-abi.md`; its host side is [`host`]. What a query may see
-//! is decided in [`governed`]. Desensitised samples are derived in [`sample`].
+//! The guest contract is `docs/guest-abi.md` (its names, codes and bounds in `unseen_contract`);
+//! its host side is [`host`]. What a query may see is decided in [`governed`]. Desensitised
+//! samples are derived in [`sample`].
 
 mod abi;
 mod cache;
@@ -18,9 +19,9 @@ pub mod subject_key;
 pub mod subject_sketch;
 pub mod verification;
 
-pub use abi::ABI_VERSION;
 pub use governed::{DomainTable, GovernedResult, GovernedSession, Mode};
 pub use host::{CancelFlag, JobOutput, JobReport, JobSpec, Metering, ModuleInfo, QueryRecord, Runtime, RuntimeConfig};
+pub use unseen_contract::ABI_VERSION;
 
 use unseen_policy::Refusal;
 
