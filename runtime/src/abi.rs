@@ -8,7 +8,8 @@
 //! contract, so a module that imports them is refused at upload.
 //!
 //! The contract's names, error codes and bounds are `unseen_contract`'s, the crate the SDK
-//! compiles against too.
+//! compiles against too. What a call records about the job (outputs, queries, metering) is
+//! [`crate::job`]'s; this file never names the host that runs it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +28,7 @@ use wasmtime::{Caller, Linker, Memory, ResourceLimiter, TypedFunc};
 
 use crate::RuntimeError;
 use crate::governed::{GovernedResult, GovernedSession, Mode};
-use crate::host::{JobOutput, Metering, QueryRecord};
+use crate::job::{CancelFlag, JobOutput, JobSpec, Metering, QueryRecord};
 use crate::verification::ClaimsRefused;
 
 /// A limit reached inside a host call; the limit itself is kept in [`HostState::limit_hit`].
@@ -62,7 +63,7 @@ pub(crate) struct HostState {
     mode: Mode,
     params: String,
     deadline: Instant,
-    pub(crate) cancel: crate::host::CancelFlag,
+    pub(crate) cancel: CancelFlag,
     memory: Option<Memory>,
     alloc: Option<TypedFunc<i32, i32>>,
     results: Vec<(GovernedResult, usize)>,
@@ -92,7 +93,7 @@ impl HostState {
     pub(crate) fn new(
         session: Arc<GovernedSession>,
         tokio: tokio::runtime::Handle,
-        job: &crate::host::JobSpec<'_>,
+        job: &JobSpec<'_>,
         deadline: Instant,
     ) -> Self {
         Self {
@@ -204,7 +205,7 @@ fn fail(caller: &mut HostCaller<'_>, code: i64, message: String) -> i64 {
 }
 
 /// Resolves with the reason once `cancel` is set; polled while a query runs.
-async fn cancelled(cancel: &crate::host::CancelFlag) -> String {
+async fn cancelled(cancel: &CancelFlag) -> String {
     loop {
         if let Some(reason) = cancel.reason() {
             return reason;

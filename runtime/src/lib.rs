@@ -2,8 +2,8 @@
 //! against a governed DataFusion session over the tables their grant names.
 //!
 //! The guest contract is `docs/guest-abi.md` (its names, codes and bounds in `unseen_contract`);
-//! its host side is [`host`]. What a query may see is decided in [`governed`]. Desensitised
-//! samples are derived in [`sample`].
+//! its host side is [`host`], and what a job leaves behind is [`job`]. What a query may see
+//! is decided in [`governed`]. Desensitised samples are derived in [`sample`].
 
 mod abi;
 mod cache;
@@ -12,6 +12,7 @@ pub mod governed;
 mod granted_table;
 pub mod host;
 pub mod identifier_index;
+pub mod job;
 pub mod largest;
 pub mod pseudonym;
 pub mod sample;
@@ -20,7 +21,8 @@ pub mod subject_sketch;
 pub mod verification;
 
 pub use governed::{DomainTable, GovernedResult, GovernedSession, Mode};
-pub use host::{CancelFlag, JobOutput, JobReport, JobSpec, Metering, ModuleInfo, QueryRecord, Runtime, RuntimeConfig};
+pub use host::{ModuleInfo, Runtime, RuntimeConfig};
+pub use job::{CancelFlag, JobOutput, JobReport, JobSpec, Metering, QueryRecord};
 pub use unseen_contract::ABI_VERSION;
 
 use unseen_policy::Refusal;
