@@ -75,17 +75,9 @@ pub(crate) struct HostState {
     pub(crate) memory_refused: bool,
     pub(crate) table_refused: bool,
     pub(crate) limit_hit: Option<RuntimeError>,
-    peak_memory: usize,
-    log_bytes: u64,
-    output_bytes: u64,
-    output_rows: u64,
-    rows_scanned: u64,
-    bytes_scanned: u64,
-    transfer_bytes: u64,
-    transfer_ns: u64,
-    instantiate_ns: u64,
-    pub(crate) host_ns: u64,
-    pub(crate) guest_ns: u64,
+    /// What the job has cost so far, counted where it is spent; the host adds fuel and wall
+    /// time when the job ends.
+    pub(crate) metering: Metering,
 }
 
 impl HostState {
@@ -115,17 +107,7 @@ impl HostState {
             memory_refused: false,
             table_refused: false,
             limit_hit: None,
-            peak_memory: 0,
-            log_bytes: 0,
-            output_bytes: 0,
-            output_rows: 0,
-            rows_scanned: 0,
-            bytes_scanned: 0,
-            transfer_bytes: 0,
-            transfer_ns: 0,
-            instantiate_ns: 0,
-            host_ns: 0,
-            guest_ns: 0,
+            metering: Metering::default(),
         }
     }
 
@@ -133,28 +115,14 @@ impl HostState {
     pub(crate) fn attach(&mut self, memory: Option<Memory>, alloc: Option<TypedFunc<i32, i32>>, instantiate_ns: u64) {
         self.memory = memory;
         self.alloc = alloc;
-        self.instantiate_ns = instantiate_ns;
+        self.metering.instantiate_ns = instantiate_ns;
     }
 
-    /// The job's metering once it is over.
-    pub(crate) fn metering(&self, fuel: u64, wall: std::time::Duration) -> Metering {
-        Metering {
-            fuel,
-            peak_memory_bytes: self.peak_memory as u64,
-            queries: self.queries.len() as u32,
-            rows_scanned: self.rows_scanned,
-            bytes_scanned: self.bytes_scanned,
-            rows_returned: self.queries.iter().map(|query| query.rows).sum(),
-            output_rows: self.output_rows,
-            output_bytes: self.output_bytes,
-            log_bytes: self.log_bytes,
-            transfer_bytes: self.transfer_bytes,
-            transfer_ns: self.transfer_ns,
-            instantiate_ns: self.instantiate_ns,
-            host_ns: self.host_ns,
-            guest_ns: self.guest_ns,
-            wall_ms: wall.as_millis() as u64,
-        }
+    /// Keeps a query the module ran, allowed or refused, and counts it.
+    fn record_query(&mut self, query: QueryRecord) {
+        self.metering.queries = self.metering.queries.saturating_add(1);
+        self.metering.rows_returned += query.rows;
+        self.queries.push(query);
     }
 }
 
@@ -164,7 +132,7 @@ impl ResourceLimiter for HostState {
             self.memory_refused = true;
             return Ok(false);
         }
-        self.peak_memory = self.peak_memory.max(desired);
+        self.metering.peak_memory_bytes = self.metering.peak_memory_bytes.max(desired as u64);
         Ok(true)
     }
 
@@ -195,7 +163,7 @@ type HostCaller<'a> = Caller<'a, HostState>;
 fn timed<T>(caller: &mut HostCaller<'_>, call: impl FnOnce(&mut HostCaller<'_>) -> T) -> T {
     let started = Instant::now();
     let result = call(caller);
-    caller.data_mut().host_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    caller.data_mut().metering.host_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     result
 }
 
@@ -239,7 +207,7 @@ fn guest_text(caller: &mut HostCaller<'_>, ptr: i32, len: i32, max: usize) -> Re
 /// The rest of the log budget; asking for more ends the job with the `log_bytes` limit.
 fn log_budget(caller: &mut HostCaller<'_>, wanted: u64) -> wasmtime::Result<usize> {
     let state = caller.data();
-    let left = state.limits.max_log_bytes.saturating_sub(state.log_bytes);
+    let left = state.limits.max_log_bytes.saturating_sub(state.metering.log_bytes);
     if wanted > left {
         let detail = format!("guest log exceeded {} bytes", state.limits.max_log_bytes);
         return Err(hit_limit(caller, "log_bytes", detail));
@@ -267,8 +235,8 @@ fn give_to_guest(caller: &mut HostCaller<'_>, bytes: &[u8]) -> wasmtime::Result<
 
 fn count_output_bytes(caller: &mut HostCaller<'_>, bytes: usize) -> wasmtime::Result<()> {
     let state = caller.data_mut();
-    state.output_bytes += bytes as u64;
-    if state.output_bytes > state.limits.max_output_bytes {
+    state.metering.output_bytes += bytes as u64;
+    if state.metering.output_bytes > state.limits.max_output_bytes {
         let detail = format!("more than {} bytes handed to or emitted by the module", state.limits.max_output_bytes);
         return Err(hit_limit(caller, "output_bytes", detail));
     }
@@ -277,8 +245,8 @@ fn count_output_bytes(caller: &mut HostCaller<'_>, bytes: usize) -> wasmtime::Re
 
 fn push_log(caller: &mut HostCaller<'_>, line: String) -> wasmtime::Result<()> {
     let state = caller.data_mut();
-    state.log_bytes += line.len() as u64;
-    if state.log_bytes > state.limits.max_log_bytes {
+    state.metering.log_bytes += line.len() as u64;
+    if state.metering.log_bytes > state.limits.max_log_bytes {
         let detail = format!("guest log exceeded {} bytes", state.limits.max_log_bytes);
         return Err(hit_limit(caller, "log_bytes", detail));
     }
@@ -348,9 +316,9 @@ fn query(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i6
     let state = caller.data_mut();
     match outcome {
         Ok(result) => {
-            state.rows_scanned += result.rows_scanned;
-            state.bytes_scanned += result.bytes_scanned;
-            state.queries.push(QueryRecord {
+            state.metering.rows_scanned += result.rows_scanned;
+            state.metering.bytes_scanned += result.bytes_scanned;
+            state.record_query(QueryRecord {
                 sql,
                 outcome: "allowed".into(),
                 message: None,
@@ -367,7 +335,7 @@ fn query(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i6
                 _ => ("failed".to_string(), ERR_INTERNAL),
             };
             let message = error.developer_message(mode);
-            state.queries.push(QueryRecord {
+            state.record_query(QueryRecord {
                 sql,
                 outcome,
                 message: Some(message.clone()),
@@ -409,8 +377,8 @@ fn next_batch(caller: &mut HostCaller<'_>, handle: i32) -> wasmtime::Result<i64>
     count_output_bytes(caller, bytes.len())?;
     let packed = give_to_guest(caller, &bytes)?;
     let state = caller.data_mut();
-    state.transfer_bytes += bytes.len() as u64;
-    state.transfer_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    state.metering.transfer_bytes += bytes.len() as u64;
+    state.metering.transfer_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     Ok(packed)
 }
 
@@ -467,8 +435,8 @@ fn emit(caller: &mut HostCaller<'_>, name_ptr: i32, name_len: i32, handle: i32) 
     let lineage = result.lineage.clone();
     check_outputs(caller)?;
     let state = caller.data_mut();
-    state.output_rows += table.num_rows() as u64;
-    if state.output_rows > state.limits.max_output_rows {
+    state.metering.output_rows += table.num_rows() as u64;
+    if state.metering.output_rows > state.limits.max_output_rows {
         let detail = format!("more than {} rows in emitted tables", state.limits.max_output_rows);
         return Err(hit_limit(caller, "output_rows", detail));
     }
@@ -545,8 +513,8 @@ fn verify(caller: &mut HostCaller<'_>, name_ptr: i32, name_len: i32, ptr: i32, l
     };
     let rows = answers.table.num_rows() as u64;
     let state = caller.data_mut();
-    state.output_rows += rows;
-    if state.output_rows > state.limits.max_output_rows {
+    state.metering.output_rows += rows;
+    if state.metering.output_rows > state.limits.max_output_rows {
         let detail = format!("more than {} rows in emitted tables", state.limits.max_output_rows);
         return Err(hit_limit(caller, "output_rows", detail));
     }

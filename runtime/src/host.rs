@@ -233,9 +233,11 @@ impl Runtime {
         store.limiter(|state| state);
         let outcome = self.instantiate_and_run(&mut store, job.module, &limits, deadline);
         let remaining = if self.fuel_metering { store.get_fuel().unwrap_or(0) } else { limits.fuel };
-        let state = store.into_data();
+        let mut state = store.into_data();
         report.failure = outcome.err().map(|error| state.limit_hit.clone().unwrap_or(error));
-        report.metering = state.metering(limits.fuel.saturating_sub(remaining), started.elapsed());
+        state.metering.fuel = limits.fuel.saturating_sub(remaining);
+        state.metering.wall_ms = started.elapsed().as_millis() as u64;
+        report.metering = state.metering;
         report.outputs = state.outputs;
         report.guest_log = state.log;
         report.queries = state.queries;
@@ -293,7 +295,7 @@ impl Runtime {
         let running = Instant::now();
         let result = run.call(&mut *store, ());
         let state = store.data_mut();
-        state.guest_ns = elapsed_ns(running).saturating_sub(state.host_ns);
+        state.metering.guest_ns = elapsed_ns(running).saturating_sub(state.metering.host_ns);
         match result {
             Ok(0) => Ok(()),
             Ok(code) => Err(RuntimeError::ModuleFailed(format!("module returned {code}"))),
