@@ -27,7 +27,16 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let modules = manifest_dir.join("modules");
     let sdk = manifest_dir.join("../sdk");
-    for path in [modules.join("Cargo.toml"), modules.join("Cargo.lock"), sdk.join("Cargo.toml"), sdk.join("src")] {
+    // The SDK's own dependency: the guest contract it shares with the host.
+    let contract = manifest_dir.join("../contract");
+    for path in [
+        modules.join("Cargo.toml"),
+        modules.join("Cargo.lock"),
+        sdk.join("Cargo.toml"),
+        sdk.join("src"),
+        contract.join("Cargo.toml"),
+        contract.join("src"),
+    ] {
         println!("cargo:rerun-if-changed={}", path.display());
     }
     for module in MODULES.iter().chain(&["kernels"]) {

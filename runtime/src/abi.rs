@@ -6,6 +6,10 @@
 //! stderr become guest log lines, randomness is deterministic from the job's seed, the
 //! environment is empty, exit ends the run. Files, sockets, arguments and clocks are not in the
 //! contract, so a module that imports them is refused at upload.
+//!
+//! The contract's names, error codes and bounds are `unseen_contract`'s, the crate the SDK
+//! compiles against too. What a call records about the job (outputs, queries, metering) is
+//! [`crate::job`]'s; this file never names the host that runs it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,47 +18,18 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
+use unseen_contract::{
+    ERR_INTERNAL, ERR_INVALID, ERR_NOT_FOUND, ERR_REFUSED, MAX_CLAIMS_BYTES, MAX_IOVS, MAX_MEMORIES_PER_MODULE,
+    MAX_OUTPUT_NAME_BYTES, MAX_SQL_BYTES, MAX_TABLES_PER_MODULE, UNSEEN_MODULE as UNSEEN, WASI_EBADF,
+    WASI_MODULE as WASI,
+};
 use unseen_policy::{JobLimits, OutputKind, OutputLineage};
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter, TypedFunc};
 
 use crate::RuntimeError;
 use crate::governed::{GovernedResult, GovernedSession, Mode};
-use crate::host::{JobOutput, Metering, QueryRecord};
+use crate::job::{CancelFlag, JobOutput, JobSpec, Metering, QueryRecord};
 use crate::verification::ClaimsRefused;
-
-/// The ABI version this host implements.
-pub const ABI_VERSION: i32 = 1;
-
-const ERR_REFUSED: i64 = -1;
-const ERR_INVALID: i64 = -2;
-const ERR_NOT_FOUND: i64 = -4;
-const ERR_INTERNAL: i64 = -5;
-const WASI_EBADF: i32 = 8;
-/// Longest SQL text a module may send.
-const MAX_SQL_BYTES: usize = 1024 * 1024;
-/// Longest output name.
-const MAX_OUTPUT_NAME: usize = 64;
-/// Most I/O vectors in one `fd_write`.
-const MAX_IOVS: usize = 1024;
-
-const UNSEEN: &str = "unseen";
-const WASI: &str = "wasi_snapshot_preview1";
-/// The contract's own imports.
-const UNSEEN_IMPORTS: &[&str] =
-    &["tables", "params", "query", "result_info", "next_batch", "emit", "emit_artifact", "verify", "log", "last_error"];
-/// Largest claims batch a module may submit to `verify` (Arrow IPC bytes).
-const MAX_CLAIMS_BYTES: usize = 4 * 1024 * 1024;
-/// The WASI functions the shim answers: those every Rust module for wasm32-wasip1 imports.
-const WASI_SHIM: &[&str] = &["fd_write", "random_get", "environ_get", "environ_sizes_get", "proc_exit"];
-
-/// Whether `module.name` is an import the contract provides.
-pub(crate) fn is_contract_import(module: &str, name: &str) -> bool {
-    match module {
-        UNSEEN => UNSEEN_IMPORTS.contains(&name),
-        WASI => WASI_SHIM.contains(&name),
-        _ => false,
-    }
-}
 
 /// A limit reached inside a host call; the limit itself is kept in [`HostState::limit_hit`].
 #[derive(Debug)]
@@ -88,7 +63,7 @@ pub(crate) struct HostState {
     mode: Mode,
     params: String,
     deadline: Instant,
-    pub(crate) cancel: crate::host::CancelFlag,
+    pub(crate) cancel: CancelFlag,
     memory: Option<Memory>,
     alloc: Option<TypedFunc<i32, i32>>,
     results: Vec<(GovernedResult, usize)>,
@@ -100,17 +75,9 @@ pub(crate) struct HostState {
     pub(crate) memory_refused: bool,
     pub(crate) table_refused: bool,
     pub(crate) limit_hit: Option<RuntimeError>,
-    peak_memory: usize,
-    log_bytes: u64,
-    output_bytes: u64,
-    output_rows: u64,
-    rows_scanned: u64,
-    bytes_scanned: u64,
-    transfer_bytes: u64,
-    transfer_ns: u64,
-    instantiate_ns: u64,
-    pub(crate) host_ns: u64,
-    pub(crate) guest_ns: u64,
+    /// What the job has cost so far, counted where it is spent; the host adds fuel and wall
+    /// time when the job ends.
+    pub(crate) metering: Metering,
 }
 
 impl HostState {
@@ -118,7 +85,7 @@ impl HostState {
     pub(crate) fn new(
         session: Arc<GovernedSession>,
         tokio: tokio::runtime::Handle,
-        job: &crate::host::JobSpec<'_>,
+        job: &JobSpec<'_>,
         deadline: Instant,
     ) -> Self {
         Self {
@@ -140,17 +107,7 @@ impl HostState {
             memory_refused: false,
             table_refused: false,
             limit_hit: None,
-            peak_memory: 0,
-            log_bytes: 0,
-            output_bytes: 0,
-            output_rows: 0,
-            rows_scanned: 0,
-            bytes_scanned: 0,
-            transfer_bytes: 0,
-            transfer_ns: 0,
-            instantiate_ns: 0,
-            host_ns: 0,
-            guest_ns: 0,
+            metering: Metering::default(),
         }
     }
 
@@ -158,28 +115,14 @@ impl HostState {
     pub(crate) fn attach(&mut self, memory: Option<Memory>, alloc: Option<TypedFunc<i32, i32>>, instantiate_ns: u64) {
         self.memory = memory;
         self.alloc = alloc;
-        self.instantiate_ns = instantiate_ns;
+        self.metering.instantiate_ns = instantiate_ns;
     }
 
-    /// The job's metering once it is over.
-    pub(crate) fn metering(&self, fuel: u64, wall: std::time::Duration) -> Metering {
-        Metering {
-            fuel,
-            peak_memory_bytes: self.peak_memory as u64,
-            queries: self.queries.len() as u32,
-            rows_scanned: self.rows_scanned,
-            bytes_scanned: self.bytes_scanned,
-            rows_returned: self.queries.iter().map(|query| query.rows).sum(),
-            output_rows: self.output_rows,
-            output_bytes: self.output_bytes,
-            log_bytes: self.log_bytes,
-            transfer_bytes: self.transfer_bytes,
-            transfer_ns: self.transfer_ns,
-            instantiate_ns: self.instantiate_ns,
-            host_ns: self.host_ns,
-            guest_ns: self.guest_ns,
-            wall_ms: wall.as_millis() as u64,
-        }
+    /// Keeps a query the module ran, allowed or refused, and counts it.
+    fn record_query(&mut self, query: QueryRecord) {
+        self.metering.queries = self.metering.queries.saturating_add(1);
+        self.metering.rows_returned += query.rows;
+        self.queries.push(query);
     }
 }
 
@@ -189,7 +132,7 @@ impl ResourceLimiter for HostState {
             self.memory_refused = true;
             return Ok(false);
         }
-        self.peak_memory = self.peak_memory.max(desired);
+        self.metering.peak_memory_bytes = self.metering.peak_memory_bytes.max(desired as u64);
         Ok(true)
     }
 
@@ -206,11 +149,11 @@ impl ResourceLimiter for HostState {
     }
 
     fn memories(&self) -> usize {
-        1
+        MAX_MEMORIES_PER_MODULE as usize
     }
 
     fn tables(&self) -> usize {
-        4
+        MAX_TABLES_PER_MODULE as usize
     }
 }
 
@@ -220,7 +163,7 @@ type HostCaller<'a> = Caller<'a, HostState>;
 fn timed<T>(caller: &mut HostCaller<'_>, call: impl FnOnce(&mut HostCaller<'_>) -> T) -> T {
     let started = Instant::now();
     let result = call(caller);
-    caller.data_mut().host_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    caller.data_mut().metering.host_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     result
 }
 
@@ -230,7 +173,7 @@ fn fail(caller: &mut HostCaller<'_>, code: i64, message: String) -> i64 {
 }
 
 /// Resolves with the reason once `cancel` is set; polled while a query runs.
-async fn cancelled(cancel: &crate::host::CancelFlag) -> String {
+async fn cancelled(cancel: &CancelFlag) -> String {
     loop {
         if let Some(reason) = cancel.reason() {
             return reason;
@@ -264,7 +207,7 @@ fn guest_text(caller: &mut HostCaller<'_>, ptr: i32, len: i32, max: usize) -> Re
 /// The rest of the log budget; asking for more ends the job with the `log_bytes` limit.
 fn log_budget(caller: &mut HostCaller<'_>, wanted: u64) -> wasmtime::Result<usize> {
     let state = caller.data();
-    let left = state.limits.max_log_bytes.saturating_sub(state.log_bytes);
+    let left = state.limits.max_log_bytes.saturating_sub(state.metering.log_bytes);
     if wanted > left {
         let detail = format!("guest log exceeded {} bytes", state.limits.max_log_bytes);
         return Err(hit_limit(caller, "log_bytes", detail));
@@ -287,13 +230,13 @@ fn give_to_guest(caller: &mut HostCaller<'_>, bytes: &[u8]) -> wasmtime::Result<
     let ptr = alloc.call(&mut *caller, len)?;
     let start = usize::try_from(ptr).map_err(|_| wasmtime::Error::msg("unseen_alloc returned a negative pointer"))?;
     memory.write(&mut *caller, start, bytes)?;
-    Ok((i64::from(ptr as u32) << 32) | i64::from(len as u32))
+    Ok(unseen_contract::pack_reply(ptr as u32, len as u32))
 }
 
 fn count_output_bytes(caller: &mut HostCaller<'_>, bytes: usize) -> wasmtime::Result<()> {
     let state = caller.data_mut();
-    state.output_bytes += bytes as u64;
-    if state.output_bytes > state.limits.max_output_bytes {
+    state.metering.output_bytes += bytes as u64;
+    if state.metering.output_bytes > state.limits.max_output_bytes {
         let detail = format!("more than {} bytes handed to or emitted by the module", state.limits.max_output_bytes);
         return Err(hit_limit(caller, "output_bytes", detail));
     }
@@ -302,8 +245,8 @@ fn count_output_bytes(caller: &mut HostCaller<'_>, bytes: usize) -> wasmtime::Re
 
 fn push_log(caller: &mut HostCaller<'_>, line: String) -> wasmtime::Result<()> {
     let state = caller.data_mut();
-    state.log_bytes += line.len() as u64;
-    if state.log_bytes > state.limits.max_log_bytes {
+    state.metering.log_bytes += line.len() as u64;
+    if state.metering.log_bytes > state.limits.max_log_bytes {
         let detail = format!("guest log exceeded {} bytes", state.limits.max_log_bytes);
         return Err(hit_limit(caller, "log_bytes", detail));
     }
@@ -373,9 +316,9 @@ fn query(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i6
     let state = caller.data_mut();
     match outcome {
         Ok(result) => {
-            state.rows_scanned += result.rows_scanned;
-            state.bytes_scanned += result.bytes_scanned;
-            state.queries.push(QueryRecord {
+            state.metering.rows_scanned += result.rows_scanned;
+            state.metering.bytes_scanned += result.bytes_scanned;
+            state.record_query(QueryRecord {
                 sql,
                 outcome: "allowed".into(),
                 message: None,
@@ -392,7 +335,7 @@ fn query(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> wasmtime::Result<i6
                 _ => ("failed".to_string(), ERR_INTERNAL),
             };
             let message = error.developer_message(mode);
-            state.queries.push(QueryRecord {
+            state.record_query(QueryRecord {
                 sql,
                 outcome,
                 message: Some(message.clone()),
@@ -434,8 +377,8 @@ fn next_batch(caller: &mut HostCaller<'_>, handle: i32) -> wasmtime::Result<i64>
     count_output_bytes(caller, bytes.len())?;
     let packed = give_to_guest(caller, &bytes)?;
     let state = caller.data_mut();
-    state.transfer_bytes += bytes.len() as u64;
-    state.transfer_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    state.metering.transfer_bytes += bytes.len() as u64;
+    state.metering.transfer_ns += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     Ok(packed)
 }
 
@@ -450,14 +393,12 @@ fn check_outputs(caller: &mut HostCaller<'_>) -> wasmtime::Result<()> {
 
 /// Reads an output name from guest memory and checks its form.
 fn output_name(caller: &mut HostCaller<'_>, ptr: i32, len: i32) -> Result<String, String> {
-    let name = guest_text(caller, ptr, len, MAX_OUTPUT_NAME)?;
-    if valid_output_name(&name) { Ok(name) } else { Err(format!("output name \"{name}\" must be 1-64 of [a-z0-9_]")) }
-}
-
-fn valid_output_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_OUTPUT_NAME
-        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+    let name = guest_text(caller, ptr, len, MAX_OUTPUT_NAME_BYTES)?;
+    if unseen_contract::is_valid_output_name(&name) {
+        Ok(name)
+    } else {
+        Err(format!("output name \"{name}\" must be 1-{MAX_OUTPUT_NAME_BYTES} of [a-z0-9_]"))
+    }
 }
 
 /// The name of an output the module writes itself (`emit`, `emit_artifact`): never one the
@@ -494,8 +435,8 @@ fn emit(caller: &mut HostCaller<'_>, name_ptr: i32, name_len: i32, handle: i32) 
     let lineage = result.lineage.clone();
     check_outputs(caller)?;
     let state = caller.data_mut();
-    state.output_rows += table.num_rows() as u64;
-    if state.output_rows > state.limits.max_output_rows {
+    state.metering.output_rows += table.num_rows() as u64;
+    if state.metering.output_rows > state.limits.max_output_rows {
         let detail = format!("more than {} rows in emitted tables", state.limits.max_output_rows);
         return Err(hit_limit(caller, "output_rows", detail));
     }
@@ -572,8 +513,8 @@ fn verify(caller: &mut HostCaller<'_>, name_ptr: i32, name_len: i32, ptr: i32, l
     };
     let rows = answers.table.num_rows() as u64;
     let state = caller.data_mut();
-    state.output_rows += rows;
-    if state.output_rows > state.limits.max_output_rows {
+    state.metering.output_rows += rows;
+    if state.metering.output_rows > state.limits.max_output_rows {
         let detail = format!("more than {} rows in emitted tables", state.limits.max_output_rows);
         return Err(hit_limit(caller, "output_rows", detail));
     }

@@ -12,9 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
-use unseen_policy::{Grant, JobLimits, OutputKind, OutputLineage, limits::MAX_MEMORY_BYTES, sha256_hex};
+use unseen_contract::{
+    ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_ALLOC, EXPORT_MEMORY, EXPORT_RUN, MAX_MEMORIES_PER_MODULE,
+    MAX_TABLES_PER_MODULE, REQUIRED_EXPORTS,
+};
+pub use unseen_contract::{MAX_MODULE_BYTES, MAX_PARAMS_BYTES};
+use unseen_policy::{JobLimits, limits::MAX_MEMORY_BYTES, sha256_hex};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store, Trap,
 };
@@ -22,19 +26,16 @@ use wasmtime::{
 use crate::RuntimeError;
 use crate::abi::{self, HostState, LimitTrap, ProcExit};
 use crate::cache::ModuleCache;
-use crate::governed::{DomainTable, GovernedSession, Mode};
+use crate::governed::GovernedSession;
+use crate::job::{JobReport, JobSpec, Metering};
 
-/// Largest module accepted at upload.
-pub const MAX_MODULE_BYTES: usize = 32 * 1024 * 1024;
-/// Largest job parameter text.
-pub const MAX_PARAMS_BYTES: usize = 4096;
 /// How often the engine's epoch advances; the granularity of wall-clock deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Epoch ticks between two checks of the cancel flag and the wall-clock deadline (50 ms).
+pub const CANCEL_CHECK_TICKS: u64 = 5;
 /// Guest memory a reused instance slot keeps resident (zeroed with memset instead of returned
 /// to the kernel), so the next job on it does not fault in fresh pages.
 const KEEP_RESIDENT_BYTES: usize = 64 * 1024 * 1024;
-/// Most tables a module may declare (Rust modules declare one).
-const MAX_TABLES_PER_MODULE: u32 = 4;
 
 /// How a domain's runtime is set up.
 #[derive(Debug, Clone)]
@@ -66,129 +67,6 @@ pub struct ModuleInfo {
     /// Whether its compiled code came from a cache (memory or disk) rather than a compilation.
     #[serde(default)]
     pub cached: bool,
-}
-
-/// One output a module emitted.
-#[derive(Debug, Clone)]
-pub struct JobOutput {
-    /// The name it was emitted under.
-    pub name: String,
-    /// Table or artifact.
-    pub kind: OutputKind,
-    /// The governed result, for tables.
-    pub table: Option<RecordBatch>,
-    /// The bytes, for artifacts.
-    pub artifact: Option<Vec<u8>>,
-    /// Host-held lineage, for tables.
-    pub lineage: OutputLineage,
-}
-
-/// One query a module ran and what became of it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct QueryRecord {
-    /// The SQL as given.
-    pub sql: String,
-    /// `allowed`, or the refusing rule.
-    pub outcome: String,
-    /// The refusal or error message, if any (data-free for refusals).
-    pub message: Option<String>,
-    /// Rows handed to the module.
-    pub rows: u64,
-    /// Groups withheld by the threshold.
-    pub suppressed_groups: u64,
-}
-
-/// What a job cost, so an operator can price by use (docs/policy-basis.md, cost-based pricing).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Metering {
-    /// Fuel consumed (about one unit per guest instruction).
-    pub fuel: u64,
-    /// Largest linear memory the guest reached, bytes.
-    pub peak_memory_bytes: u64,
-    /// Queries run (allowed or refused).
-    pub queries: u32,
-    /// Rows the queries read from the tables' files.
-    pub rows_scanned: u64,
-    /// Bytes the queries read from the tables' files.
-    pub bytes_scanned: u64,
-    /// Rows handed to the guest.
-    pub rows_returned: u64,
-    /// Rows of emitted table outputs.
-    pub output_rows: u64,
-    /// Bytes handed to the guest and emitted by it.
-    pub output_bytes: u64,
-    /// Guest log bytes.
-    pub log_bytes: u64,
-    /// Bytes of Arrow IPC written into guest memory.
-    pub transfer_bytes: u64,
-    /// Time spent writing them (encode, guest allocation, copy), nanoseconds.
-    pub transfer_ns: u64,
-    /// Time to instantiate the module, nanoseconds.
-    pub instantiate_ns: u64,
-    /// Time inside host calls (queries included), nanoseconds.
-    pub host_ns: u64,
-    /// Time running guest code outside host calls, nanoseconds.
-    pub guest_ns: u64,
-    /// Wall time of the whole job, milliseconds.
-    pub wall_ms: u64,
-}
-
-/// Everything a finished job produced. Whether any of it reaches the developer depends on
-/// the mode; the gateway decides.
-#[derive(Debug, Clone)]
-pub struct JobReport {
-    /// Outputs emitted.
-    pub outputs: Vec<JobOutput>,
-    /// Guest log lines.
-    pub guest_log: Vec<String>,
-    /// Queries run.
-    pub queries: Vec<QueryRecord>,
-    /// Cost.
-    pub metering: Metering,
-    /// Why the job failed, if it did.
-    pub failure: Option<RuntimeError>,
-}
-
-/// A switch that stops a running job from another thread: the guest traps at its next epoch
-/// check (within [`CANCEL_CHECK_TICKS`] ticks) and a query in flight is abandoned. Clones share
-/// the switch.
-#[derive(Debug, Clone, Default)]
-pub struct CancelFlag(Arc<std::sync::Mutex<Option<String>>>);
-
-impl CancelFlag {
-    /// Stops the job; `why` says by whom (it becomes the job's error).
-    pub fn cancel(&self, why: &str) {
-        let mut reason = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        reason.get_or_insert_with(|| why.to_string());
-    }
-
-    /// Why the job was cancelled, if it was.
-    pub fn reason(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
-    }
-}
-
-/// Epoch ticks between two checks of the cancel flag and the wall-clock deadline (50 ms).
-pub const CANCEL_CHECK_TICKS: u64 = 5;
-
-/// What to run: a module, under a grant (whose limits apply), over the grant's tables, in a mode.
-#[derive(Debug, Clone, Copy)]
-pub struct JobSpec<'a> {
-    /// The module's bytes (validated at upload).
-    pub module: &'a [u8],
-    /// The grant it runs under.
-    pub grant: &'a Grant,
-    /// The domain's tables; only those the grant names are registered.
-    pub tables: &'a [DomainTable],
-    /// Sample or production data.
-    pub mode: Mode,
-    /// Parameters the developer passed with the job (the guest reads them with `params`).
-    pub params: &'a str,
-    /// Seed of the deterministic randomness the guest sees.
-    pub seed: u64,
-    /// Stops the job when set from another thread.
-    pub cancel: &'a CancelFlag,
 }
 
 /// The host: one wasmtime engine, its linker, and the compiled modules.
@@ -228,7 +106,7 @@ impl Runtime {
             .total_core_instances(config.instance_slots)
             .total_memories(config.instance_slots)
             .total_tables(config.instance_slots * MAX_TABLES_PER_MODULE)
-            .max_memories_per_module(1)
+            .max_memories_per_module(MAX_MEMORIES_PER_MODULE)
             .max_tables_per_module(MAX_TABLES_PER_MODULE)
             .max_memory_size(MAX_MEMORY_BYTES as usize)
             .table_elements(JobLimits::default().table_elements as usize * 10)
@@ -355,9 +233,11 @@ impl Runtime {
         store.limiter(|state| state);
         let outcome = self.instantiate_and_run(&mut store, job.module, &limits, deadline);
         let remaining = if self.fuel_metering { store.get_fuel().unwrap_or(0) } else { limits.fuel };
-        let state = store.into_data();
+        let mut state = store.into_data();
         report.failure = outcome.err().map(|error| state.limit_hit.clone().unwrap_or(error));
-        report.metering = state.metering(limits.fuel.saturating_sub(remaining), started.elapsed());
+        state.metering.fuel = limits.fuel.saturating_sub(remaining);
+        state.metering.wall_ms = started.elapsed().as_millis() as u64;
+        report.metering = state.metering;
         report.outputs = state.outputs;
         report.guest_log = state.log;
         report.queries = state.queries;
@@ -396,27 +276,26 @@ impl Runtime {
         });
         let instantiating = Instant::now();
         let instance = pre.instantiate(&mut *store).map_err(|error| trap_to_error(store, error))?;
-        let memory = instance.get_memory(&mut *store, "memory");
-        let alloc = instance.get_typed_func::<i32, i32>(&mut *store, "unseen_alloc").ok();
+        let memory = instance.get_memory(&mut *store, EXPORT_MEMORY);
+        let alloc = instance.get_typed_func::<i32, i32>(&mut *store, EXPORT_ALLOC).ok();
         store.data_mut().attach(memory, alloc, elapsed_ns(instantiating));
         let version = instance
-            .get_typed_func::<(), i32>(&mut *store, "unseen_abi_version")
-            .map_err(|_| RuntimeError::InvalidModule("missing export \"unseen_abi_version\"".into()))?
+            .get_typed_func::<(), i32>(&mut *store, EXPORT_ABI_VERSION)
+            .map_err(|_| RuntimeError::InvalidModule(format!("missing export \"{EXPORT_ABI_VERSION}\"")))?
             .call(&mut *store, ())
             .map_err(|error| trap_to_error(store, error))?;
-        if version != abi::ABI_VERSION {
+        if version != ABI_VERSION {
             return Err(RuntimeError::InvalidModule(format!(
-                "module speaks guest ABI v{version}; this domain speaks v{}",
-                abi::ABI_VERSION
+                "module speaks guest ABI v{version}; this domain speaks v{ABI_VERSION}"
             )));
         }
         let run = instance
-            .get_typed_func::<(), i32>(&mut *store, "unseen_run")
-            .map_err(|_| RuntimeError::InvalidModule("missing export \"unseen_run\"".into()))?;
+            .get_typed_func::<(), i32>(&mut *store, EXPORT_RUN)
+            .map_err(|_| RuntimeError::InvalidModule(format!("missing export \"{EXPORT_RUN}\"")))?;
         let running = Instant::now();
         let result = run.call(&mut *store, ());
         let state = store.data_mut();
-        state.guest_ns = elapsed_ns(running).saturating_sub(state.host_ns);
+        state.metering.guest_ns = elapsed_ns(running).saturating_sub(state.metering.host_ns);
         match result {
             Ok(0) => Ok(()),
             Ok(code) => Err(RuntimeError::ModuleFailed(format!("module returned {code}"))),
@@ -433,7 +312,7 @@ fn elapsed_ns(since: Instant) -> u64 {
 fn check_contract(module: &Module) -> Result<(), RuntimeError> {
     let offending: Vec<String> = module
         .imports()
-        .filter(|import| !abi::is_contract_import(import.module(), import.name()))
+        .filter(|import| !unseen_contract::is_contract_import(import.module(), import.name()))
         .map(|import| format!("{}.{}", import.module(), import.name()))
         .collect();
     if !offending.is_empty() {
@@ -443,7 +322,7 @@ fn check_contract(module: &Module) -> Result<(), RuntimeError> {
         )));
     }
     let resources = module.resources_required();
-    if resources.num_memories > 1 {
+    if resources.num_memories > MAX_MEMORIES_PER_MODULE {
         return Err(RuntimeError::InvalidModule(format!(
             "declares {} linear memories; a module has exactly one",
             resources.num_memories
@@ -455,7 +334,7 @@ fn check_contract(module: &Module) -> Result<(), RuntimeError> {
             resources.num_tables
         )));
     }
-    for export in ["memory", "unseen_run", "unseen_alloc", "unseen_abi_version"] {
+    for &export in REQUIRED_EXPORTS {
         if module.get_export(export).is_none() {
             return Err(RuntimeError::InvalidModule(format!(
                 "missing export \"{export}\" (build it with unseen-sdk's entry! macro)"

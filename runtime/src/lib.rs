@@ -1,7 +1,8 @@
 //! The isolated domain: runs untrusted analysis modules in wasmtime with no ambient authority,
 //! against a governed DataFusion session over the tables their grant names.
 //!
-//! The guest contract is `docs/guest-abi.md`; its host side is [`host`]. What a query may see
+//! The guest contract is `docs/guest-abi.md` (its names, codes and bounds in `unseen_contract`);
+//! its host side is [`host`], and what a job leaves behind is [`job`]. What a query may see
 //! is decided in [`governed`]. Desensitised samples are derived in [`sample`].
 
 mod abi;
@@ -11,6 +12,7 @@ pub mod governed;
 mod granted_table;
 pub mod host;
 pub mod identifier_index;
+pub mod job;
 pub mod largest;
 pub mod pseudonym;
 pub mod sample;
@@ -18,9 +20,10 @@ pub mod subject_key;
 pub mod subject_sketch;
 pub mod verification;
 
-pub use abi::ABI_VERSION;
 pub use governed::{DomainTable, GovernedResult, GovernedSession, Mode};
-pub use host::{CancelFlag, JobOutput, JobReport, JobSpec, Metering, ModuleInfo, QueryRecord, Runtime, RuntimeConfig};
+pub use host::{ModuleInfo, Runtime, RuntimeConfig};
+pub use job::{CancelFlag, JobOutput, JobReport, JobSpec, Metering, QueryRecord};
+pub use unseen_contract::ABI_VERSION;
 
 use unseen_policy::Refusal;
 

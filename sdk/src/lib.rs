@@ -25,7 +25,7 @@ pub use arrow_schema;
 use arrow_array::{Array, LargeStringArray, RecordBatch, StringArray, StringViewArray};
 
 /// The guest ABI version this SDK speaks.
-pub const ABI_VERSION: i32 = 1;
+pub use unseen_contract::ABI_VERSION;
 
 /// What a host call can answer besides success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +273,8 @@ pub fn __alloc(len: i32) -> i32 {
 
 #[allow(unsafe_code)]
 mod abi {
+    use unseen_contract::{ERR_INTERNAL, ERR_INVALID, ERR_LIMIT_EXCEEDED, ERR_NOT_FOUND, ERR_REFUSED};
+
     use super::{Error, ErrorCode};
 
     #[cfg(target_arch = "wasm32")]
@@ -332,8 +334,8 @@ mod abi {
         if packed <= 0 {
             return Vec::new();
         }
-        let ptr = (packed >> 32) as u32 as usize;
-        let len = (packed & 0xFFFF_FFFF) as usize;
+        let (ptr, len) = unseen_contract::unpack_reply(packed);
+        let (ptr, len) = (ptr as usize, len as usize);
         // SAFETY: the host wrote all `len` bytes into a buffer of capacity max(len, 1) that
         // `__alloc` leaked from a Vec<u8>; ownership returns to us exactly once.
         unsafe { Vec::from_raw_parts(ptr as *mut u8, len, len.max(1)) }
@@ -341,11 +343,11 @@ mod abi {
 
     fn error(code: i64) -> Error {
         let code = match code {
-            -1 => ErrorCode::Refused,
-            -2 => ErrorCode::InvalidArgument,
-            -3 => ErrorCode::LimitExceeded,
-            -4 => ErrorCode::NotFound,
-            -5 => ErrorCode::Internal,
+            ERR_REFUSED => ErrorCode::Refused,
+            ERR_INVALID => ErrorCode::InvalidArgument,
+            ERR_LIMIT_EXCEEDED => ErrorCode::LimitExceeded,
+            ERR_NOT_FOUND => ErrorCode::NotFound,
+            ERR_INTERNAL => ErrorCode::Internal,
             _ => return Error { code: ErrorCode::Guest, message: "not running inside an unseen domain".into() },
         };
         // SAFETY: a host import with no arguments.
