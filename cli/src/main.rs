@@ -8,6 +8,7 @@ mod client;
 mod demo;
 mod domain_dir;
 mod draft;
+mod health;
 mod import_data;
 mod verify;
 mod workflow;
@@ -63,6 +64,8 @@ enum Command {
     /// Verify things offline, with nothing but the files and the domain's public key.
     #[command(subcommand)]
     Verify(verify::VerifyCommand),
+    /// Ask the gateway whether it is serving (grpc.health.v1), with any identity of the domain.
+    Health(health::HealthArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit_client::run(args),
         Command::Check(args) => check::run(args),
         Command::Verify(command) => verify::run(command),
+        Command::Health(args) => health::run(args),
     };
     match outcome {
         Ok(code) => code,
