@@ -107,6 +107,8 @@ fn serve_with_a_json_log_writes_one_line_per_request_naming_rpc_role_organisatio
     assert!(listed["latency_ms"].is_number(), "{listed}");
     let decided = request("/unseen.v1.Operator/DecideScenario");
     assert_eq!((decided["role"].as_str(), decided["status"].as_str()), (Some("operator"), Some("NotFound")));
+    assert!(decided["reason"].as_str().unwrap().contains("scenario s-9 not found"), "{decided}");
+    assert!(listed.get("reason").is_none(), "an answered request has no reason: {listed}");
     // The refusal itself is logged with its reason, inside the request's span.
     let refusal = lines.iter().find(|line| line["message"] == "refused").expect("a refusal line");
     assert!(refusal["reason"].as_str().unwrap().contains("s-9"), "{refusal}");

@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use tonic::Code;
 use tonic::body::Body;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::{Code, Status};
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
@@ -79,12 +79,12 @@ where
             let response = inner.call(request).instrument(span).await?;
             // An error is a trailers-only response: its status is in the headers. Otherwise
             // it comes in the trailers at the end of the body.
-            if let Some(code) = grpc_status(response.headers()) {
-                record.finish(code);
+            if let Some(status) = grpc_status(response.headers()) {
+                record.finish(&status);
                 return Ok(response);
             }
             if response.body().is_end_stream() {
-                record.finish(Code::Unknown);
+                record.finish(&Status::unknown("the response ended without a status"));
                 return Ok(response);
             }
             Ok(response.map(|body| Body::new(LoggedBody { inner: body, record: Some(record) })))
@@ -118,12 +118,14 @@ impl Record {
         Self { rpc: request.uri().path().to_string(), role, organisation, name, peer, started: Instant::now(), metrics }
     }
 
-    fn finish(self, code: Code) {
-        let latency = self.started.elapsed();
+    /// Logs and counts the request as answered with `status`; an error's message is logged as
+    /// its reason (refusals the services make themselves, at the edge, are logged only here).
+    fn finish(self, status: &Status) {
+        let (code, latency) = (status.code(), self.started.elapsed());
         self.metrics.request(&self.rpc, code, latency);
         let latency_ms = (latency.as_secs_f64() * 10_000.0).round() / 10.0;
         macro_rules! request_line {
-            ($level:expr) => {
+            ($level:expr $(, $reason:ident = $value:expr)?) => {
                 tracing::event!(
                     target: "unseen::request",
                     $level,
@@ -134,21 +136,22 @@ impl Record {
                     peer = %self.peer,
                     status = ?code,
                     latency_ms,
+                    $($reason = %$value,)?
                     "request"
                 )
             };
         }
-        if self.rpc.starts_with(HEALTH_PREFIX) {
-            request_line!(tracing::Level::DEBUG);
-        } else {
-            request_line!(tracing::Level::INFO);
+        match (self.rpc.starts_with(HEALTH_PREFIX), code) {
+            (true, Code::Ok) => request_line!(tracing::Level::DEBUG),
+            (false, Code::Ok) => request_line!(tracing::Level::INFO),
+            (true, _) => request_line!(tracing::Level::DEBUG, reason = status.message()),
+            (false, _) => request_line!(tracing::Level::INFO, reason = status.message()),
         }
     }
 }
 
-fn grpc_status(headers: &http::HeaderMap) -> Option<Code> {
-    let value = headers.get("grpc-status")?;
-    Some(Code::from_bytes(value.as_bytes()))
+fn grpc_status(headers: &http::HeaderMap) -> Option<Status> {
+    Status::from_header_map(headers)
 }
 
 /// A response body that logs its request when the trailers (with the status) go out, or when
@@ -159,9 +162,9 @@ struct LoggedBody {
 }
 
 impl LoggedBody {
-    fn finish(&mut self, code: Code) {
+    fn finish(&mut self, status: &Status) {
         if let Some(record) = self.record.take() {
-            record.finish(code);
+            record.finish(status);
         }
     }
 }
@@ -177,15 +180,15 @@ impl HttpBody for LoggedBody {
         let polled = Pin::new(&mut self.inner).poll_frame(context);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(code) = frame.trailers_ref().and_then(grpc_status) {
-                    self.finish(code);
+                if let Some(status) = frame.trailers_ref().and_then(grpc_status) {
+                    self.finish(&status);
                 }
             }
             Poll::Ready(Some(Err(status))) => {
-                let code = status.code();
-                self.finish(code);
+                let status = status.clone();
+                self.finish(&status);
             }
-            Poll::Ready(None) => self.finish(Code::Unknown),
+            Poll::Ready(None) => self.finish(&Status::unknown("the response ended without a status")),
             Poll::Pending => {}
         }
         polled
@@ -203,6 +206,6 @@ impl HttpBody for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         // The response was abandoned before its status went out: the client went away.
-        self.finish(Code::Cancelled);
+        self.finish(&Status::cancelled("the client went away before the answer was complete"));
     }
 }
