@@ -58,3 +58,34 @@ async fn health_is_serving_until_the_gateway_stops_admitting_and_every_request_i
         "nothing left in flight"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_reviews_audit_appends_and_epsilon_spent_are_measured() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let domain = Arc::new(Domain::open(dir.path(), "measured.domain").await.expect("the domain opens"));
+    let developer = principal("green-tech", Role::Developer);
+    common::register_energy_data(&domain, dir.path(), 600, 3).await;
+    let mut application = unseen_samples::scenarios::green_energy();
+    application.disclosure.privacy = Some(unseen_policy::PrivacyParams {
+        epsilon_budget: 1.0,
+        epsilon_per_release: 0.4,
+        sensitivity: std::collections::BTreeMap::from([("total_kwh".to_string(), 1.0e9)]),
+    });
+    let grant = common::granted(&domain, &developer, application).await;
+    let job = common::green_energy_job(&domain, &developer, &grant.id).await;
+    domain.request_egress(&developer, &job, "kwh_by_industry_district").await.expect("request");
+
+    let metrics = domain.metrics().encode();
+    let value = |name: &str| -> f64 {
+        let line =
+            metrics.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("{name} in\n{metrics}"));
+        line.rsplit(' ').next().and_then(|value| value.parse().ok()).expect("a number")
+    };
+    assert_eq!(value("unseen_job_seconds_count{outcome=\"succeeded\"}"), 1.0);
+    assert_eq!(value("unseen_jobs_queued "), 0.0);
+    assert_eq!(value("unseen_review_seconds_count "), 1.0);
+    assert_eq!(value(&format!("unseen_privacy_epsilon_spent{{grant=\"{}\"}}", grant.id)), 0.4);
+    // Registrations, the scenario, the job and the review were each logged and synced.
+    assert!(value("unseen_audit_entries_total ") >= 8.0, "{metrics}");
+    assert!(value("unseen_audit_fsync_seconds_count ") >= 1.0, "{metrics}");
+}
