@@ -48,6 +48,17 @@ pub struct AuditLog {
     synced: Condvar,
     /// Which entries are about which object, for lookups by object; built on the first one.
     objects: Mutex<ObjectIndex>,
+    /// Told how long each fsync took ([`AuditLog::observe_syncs`]).
+    sync_observer: std::sync::OnceLock<SyncObserver>,
+}
+
+/// A function told each fsync's duration: the gateway's metrics, without this crate knowing them.
+struct SyncObserver(Box<dyn Fn(std::time::Duration) + Send + Sync>);
+
+impl std::fmt::Debug for SyncObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncObserver")
+    }
 }
 
 /// The indexes of the entries about each object id, over the log's first `upto` entries.
@@ -155,6 +166,7 @@ impl AuditLog {
             state: Mutex::new(state),
             synced: Condvar::new(),
             objects: Mutex::new(ObjectIndex::default()),
+            sync_observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -232,7 +244,11 @@ impl AuditLog {
             let target = state.tree.len();
             let handle = std::sync::Arc::clone(&state.sync_handle);
             drop(state);
+            let started = std::time::Instant::now();
             let result = handle.sync_data();
+            if let Some(observer) = self.sync_observer.get() {
+                (observer.0)(started.elapsed());
+            }
             state = self.lock()?;
             state.syncing = false;
             state.syncs += 1;
@@ -242,6 +258,12 @@ impl AuditLog {
             }
             self.synced.notify_all();
         }
+    }
+
+    /// Has `observer` told the duration of every later fsync of the log (for metrics); the
+    /// first observer set stays.
+    pub fn observe_syncs(&self, observer: impl Fn(std::time::Duration) + Send + Sync + 'static) {
+        let _ = self.sync_observer.set(SyncObserver(Box::new(observer)));
     }
 
     /// Fsyncs done since the log was opened (with group commit, fewer than appends).

@@ -3,14 +3,15 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use serde::Serialize;
 use tonic::transport::Channel;
-use unseen_gateway::TlsMaterial;
-use unseen_gateway::identity::{Principal, Role, principal_from_pem};
+use unseen_gateway::identity::{Principal, Role, issued_by, principal_from_pem, utc_text, validity_of_pem};
+use unseen_gateway::server::TlsFailure;
+use unseen_gateway::{GatewayError, TlsMaterial};
 
 /// The gateway an address defaults to: `unseen serve` on the same machine.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:7443";
@@ -47,6 +48,11 @@ pub struct Client {
     pub server: String,
     /// Where the CA certificate was read from (a domain key may sit beside it).
     ca_path: PathBuf,
+    /// Where the identity's certificate was read from, and its PEM and the CA's, to explain a
+    /// refused handshake.
+    cert_path: PathBuf,
+    cert_pem: String,
+    ca_pem: String,
     /// The `--domain-key` option, if given.
     domain_key: Option<String>,
     /// JSON output was asked for.
@@ -139,18 +145,33 @@ impl Client {
                 principal.role
             );
         }
+        check_validity(&cert_pem, &principal, &cert_path)?;
         let tls = TlsMaterial { ca_pem, cert_pem, key_pem };
-        let channel = unseen_gateway::connect(&args.server, &tls).await.map_err(|error| {
-            anyhow!(
+        let channel = match unseen_gateway::connect(&args.server, &tls).await {
+            Ok(channel) => channel,
+            Err(GatewayError::Unauthenticated(why)) => {
+                let refused = not_issued_by(&tls, &principal, &cert_path, &ca_path).unwrap_or_else(|| {
+                    format!(
+                        "{why}. The CA you trust is {}: are it and your identity from this domain?",
+                        ca_path.display()
+                    )
+                });
+                bail!("cannot connect to the gateway at {}: {refused}", args.server)
+            }
+            Err(error) => bail!(
                 "cannot reach the gateway at {}: {error:#}. Is `unseen serve` running there, and is --server right?",
                 args.server
-            )
-        })?;
+            ),
+        };
+        let TlsMaterial { ca_pem, cert_pem, .. } = tls;
         Ok(Self {
             channel,
             principal,
             server: args.server.clone(),
             ca_path,
+            cert_path,
+            cert_pem,
+            ca_pem,
             domain_key: args.domain_key.clone(),
             json: args.json,
         })
@@ -165,6 +186,19 @@ impl Client {
     /// Explains a refusal from the gateway: what it said, and what to do about it.
     pub fn refused(&self, what: &str, status: tonic::Status) -> anyhow::Error {
         use tonic::Code;
+        // With TLS 1.3 the gateway judges the client's certificate after the client thinks the
+        // handshake is done, so its refusal arrives with the first call, mostly as a
+        // connection that ended ("operation was canceled") without the TLS alert.
+        if let Some(failure) = unseen_gateway::server::tls_failure(&status) {
+            return anyhow!("{what} failed: {}", self.handshake_refused(failure));
+        }
+        if matches!(status.code(), Code::Cancelled | Code::Unknown | Code::Unavailable) {
+            let tls =
+                TlsMaterial { ca_pem: self.ca_pem.clone(), cert_pem: self.cert_pem.clone(), key_pem: String::new() };
+            if let Some(foreign) = not_issued_by(&tls, &self.principal, &self.cert_path, &self.ca_path) {
+                return anyhow!("{what} failed: {foreign}");
+            }
+        }
         let message = status.message();
         let hint = match status.code() {
             Code::PermissionDenied => format!(" (you are {})", self.principal),
@@ -177,9 +211,77 @@ impl Client {
                 format!(" (the gateway at {} is not answering: is `unseen serve` running?)", self.server)
             }
             Code::DeadlineExceeded => " (the gateway took too long; try again)".to_string(),
+            Code::Cancelled => format!(
+                " (the connection to {} ended before an answer: the gateway stopped, or refused your identity {} — \
+                 its log says which)",
+                self.server, self.principal
+            ),
             _ => String::new(),
         };
         anyhow!("{what} refused: {message}{hint}")
+    }
+}
+
+impl Client {
+    /// Why the gateway refused the handshake, with what this side can tell about its own
+    /// identity.
+    fn handshake_refused(&self, failure: TlsFailure) -> String {
+        let tls = TlsMaterial { ca_pem: self.ca_pem.clone(), cert_pem: self.cert_pem.clone(), key_pem: String::new() };
+        if let Some(foreign) = not_issued_by(&tls, &self.principal, &self.cert_path, &self.ca_path) {
+            return foreign;
+        }
+        match failure {
+            TlsFailure::GatewayCertificate(why) => format!(
+                "the gateway's certificate is not one the domain CA in {} issued for {}: {why}",
+                self.ca_path.display(),
+                self.server
+            ),
+            TlsFailure::CertificateRefused(alert) => format!(
+                "the gateway at {} refused your identity {} ({}; TLS alert {alert}): it may have been revoked, \
+                 or the gateway's clock disagrees with its validity; ask the domain's operator",
+                self.server,
+                self.principal,
+                self.cert_path.display()
+            ),
+        }
+    }
+}
+
+/// Refuses an identity outside its validity period before connecting: the gateway would refuse
+/// the handshake, and the client would only see the connection fail.
+fn check_validity(cert_pem: &str, principal: &Principal, cert_path: &Path) -> Result<()> {
+    let (not_before, not_after) =
+        validity_of_pem(cert_pem).with_context(|| format!("reading {}", cert_path.display()))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs() as i64).unwrap_or(0);
+    if now > not_after {
+        bail!(
+            "your identity {principal} ({}) expired on {}; ask the domain's operator for a new one \
+             (`unseen identity issue DOMAIN --principal ...`)",
+            cert_path.display(),
+            utc_text(not_after)
+        );
+    }
+    if now < not_before {
+        bail!(
+            "your identity {principal} ({}) is not valid until {}; check this machine's clock",
+            cert_path.display(),
+            utc_text(not_before)
+        );
+    }
+    Ok(())
+}
+
+/// The explanation when the identity was not issued by the CA the client trusts as the
+/// domain's (so the gateway, which trusts only that CA, refuses it); None when it was.
+fn not_issued_by(tls: &TlsMaterial, principal: &Principal, cert_path: &Path, ca_path: &Path) -> Option<String> {
+    match issued_by(&tls.cert_pem, &tls.ca_pem) {
+        Ok(false) => Some(format!(
+            "your identity {principal} ({}) was not issued by this domain's CA ({}); the gateway accepts only \
+             identities its CA issued: use one from this domain's pki/, or check --ca",
+            cert_path.display(),
+            ca_path.display()
+        )),
+        _ => None,
     }
 }
 
@@ -262,4 +364,33 @@ pub fn embedded_json(text: &str) -> serde_json::Value {
         return serde_json::Value::Null;
     }
     serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate(not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> String {
+        let mut params = rcgen::CertificateParams::new(vec!["analyst".into()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().expect("a key");
+        params.self_signed(&key).expect("a certificate").pem()
+    }
+
+    #[test]
+    fn an_identity_outside_its_validity_is_named_before_connecting() {
+        let principal = Principal { organisation: "acme".into(), name: "ann".into(), role: Role::Developer };
+        let path = Path::new("pki/acme-developer-ann.pem");
+        let expired = check_validity(&certificate((2020, 1, 1), (2021, 1, 1)), &principal, path).expect_err("expired");
+        assert!(
+            expired.to_string().contains(
+                "your identity acme/ann (developer) (pki/acme-developer-ann.pem) expired on 2021-01-01 00:00:00 UTC"
+            ),
+            "{expired}"
+        );
+        let early = check_validity(&certificate((2999, 1, 1), (3000, 1, 1)), &principal, path).expect_err("early");
+        assert!(early.to_string().contains("is not valid until 2999-01-01 00:00:00 UTC"), "{early}");
+        check_validity(&certificate((2020, 1, 1), (2999, 1, 1)), &principal, path).expect("valid now");
+    }
 }

@@ -6,9 +6,11 @@
 //! domain's keys, data, modules, outputs, releases, audit log and, by default, the SQLite
 //! metadata store).
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
@@ -41,6 +43,27 @@ pub struct DomainConfig {
     /// prune` may drop their bodies (0: 183, six months, the least allowed).
     #[serde(default)]
     pub audit_retention_days: u32,
+    /// How `unseen serve` writes its log to standard error: `human` (the default) or `json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// The log level or filter (`info`, `debug`, `unseen=debug,info`) when `RUST_LOG` is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Where Prometheus scrapes `/metrics` over plain HTTP (e.g. `127.0.0.1:9464`); absent:
+    /// no metrics endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
+}
+
+/// How the server's log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line, for a log collector.
+    Json,
 }
 
 /// Create a domain directory: a CA (or your own), the server certificate, the domain signing
@@ -104,6 +127,16 @@ pub struct ServeArgs {
     /// Announce the address as one JSON line (for programs that start the server).
     #[arg(long)]
     json: bool,
+    /// The log on standard error: `human` or `json` (one object per line) [default: the
+    /// `log_format` in `domain.json`, else human]. The level comes from `RUST_LOG` (default
+    /// `info`).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics on this address over plain HTTP (`GET /metrics`), e.g.
+    /// `127.0.0.1:9464`; keep it on loopback or a monitoring network [default: the
+    /// `metrics_listen` in `domain.json`, else off].
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
 }
 
 /// Issue a client identity from the domain's CA (needs `pki/ca.key`).
@@ -205,6 +238,9 @@ pub fn init(args: InitArgs) -> Result<ExitCode> {
         workers: 0,
         jobs_per_organisation: 0,
         audit_retention_days: unseen_gateway::domain::MIN_AUDIT_RETENTION_DAYS,
+        log_format: None,
+        log_level: None,
+        metrics_listen: None,
     };
     std::fs::write(args.dir.join(CONFIG_FILE), serde_json::to_vec_pretty(&config)?)?;
 
@@ -252,12 +288,25 @@ fn read_pem(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// How long a stopping server waits, in all, for running guests to stop and requests in
+/// flight to be answered before it exits anyway.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+/// Of that, how long running guests have to stop once cancelled (they check every 50 ms).
+const JOB_STOP_BOUND: Duration = Duration::from_secs(5);
+
 /// Runs `unseen serve` until Ctrl-C or SIGTERM.
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     let config = read_config(&args.dir)?;
     let listen = args.listen.clone().unwrap_or(config.listen.clone());
     let address: std::net::SocketAddr =
         listen.parse().with_context(|| format!("listen address \"{listen}\" is not host:port with an IP address"))?;
+    let metrics_address = match args.metrics_listen.as_ref().or(config.metrics_listen.as_ref()) {
+        Some(text) => Some(text.parse::<std::net::SocketAddr>().with_context(|| {
+            format!("metrics address \"{text}\" is not host:port with an IP address, e.g. 127.0.0.1:9464")
+        })?),
+        None => None,
+    };
+    install_log(args.log_format.or(config.log_format).unwrap_or_default(), config.log_level.as_deref())?;
     let pki = args.dir.join("pki");
     let tls = TlsMaterial {
         ca_pem: read_pem(&pki.join("ca.pem"))?,
@@ -278,18 +327,33 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("opening the domain in {}", args.dir.join("state").display()))?,
         );
-        let server = unseen_gateway::serve(domain.clone(), address, &tls).await?;
+        let mut server = unseen_gateway::serve(domain.clone(), address, &tls).await?;
+        let metrics = match metrics_address {
+            Some(address) => {
+                if !address.ip().is_loopback() {
+                    tracing::warn!(
+                        "metrics on {address} are plain HTTP without authentication: keep that network private"
+                    );
+                }
+                let metrics = unseen_gateway::serve_metrics(Arc::clone(domain.metrics()), address).await?;
+                tracing::info!("metrics on http://{}/metrics", metrics.address);
+                Some(metrics)
+            }
+            None => None,
+        };
         let store = if options.metadata_url.is_some() { "PostgreSQL" } else { "SQLite" };
+        tracing::info!(domain = %config.name, address = %server.address, metadata = store, "serving");
         if args.json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "domain": config.name,
-                    "address": server.address.to_string(),
-                    "domain_public_key": hex::encode(domain.public_key()),
-                    "metadata": store,
-                })
-            );
+            let mut announcement = serde_json::json!({
+                "domain": config.name,
+                "address": server.address.to_string(),
+                "domain_public_key": hex::encode(domain.public_key()),
+                "metadata": store,
+            });
+            if let Some(metrics) = &metrics {
+                announcement["metrics"] = serde_json::Value::String(metrics.address.to_string());
+            }
+            println!("{announcement}");
         } else {
             println!(
                 "unseen: domain \"{}\" serving on {} (mTLS; metadata in {store}); Ctrl-C stops it",
@@ -299,11 +363,49 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         use std::io::Write;
         std::io::stdout().flush()?;
         shutdown_signal().await?;
-        eprintln!("unseen: stopping; requests in flight finish first");
-        server.shutdown().await?;
+
+        // Stop admitting (health NOT_SERVING, no new connections or jobs), cancel the running
+        // guests (marked interrupted and logged), then let requests in flight finish.
+        let started = Instant::now();
+        tracing::info!("stopping: running jobs are cancelled and marked interrupted; requests in flight finish first");
+        server.stop_admitting().await;
+        if let Err(error) = domain.stop(JOB_STOP_BOUND).await {
+            tracing::error!(cause = %error, "marking the stopped jobs interrupted failed; the next start does it");
+        }
+        if !server.shutdown_within(SHUTDOWN_BOUND.saturating_sub(started.elapsed())).await? {
+            tracing::warn!("requests still in flight after {} s were dropped", SHUTDOWN_BOUND.as_secs());
+        }
+        if let Some(metrics) = metrics {
+            metrics.shutdown().await?;
+        }
+        tracing::info!("stopped in {:.1} s", started.elapsed().as_secs_f64());
         Ok::<_, anyhow::Error>(())
     })?;
+    // A guest thread that ignored its cancellation is not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Installs the server's log: `format` on standard error, at the level `RUST_LOG` names, else
+/// `level` from `domain.json`, else `info`.
+fn install_log(format: LogFormat, level: Option<&str>) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(filter) if !filter.trim().is_empty() => {
+            EnvFilter::try_new(&filter).with_context(|| format!("RUST_LOG \"{filter}\" is not a log filter"))?
+        }
+        _ => {
+            let level = level.unwrap_or("info");
+            EnvFilter::try_new(level)
+                .with_context(|| format!("log_level \"{level}\" in {CONFIG_FILE} is not a log filter"))?
+        }
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+    };
+    installed.map_err(|error| anyhow!("installing the log: {error}"))
 }
 
 async fn shutdown_signal() -> Result<()> {

@@ -9,6 +9,7 @@ mod demo;
 mod documents;
 mod domain_dir;
 mod draft;
+mod health;
 mod import_data;
 mod verify;
 mod workflow;
@@ -64,6 +65,8 @@ enum Command {
     /// Verify things offline, with nothing but the files and the domain's public key.
     #[command(subcommand)]
     Verify(verify::VerifyCommand),
+    /// Ask the gateway whether it is serving (grpc.health.v1), with any identity of the domain.
+    Health(health::HealthArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit_client::run(args),
         Command::Check(args) => check::run(args),
         Command::Verify(command) => verify::run(command),
+        Command::Health(args) => health::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -6,7 +6,8 @@
 //! [`recovery`] (what a killed process left), [`datasets`], [`samples`], [`imports`],
 //! [`scenarios`], [`grants`], [`jobs`] (claim → run → persist outputs → finish), [`egress`]
 //! (review and the operator's decision), [`release`], [`views`] (what a regulator reads),
-//! [`retention`], and [`files`] (the domain directory's files).
+//! [`retention`], [`files`] (the domain directory's files) and [`shutdown`] (stopping with
+//! running guests cancelled and logged as interrupted).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ mod release;
 mod retention;
 mod samples;
 mod scenarios;
+mod shutdown;
 mod views;
 pub use datasets::DatasetRegistration;
 pub use egress::EgressView;
@@ -119,6 +121,10 @@ pub struct Domain {
     hold_jobs: bool,
     /// Days an audit entry is kept after what it describes is gone (at least six months).
     audit_retention_days: u32,
+    /// What the domain counts and times, for the metrics endpoint.
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Set once the domain is stopping ([`Domain::stop`]): no job starts after it.
+    stopping: std::sync::atomic::AtomicBool,
     /// The domain's claim on a PostgreSQL metadata database (none for SQLite, whose file is
     /// in the locked directory).
     _database_claim: Option<crate::store::DatabaseClaim>,
@@ -292,6 +298,9 @@ impl Domain {
             .map_err(|_| GatewayError::Internal("keys/domain.pk8 is not an Ed25519 key".into()))?;
         let signer = DomainSigner::from_pkcs8(name, &pkcs8)?;
         let audit = Arc::new(AuditLog::open(&dir.join("audit"), name)?);
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let observer = Arc::clone(&metrics);
+        audit.observe_syncs(move |time| observer.audit_synced(time));
         let store = match &options.metadata_url {
             Some(url) => Store::connect(url).await?,
             None => Store::open(&dir.join("metadata.sqlite")).await?,
@@ -325,6 +334,8 @@ impl Domain {
             },
             audit_retention_days: retention::retention_days(options.audit_retention_days)?,
             hold_jobs: options.hold_jobs,
+            metrics,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         };
         // First the log catches up with the store; the steps after it read the log.
         domain.append_pending_entries().await?;
@@ -344,6 +355,11 @@ impl Domain {
     /// The domain's name (the audit log's origin and the checkpoint key name).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What the domain counts and times ([`crate::metrics`]).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// Commits `transaction` and appends the entries it logged. The entries were committed
@@ -366,9 +382,11 @@ impl Domain {
             return Ok(());
         }
         let audit = Arc::clone(&self.audit);
+        let count = entries.len();
         tokio::task::spawn_blocking(move || audit.append_all(&entries))
             .await
             .map_err(|error| GatewayError::internal("appending to the audit log", error))??;
+        self.metrics.audit_appended(count);
         Ok(())
     }
 

@@ -81,8 +81,21 @@ impl From<unseen_audit::AuditError> for GatewayError {
 }
 
 impl From<GatewayError> for tonic::Status {
+    /// Every error a client is told about passes here, so this is where it is logged, inside
+    /// the request's span (RPC and caller): a refusal with its reason, an internal error with
+    /// its cause.
     fn from(error: GatewayError) -> Self {
         let message = error.to_string();
+        match &error {
+            GatewayError::Internal(_) => tracing::error!(target: "unseen::error", cause = %message, "internal error"),
+            GatewayError::Unavailable(_) => tracing::warn!(target: "unseen::error", reason = %message, "unavailable"),
+            GatewayError::Denied(_) | GatewayError::Unauthenticated(_) => {
+                tracing::warn!(target: "unseen::refusal", reason = %message, "refused")
+            }
+            GatewayError::InvalidInput(_) | GatewayError::NotFound(_) | GatewayError::FailedPrecondition(_) => {
+                tracing::info!(target: "unseen::refusal", reason = %message, "refused")
+            }
+        }
         match error {
             GatewayError::Denied(_) => tonic::Status::permission_denied(message),
             GatewayError::InvalidInput(_) => tonic::Status::invalid_argument(message),

@@ -162,6 +162,51 @@ pub fn principal_from_pem(cert_pem: &str) -> Result<Principal, IdentityError> {
     principal_from_certificate(&block.contents).map_err(|error| IdentityError::InvalidInput(error.to_string()))
 }
 
+/// When a certificate (PEM) is valid: its not-before and not-after times, Unix seconds. A
+/// client checks its own identity with it before it connects, so that an expired identity is
+/// named as such instead of failing in the handshake.
+pub fn validity_of_pem(cert_pem: &str) -> Result<(i64, i64), IdentityError> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|error| IdentityError::InvalidInput(format!("certificate is not PEM: {error}")))?;
+    let certificate = block
+        .parse_x509()
+        .map_err(|error| IdentityError::InvalidInput(format!("certificate is not valid X.509: {error}")))?;
+    let validity = certificate.validity();
+    Ok((validity.not_before.timestamp(), validity.not_after.timestamp()))
+}
+
+/// Whether the certificate `cert_pem` was issued (named and signed) by the CA certificate
+/// `ca_pem`: what a client looks at when the gateway refuses its handshake.
+pub fn issued_by(cert_pem: &str, ca_pem: &str) -> Result<bool, IdentityError> {
+    let (_, leaf) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|error| IdentityError::InvalidInput(format!("the certificate is not PEM: {error}")))?;
+    let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
+        .map_err(|error| IdentityError::InvalidInput(format!("the CA certificate is not PEM: {error}")))?;
+    let leaf = leaf
+        .parse_x509()
+        .map_err(|error| IdentityError::InvalidInput(format!("the certificate is not valid X.509: {error}")))?;
+    let ca = ca
+        .parse_x509()
+        .map_err(|error| IdentityError::InvalidInput(format!("the CA certificate is not valid X.509: {error}")))?;
+    Ok(leaf.issuer() == ca.subject() && leaf.verify_signature(Some(ca.public_key())).is_ok())
+}
+
+/// A time as people read it in logs and messages: `2026-01-01 00:00:00 UTC`.
+pub fn utc_text(unix_seconds: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix_seconds) {
+        Ok(at) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second()
+        ),
+        Err(_) => format!("{unix_seconds} s after 1970"),
+    }
+}
+
 /// Why establishing or issuing an identity failed; variants are what the caller does about it.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {

@@ -1,16 +1,22 @@
-//! Serving the role services over mTLS, and connecting to them as a client.
+//! Serving the role services over mTLS (with our own TLS acceptor, [`tls`], so a failed
+//! handshake is logged with its reason), and connecting to them as a client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server};
+use tonic_health::ServingStatus;
 use unseen_proto::v1 as pb;
 
 use crate::GatewayError;
 use crate::domain::Domain;
 use crate::service::Services;
+use crate::telemetry::RequestLogLayer;
+
+mod tls;
+pub use tls::{TlsFailure, tls_failure};
 
 /// Largest gRPC message either side accepts (dataset registrations carry Parquet files).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -27,39 +33,86 @@ pub struct TlsMaterial {
 }
 
 /// A running server; dropping the handle does not stop it, [`ServerHandle::shutdown`] does.
-#[derive(Debug)]
 pub struct ServerHandle {
     /// The address it listens on.
     pub address: SocketAddr,
-    shutdown: tokio::sync::oneshot::Sender<()>,
+    health: tonic_health::server::HealthReporter,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
 impl ServerHandle {
+    /// Stops admitting: health turns NOT_SERVING, the listener closes, and each connection is
+    /// told to go away once its requests in flight are answered. Returns at once.
+    pub async fn stop_admitting(&mut self) {
+        self.health.set_service_status("", ServingStatus::NotServing).await;
+        for service in SERVICE_NAMES {
+            self.health.set_service_status(service, ServingStatus::NotServing).await;
+        }
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
     /// Stops accepting requests and waits for the server to finish.
-    pub async fn shutdown(self) -> Result<(), GatewayError> {
-        let _ = self.shutdown.send(());
+    pub async fn shutdown(mut self) -> Result<(), GatewayError> {
+        self.stop_admitting().await;
         self.task
             .await
             .map_err(|error| GatewayError::internal("stopping the server", error))?
             .map_err(|error| GatewayError::internal("serving", error))
     }
+
+    /// [`ServerHandle::shutdown`], waiting at most `bound` for requests in flight (a client
+    /// waiting for a job, a health watch) before the connections are dropped; false when
+    /// some were.
+    pub async fn shutdown_within(mut self, bound: Duration) -> Result<bool, GatewayError> {
+        self.stop_admitting().await;
+        match tokio::time::timeout(bound, &mut self.task).await {
+            Ok(finished) => {
+                finished
+                    .map_err(|error| GatewayError::internal("stopping the server", error))?
+                    .map_err(|error| GatewayError::internal("serving", error))?;
+                Ok(true)
+            }
+            Err(_) => {
+                self.task.abort();
+                Ok(false)
+            }
+        }
+    }
 }
 
+/// The role services by their gRPC names, as the health service reports them.
+const SERVICE_NAMES: [&str; 4] =
+    ["unseen.v1.Provider", "unseen.v1.Developer", "unseen.v1.Operator", "unseen.v1.Regulator"];
+
 /// Serves every role service of `domain` on `address` (port 0 picks one) with mTLS: clients
-/// must present a certificate issued by the domain CA.
+/// must present a certificate issued by the domain CA. `grpc.health.v1.Health` is served
+/// beside them (SERVING until [`ServerHandle::stop_admitting`]), to any client the domain CA
+/// issued, whatever its role; every request is logged and counted ([`crate::telemetry`]).
 pub async fn serve(domain: Arc<Domain>, address: SocketAddr, tls: &TlsMaterial) -> Result<ServerHandle, GatewayError> {
     let listener = TcpListener::bind(address)
         .await
         .map_err(|error| GatewayError::internal("binding the gateway address", error))?;
     let address = listener.local_addr().map_err(|error| GatewayError::internal("reading the bound address", error))?;
-    let tls_config = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
-        .client_ca_root(Certificate::from_pem(&tls.ca_pem));
+    let tls_config = tls::server_config(tls)?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::Serving).await;
+    for service in SERVICE_NAMES {
+        health.set_service_status(service, ServingStatus::Serving).await;
+    }
+    let metrics = Arc::clone(domain.metrics());
     let services = Services::new(domain);
     let router = Server::builder()
-        .tls_config(tls_config)
-        .map_err(|error| GatewayError::internal("configuring TLS", error))?
+        .layer(RequestLogLayer::new(metrics))
+        .add_service(health_service)
         .add_service(
             pb::provider_server::ProviderServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
@@ -73,13 +126,11 @@ pub async fn serve(domain: Arc<Domain>, address: SocketAddr, tls: &TlsMaterial) 
         )
         .add_service(pb::regulator_server::RegulatorServer::new(services).max_encoding_message_size(MAX_MESSAGE_BYTES));
     let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-    // Replies go out at once: with Nagle's algorithm a small response waits for the client's
-    // delayed ACK, about 40 ms per request (the gateway benchmark's p50 was that, not work).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tls::accept(listener, tls_config);
     let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = signal.await;
     }));
-    Ok(ServerHandle { address, shutdown, task })
+    Ok(ServerHandle { address, health, shutdown: Some(shutdown), task })
 }
 
 /// Connects to a gateway at `address` (`host:port`) with a client identity. The server's
@@ -95,7 +146,29 @@ pub async fn connect(address: &str, tls: &TlsMaterial) -> Result<Channel, Gatewa
         .map_err(|error| GatewayError::internal("configuring TLS", error))?
         .connect()
         .await
-        .map_err(|error| GatewayError::internal(&format!("connecting to the gateway at {address}"), error))
+        .map_err(|error| match tls_failure(&error) {
+            Some(TlsFailure::GatewayCertificate(why)) => GatewayError::Unauthenticated(format!(
+                "the gateway's certificate is not one the domain CA you trust issued for {address}: {why}"
+            )),
+            Some(TlsFailure::CertificateRefused(alert)) => {
+                GatewayError::Unauthenticated(format!("the gateway refused your certificate (TLS alert {alert})"))
+            }
+            None => GatewayError::internal(&format!("connecting to the gateway at {address}"), error_chain(&error)),
+        })
+}
+
+/// An error with its causes, `outer: inner: innermost`.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text += &format!(": {cause_text}");
+        }
+        next = cause.source();
+    }
+    text
 }
 
 /// The host part of `host:port`, `[v6]:port` or a bare host.

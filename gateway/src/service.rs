@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tonic::transport::CertificateDer;
 use tonic::{Request, Response, Status, Streaming};
 use unseen_policy::{ColumnSpec, ColumnTag, Grade, PolicyError, ScenarioApplication, SubjectKind};
 use unseen_proto::v1 as pb;
@@ -59,13 +60,18 @@ fn caller<T>(request: &Request<T>, role: Role) -> Result<Principal, Status> {
 }
 
 fn certified_caller<T>(request: &Request<T>) -> Result<Principal, Status> {
-    let certificates = request.peer_certs().ok_or_else(|| {
-        Status::from(GatewayError::Unauthenticated(
-            "no client certificate: connect with mTLS and a domain-issued identity".into(),
-        ))
+    Ok(principal_of_peer(request.peer_certs().as_deref().map(Vec::as_slice))?)
+}
+
+/// Who the client certificates of a connection name: the one reading of a caller's identity,
+/// for the services' role checks and the request log alike ([`crate::telemetry`]).
+pub(crate) fn principal_of_peer(certificates: Option<&[CertificateDer<'_>]>) -> Result<Principal, GatewayError> {
+    let certificates = certificates.ok_or_else(|| {
+        GatewayError::Unauthenticated("no client certificate: connect with mTLS and a domain-issued identity".into())
     })?;
-    let leaf = certificates.first().ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
-    principal_from_certificate(leaf.as_ref()).map_err(|error| Status::unauthenticated(error.to_string()))
+    let leaf =
+        certificates.first().ok_or_else(|| GatewayError::Unauthenticated("empty client certificate chain".into()))?;
+    principal_from_certificate(leaf.as_ref()).map_err(|error| GatewayError::Unauthenticated(error.to_string()))
 }
 
 fn job_view(view: JobView) -> pb::JobView {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use common::principal;
 use tonic::Code;
-use unseen_gateway::identity::{CertificateAuthority, Role};
-use unseen_gateway::{Domain, TlsMaterial};
+use unseen_gateway::Domain;
+use unseen_gateway::identity::Role;
 use unseen_proto::v1 as pb;
 use unseen_proto::v1::developer_client::DeveloperClient;
 use unseen_proto::v1::operator_client::OperatorClient;
@@ -19,19 +19,8 @@ use unseen_proto::v1::regulator_client::RegulatorClient;
 async fn malformed_requests_are_refused_at_the_edge_naming_the_field() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let domain = Arc::new(Domain::open(dir.path(), "edge.domain").await.expect("the domain opens"));
-    let authority = CertificateAuthority::generate("edge test CA").expect("a CA");
-    let server_pem = authority.issue_server(&["127.0.0.1"]).expect("a server certificate");
-    let server_tls =
-        TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: server_pem.cert_pem, key_pem: server_pem.key_pem };
-    let server =
-        unseen_gateway::serve(domain, "127.0.0.1:0".parse().expect("address"), &server_tls).await.expect("serve");
-    let address = server.address.to_string();
-    let channel = |role: Role| {
-        let pem = authority.issue_client(&principal(&format!("org-{}", role.as_str()), role)).expect("an identity");
-        let tls = TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem };
-        let address = address.clone();
-        async move { unseen_gateway::connect(&address, &tls).await.expect("connect") }
-    };
+    let gateway = common::Gateway::serve(domain).await;
+    let channel = |role: Role| gateway.connect(principal(&format!("org-{}", role.as_str()), role));
     let mut developer = DeveloperClient::new(channel(Role::Developer).await);
     let mut operator = OperatorClient::new(channel(Role::Operator).await);
     let mut regulator = RegulatorClient::new(channel(Role::Regulator).await);
@@ -260,6 +249,6 @@ async fn malformed_requests_are_refused_at_the_edge_naming_the_field() {
     // Well-formed requests for things that do not exist are NOT_FOUND, and the gateway serves on.
     let missing = developer.get_job(pb::GetJobRequest { job_id: "j-404".into(), wait_ms: 0 }).await;
     assert_eq!(missing.map(drop).map_err(|status| status.code()), Err(Code::NotFound));
-    server.shutdown().await.expect("shutdown");
+    gateway.server.shutdown().await.expect("shutdown");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

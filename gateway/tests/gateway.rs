@@ -14,4 +14,5 @@ mod restart;
 mod retention;
 mod roles;
 mod store;
+mod telemetry;
 mod verification;

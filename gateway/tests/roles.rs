@@ -8,8 +8,8 @@ use std::sync::Arc;
 use common::principal;
 use tonic::Code;
 use tonic::transport::Channel;
-use unseen_gateway::identity::{CertificateAuthority, Role};
-use unseen_gateway::{Domain, TlsMaterial};
+use unseen_gateway::Domain;
+use unseen_gateway::identity::Role;
 use unseen_proto::v1 as pb;
 use unseen_proto::v1::developer_client::DeveloperClient;
 use unseen_proto::v1::operator_client::OperatorClient;
@@ -187,19 +187,11 @@ async fn every_rpc_admits_only_its_role() {
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let domain = Arc::new(Domain::open(dir.path(), "roles.domain").await.expect("the domain opens"));
-    let authority = CertificateAuthority::generate("roles test CA").expect("a CA");
-    let server_pem = authority.issue_server(&["localhost", "127.0.0.1"]).expect("a server certificate");
-    let server_tls =
-        TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: server_pem.cert_pem, key_pem: server_pem.key_pem };
-    let server =
-        unseen_gateway::serve(domain, "127.0.0.1:0".parse().expect("address"), &server_tls).await.expect("serve");
-    let address = server.address.to_string();
+    let gateway = common::Gateway::serve(domain).await;
 
     let mut failures = Vec::new();
     for role in ROLES {
-        let pem = authority.issue_client(&principal(&format!("org-{}", role.as_str()), role)).expect("an identity");
-        let tls = TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem };
-        let channel = unseen_gateway::connect(&address, &tls).await.expect("connect");
+        let channel = gateway.connect(principal(&format!("org-{}", role.as_str()), role)).await;
         for (rpc, allowed) in MATRIX {
             let code = call(rpc, channel.clone()).await;
             let ok = if role == allowed {
@@ -212,6 +204,6 @@ async fn every_rpc_admits_only_its_role() {
             }
         }
     }
-    server.shutdown().await.expect("shutdown");
+    gateway.server.shutdown().await.expect("shutdown");
     assert!(failures.is_empty(), "role matrix violated:\n{}", failures.join("\n"));
 }

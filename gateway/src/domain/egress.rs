@@ -113,6 +113,7 @@ impl Domain {
         let bytes = std::fs::read(&output.path).map_err(io("reading a held output"))?;
         let identifiers = self.identifier_set(&grant).await?;
         let _reviewing = self.review_lock.lock().await;
+        let review_started = std::time::Instant::now();
         let (earlier, released, epsilon_spent) = self.grant_history(&grant.id).await?;
         let earlier_claims = if output.kind == OutputKind::Verification {
             self.claims_answered_today(&grant.id).await?
@@ -218,6 +219,8 @@ impl Domain {
         );
         self.commit(transaction).await?;
         drop(_reviewing);
+        self.metrics.reviewed(review_started.elapsed());
+        self.metrics.epsilon_spent(&grant.id, epsilon_spent + report.epsilon_charged);
         if report.outcome == Outcome::Released {
             self.release(who, &id, "auto").await?;
         }

@@ -153,6 +153,7 @@ impl Domain {
         params: &str,
     ) -> Result<String, GatewayError> {
         Self::require(who, Role::Developer)?;
+        self.refuse_if_stopping()?;
         if params.len() > unseen_runtime::host::MAX_PARAMS_BYTES {
             return Err(GatewayError::InvalidInput(format!(
                 "job parameters are {} bytes; at most {} are accepted",
@@ -222,10 +223,12 @@ impl Domain {
         tokio::spawn(async move {
             let job_id = job.id.clone();
             // Queued until the organisation and the domain both have a free slot.
+            let queued = domain.metrics.job_queued();
             let Ok(_organisation_slot) = domain.organisation_slot(&who.organisation).acquire_owned().await else {
                 return;
             };
             let Ok(_worker) = Arc::clone(&domain.workers).acquire_owned().await else { return };
+            drop(queued);
             if let Err(error) = domain.execute_job(&who, job).await {
                 tracing::error!(job = %job_id, "job bookkeeping failed: {error}");
                 let _ = domain.fail_job(&job_id, &error.to_string()).await;
@@ -376,7 +379,11 @@ impl Domain {
         params: String,
         cancel: CancelFlag,
     ) -> Result<(), GatewayError> {
-        // Claim the job; a job cancelled while it waited is not run.
+        // Claim the job; a job cancelled while it waited is not run, nor one the domain's
+        // shutdown caught before it started (it is marked interrupted).
+        if self.is_stopping() {
+            return Ok(());
+        }
         let mut transaction = self.store.begin().await?;
         let claimed = transaction.set_job_state(job.id, (JobState::Queued, JobState::Running)).await?;
         self.commit(transaction).await?;
@@ -384,6 +391,10 @@ impl Domain {
             return Ok(());
         }
         let report = self.run_claimed(&job, tables, &module_path, params, cancel).await?;
+        self.metrics.job_ran(&report);
+        if self.is_stopping() && matches!(report.failure, Some(RuntimeError::Cancelled(_))) {
+            return Ok(()); // stopped by the shutdown: marked interrupted, not cancelled
+        }
         // The decrypted imports go before the job is seen to end. A failure here must not lose
         // the job's outcome: execute_job removes the directory again afterwards and reports it.
         let work = self.work_dir(job.id);

@@ -241,3 +241,16 @@ fn clashing_identity_file_names_write_nothing() {
     );
     assert!(!pki.exists());
 }
+
+#[test]
+fn a_client_reads_its_own_validity_and_whether_the_domain_ca_issued_it() {
+    let ca = CertificateAuthority::generate("test domain CA").expect("CA");
+    let other = CertificateAuthority::generate("another domain CA").expect("CA");
+    let identity = ca.issue_client(&developer()).expect("client");
+    let (not_before, not_after) = validity_of_pem(&identity.cert_pem).expect("validity");
+    assert_eq!((not_after - not_before) / 86_400, 365);
+    assert!(issued_by(&identity.cert_pem, &ca.ca_pem()).expect("readable"));
+    assert!(!issued_by(&identity.cert_pem, &other.ca_pem()).expect("readable"));
+    assert!(validity_of_pem("not a certificate").is_err());
+    assert_eq!(utc_text(1_767_225_600), "2026-01-01 00:00:00 UTC");
+}

@@ -4,14 +4,39 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use unseen_gateway::Domain;
 use unseen_gateway::domain::DatasetRegistration;
-use unseen_gateway::identity::{Principal, Role};
+use unseen_gateway::identity::{CertificateAuthority, Principal, Role};
+use unseen_gateway::{Domain, ServerHandle, TlsMaterial};
 use unseen_runtime::Mode;
 
 /// Someone of `organisation` acting as `role`.
 pub fn principal(organisation: &str, role: Role) -> Principal {
     Principal { organisation: organisation.into(), name: "someone".into(), role }
+}
+
+/// A domain's gateway served over mTLS on a port the OS picks, with the CA that issues the
+/// identities its clients connect with.
+pub struct Gateway {
+    pub server: ServerHandle,
+    authority: CertificateAuthority,
+}
+
+impl Gateway {
+    /// Serves `domain` with a fresh CA.
+    pub async fn serve(domain: Arc<Domain>) -> Self {
+        let authority = CertificateAuthority::generate("test domain CA").expect("a CA");
+        let pem = authority.issue_server(&["localhost", "127.0.0.1"]).expect("a server certificate");
+        let tls = TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem };
+        let server = unseen_gateway::serve(domain, "127.0.0.1:0".parse().expect("address"), &tls).await.expect("serve");
+        Self { server, authority }
+    }
+
+    /// A connection as `principal`, with an identity the CA issues for it.
+    pub async fn connect(&self, principal: Principal) -> tonic::transport::Channel {
+        let pem = self.authority.issue_client(&principal).expect("an identity");
+        let tls = TlsMaterial { ca_pem: self.authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem };
+        unseen_gateway::connect(&self.server.address.to_string(), &tls).await.expect("connect")
+    }
 }
 
 /// Registers synthetic `enterprise` (`enterprises` companies) and twelve months of
