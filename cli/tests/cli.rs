@@ -7,3 +7,4 @@ mod check;
 mod demo;
 mod domain;
 mod guide;
+mod restore;

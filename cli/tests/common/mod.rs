@@ -19,8 +19,14 @@ pub struct Server {
 impl Server {
     /// Serves the domain directory `domain` on a port the OS picks.
     pub fn start(domain: &Path) -> Self {
+        Self::start_with_env(domain, &[])
+    }
+
+    /// Serves `domain` with `environment` added to the server's environment.
+    pub fn start_with_env(domain: &Path, environment: &[(&str, &Path)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_unseen"))
             .args(["serve", domain.to_str().expect("a UTF-8 path"), "--listen", "127.0.0.1:0", "--json"])
+            .envs(environment.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -37,6 +43,14 @@ impl Server {
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, as `systemctl stop` and `docker stop` send it; the server must exit cleanly.
+    pub fn stop(mut self) {
+        let terminated = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
+        assert!(terminated.success(), "kill -TERM {}", self.child.id());
+        let status = self.child.wait().expect("reap");
+        assert!(status.success(), "unseen serve exits cleanly on SIGTERM, got {status}");
     }
 }
 
