@@ -8,3 +8,4 @@ mod demo;
 mod domain;
 mod guide;
 mod operations;
+mod restore;

@@ -2,64 +2,11 @@
 //! and every role's work done with the client commands over mTLS — then the server is killed
 //! with SIGKILL, restarted, and what was acknowledged is still there.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::common;
 
-use common::Server;
-
-const PROVIDER: &str = "provider:huzhou-data-bureau:registrar";
-const DEVELOPER: &str = "developer:greenfin-analytics:analyst";
-const OPERATOR: &str = "operator:huzhou-data-group:reviewer";
-const REGULATOR: &str = "regulator:zhejiang-cac:inspector";
-
-/// The identity files `unseen init` wrote for a principal, as the path without extension.
-fn identity(domain: &Path, principal: &str) -> PathBuf {
-    let parts: Vec<&str> = principal.splitn(3, ':').collect();
-    let [role, organisation, name] = parts[..] else { panic!("{principal} is not ROLE:ORGANISATION:NAME") };
-    domain.join("pki").join(format!("{organisation}-{role}-{name}"))
-}
-
-struct Domain {
-    dir: PathBuf,
-    server: String,
-    work: PathBuf,
-}
-
-impl Domain {
-    /// Runs `unseen ARGS` as `principal` against the server.
-    fn run(&self, principal: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_unseen"))
-            .args(args)
-            .env("UNSEEN_SERVER", &self.server)
-            .env("UNSEEN_IDENTITY", identity(&self.dir, principal))
-            .current_dir(&self.work)
-            .output()
-            .expect("run unseen")
-    }
-
-    /// Runs with `--json`, expects `status`, returns the document.
-    fn json(&self, principal: &str, args: &[&str], status: i32) -> serde_json::Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        let output = self.run(principal, &args);
-        assert_eq!(
-            output.status.code(),
-            Some(status),
-            "unseen {}: stdout {} stderr {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|_| panic!("one JSON document, got {}", String::from_utf8_lossy(&output.stdout)))
-    }
-}
-
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
+use common::{DEVELOPER, Domain, OPERATOR, PROVIDER, REGULATOR, Server, identity, text};
 
 #[test]
 fn every_role_works_through_the_command_line_and_a_killed_server_loses_nothing_acknowledged() {

@@ -1,9 +1,15 @@
-//! What the command-line tests share: a real `unseen serve` process.
+//! What the command-line tests share: a real `unseen serve` process, and its clients running
+//! `unseen` commands as the domain's principals.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+
+pub const PROVIDER: &str = "provider:huzhou-data-bureau:registrar";
+pub const DEVELOPER: &str = "developer:greenfin-analytics:analyst";
+pub const OPERATOR: &str = "operator:huzhou-data-group:reviewer";
+pub const REGULATOR: &str = "regulator:zhejiang-cac:inspector";
 
 /// A running `unseen serve`; killed when dropped.
 pub struct Server {
@@ -17,12 +23,27 @@ impl Server {
         Self::start_with(domain, &[], Stdio::null()).0
     }
 
+    /// Serves `domain` with `environment` added to the server's environment.
+    pub fn start_with_env(domain: &Path, environment: &[(&str, &Path)]) -> Self {
+        Self::spawn(domain, &[], environment, Stdio::null()).0
+    }
+
     /// [`Server::start`] with more `serve` arguments and its standard error (the log) sent to
     /// `log`; also the announcement.
     pub fn start_with(domain: &Path, args: &[&str], log: impl Into<Stdio>) -> (Self, serde_json::Value) {
+        Self::spawn(domain, args, &[], log)
+    }
+
+    fn spawn(
+        domain: &Path,
+        args: &[&str],
+        environment: &[(&str, &Path)],
+        log: impl Into<Stdio>,
+    ) -> (Self, serde_json::Value) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_unseen"))
             .args(["serve", domain.to_str().expect("a UTF-8 path"), "--listen", "127.0.0.1:0", "--json"])
             .args(args)
+            .envs(environment.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -55,6 +76,12 @@ impl Server {
         None
     }
 
+    /// SIGTERM, as `systemctl stop` and `docker stop` send it; the server must exit cleanly.
+    pub fn stop(self) {
+        let (status, _) = self.terminate(Duration::from_secs(30)).expect("unseen serve exits on SIGTERM");
+        assert!(status.success(), "unseen serve exits cleanly on SIGTERM, got {status}");
+    }
+
     /// SIGKILL: no shutdown path runs.
     pub fn kill(mut self) {
         self.child.kill().expect("kill");
@@ -67,4 +94,53 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The identity files `unseen init` wrote for a principal, as the path without extension.
+pub fn identity(domain: &Path, principal: &str) -> PathBuf {
+    let parts: Vec<&str> = principal.splitn(3, ':').collect();
+    let [role, organisation, name] = parts[..] else { panic!("{principal} is not ROLE:ORGANISATION:NAME") };
+    domain.join("pki").join(format!("{organisation}-{role}-{name}"))
+}
+
+/// A domain's clients: `unseen` commands run as its principals against its server.
+pub struct Domain {
+    pub dir: PathBuf,
+    pub server: String,
+    pub work: PathBuf,
+}
+
+impl Domain {
+    /// Runs `unseen ARGS` as `principal` against the server.
+    pub fn run(&self, principal: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_unseen"))
+            .args(args)
+            .env("UNSEEN_SERVER", &self.server)
+            .env("UNSEEN_IDENTITY", identity(&self.dir, principal))
+            .current_dir(&self.work)
+            .output()
+            .expect("run unseen")
+    }
+
+    /// Runs with `--json`, expects `status`, returns the document.
+    pub fn json(&self, principal: &str, args: &[&str], status: i32) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let output = self.run(principal, &args);
+        assert_eq!(
+            output.status.code(),
+            Some(status),
+            "unseen {}: stdout {} stderr {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("one JSON document, got {}", String::from_utf8_lossy(&output.stdout)))
+    }
+}
+
+/// A command's standard output and error together, for messages.
+pub fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
