@@ -210,12 +210,14 @@ fn a_stopped_domain_archived_with_tar_is_restored_and_serves_what_it_served() {
     let domain = Domain { dir: dir.clone(), server: server.address.clone(), work: work.clone() };
     let later = work_after_the_backup(&domain);
 
-    // The disk is lost while the domain runs; the archive is restored where the domain was.
+    // The disk is lost while the domain runs; the archive is restored on another disk, and the
+    // domain served from there by a path relative to where its operator stands.
     server.kill();
     std::fs::remove_dir_all(&dir).unwrap();
-    extract(&backup, &dir);
-    let server = Server::start(&dir);
-    let domain = Domain { dir: dir.clone(), server: server.address.clone(), work };
+    let moved = scratch.path().join("other-disk/domain");
+    extract(&backup, &moved);
+    let server = Server::start_in(scratch.path(), Path::new("other-disk/domain"));
+    let domain = Domain { dir: moved, server: server.address.clone(), work };
     check_restored(&domain, &before, &later);
 }
 

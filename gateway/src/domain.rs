@@ -73,9 +73,9 @@ impl unseen_policy::noise::RandomBits for SystemBits {
 pub(crate) struct StoredDataset {
     pub dataset: DatasetVersion,
     /// The real data's file.
-    pub path: String,
+    pub path: PathBuf,
     /// The file of the sample developers get (or, when none is offered, the last derived).
-    pub sample_path: String,
+    pub sample_path: PathBuf,
     /// The kind of sample offered to developers, if one is.
     pub sample_kind: Option<unseen_policy::sample::SampleKind>,
 }
@@ -84,8 +84,8 @@ impl StoredDataset {
     fn table(&self) -> DomainTable {
         DomainTable {
             dataset: self.dataset.clone(),
-            production_path: self.path.clone().into(),
-            sample_path: self.sample_path.clone().into(),
+            production_path: self.path.clone(),
+            sample_path: self.sample_path.clone(),
         }
     }
 }
@@ -275,10 +275,10 @@ impl Domain {
     /// [`Domain::open`] with options (a PostgreSQL metadata store, for production).
     pub async fn open_with(dir: &Path, name: &str, options: &DomainOptions) -> Result<Self, GatewayError> {
         std::fs::create_dir_all(dir).map_err(io("creating the domain directory"))?;
+        // Absolute from here on: a domain served from any working directory names the same files.
+        let dir = &std::fs::canonicalize(dir).map_err(io("resolving the domain directory"))?;
         let lock = lock_directory(dir)?;
-        for sub in
-            ["keys/imports", "datasets", "samples", "modules", "outputs", "egress", "releases", "audit", "imports"]
-        {
+        for sub in ["keys/imports", "audit"].into_iter().chain(files::AREAS) {
             std::fs::create_dir_all(dir.join(sub)).map_err(io("creating the domain directory"))?;
         }
         let random = SystemRandom::new();

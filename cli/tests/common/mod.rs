@@ -25,13 +25,18 @@ impl Server {
 
     /// Serves `domain` with `environment` added to the server's environment.
     pub fn start_with_env(domain: &Path, environment: &[(&str, &Path)]) -> Self {
-        Self::spawn(domain, &[], environment, Stdio::null()).0
+        Self::spawn(domain, &[], environment, Stdio::null(), None).0
+    }
+
+    /// Serves `domain`, a path relative to `working_directory`, from that directory.
+    pub fn start_in(working_directory: &Path, domain: &Path) -> Self {
+        Self::spawn(domain, &[], &[], Stdio::null(), Some(working_directory)).0
     }
 
     /// [`Server::start`] with more `serve` arguments and its standard error (the log) sent to
     /// `log`; also the announcement.
     pub fn start_with(domain: &Path, args: &[&str], log: impl Into<Stdio>) -> (Self, serde_json::Value) {
-        Self::spawn(domain, args, &[], log)
+        Self::spawn(domain, args, &[], log, None)
     }
 
     fn spawn(
@@ -39,8 +44,13 @@ impl Server {
         args: &[&str],
         environment: &[(&str, &Path)],
         log: impl Into<Stdio>,
+        working_directory: Option<&Path>,
     ) -> (Self, serde_json::Value) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_unseen"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_unseen"));
+        if let Some(directory) = working_directory {
+            command.current_dir(directory);
+        }
+        let mut child = command
             .args(["serve", domain.to_str().expect("a UTF-8 path"), "--listen", "127.0.0.1:0", "--json"])
             .args(args)
             .envs(environment.iter().copied())

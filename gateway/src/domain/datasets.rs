@@ -83,8 +83,8 @@ impl Domain {
                 name: &dataset.name,
                 version,
                 json: &json,
-                path: &path.to_string_lossy(),
-                sample_path: &sample_path.to_string_lossy(),
+                path: &self.stored_path(&path),
+                sample_path: &self.stored_path(&sample_path),
                 sample_kind: report.offered.then_some(kind),
             })
             .await?;
@@ -111,8 +111,8 @@ impl Domain {
         let row = found(self.store.dataset(id).await?, format_args!("dataset version \"{id}\""))?;
         let stored = StoredDataset {
             dataset: decode(&row.json, "a dataset")?,
-            path: row.path,
-            sample_path: row.sample_path,
+            path: self.domain_file(&row.path),
+            sample_path: self.domain_file(&row.sample_path),
             sample_kind: row.sample_kind,
         };
         self.dataset_versions

@@ -110,7 +110,7 @@ impl Domain {
                 format!("job {job_id} has no output \"{output_name}\"; its outputs are: {}", names.join(", "))
             }));
         };
-        let bytes = std::fs::read(&output.path).map_err(io("reading a held output"))?;
+        let bytes = std::fs::read(self.domain_file(&output.path)).map_err(io("reading a held output"))?;
         let identifiers = self.identifier_set(&grant).await?;
         let _reviewing = self.review_lock.lock().await;
         let review_started = std::time::Instant::now();

@@ -1,12 +1,47 @@
 //! Files of the domain's directory: written atomically, locked, read back as Arrow.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::GatewayError;
+
+/// The directories of a domain whose files the store names.
+pub(super) const AREAS: [&str; 7] = ["datasets", "samples", "modules", "outputs", "egress", "releases", "imports"];
+
+impl super::Domain {
+    /// How the store names a file of the domain: relative to the domain's directory, so the
+    /// domain can be served from any working directory and restored to another place.
+    pub(super) fn stored_path(&self, path: &Path) -> String {
+        path.strip_prefix(&self.dir).unwrap_or(path).to_string_lossy().into_owned()
+    }
+
+    /// The file a stored path names. Domains before paths were stored relative to the domain
+    /// kept them as the server's working directory saw them (`domain/state/datasets/….parquet`)
+    /// or absolute; those are read from their area (`datasets/…`) onwards, so an older domain
+    /// reads its files wherever it is served from.
+    pub(super) fn domain_file(&self, stored: &str) -> PathBuf {
+        self.dir.join(area_relative(Path::new(stored)))
+    }
+}
+
+/// `path` from the last of the domain's areas it passes through (its file name aside), or
+/// `path` itself when it names none.
+fn area_relative(path: &Path) -> &Path {
+    let components: Vec<Component<'_>> = path.components().collect();
+    let area = components[..components.len().saturating_sub(1)]
+        .iter()
+        .rposition(|component| matches!(component, Component::Normal(name) if AREAS.iter().any(|area| name == area)));
+    match area {
+        Some(0) | None => path,
+        Some(start) => {
+            let skipped: PathBuf = components[..start].iter().collect();
+            path.strip_prefix(skipped).unwrap_or(path)
+        }
+    }
+}
 
 pub(super) fn remove_if_present(path: &Path) -> Result<(), GatewayError> {
     match std::fs::remove_file(path) {
@@ -108,4 +143,22 @@ pub fn csv_bytes(table: &RecordBatch) -> Result<Vec<u8>, GatewayError> {
         writer.write(table).map_err(|error| GatewayError::internal("encoding csv", error))?;
     }
     Ok(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_path_is_read_from_its_area_however_an_older_domain_wrote_it() {
+        for (stored, expected) in [
+            ("datasets/ab.parquet", "datasets/ab.parquet"),
+            ("domain/state/datasets/ab.parquet", "datasets/ab.parquet"),
+            ("/srv/modules/domain/state/modules/cd.wasm", "modules/cd.wasm"),
+            ("./d/state/outputs/j-1/counts.arrow", "outputs/j-1/counts.arrow"),
+            ("/elsewhere/file.parquet", "/elsewhere/file.parquet"),
+        ] {
+            assert_eq!(area_relative(Path::new(stored)), Path::new(expected), "{stored}");
+        }
+    }
 }

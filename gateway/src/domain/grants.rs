@@ -1,7 +1,6 @@
 //! Grants (授权): what a developer may read and release. Operators suspend, resume, revoke
 //! and terminate them; a terminated grant's outputs are closed.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -191,7 +190,7 @@ impl Domain {
         }
         let outputs = self.store.outputs_of_grant(grant_id).await?;
         for output in &outputs {
-            remove_if_present(Path::new(&output.path))?;
+            remove_if_present(&self.domain_file(&output.path))?;
         }
         for candidate in self.store.egress_of_grant(grant_id).await? {
             remove_if_present(&self.dir.join("egress").join(format!("{}.parquet", candidate.id)))?;

@@ -1,7 +1,7 @@
 //! Jobs: a developer uploads a module and runs it under a grant. A job is claimed, run on the
 //! runtime, its outputs persisted, and finished, each step logged; it can be cancelled.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ pub(super) struct QueuedJob {
     tables: Vec<DomainTable>,
     /// Approved imports, decrypted when the job is claimed.
     imports: Vec<JobImport>,
-    module_path: String,
+    module_path: PathBuf,
     mode: Mode,
     params: String,
 }
@@ -128,7 +128,7 @@ impl Domain {
                 developer: &who.organisation,
                 grant_id,
                 size: info.size as u64,
-                path: &path.to_string_lossy(),
+                path: &self.stored_path(&path),
             })
             .await?;
         transaction.log(
@@ -216,7 +216,7 @@ impl Domain {
             grant: job_grant,
             tables,
             imports,
-            module_path: module.path,
+            module_path: self.domain_file(&module.path),
             mode,
             params: params.to_string(),
         };
@@ -375,7 +375,7 @@ impl Domain {
         who: &Principal,
         job: ClaimedJob<'_>,
         tables: Vec<DomainTable>,
-        module_path: String,
+        module_path: PathBuf,
         params: String,
         cancel: CancelFlag,
     ) -> Result<(), GatewayError> {
@@ -413,7 +413,7 @@ impl Domain {
             if matches!(report.failure, Some(RuntimeError::Cancelled(_))) { &[][..] } else { &report.outputs[..] };
         let mut summaries = Vec::with_capacity(kept.len());
         for output in kept {
-            summaries.push(persist_output(&mut transaction, who, &job, &out_dir, output).await?);
+            summaries.push(persist_output(self, &mut transaction, who, &job, &out_dir, output).await?);
         }
         finish_job(&mut transaction, who, &job, &report, summaries).await?;
         self.commit(transaction).await
@@ -424,7 +424,7 @@ impl Domain {
         &self,
         job: &ClaimedJob<'_>,
         tables: Vec<DomainTable>,
-        module_path: &str,
+        module_path: &Path,
         params: String,
         cancel: CancelFlag,
     ) -> Result<JobReport, GatewayError> {

@@ -1,8 +1,6 @@
 //! Releases: an approved output is signed into a bundle a developer downloads and anyone
 //! verifies against the domain's public key.
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 use unseen_policy::review::release_table;
 use unseen_policy::{DatasetVersion, Grant, OutputKind, ReviewReport, sha256_hex};
@@ -103,7 +101,7 @@ impl Domain {
             let table = match std::fs::read(&candidate) {
                 Ok(bytes) => read_parquet(bytes)?,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound && report.noise.is_empty() => {
-                    let bytes = std::fs::read(&output.path).map_err(io("reading a held output"))?;
+                    let bytes = std::fs::read(self.domain_file(&output.path)).map_err(io("reading a held output"))?;
                     release_table(&report, &read_parquet(bytes)?)
                         .map_err(|error| GatewayError::internal("applying the review", error))?
                 }
@@ -111,7 +109,7 @@ impl Domain {
             };
             csv_bytes(&table)?
         } else {
-            std::fs::read(&output.path).map_err(io("reading a held output"))?
+            std::fs::read(self.domain_file(&output.path)).map_err(io("reading a held output"))?
         };
         let mut datasets = Vec::new();
         for dataset_id in grant.datasets() {
@@ -155,7 +153,7 @@ impl Domain {
                 id: &release_id,
                 egress_id,
                 developer: &egress.developer,
-                dir: &dir.to_string_lossy(),
+                dir: &self.stored_path(&dir),
             })
             .await?;
         transaction.log(
@@ -175,7 +173,7 @@ impl Domain {
         Self::require(who, Role::Developer)?;
         let row = found(self.store.release(release_id).await?, format_args!("release {release_id}"))?;
         Self::require_owner(who, &row.developer, &format!("release {release_id}"))?;
-        let dir = PathBuf::from(&row.dir);
+        let dir = self.domain_file(&row.dir);
         Ok(ReleaseBundle {
             id: release_id.to_string(),
             manifest: std::fs::read(dir.join("manifest.json")).map_err(io("reading a release"))?,

@@ -162,13 +162,13 @@ impl Domain {
         let (path, report, content_hash) = match existing {
             Some(row) => {
                 let report: SampleReport = decode(&row.report_json, "a sample report")?;
-                let bytes = std::fs::read(&row.path)
-                    .map_err(|error| GatewayError::Internal(format!("reading sample {}: {error}", row.path)))?;
-                (PathBuf::from(&row.path), report, sha256_hex(&bytes))
+                let path = self.domain_file(&row.path);
+                let bytes = std::fs::read(&path)
+                    .map_err(|error| GatewayError::Internal(format!("reading sample {}: {error}", path.display())))?;
+                (path, report, sha256_hex(&bytes))
             }
             None => {
-                let (path, report, content_hash) =
-                    self.derive_sample_file(&stored.dataset, Path::new(&stored.path), kind).await?;
+                let (path, report, content_hash) = self.derive_sample_file(&stored.dataset, &stored.path, kind).await?;
                 let mut transaction = self.store.begin().await?;
                 self.record_sample(&mut transaction, who, &stored.dataset, &path, &report, &content_hash).await?;
                 self.commit(transaction).await?;
@@ -245,7 +245,7 @@ impl Domain {
             .insert_sample(&NewSample {
                 dataset_id: &id,
                 kind: report.kind,
-                path: &path.to_string_lossy(),
+                path: &self.stored_path(path),
                 report_json: &json,
             })
             .await?;
@@ -298,7 +298,7 @@ impl Domain {
             let stored = self.dataset(&row.id).await?;
             let kind = SampleRules::of(stored.dataset.grade).default_kind;
             // A dataset whose sample cannot be derived keeps none offered; the domain opens.
-            let derived = self.derive_sample_file(&stored.dataset, Path::new(&stored.path), kind).await;
+            let derived = self.derive_sample_file(&stored.dataset, &stored.path, kind).await;
             let (path, report, content_hash) = match derived {
                 Ok(derived) => derived,
                 Err(error) => {

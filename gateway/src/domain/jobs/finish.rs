@@ -13,8 +13,8 @@ use crate::states::JobState;
 use crate::store::{JobEnd, NewOutput, Transaction, mode_name};
 
 use super::{JobView, OutputSummary};
-use crate::domain::AuditEvent;
 use crate::domain::files::{csv_bytes, parquet_bytes, write_atomically};
+use crate::domain::{AuditEvent, Domain};
 
 /// A job claimed by a worker: what every step of its run needs to know.
 pub(in crate::domain) struct ClaimedJob<'a> {
@@ -62,6 +62,7 @@ pub(super) fn log_runtime_decisions(
 /// the output is checked against the contract and content rules and, when it passes, its
 /// content comes back with the job.
 pub(super) async fn persist_output(
+    domain: &Domain,
     transaction: &mut Transaction,
     who: &Principal,
     job: &ClaimedJob<'_>,
@@ -90,7 +91,7 @@ pub(super) async fn persist_output(
             job_id,
             name: &output.name,
             kind: output.kind,
-            path: &path.to_string_lossy(),
+            path: &domain.stored_path(&path),
             lineage_json: &lineage,
             rows,
         })
