@@ -119,7 +119,11 @@ async fn measure(metadata_url: Option<String>, submissions: usize) -> Result<Fig
         };
         domain.register_dataset(&provider, registration, std::fs::read(&path)?).await?;
     }
-    let scenario = domain.submit_scenario(&developer, unseen_samples::scenarios::green_energy()).await?;
+    let application = unseen_policy::ScenarioApplication {
+        developer: developer.organisation.clone(),
+        ..unseen_samples::scenarios::green_energy()
+    };
+    let scenario = domain.submit_scenario(&developer, application).await?;
     let grant = domain.decide_scenario(&operator, &scenario, true, "bench").await?.context("granted")?;
     let module = domain.upload_module(&developer, &grant.id, unseen_samples::modules::GREEN_ENERGY.to_vec()).await?;
     let held = domain.run_job(&developer, &grant.id, &module.hash, Mode::Production, "").await?;

@@ -21,7 +21,7 @@ use unseen_policy::identifiers::IdentifierSet;
 use unseen_policy::review::{ReviewContext, release_noised_table, release_table, review_table};
 use unseen_policy::{
     ColumnLineage, Contributions, DatasetVersion, Grant, MagnitudeLineage, Outcome, OutputLineage, ReviewReport,
-    SubjectCounts, SubjectKind, ValueClass,
+    ScenarioApplication, SubjectCounts, SubjectKind, ValueClass,
 };
 use unseen_runtime::{DomainTable, GovernedSession, Mode, RuntimeError};
 
@@ -382,15 +382,18 @@ fn write_example(dir: &Path, people: usize, enterprises: usize, months: u32) -> 
     );
     std::fs::write(dir.join("grant.json"), serde_json::to_vec_pretty(&grant)?)?;
     // What a developer submits to a domain (`unseen scenario submit`) and the module it runs.
+    // The applications name no developer: the domain files them for whoever submits them (an
+    // application naming another organisation is refused).
+    let unnamed = |application: ScenarioApplication| ScenarioApplication { developer: String::new(), ..application };
     std::fs::write(
         dir.join("application.json"),
-        serde_json::to_vec_pretty(&unseen_samples::scenarios::green_energy())?,
+        serde_json::to_vec_pretty(&unnamed(unseen_samples::scenarios::green_energy()))?,
     )?;
     std::fs::write(dir.join("green_energy.wasm"), unseen_samples::modules::GREEN_ENERGY)?;
     // Data verification (数据核验): its application, its module, and three claims to check.
     std::fs::write(
         dir.join("verification_application.json"),
-        serde_json::to_vec_pretty(&unseen_samples::scenarios::enterprise_verification())?,
+        serde_json::to_vec_pretty(&unnamed(unseen_samples::scenarios::enterprise_verification()))?,
     )?;
     std::fs::write(dir.join("enterprise_verification.wasm"), unseen_samples::modules::ENTERPRISE_VERIFICATION)?;
     std::fs::write(dir.join("claims.csv"), example_claims(&enterprises))?;

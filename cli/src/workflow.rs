@@ -150,6 +150,17 @@ pub fn dataset(args: DatasetArgs) -> Result<ExitCode> {
                 let client = Client::connect(&args.client, Role::Provider, "dataset register").await?;
                 let tags = TableTags { name, catalog, grade, subject_kind, columns };
                 let (spec, parquet) = tagged_table(&file, tags)?;
+                // The registering organisation is the provider (数据提供单位); a catalog entry
+                // naming another is a mistake the domain would otherwise paper over.
+                let organisation = &client.principal.organisation;
+                if !spec.provider.is_empty() && &spec.provider != organisation {
+                    bail!(
+                        "the catalog names \"{}\" as the provider of {}, but you register for \"{organisation}\"; \
+                         a provider registers only its own data",
+                        spec.provider,
+                        spec.name
+                    );
+                }
                 let name = spec.name.clone();
                 let mut progress = Progress::new(client.json);
                 progress.show(&format!("registering {name} ({:.1} MiB)", parquet.len() as f64 / 1_048_576.0));
@@ -362,6 +373,9 @@ fn scenario_json(view: &pb::ScenarioView) -> Value {
         "scenario_id": view.scenario_id, "developer": view.developer, "state": view.state,
         "reason": view.reason, "grant_id": view.grant_id,
         "application": embedded_json(&view.application_json),
+        "risks": view.risks.iter().map(|risk| json!({
+            "dataset": risk.dataset, "column": risk.column, "mode": risk.mode, "reason": risk.reason,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -429,7 +443,17 @@ pub fn scenario(args: ScenarioArgs) -> Result<ExitCode> {
                 emit(client.json, &scenario_json(view), || {
                     let application =
                         serde_json::to_string_pretty(&embedded_json(&view.application_json)).unwrap_or_default();
-                    format!("{}\n{application}", scenario_line(view))
+                    let risks: String = view
+                        .risks
+                        .iter()
+                        .map(|risk| format!("  ! {}.{} {}: {}\n", risk.dataset, risk.column, risk.mode, risk.reason))
+                        .collect();
+                    let risks = if risks.is_empty() {
+                        String::new()
+                    } else {
+                        format!("access modes to read twice before approving (审批风险提示):\n{risks}")
+                    };
+                    format!("{}\n{risks}{application}", scenario_line(view))
                 })?;
             }
             ScenarioCommand::Draft { data, queries, outputs, title, purpose, out } => {

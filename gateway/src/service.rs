@@ -364,17 +364,30 @@ impl Services {
     async fn scenarios(&self, who: &Principal, state: &str) -> Result<pb::ScenarioList, Status> {
         validate_state_filter(state, &ScenarioState::names())?;
         let rows = self.domain.list_scenarios(who, state).await?;
-        let scenarios = rows
-            .into_iter()
-            .map(|row| pb::ScenarioView {
+        let mut scenarios = Vec::with_capacity(rows.len());
+        for row in rows {
+            let risks = match serde_json::from_str::<ScenarioApplication>(&row.application_json) {
+                Ok(application) => self.domain.access_risks(&application).await?,
+                Err(_) => Vec::new(),
+            };
+            scenarios.push(pb::ScenarioView {
                 scenario_id: row.id,
                 developer: row.developer,
                 state: row.state.to_string(),
                 application_json: row.application_json,
                 reason: row.reason,
                 grant_id: row.grant_id,
-            })
-            .collect();
+                risks: risks
+                    .into_iter()
+                    .map(|risk| pb::AccessRisk {
+                        dataset: risk.dataset,
+                        column: risk.column,
+                        mode: risk.mode.as_str().into(),
+                        reason: risk.reason,
+                    })
+                    .collect(),
+            });
+        }
         Ok(pb::ScenarioList { scenarios })
     }
 }

@@ -13,6 +13,7 @@ mod privacy_ledger;
 mod restart;
 mod retention;
 mod roles;
+mod scenarios;
 mod store;
 mod telemetry;
 mod verification;

@@ -2,7 +2,7 @@
 //! rejects it, and every decision is logged.
 
 use ring::rand::{SecureRandom, SystemRandom};
-use unseen_policy::{Grant, ScenarioApplication, sha256_hex};
+use unseen_policy::{DatasetVersion, Grant, ModeRisk, ScenarioApplication, sha256_hex};
 
 use crate::GatewayError;
 use crate::identity::{Principal, Role};
@@ -12,6 +12,21 @@ use crate::store::{NewGrant, NewScenario, ScenarioRow};
 use super::{AuditEvent, Domain, decode, found, now_ms, state_filter};
 
 impl Domain {
+    /// The access modes of `application` an operator should read twice before approving
+    /// (`ModeRisk`), judged against the registered datasets it names; a dataset the domain
+    /// does not have is skipped (the application was refused for it at submission).
+    pub async fn access_risks(&self, application: &ScenarioApplication) -> Result<Vec<ModeRisk>, GatewayError> {
+        let mut datasets: Vec<DatasetVersion> = Vec::new();
+        for request in &application.datasets {
+            match self.dataset(&request.dataset).await {
+                Ok(stored) => datasets.push(stored.dataset),
+                Err(GatewayError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(application.risky_modes(|id| datasets.iter().find(|dataset| dataset.id() == id)))
+    }
+
     /// Files a scenario application; returns its id.
     pub async fn submit_scenario(
         &self,
@@ -19,6 +34,14 @@ impl Domain {
         mut application: ScenarioApplication,
     ) -> Result<String, GatewayError> {
         Self::require(who, Role::Developer)?;
+        // The applying organisation is the caller's; an application naming another is refused
+        // rather than silently rewritten (left empty, it is filled in).
+        if !application.developer.is_empty() && application.developer != who.organisation {
+            return Err(GatewayError::InvalidInput(format!(
+                "developer: the application names \"{}\" but you are {} of \"{}\"; an organisation applies only for itself",
+                application.developer, who.name, who.organisation
+            )));
+        }
         application.developer = who.organisation.clone();
         let mut datasets = Vec::new();
         for request in &application.datasets {

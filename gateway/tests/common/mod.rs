@@ -60,12 +60,14 @@ pub async fn register_energy_data(domain: &Domain, dir: &Path, enterprises: usiz
     }
 }
 
-/// Files `application` as `developer` and has the operator approve it into a grant.
+/// Files `application` as `developer` (for its organisation) and has the operator approve it
+/// into a grant.
 pub async fn granted(
     domain: &Domain,
     developer: &Principal,
-    application: unseen_policy::ScenarioApplication,
+    mut application: unseen_policy::ScenarioApplication,
 ) -> unseen_policy::Grant {
+    application.developer = developer.organisation.clone();
     let operator = principal("operator", Role::Operator);
     let scenario = domain.submit_scenario(developer, application).await.expect("submit");
     domain.decide_scenario(&operator, &scenario, true, "ok").await.expect("decide").expect("granted")
