@@ -234,3 +234,38 @@ async fn a_grants_earlier_release_takes_part_in_the_audit_of_its_next_output() {
     assert!(!withheld(&first.report).is_empty());
     assert!(withheld(&first.report).is_subset(&withheld(&second.report)), "{}", second.report.render());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_the_domain_itself_fails_ends_failed_and_is_logged_with_its_cause_class() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let domain = Arc::new(Domain::open(dir.path(), "jobs.domain").await.expect("the domain opens"));
+    common::register_energy_data(&domain, dir.path(), 50, 3).await;
+    let developer = principal("greenfin-analytics", Role::Developer);
+    let regulator = principal("regulator", Role::Regulator);
+    let grant = common::granted(&domain, &developer, unseen_samples::scenarios::green_energy()).await;
+    let module = domain
+        .upload_module(&developer, &grant.id, unseen_samples::modules::GREEN_ENERGY.to_vec())
+        .await
+        .expect("upload");
+    // The module's file is lost under the domain (a disk fault, an operator's mistake).
+    std::fs::remove_file(dir.path().join("modules").join(format!("{}.wasm", module.hash))).expect("remove");
+    let job = domain.run_job(&developer, &grant.id, &module.hash, Mode::Production, "").await.expect("run");
+    let finished = domain.job(&developer, &job, Duration::from_secs(60)).await.expect("job");
+    assert_eq!(finished.state, "failed");
+    assert_eq!(finished.error, "internal error in the domain", "the developer is told no more");
+
+    let (entries, _) = domain.audit_entries(&regulator, 0, 0, &job).expect("entries");
+    let finishes: Vec<unseen_audit::Entry> = entries
+        .iter()
+        .map(|raw| unseen_audit::Entry::from_canonical_bytes(&raw.bytes).expect("an entry"))
+        .filter(|entry| entry.action == "job.finish")
+        .collect();
+    assert_eq!(finishes.len(), 1, "one job.finish: {finishes:?}");
+    assert_eq!(finishes[0].decision, "failed");
+    assert!(
+        finishes[0].reason.starts_with("internal: ") && finishes[0].reason.contains("module"),
+        "{}",
+        finishes[0].reason
+    );
+    assert_eq!(finishes[0].grant.as_deref(), Some(grant.id.as_str()));
+}

@@ -221,7 +221,7 @@ impl Domain {
             params: params.to_string(),
         };
         tokio::spawn(async move {
-            let job_id = job.id.clone();
+            let (job_id, grant_id) = (job.id.clone(), job.grant.id.clone());
             // Queued until the organisation and the domain both have a free slot.
             let queued = domain.metrics.job_queued();
             let Ok(_organisation_slot) = domain.organisation_slot(&who.organisation).acquire_owned().await else {
@@ -231,7 +231,7 @@ impl Domain {
             drop(queued);
             if let Err(error) = domain.execute_job(&who, job).await {
                 tracing::error!(job = %job_id, "job bookkeeping failed: {error}");
-                let _ = domain.fail_job(&job_id, &error.to_string()).await;
+                let _ = domain.fail_job(&who, (&job_id, &grant_id), &error.to_string()).await;
             }
         });
         Ok(job_id)
@@ -246,10 +246,26 @@ impl Domain {
     }
 
     /// Marks a job failed when the domain's own bookkeeping of it failed.
-    async fn fail_job(&self, job_id: &str, error: &str) -> Result<(), GatewayError> {
+    /// Ends a job the domain itself failed to carry through (a file it could not read, a store
+    /// it could not write) as `failed`, and logs it as a `job.finish` whose reason starts with
+    /// its cause class, `internal:`, so a regulator sees every job end, not only those a module
+    /// or a rule ended. The developer is told only that the domain failed.
+    async fn fail_job(
+        &self,
+        who: &Principal,
+        (job_id, grant_id): (&str, &str),
+        error: &str,
+    ) -> Result<(), GatewayError> {
         let mut transaction = self.store.begin().await?;
         let end = JobEnd { state: JobState::Failed, error, developer_error: "internal error in the domain" };
         transaction.end_job(job_id, &end).await?;
+        transaction.log(
+            AuditEvent::new(who, "job.finish", "job", job_id)
+                .grant(grant_id.to_string())
+                .decision(JobState::Failed.as_str())
+                .reason(format!("internal: {error}"))
+                .entry(),
+        );
         self.commit(transaction).await
     }
 
