@@ -32,6 +32,7 @@ mod grants;
 mod imports;
 mod jobs;
 mod recovery;
+mod refusals;
 mod release;
 mod retention;
 mod samples;
@@ -45,6 +46,7 @@ use files::{io, lock_directory, read_key_or_create};
 pub use grants::{GrantAction, GrantView};
 pub use imports::{ImportView, MAX_IMPORT_BYTES};
 pub use jobs::{JobView, OutputSummary};
+pub use refusals::{BURST as REFUSAL_BURST, REFILL as REFUSAL_REFILL};
 pub use release::{ReleaseBundle, ReleaseManifest, verify_release};
 pub use retention::{MIN_AUDIT_RETENTION_DAYS, PruneOutcome};
 pub use samples::{SampleDecision, SampleView};
@@ -123,6 +125,8 @@ pub struct Domain {
     audit_retention_days: u32,
     /// What the domain counts and times, for the metrics endpoint.
     metrics: Arc<crate::metrics::Metrics>,
+    /// How many refused requests each organisation may still log (`refusals`).
+    refusal_bound: refusals::RefusalBound,
     /// Set once the domain is stopping ([`Domain::stop`]): no job starts after it.
     stopping: std::sync::atomic::AtomicBool,
     /// The domain's claim on a PostgreSQL metadata database (none for SQLite, whose file is
@@ -335,6 +339,7 @@ impl Domain {
             audit_retention_days: retention::retention_days(options.audit_retention_days)?,
             hold_jobs: options.hold_jobs,
             metrics,
+            refusal_bound: refusals::RefusalBound::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
         };
         // First the log catches up with the store; the steps after it read the log.

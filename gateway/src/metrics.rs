@@ -33,6 +33,7 @@ pub struct Metrics {
     audit_entries: Counter,
     audit_sync_seconds: Histogram,
     epsilon_spent: Family<Labels<1>, Gauge<f64, AtomicU64>>,
+    refusals_not_logged: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -79,7 +80,14 @@ impl Default for Metrics {
             "Differential-privacy budget (ε) a grant has spent, as of its last charge",
             epsilon_spent.clone(),
         );
+        let refusals_not_logged = Counter::default();
+        registry.register(
+            "refusals_not_logged",
+            "Refused requests not written to the audit log: over an organisation's bound",
+            refusals_not_logged.clone(),
+        );
         Self {
+            refusals_not_logged,
             registry,
             requests,
             request_seconds,
@@ -104,6 +112,11 @@ impl Drop for QueuedJob {
 }
 
 impl Metrics {
+    /// A refused request over its organisation's bound, counted instead of logged.
+    pub fn refusal_not_logged(&self) {
+        self.refusals_not_logged.inc();
+    }
+
     /// A request to `rpc` (its path, `/unseen.v1.Developer/RunJob`) answered with `code`.
     pub fn request(&self, rpc: &str, code: tonic::Code, latency: Duration) {
         let code = format!("{code:?}");

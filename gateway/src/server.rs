@@ -108,10 +108,9 @@ pub async fn serve(domain: Arc<Domain>, address: SocketAddr, tls: &TlsMaterial) 
     for service in SERVICE_NAMES {
         health.set_service_status(service, ServingStatus::Serving).await;
     }
-    let metrics = Arc::clone(domain.metrics());
-    let services = Services::new(domain);
+    let services = Services::new(Arc::clone(&domain));
     let router = Server::builder()
-        .layer(RequestLogLayer::new(metrics))
+        .layer(RequestLogLayer::new(domain))
         .add_service(health_service)
         .add_service(
             pb::provider_server::ProviderServer::new(services.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES),

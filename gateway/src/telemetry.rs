@@ -16,22 +16,24 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
 use tracing::Instrument;
 
-use crate::metrics::Metrics;
+use crate::domain::Domain;
+use crate::identity::Principal;
 use crate::service::principal_of_peer;
 
 /// Health probes come often and say nothing new: their requests are logged at debug level.
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
-/// The layer: logs and counts every request of the services it wraps.
+/// The layer: logs and counts every request of the services it wraps, and writes the refused
+/// ones a regulator looks for into the domain's audit log (`domain::refusals`).
 #[derive(Debug, Clone)]
 pub struct RequestLogLayer {
-    metrics: Arc<Metrics>,
+    domain: Arc<Domain>,
 }
 
 impl RequestLogLayer {
-    /// Records into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
+    /// Records into `domain`'s metrics and audit log.
+    pub fn new(domain: Arc<Domain>) -> Self {
+        Self { domain }
     }
 }
 
@@ -39,7 +41,7 @@ impl<S> tower::Layer<S> for RequestLogLayer {
     type Service = RequestLog<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestLog { inner, metrics: Arc::clone(&self.metrics) }
+        RequestLog { inner, domain: Arc::clone(&self.domain) }
     }
 }
 
@@ -47,7 +49,7 @@ impl<S> tower::Layer<S> for RequestLogLayer {
 #[derive(Debug, Clone)]
 pub struct RequestLog<S> {
     inner: S,
-    metrics: Arc<Metrics>,
+    domain: Arc<Domain>,
 }
 
 impl<S> tower::Service<http::Request<Body>> for RequestLog<S>
@@ -64,7 +66,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let record = Record::start(&request, Arc::clone(&self.metrics));
+        let record = Record::start(&request, Arc::clone(&self.domain));
         let span = tracing::info_span!(
             "request",
             rpc = %record.rpc,
@@ -92,6 +94,14 @@ where
     }
 }
 
+/// The statuses of a refusal a regulator looks for: a role calling another's service, a probe
+/// of what is not the caller's, a request the domain refused, a decision already taken.
+/// Internal errors are the domain's own failures (logged where they happen); health checks
+/// and successful calls are not refusals.
+fn is_audited_refusal(code: Code) -> bool {
+    matches!(code, Code::PermissionDenied | Code::NotFound | Code::InvalidArgument | Code::FailedPrecondition)
+}
+
 /// What is known of a request from its start: logged with its status when it ends.
 struct Record {
     rpc: String,
@@ -100,29 +110,47 @@ struct Record {
     name: String,
     peer: String,
     started: Instant,
-    metrics: Arc<Metrics>,
+    principal: Option<Principal>,
+    domain: Arc<Domain>,
 }
 
 impl Record {
-    fn start(request: &http::Request<Body>, metrics: Arc<Metrics>) -> Self {
+    fn start(request: &http::Request<Body>, domain: Arc<Domain>) -> Self {
         let connection = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
         let certificates = connection.and_then(TlsConnectInfo::peer_certs);
-        let (role, organisation, name) = match principal_of_peer(certificates.as_deref().map(Vec::as_slice)) {
-            Ok(principal) => (principal.role.as_str().to_string(), principal.organisation, principal.name),
+        let principal = principal_of_peer(certificates.as_deref().map(Vec::as_slice)).ok();
+        let (role, organisation, name) = match &principal {
+            Some(principal) => {
+                (principal.role.as_str().to_string(), principal.organisation.clone(), principal.name.clone())
+            }
             // The service refuses it and says why; the log line shows who it could not name.
-            Err(_) => ("-".into(), "-".into(), "-".into()),
+            None => ("-".into(), "-".into(), "-".into()),
         };
         let peer = connection
             .and_then(|connection| connection.get_ref().remote_addr())
             .map_or_else(|| "-".to_string(), |address| address.to_string());
-        Self { rpc: request.uri().path().to_string(), role, organisation, name, peer, started: Instant::now(), metrics }
+        let rpc = request.uri().path().to_string();
+        Self { rpc, role, organisation, name, peer, started: Instant::now(), principal, domain }
+    }
+
+    /// Writes a refused request into the audit log in the background, within the caller's
+    /// organisation's bound.
+    fn audit_refusal(&self, status: &Status) {
+        let Some(principal) = &self.principal else { return };
+        if !is_audited_refusal(status.code()) || self.rpc.starts_with(HEALTH_PREFIX) {
+            return;
+        }
+        let (domain, principal, rpc) = (Arc::clone(&self.domain), principal.clone(), self.rpc.clone());
+        let (code, message) = (format!("{:?}", status.code()), status.message().to_string());
+        tokio::spawn(async move { domain.log_refused_request(&principal, &rpc, &code, &message).await });
     }
 
     /// Logs and counts the request as answered with `status`; an error's message is logged as
     /// its reason (refusals the services make themselves, at the edge, are logged only here).
     fn finish(self, status: &Status) {
         let (code, latency) = (status.code(), self.started.elapsed());
-        self.metrics.request(&self.rpc, code, latency);
+        self.domain.metrics().request(&self.rpc, code, latency);
+        self.audit_refusal(status);
         let latency_ms = (latency.as_secs_f64() * 10_000.0).round() / 10.0;
         macro_rules! request_line {
             ($level:expr $(, $reason:ident = $value:expr)?) => {

@@ -5,8 +5,10 @@
 use crate::common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::principal;
+use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
@@ -88,4 +90,59 @@ async fn jobs_reviews_audit_appends_and_epsilon_spent_are_measured() {
     // Registrations, the scenario, the job and the review were each logged and synced.
     assert!(value("unseen_audit_entries_total ") >= 8.0, "{metrics}");
     assert!(value("unseen_audit_fsync_seconds_count ") >= 1.0, "{metrics}");
+}
+
+/// The `request.refused` entries in `domain`'s log, as (organisation, RPC, decision, reason).
+fn refusals(domain: &Domain) -> Vec<(String, String, String, String)> {
+    let regulator = principal("regulator", Role::Regulator);
+    let (entries, _) = domain.audit_entries(&regulator, 0, domain_len(domain), "").expect("entries");
+    entries
+        .iter()
+        .map(|raw| unseen_audit::Entry::from_canonical_bytes(&raw.bytes).expect("an entry"))
+        .filter(|entry| entry.action == "request.refused")
+        .map(|entry| (entry.organisation, entry.object_id, entry.decision, entry.reason))
+        .collect()
+}
+
+fn domain_len(domain: &Domain) -> u64 {
+    let regulator = principal("regulator", Role::Regulator);
+    domain.audit_entries(&regulator, 0, 0, "").expect("size").1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn role_violations_probes_and_refused_requests_are_audited_within_a_bound() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let domain = Arc::new(Domain::open(dir.path(), "refusals.domain").await.expect("the domain opens"));
+    let gateway = common::Gateway::serve(Arc::clone(&domain)).await;
+    // A developer calls an operator RPC; another probes a job that is not its own.
+    let mut as_operator = OperatorClient::new(gateway.connect(principal("greenfin-analytics", Role::Developer)).await);
+    let refused = as_operator.list_egress(pb::ListRequest { state: String::new() }).await;
+    assert_eq!(refused.map(drop).map_err(|status| status.code()), Err(Code::PermissionDenied));
+    let mut prober = DeveloperClient::new(gateway.connect(principal("shadow-analytics", Role::Developer)).await);
+    let probe = prober.get_job(pb::GetJobRequest { job_id: "j-1".into(), wait_ms: 0 }).await;
+    assert_eq!(probe.map(drop).map_err(|status| status.code()), Err(Code::NotFound));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        let logged = refusals(&domain);
+        if logged.len() >= 2 || std::time::Instant::now() > deadline {
+            break logged;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    let violation = logged.iter().find(|entry| entry.0 == "greenfin-analytics").expect("the role violation");
+    assert_eq!((violation.1.as_str(), violation.2.as_str()), ("/unseen.v1.Operator/ListEgress", "PermissionDenied"));
+    let probe = logged.iter().find(|entry| entry.0 == "shadow-analytics").expect("the probe");
+    assert_eq!((probe.1.as_str(), probe.2.as_str()), ("/unseen.v1.Developer/GetJob", "NotFound"));
+
+    // A flood is bounded: a burst is logged, the rest counted, and the log stays usable.
+    let before = domain_len(&domain);
+    for _ in 0..(unseen_gateway::domain::REFUSAL_BURST + 40) {
+        let _ = prober.get_job(pb::GetJobRequest { job_id: "j-1".into(), wait_ms: 0 }).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let added = domain_len(&domain) - before;
+    assert!(added <= u64::from(unseen_gateway::domain::REFUSAL_BURST) + 2, "{added} entries for a flood");
+    assert!(domain.metrics().encode().contains("unseen_refusals_not_logged_total"), "the dropped ones are counted");
 }
