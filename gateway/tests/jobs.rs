@@ -254,12 +254,20 @@ async fn a_job_the_domain_itself_fails_ends_failed_and_is_logged_with_its_cause_
     assert_eq!(finished.state, "failed");
     assert_eq!(finished.error, "internal error in the domain", "the developer is told no more");
 
-    let (entries, _) = domain.audit_entries(&regulator, 0, 0, &job).expect("entries");
-    let finishes: Vec<unseen_audit::Entry> = entries
-        .iter()
-        .map(|raw| unseen_audit::Entry::from_canonical_bytes(&raw.bytes).expect("an entry"))
-        .filter(|entry| entry.action == "job.finish")
-        .collect();
+    // The entry is appended just after the state commits: wait for it, within a bound.
+    let started = Instant::now();
+    let finishes = loop {
+        let (entries, _) = domain.audit_entries(&regulator, 0, 0, &job).expect("entries");
+        let finishes: Vec<unseen_audit::Entry> = entries
+            .iter()
+            .map(|raw| unseen_audit::Entry::from_canonical_bytes(&raw.bytes).expect("an entry"))
+            .filter(|entry| entry.action == "job.finish")
+            .collect();
+        if !finishes.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            break finishes;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(finishes.len(), 1, "one job.finish: {finishes:?}");
     assert_eq!(finishes[0].decision, "failed");
     assert!(
