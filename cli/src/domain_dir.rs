@@ -197,15 +197,64 @@ fn identity_file(principal: &Principal, paths: &unseen_gateway::identity::PemPat
     }
 }
 
-/// Runs `unseen init`.
-pub fn init(args: InitArgs) -> Result<ExitCode> {
-    let principals = args.principals.iter().map(|text| parse_principal(text)).collect::<Result<Vec<_>>>()?;
-    if args.dir.join(CONFIG_FILE).exists() {
-        bail!("{} already holds a domain ({CONFIG_FILE} exists); choose an empty directory", args.dir.display());
+/// Whether a database URL carries a password (`scheme://user:password@host/…`).
+fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.rsplit_once('@').is_some_and(|(user_info, _)| user_info.contains(':'))
+}
+
+/// Writes a file readable by its owner only (0600): `domain.json` may name the metadata store.
+fn write_owner_only(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// What a domain directory held before `unseen init` wrote to it.
+struct WrittenByInit {
+    dir: PathBuf,
+    /// Whether the directory existed (an empty one, e.g. a mounted volume, is initialised in place).
+    existed: bool,
+    /// The entries init writes that were already there (left alone when init fails).
+    present: Vec<&'static str>,
+}
+
+impl WrittenByInit {
+    const ENTRIES: [&'static str; 3] = ["pki", "state", CONFIG_FILE];
+
+    fn before(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            existed: dir.exists(),
+            present: Self::ENTRIES.into_iter().filter(|entry| dir.join(entry).exists()).collect(),
+        }
     }
-    if args.name.trim().is_empty() || args.name.chars().any(char::is_whitespace) {
-        bail!("--name \"{}\" must be one word without spaces, e.g. huzhou.unseen", args.name);
+
+    /// Best effort: the error that brought us here is the one to report.
+    fn remove_what_init_wrote(&self) {
+        if !self.existed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            return;
+        }
+        for entry in Self::ENTRIES.into_iter().filter(|entry| !self.present.contains(entry)) {
+            let path = self.dir.join(entry);
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        }
     }
+}
+
+/// Writes a domain's PKI, state and `domain.json`; returns the PKI's paths, whether the CA is
+/// the operator's own, and the domain's public key (hex).
+fn create_domain(
+    args: &InitArgs,
+    principals: &[Principal],
+) -> Result<(unseen_gateway::identity::DomainPkiPaths, bool, String)> {
     let (authority, own_ca) = match (&args.ca_cert, &args.ca_key) {
         (Some(cert), Some(key)) => {
             let read =
@@ -216,7 +265,7 @@ pub fn init(args: InitArgs) -> Result<ExitCode> {
     };
     let hosts: Vec<&str> = args.hosts.iter().map(String::as_str).collect();
     let pki_dir = args.dir.join("pki");
-    let pki = write_domain_pki(&pki_dir, &authority, &hosts, &principals)?;
+    let pki = write_domain_pki(&pki_dir, &authority, &hosts, principals)?;
     if own_ca {
         // The operator keeps their CA key; the domain directory holds only the certificate.
         std::fs::remove_file(&pki.ca_key).with_context(|| format!("removing {}", pki.ca_key.display()))?;
@@ -242,7 +291,38 @@ pub fn init(args: InitArgs) -> Result<ExitCode> {
         log_level: None,
         metrics_listen: None,
     };
-    std::fs::write(args.dir.join(CONFIG_FILE), serde_json::to_vec_pretty(&config)?)?;
+    write_owner_only(&args.dir.join(CONFIG_FILE), &serde_json::to_vec_pretty(&config)?)?;
+    Ok((pki, own_ca, public_key))
+}
+
+/// Runs `unseen init`.
+pub fn init(args: InitArgs) -> Result<ExitCode> {
+    let principals = args.principals.iter().map(|text| parse_principal(text)).collect::<Result<Vec<_>>>()?;
+    if let Some(url) = &args.metadata_url
+        && url_has_password(url)
+    {
+        bail!(
+            "--metadata-url holds a password, which {CONFIG_FILE} would keep in clear text; give the URL \
+             without it (postgres://USER@HOST:PORT/DATABASE) and the password in PGPASSWORD or a file named by \
+             PGPASSFILE (see deploy/README.md), or pass the whole URL to `unseen serve` in UNSEEN_METADATA_URL"
+        );
+    }
+    if args.dir.join(CONFIG_FILE).exists() {
+        bail!("{} already holds a domain ({CONFIG_FILE} exists); choose an empty directory", args.dir.display());
+    }
+    if args.name.trim().is_empty() || args.name.chars().any(char::is_whitespace) {
+        bail!("--name \"{}\" must be one word without spaces, e.g. huzhou.unseen", args.name);
+    }
+    // All or nothing: a failure part way (an unreachable store, a full disk) removes what this
+    // init wrote, so the directory can be initialised again.
+    let before = WrittenByInit::before(&args.dir);
+    let (pki, own_ca, public_key) = match create_domain(&args, &principals) {
+        Ok(created) => created,
+        Err(error) => {
+            before.remove_what_init_wrote();
+            return Err(error);
+        }
+    };
 
     let report = InitReport {
         dir: args.dir.display().to_string(),
@@ -449,7 +529,7 @@ pub fn issue(args: IdentityIssueArgs) -> Result<ExitCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_principal;
+    use super::{parse_principal, url_has_password};
     use unseen_gateway::identity::Role;
 
     #[test]
@@ -464,5 +544,14 @@ mod tests {
             parse_principal("developer:acme").expect_err("two parts").to_string().contains("ROLE:ORGANISATION:NAME")
         );
         assert!(parse_principal("developer: :y").is_err());
+    }
+
+    #[test]
+    fn a_url_has_a_password_only_when_its_user_info_holds_a_colon() {
+        assert!(url_has_password("postgres://unseen:secret@db:5432/unseen"));
+        assert!(url_has_password("postgresql://u:@db/unseen"));
+        assert!(!url_has_password("postgres://unseen@db:5432/unseen"));
+        assert!(!url_has_password("postgres://db:5432/unseen"));
+        assert!(!url_has_password("postgres://unseen@db/unseen?options=a:b@c"));
     }
 }

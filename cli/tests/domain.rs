@@ -221,3 +221,49 @@ fn init_issues_more_identities_later_and_refuses_to_overwrite_one() {
     let bad = unseen(&["identity", "issue", dir.to_str().unwrap(), "--principal", "auditor:x:y"]);
     assert!(text(&bad).contains("\"auditor\" is not a role"), "{}", text(&bad));
 }
+
+#[test]
+fn init_refuses_a_metadata_url_holding_a_password_and_writes_domain_json_owner_only() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("domain");
+    let unseen = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_unseen")).args(args).output().unwrap();
+    let url = "postgres://unseen:secret@127.0.0.1:5432/unseen";
+    let refused = unseen(&["init", dir.to_str().unwrap(), "--name", "secret.unseen", "--metadata-url", url]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    for hint in ["holds a password", "PGPASSWORD", "PGPASSFILE", "UNSEEN_METADATA_URL"] {
+        assert!(text(&refused).contains(hint), "the refusal names {hint}: {}", text(&refused));
+    }
+    assert!(!text(&refused).contains("secret@"), "the refusal does not repeat the password: {}", text(&refused));
+    assert!(!dir.exists(), "nothing is written");
+    let init = unseen(&["init", dir.to_str().unwrap(), "--name", "secret.unseen"]);
+    assert!(init.status.success(), "{}", text(&init));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("domain.json")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "domain.json is readable by its owner only");
+    }
+}
+
+#[test]
+fn an_init_that_fails_part_way_leaves_nothing_behind_and_the_directory_can_be_initialised_again() {
+    let scratch = tempfile::tempdir().unwrap();
+    let unseen = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_unseen")).args(args).output().unwrap();
+    // The store is opened after the PKI and the domain's keys are written: an unsupported one
+    // fails init there.
+    let absent = scratch.path().join("absent");
+    let empty = scratch.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for dir in [&absent, &empty] {
+        let dir = dir.to_str().unwrap();
+        let failed =
+            unseen(&["init", dir, "--name", "half.unseen", "--principal", DEVELOPER, "--metadata-url", "mysql://db/x"]);
+        assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+        assert!(text(&failed).contains("not supported"), "{}", text(&failed));
+    }
+    assert!(!absent.exists(), "a directory init created is removed");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "an empty directory is left empty");
+    let init = unseen(&["init", empty.to_str().unwrap(), "--name", "half.unseen", "--principal", DEVELOPER]);
+    assert!(init.status.success(), "{}", text(&init));
+    assert!(empty.join("domain.json").exists() && empty.join("state/keys/domain.pk8").exists());
+}

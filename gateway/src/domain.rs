@@ -285,6 +285,11 @@ impl Domain {
         for sub in ["keys/imports", "audit"].into_iter().chain(files::AREAS) {
             std::fs::create_dir_all(dir.join(sub)).map_err(io("creating the domain directory"))?;
         }
+        // Under the lock no write is under way: a `*.partial` is what a crash or a full disk left.
+        let swept = files::sweep_partial_files(dir)?;
+        if swept > 0 {
+            tracing::info!(files = swept, "removed partial files an interrupted write left");
+        }
         let random = SystemRandom::new();
         let pkcs8 = read_key_or_create(&dir.join("keys/domain.pk8"), || {
             Ed25519KeyPair::generate_pkcs8(&random)

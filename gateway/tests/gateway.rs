@@ -6,6 +6,7 @@ mod common;
 mod audit_access;
 mod crash;
 mod edge;
+mod files;
 mod grants;
 mod imports;
 mod jobs;

@@ -55,14 +55,79 @@ pub(super) fn io(context: &str) -> impl Fn(std::io::Error) -> GatewayError + '_ 
     move |error| GatewayError::internal(context, error)
 }
 
-/// Writes `bytes` to `path` so that a crash never leaves a half-written file visible.
+/// Writes `bytes` to `path` so that a crash never leaves a half-written file visible. What a
+/// crash does leave, `*.partial`, is swept when the domain opens ([`sweep_partial_files`]).
 pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), GatewayError> {
+    write_atomically_with_mode(path, bytes, None)
+}
+
+/// Writes a secret (a domain key) as [`write_atomically`] does, readable by its owner only.
+fn write_owner_only(path: &Path, bytes: &[u8]) -> Result<(), GatewayError> {
+    write_atomically_with_mode(path, bytes, Some(0o600))
+}
+
+fn write_atomically_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), GatewayError> {
     use std::io::Write;
     let temporary = path.with_extension("partial");
-    let mut file = std::fs::File::create(&temporary).map_err(io("creating a file"))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(&temporary).map_err(io("creating a file"))?;
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        // A `.partial` left by an earlier crash keeps its mode through `open`; set it here.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io("restricting a file"))?;
+    }
     file.write_all(bytes).map_err(io("writing a file"))?;
     file.sync_all().map_err(io("syncing a file"))?;
-    std::fs::rename(&temporary, path).map_err(io("renaming a file"))
+    std::fs::rename(&temporary, path).map_err(io("renaming a file"))?;
+    sync_parent_directory(path)
+}
+
+/// Makes a rename into `path`'s directory durable: without it a crash may forget the new name.
+fn sync_parent_directory(path: &Path) -> Result<(), GatewayError> {
+    #[cfg(unix)]
+    if let Some(parent) = path.parent() {
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        std::fs::File::open(parent).and_then(|directory| directory.sync_all()).map_err(io("syncing a directory"))?;
+    }
+    Ok(())
+}
+
+/// Removes the `*.partial` files a crash or a full disk left in the domain's areas and keys
+/// (never read: [`write_atomically`] renames a file only once it is whole); says how many.
+pub(super) fn sweep_partial_files(dir: &Path) -> Result<usize, GatewayError> {
+    fn sweep(directory: &Path, removed: &mut usize) -> Result<(), GatewayError> {
+        let entries = match std::fs::read_dir(directory) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(GatewayError::internal(&format!("listing {}", directory.display()), error)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io("listing the domain directory"))?;
+            let file_type = entry.file_type().map_err(io("listing the domain directory"))?;
+            let path = entry.path();
+            if file_type.is_dir() {
+                sweep(&path, removed)?;
+            } else if file_type.is_file() && path.extension().is_some_and(|extension| extension == "partial") {
+                remove_if_present(&path)?;
+                *removed += 1;
+            }
+        }
+        Ok(())
+    }
+    let mut removed = 0;
+    for area in AREAS.into_iter().chain(["keys"]) {
+        sweep(&dir.join(area), &mut removed)?;
+    }
+    Ok(removed)
 }
 
 /// Takes the lock of a domain directory, or says which process holds it. The lock is the
@@ -101,15 +166,31 @@ pub(super) fn lock_directory(dir: &Path) -> Result<std::fs::File, GatewayError> 
     Ok(file)
 }
 
+/// Tightens a key an older domain wrote readable by all to its owner only.
+fn restrict_to_owner(path: &Path) -> Result<(), GatewayError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = std::fs::metadata(path).map_err(io("reading a domain key"))?;
+        if metadata.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(io("restricting a domain key to its owner"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A domain key: read when present (and kept owner-only), else created owner-only (0600).
 pub(super) fn read_key_or_create(
     path: &Path,
     create: impl FnOnce() -> Result<Vec<u8>, GatewayError>,
 ) -> Result<Vec<u8>, GatewayError> {
     if path.exists() {
+        restrict_to_owner(path)?;
         return std::fs::read(path).map_err(io("reading a domain key"));
     }
     let bytes = create()?;
-    write_atomically(path, &bytes)?;
+    write_owner_only(path, &bytes)?;
     Ok(bytes)
 }
 
