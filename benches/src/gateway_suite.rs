@@ -131,12 +131,20 @@ async fn measure(metadata_url: Option<String>, submissions: usize) -> Result<Fig
     // The gateway over mTLS and 64 clients, each with its own connection.
     let authority = CertificateAuthority::generate("bench CA")?;
     let server_pem = authority.issue_server(&["localhost", "127.0.0.1"])?;
-    let server_tls =
-        TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: server_pem.cert_pem, key_pem: server_pem.key_pem };
+    let server_tls = TlsMaterial {
+        ca_pem: authority.ca_pem(),
+        cert_pem: server_pem.cert_pem,
+        key_pem: server_pem.key_pem,
+        crl_pem: None,
+    };
     let server = unseen_gateway::serve(domain.clone(), "127.0.0.1:0".parse()?, &server_tls).await?;
     let client_pem = authority.issue_client(&developer)?;
-    let client_tls =
-        TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: client_pem.cert_pem, key_pem: client_pem.key_pem };
+    let client_tls = TlsMaterial {
+        ca_pem: authority.ca_pem(),
+        cert_pem: client_pem.cert_pem,
+        key_pem: client_pem.key_pem,
+        crl_pem: None,
+    };
     let mut clients = Vec::with_capacity(CLIENTS);
     for _ in 0..CLIENTS {
         clients.push(DeveloperClient::new(unseen_gateway::connect(&server.address.to_string(), &client_tls).await?));

@@ -146,7 +146,7 @@ impl Client {
             );
         }
         check_validity(&cert_pem, &principal, &cert_path)?;
-        let tls = TlsMaterial { ca_pem, cert_pem, key_pem };
+        let tls = TlsMaterial { ca_pem, cert_pem, key_pem, crl_pem: None };
         let channel = match unseen_gateway::connect(&args.server, &tls).await {
             Ok(channel) => channel,
             Err(GatewayError::Unauthenticated(why)) => {
@@ -193,8 +193,12 @@ impl Client {
             return anyhow!("{what} failed: {}", self.handshake_refused(failure));
         }
         if matches!(status.code(), Code::Cancelled | Code::Unknown | Code::Unavailable) {
-            let tls =
-                TlsMaterial { ca_pem: self.ca_pem.clone(), cert_pem: self.cert_pem.clone(), key_pem: String::new() };
+            let tls = TlsMaterial {
+                ca_pem: self.ca_pem.clone(),
+                cert_pem: self.cert_pem.clone(),
+                key_pem: String::new(),
+                crl_pem: None,
+            };
             if let Some(foreign) = not_issued_by(&tls, &self.principal, &self.cert_path, &self.ca_path) {
                 return anyhow!("{what} failed: {foreign}");
             }
@@ -211,9 +215,10 @@ impl Client {
                 format!(" (the gateway at {} is not answering: is `unseen serve` running?)", self.server)
             }
             Code::DeadlineExceeded => " (the gateway took too long; try again)".to_string(),
-            Code::Cancelled => format!(
+            // The gateway refusing the certificate mid-connection surfaces as either.
+            code if code == Code::Cancelled || (code == Code::Unknown && message == "transport error") => format!(
                 " (the connection to {} ended before an answer: the gateway stopped, or refused your identity {} — \
-                 its log says which)",
+                 it may have been revoked; the gateway's log says which)",
                 self.server, self.principal
             ),
             _ => String::new(),
@@ -226,7 +231,12 @@ impl Client {
     /// Why the gateway refused the handshake, with what this side can tell about its own
     /// identity.
     fn handshake_refused(&self, failure: TlsFailure) -> String {
-        let tls = TlsMaterial { ca_pem: self.ca_pem.clone(), cert_pem: self.cert_pem.clone(), key_pem: String::new() };
+        let tls = TlsMaterial {
+            ca_pem: self.ca_pem.clone(),
+            cert_pem: self.cert_pem.clone(),
+            key_pem: String::new(),
+            crl_pem: None,
+        };
         if let Some(foreign) = not_issued_by(&tls, &self.principal, &self.cert_path, &self.ca_path) {
             return foreign;
         }
@@ -235,6 +245,13 @@ impl Client {
                 "the gateway's certificate is not one the domain CA in {} issued for {}: {why}",
                 self.ca_path.display(),
                 self.server
+            ),
+            TlsFailure::CertificateRefused(alert) if alert == "CertificateRevoked" => format!(
+                "the gateway at {} refused your identity {} ({}): it was revoked (TLS alert {alert}); \
+                 ask the domain's operator for a new one",
+                self.server,
+                self.principal,
+                self.cert_path.display()
             ),
             TlsFailure::CertificateRefused(alert) => format!(
                 "the gateway at {} refused your identity {} ({}; TLS alert {alert}): it may have been revoked, \

@@ -185,11 +185,15 @@ async fn run_demo(args: &DemoArgs) -> Result<DemoReport> {
     say.step("Creating a domain: CA, server certificate and one identity per role (mTLS)");
     let authority = CertificateAuthority::generate("unseen demo domain CA")?;
     let server_pem = authority.issue_server(&["localhost", "127.0.0.1"])?;
-    let server_tls =
-        TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: server_pem.cert_pem, key_pem: server_pem.key_pem };
+    let server_tls = TlsMaterial {
+        ca_pem: authority.ca_pem(),
+        cert_pem: server_pem.cert_pem,
+        key_pem: server_pem.key_pem,
+        crl_pem: None,
+    };
     let identity = |who: &Principal| -> Result<TlsMaterial> {
         let pem = authority.issue_client(who)?;
-        Ok(TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem })
+        Ok(TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem, crl_pem: None })
     };
     let provider = principal("huzhou-data-bureau", "registrar", Role::Provider);
     let developer = principal("greenfin-analytics", "analyst", Role::Developer);

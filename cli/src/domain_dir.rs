@@ -174,7 +174,7 @@ struct InitReport {
 }
 
 /// `ROLE:ORGANISATION:NAME` → a principal.
-fn parse_principal(text: &str) -> Result<Principal> {
+pub(crate) fn parse_principal(text: &str) -> Result<Principal> {
     let mut parts = text.splitn(3, ':');
     let (Some(role), Some(organisation), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
         bail!("--principal \"{text}\" is not ROLE:ORGANISATION:NAME, e.g. developer:greenfin-analytics:analyst");
@@ -356,7 +356,7 @@ pub fn init(args: InitArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_config(dir: &Path) -> Result<DomainConfig> {
+pub(crate) fn read_config(dir: &Path) -> Result<DomainConfig> {
     let path = dir.join(CONFIG_FILE);
     let bytes = std::fs::read(&path).with_context(|| {
         format!("reading {}: is {} a domain directory made by `unseen init`?", path.display(), dir.display())
@@ -392,6 +392,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         ca_pem: read_pem(&pki.join("ca.pem"))?,
         cert_pem: read_pem(&pki.join("server.pem"))?,
         key_pem: read_pem(&pki.join("server.key"))?,
+        // Revocations made while the server runs are refused from its next start.
+        crl_pem: match pki.join(crate::identities::CRL_FILE) {
+            path if path.exists() => Some(read_pem(&path)?),
+            _ => None,
+        },
     };
     let options = DomainOptions {
         metadata_url: args.metadata_url.clone().or(config.metadata_url.clone()),

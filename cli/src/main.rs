@@ -10,6 +10,7 @@ mod documents;
 mod domain_dir;
 mod draft;
 mod health;
+mod identities;
 mod import_data;
 mod verify;
 mod workflow;
@@ -73,6 +74,11 @@ enum Command {
 enum IdentityCommand {
     /// Issue client identities from the domain's CA.
     Issue(domain_dir::IdentityIssueArgs),
+    /// List the client identities in a domain directory: principal, serial, validity, revoked.
+    List(identities::IdentityListArgs),
+    /// Revoke a client identity: the domain CA signs a new revocation list that `unseen serve`
+    /// checks at the handshake once (re)started.
+    Revoke(identities::IdentityRevokeArgs),
 }
 
 /// A reader who closes the pipe early (`unseen audit tail | head`) ends the command quietly,
@@ -97,6 +103,8 @@ fn main() -> ExitCode {
         Command::Init(args) => domain_dir::init(args),
         Command::Serve(args) => domain_dir::serve(args),
         Command::Identity(IdentityCommand::Issue(args)) => domain_dir::issue(args),
+        Command::Identity(IdentityCommand::List(args)) => identities::list(args),
+        Command::Identity(IdentityCommand::Revoke(args)) => identities::revoke(args),
         Command::Dataset(args) => workflow::dataset(args),
         Command::Scenario(args) => workflow::scenario(args),
         Command::Grant(args) => workflow::grant(args),

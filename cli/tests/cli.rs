@@ -7,5 +7,6 @@ mod check;
 mod demo;
 mod domain;
 mod guide;
+mod identities;
 mod operations;
 mod restore;

@@ -175,6 +175,36 @@ pub fn validity_of_pem(cert_pem: &str) -> Result<(i64, i64), IdentityError> {
     Ok((validity.not_before.timestamp(), validity.not_after.timestamp()))
 }
 
+/// A certificate's (PEM) serial number, big-endian bytes as the certificate carries them: what
+/// a revocation list names.
+pub fn serial_of_pem(cert_pem: &str) -> Result<Vec<u8>, IdentityError> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|error| IdentityError::InvalidInput(format!("certificate is not PEM: {error}")))?;
+    let certificate = block
+        .parse_x509()
+        .map_err(|error| IdentityError::InvalidInput(format!("certificate is not valid X.509: {error}")))?;
+    Ok(certificate.raw_serial().to_vec())
+}
+
+/// The serials (big-endian bytes) a revocation list (PEM "X509 CRL") names, once its signature
+/// is checked against the CA certificate `ca_pem`.
+pub fn revoked_serials_of_crl(crl_pem: &str, ca_pem: &str) -> Result<Vec<Vec<u8>>, IdentityError> {
+    use x509_parser::prelude::FromDer;
+    let (_, block) = x509_parser::pem::parse_x509_pem(crl_pem.as_bytes())
+        .map_err(|error| IdentityError::InvalidInput(format!("revocation list is not PEM: {error}")))?;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&block.contents)
+        .map_err(|error| IdentityError::InvalidInput(format!("revocation list is not a valid CRL: {error}")))?;
+    let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
+        .map_err(|error| IdentityError::InvalidInput(format!("the CA certificate is not PEM: {error}")))?;
+    let ca = ca
+        .parse_x509()
+        .map_err(|error| IdentityError::InvalidInput(format!("the CA certificate is not valid X.509: {error}")))?;
+    crl.verify_signature(ca.public_key()).map_err(|error| {
+        IdentityError::InvalidInput(format!("the revocation list is not signed by the domain CA: {error}"))
+    })?;
+    Ok(crl.iter_revoked_certificates().map(|revoked| revoked.raw_serial().to_vec()).collect())
+}
+
 /// Whether the certificate `cert_pem` was issued (named and signed) by the CA certificate
 /// `ca_pem`: what a client looks at when the gateway refuses its handshake.
 pub fn issued_by(cert_pem: &str, ca_pem: &str) -> Result<bool, IdentityError> {

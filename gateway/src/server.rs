@@ -30,6 +30,9 @@ pub struct TlsMaterial {
     pub cert_pem: String,
     /// This end's private key.
     pub key_pem: String,
+    /// A server's revocation list (PEM "X509 CRL", signed by the domain CA): client
+    /// certificates it names are refused at the handshake. Read once, when the server starts.
+    pub crl_pem: Option<String>,
 }
 
 /// A running server; dropping the handle does not stop it, [`ServerHandle::shutdown`] does.

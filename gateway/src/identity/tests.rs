@@ -254,3 +254,24 @@ fn a_client_reads_its_own_validity_and_whether_the_domain_ca_issued_it() {
     assert!(validity_of_pem("not a certificate").is_err());
     assert_eq!(utc_text(1_767_225_600), "2026-01-01 00:00:00 UTC");
 }
+
+#[test]
+fn a_revocation_list_signed_by_the_ca_names_the_revoked_serials_and_no_other_ca_verifies_it() {
+    let authority = CertificateAuthority::generate("crl.test").expect("a CA");
+    let principal = Principal { organisation: "acme".into(), name: "analyst".into(), role: Role::Developer };
+    let revoked = authority.issue_client(&principal).expect("an identity");
+    let kept = authority.issue_client(&principal).expect("another identity");
+    let serial = serial_of_pem(&revoked.cert_pem).expect("a serial");
+    assert_ne!(serial, serial_of_pem(&kept.cert_pem).expect("a serial"));
+    let crl = authority.sign_crl(&[(serial.clone(), 1_767_225_600)], 1).expect("a CRL");
+    assert!(crl.starts_with("-----BEGIN X509 CRL-----"), "{crl}");
+    assert_eq!(revoked_serials_of_crl(&crl, &authority.ca_pem()).expect("parses"), vec![serial]);
+    let empty = authority.sign_crl(&[], 2).expect("an empty CRL");
+    assert!(revoked_serials_of_crl(&empty, &authority.ca_pem()).expect("parses").is_empty());
+    let other = CertificateAuthority::generate("other.test").expect("another CA");
+    let error = revoked_serials_of_crl(&crl, &other.ca_pem()).expect_err("another CA's key");
+    assert!(error.to_string().contains("not signed by the domain CA"), "{error}");
+    // The same CA loaded back from its files signs too.
+    let loaded = CertificateAuthority::from_pem(&authority.ca_pem(), &authority.key_pem()).expect("loads");
+    assert!(loaded.sign_crl(&[], 3).is_ok());
+}

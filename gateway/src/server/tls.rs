@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,9 +35,16 @@ pub(super) fn server_config(tls: &TlsMaterial) -> Result<Arc<ServerConfig>, Gate
         let certificate = certificate.map_err(|error| GatewayError::internal("reading the domain CA", error))?;
         roots.add(certificate).map_err(|error| GatewayError::internal("trusting the domain CA", error))?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-        .build()
-        .map_err(|error| GatewayError::internal("configuring client certificate checks", error))?;
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
+    if let Some(crl_pem) = &tls.crl_pem {
+        let crls = CertificateRevocationListDer::pem_slice_iter(crl_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| GatewayError::internal("reading the revocation list", error))?;
+        // The CA is the trust anchor: only the client's own certificate can be revoked.
+        verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+    }
+    let verifier =
+        verifier.build().map_err(|error| GatewayError::internal("configuring client certificate checks", error))?;
     let chain = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| GatewayError::internal("reading the server certificate", error))?;
@@ -139,7 +146,10 @@ fn describe(error: &rustls::Error) -> String {
         CertificateError::UnknownIssuer | CertificateError::BadSignature => {
             "the client certificate was not issued by this domain's CA".into()
         }
-        CertificateError::Revoked => "the client certificate is revoked".into(),
+        CertificateError::Revoked => {
+            "the client certificate was revoked (`unseen identity revoke`): it is on the domain's revocation list"
+                .into()
+        }
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
             "the client certificate is not for client authentication".into()
         }

@@ -26,7 +26,8 @@ impl Gateway {
     pub async fn serve(domain: Arc<Domain>) -> Self {
         let authority = CertificateAuthority::generate("test domain CA").expect("a CA");
         let pem = authority.issue_server(&["localhost", "127.0.0.1"]).expect("a server certificate");
-        let tls = TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem };
+        let tls =
+            TlsMaterial { ca_pem: authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem, crl_pem: None };
         let server = unseen_gateway::serve(domain, "127.0.0.1:0".parse().expect("address"), &tls).await.expect("serve");
         Self { server, authority }
     }
@@ -34,7 +35,12 @@ impl Gateway {
     /// A connection as `principal`, with an identity the CA issues for it.
     pub async fn connect(&self, principal: Principal) -> tonic::transport::Channel {
         let pem = self.authority.issue_client(&principal).expect("an identity");
-        let tls = TlsMaterial { ca_pem: self.authority.ca_pem(), cert_pem: pem.cert_pem, key_pem: pem.key_pem };
+        let tls = TlsMaterial {
+            ca_pem: self.authority.ca_pem(),
+            cert_pem: pem.cert_pem,
+            key_pem: pem.key_pem,
+            crl_pem: None,
+        };
         unseen_gateway::connect(&self.server.address.to_string(), &tls).await.expect("connect")
     }
 }
