@@ -192,16 +192,10 @@ impl Client {
         if let Some(failure) = unseen_gateway::server::tls_failure(&status) {
             return anyhow!("{what} failed: {}", self.handshake_refused(failure));
         }
-        if matches!(status.code(), Code::Cancelled | Code::Unknown | Code::Unavailable) {
-            let tls = TlsMaterial {
-                ca_pem: self.ca_pem.clone(),
-                cert_pem: self.cert_pem.clone(),
-                key_pem: String::new(),
-                crl_pem: None,
-            };
-            if let Some(foreign) = not_issued_by(&tls, &self.principal, &self.cert_path, &self.ca_path) {
-                return anyhow!("{what} failed: {foreign}");
-            }
+        if matches!(status.code(), Code::Cancelled | Code::Unknown | Code::Unavailable)
+            && let Some(foreign) = self.not_issued_by_the_ca()
+        {
+            return anyhow!("{what} failed: {foreign}");
         }
         let message = status.message();
         let hint = match status.code() {
@@ -228,16 +222,21 @@ impl Client {
 }
 
 impl Client {
-    /// Why the gateway refused the handshake, with what this side can tell about its own
-    /// identity.
-    fn handshake_refused(&self, failure: TlsFailure) -> String {
+    /// Whether this identity was issued by another CA than the one `--ca` names, and so why.
+    fn not_issued_by_the_ca(&self) -> Option<String> {
         let tls = TlsMaterial {
             ca_pem: self.ca_pem.clone(),
             cert_pem: self.cert_pem.clone(),
             key_pem: String::new(),
             crl_pem: None,
         };
-        if let Some(foreign) = not_issued_by(&tls, &self.principal, &self.cert_path, &self.ca_path) {
+        not_issued_by(&tls, &self.principal, &self.cert_path, &self.ca_path)
+    }
+
+    /// Why the gateway refused the handshake, with what this side can tell about its own
+    /// identity.
+    fn handshake_refused(&self, failure: TlsFailure) -> String {
+        if let Some(foreign) = self.not_issued_by_the_ca() {
             return foreign;
         }
         match failure {

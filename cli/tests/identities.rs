@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use crate::common::{DEVELOPER, OPERATOR, Server};
+use crate::common::{DEVELOPER, OPERATOR, Server, log_with};
 
 fn unseen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_unseen")).args(args).output().expect("run unseen")
@@ -29,17 +28,6 @@ fn as_client(server: &str, identity: &Path, args: &[&str]) -> Output {
         .env_remove("UNSEEN_CA")
         .output()
         .expect("run unseen")
-}
-
-fn log_with(path: &Path, expected: &str) -> String {
-    let started = Instant::now();
-    loop {
-        let log = std::fs::read_to_string(path).unwrap_or_default();
-        if log.contains(expected) || started.elapsed() > Duration::from_secs(10) {
-            return log;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
